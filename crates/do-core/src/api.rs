@@ -1,0 +1,627 @@
+//! The DigitalOcean API client: one ureq agent per process, the token kept out of every
+//! output, retries with capped exponential backoff for idempotent requests, rate-limit
+//! pacing, both pagination styles, and a typed error carrying DigitalOcean's error body.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::exit::Failure;
+use crate::progress::Progress;
+
+pub const DEFAULT_API_URL: &str = "https://api.digitalocean.com";
+pub const TOKEN_VARIABLE: &str = "DIGITALOCEAN_ACCESS_TOKEN";
+pub const API_URL_VARIABLE: &str = "DIGITALOCEAN_API_URL";
+/// The largest page the API serves.
+pub const PER_PAGE: u32 = 200;
+const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_PAGES: usize = 100_000;
+
+/// A value that must never be shown: its `Debug` and `Display` print `***`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// DigitalOcean's error body `{id, message, request_id}` with the status and the request it answered.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub method: &'static str,
+    pub path: String,
+    pub status: u16,
+    pub id: String,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    fn hint(&self) -> &'static str {
+        match self.status {
+            401 => "; check DIGITALOCEAN_ACCESS_TOKEN or --token-file",
+            403 => "; the token lacks a scope this needs (see the tool's --help for the scopes)",
+            429 => "; the API rate limit stayed exhausted, try again later",
+            _ => "",
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} answered {}", self.method, self.path, self.status)?;
+        if !self.id.is_empty() {
+            write!(f, " {}", self.id)?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message.trim_end_matches('.'))?;
+        }
+        if let Some(request_id) = &self.request_id {
+            write!(f, " (request id {request_id})")?;
+        }
+        f.write_str(self.hint())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A request that got no usable answer: the connection failed, timed out or the body was cut.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    pub method: &'static str,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} failed: {}", self.method, self.path, self.message)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// Whether an error is the API's answer with this status.
+pub fn has_status(error: &anyhow::Error, status: u16) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<ApiError>().is_some_and(|api| api.status == status))
+}
+
+/// How long and how often idempotent requests are retried.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// The first backoff; each retry doubles it up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// No retry starts after this much time was spent on one request.
+    pub max_elapsed: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_elapsed: Duration::from_secs(120),
+            max_attempts: 8,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff before retry number `retry` (0-based): exponential, capped, with jitter
+    /// between half and all of it. `unit` is a random number in [0, 1).
+    pub fn backoff(&self, retry: u32, unit: f64) -> Duration {
+        let exponential = self.base_delay.saturating_mul(2u32.saturating_pow(retry.min(20)));
+        let capped = exponential.min(self.max_delay);
+        capped.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+    }
+}
+
+/// Settings a client is built from; tools fill it from [`crate::cli::ApiArgs`].
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub api_url: String,
+    pub token: Secret,
+    pub retry: RetryPolicy,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Default)]
+struct RateLimitState {
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset_epoch: Option<u64>,
+}
+
+/// What a request may be retried on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// GET, PUT, DELETE: transport errors, 429 and 5xx.
+    Idempotent,
+    /// A POST that creates something: only a 429, which the API refused before acting.
+    CreateOnce,
+}
+
+/// A successful answer: the status and the body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base_url: String,
+    authorization: Secret,
+    retry: RetryPolicy,
+    progress: Arc<Progress>,
+    rate_limit: Mutex<RateLimitState>,
+    deadline: Mutex<Option<Instant>>,
+    requests: AtomicU64,
+    jitter_seed: AtomicU64,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig, progress: Arc<Progress>) -> anyhow::Result<Client> {
+        let base_url = checked_base_url(&config.api_url)?;
+        let token = config.token.expose().trim();
+        if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(Failure::usage("the API token is empty or contains spaces or control characters"));
+        }
+        let proxy = if is_loopback_url(&base_url) { None } else { ureq::Proxy::try_from_env() };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(config.request_timeout))
+            .timeout_connect(Some(config.connect_timeout))
+            .user_agent(format!("do-release/{}", env!("CARGO_PKG_VERSION")))
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .proxy(proxy)
+            .build()
+            .into();
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Ok(Client {
+            agent,
+            base_url,
+            authorization: Secret(format!("Bearer {token}")),
+            retry: config.retry,
+            progress,
+            rate_limit: Mutex::new(RateLimitState::default()),
+            deadline: Mutex::new(None),
+            requests: AtomicU64::new(0),
+            jitter_seed: AtomicU64::new(seed | 1),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// No retry waits past this instant.
+    pub fn set_deadline(&self, deadline: Instant) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+    }
+
+    /// How many HTTP requests this client has sent, retries included.
+    pub fn requests_made(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// GET a single object from its envelope (`{"registry": {...}}` with `field` = `registry`).
+    pub fn get_object<T: DeserializeOwned>(&self, path: &str, field: &str) -> anyhow::Result<T> {
+        let reply = self.send("GET", path, None, Retry::Idempotent)?;
+        decode_field(&reply.body, field, "GET", path)
+    }
+
+    /// Like [`Client::get_object`], but a 404 is `None`.
+    pub fn get_object_or_none<T: DeserializeOwned>(&self, path: &str, field: &str) -> anyhow::Result<Option<T>> {
+        match self.get_object(path, field) {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if has_status(&error, 404) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// GET every page of a collection, following `links.pages.next` until it is absent.
+    /// Works for page numbers and page tokens alike; asks for `per_page=200`.
+    pub fn get_all<T: DeserializeOwned>(&self, path: &str, field: &str) -> anyhow::Result<Vec<T>> {
+        let mut next = Some(with_per_page(path));
+        let mut items = Vec::new();
+        let mut pages = 0;
+        while let Some(current) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                anyhow::bail!("GET {path}: more than {MAX_PAGES} pages, the API keeps sending a next page");
+            }
+            let reply = self.send("GET", &current, None, Retry::Idempotent)?;
+            let mut page: Value = decode(&reply.body, "GET", &current)?;
+            let batch = match page.get_mut(field).map(Value::take) {
+                None | Some(Value::Null) => Vec::new(),
+                Some(list) => serde_json::from_value::<Vec<T>>(list)
+                    .with_context(|| format!("GET {current}: the {field} list has an unexpected shape"))?,
+            };
+            items.extend(batch);
+            let link = page.pointer("/links/pages/next").and_then(Value::as_str).filter(|s| !s.is_empty());
+            if let Some(link) = link {
+                let following = self.path_of_link(link)?;
+                if following == current {
+                    anyhow::bail!("GET {current}: the next page link points at the same page");
+                }
+                next = Some(following);
+            }
+        }
+        Ok(items)
+    }
+
+    /// PUT a JSON body and decode the `field` of the answer. Retried like a GET.
+    pub fn put<T: DeserializeOwned>(&self, path: &str, body: &Value, field: &str) -> anyhow::Result<T> {
+        let reply = self.send("PUT", path, Some(body), Retry::Idempotent)?;
+        decode_field(&reply.body, field, "PUT", path)
+    }
+
+    /// DELETE; 204 and 200 are success.
+    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send("DELETE", path, None, Retry::Idempotent).map(|_| ())
+    }
+
+    /// POST that creates something. It is retried only after a 429; any other failure is
+    /// returned so the caller can look whether the create happened before trying again.
+    pub fn post_create<T: DeserializeOwned>(&self, path: &str, body: Option<&Value>, field: &str) -> anyhow::Result<T> {
+        let reply = self.send("POST", path, body, Retry::CreateOnce)?;
+        decode_field(&reply.body, field, "POST", path)
+    }
+
+    /// POST whose answer has no useful body, or whose body the caller reads itself.
+    pub fn post_raw(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
+        self.send("POST", path, body, Retry::CreateOnce)
+    }
+
+    fn send(&self, method: &'static str, path: &str, body: Option<&Value>, retry: Retry) -> anyhow::Result<Reply> {
+        let url = format!("{}{}", self.base_url, path);
+        let body_bytes = body.map(|value| serde_json::to_vec(value).expect("a JSON value serialises"));
+        let started = Instant::now();
+        let mut retries = 0u32;
+        loop {
+            self.pace();
+            let attempt_started = Instant::now();
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.send_once(method, &url, body_bytes.as_deref());
+            let elapsed_ms = attempt_started.elapsed().as_millis();
+            let (error, wait_hint): (anyhow::Error, Option<Duration>) = match outcome {
+                Ok((status, headers, bytes)) => {
+                    self.note_rate_limit(&headers);
+                    let request_id = header(&headers, "x-request-id");
+                    self.progress.debug(&format!(
+                        "{method} {path} -> {status} in {elapsed_ms}ms{}",
+                        request_id.as_deref().map(|id| format!(" (request id {id})")).unwrap_or_default()
+                    ));
+                    if (200..300).contains(&status) {
+                        return Ok(Reply { status, body: bytes });
+                    }
+                    let api_error = api_error(method, path, status, &bytes, request_id);
+                    let retryable = status == 429 || (retry == Retry::Idempotent && status >= 500);
+                    if !retryable {
+                        return Err(api_error.into());
+                    }
+                    let hint = if status == 429 { self.wait_after_429(&headers) } else { None };
+                    (api_error.into(), hint)
+                }
+                Err(transport) => {
+                    let error = TransportError { method, path: path.to_string(), message: transport };
+                    self.progress.debug(&format!("{error} after {elapsed_ms}ms"));
+                    if retry != Retry::Idempotent {
+                        return Err(error.into());
+                    }
+                    (error.into(), None)
+                }
+            };
+            let delay = wait_hint.unwrap_or_else(|| self.retry.backoff(retries, self.jitter()));
+            if !self.may_retry(started, retries, delay) {
+                if retries > 0 {
+                    return Err(error.context(format!("gave up after {} attempts", retries + 1)));
+                }
+                return Err(error);
+            }
+            self.progress.debug(&format!("retrying in {} after: {error}", crate::duration::human(delay)));
+            std::thread::sleep(delay);
+            retries += 1;
+        }
+    }
+
+    fn send_once(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<(u16, Headers, Vec<u8>), String> {
+        let builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("authorization", self.authorization.expose())
+            .header("accept", "application/json");
+        let response = match body {
+            Some(bytes) => {
+                let request = builder.header("content-type", "application/json").body(bytes.to_vec());
+                self.agent.run(request.map_err(|e| e.to_string())?)
+            }
+            None => self.agent.run(builder.body(()).map_err(|e| e.to_string())?),
+        };
+        let mut response = response.map_err(|error| describe_transport_error(&error))?;
+        let status = response.status().as_u16();
+        let headers: Headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_string())))
+            .collect();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_vec()
+            .map_err(|error| format!("the response body was cut off: {}", describe_transport_error(&error)))?;
+        Ok((status, headers, bytes))
+    }
+
+    fn may_retry(&self, started: Instant, retries: u32, delay: Duration) -> bool {
+        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let resume_at = Instant::now() + delay;
+        retries + 1 < self.retry.max_attempts
+            && started.elapsed() + delay <= self.retry.max_elapsed
+            && deadline.is_none_or(|deadline| resume_at < deadline)
+    }
+
+    /// `retry-after` first; otherwise, when the hourly budget is spent, `ratelimit-reset`.
+    fn wait_after_429(&self, headers: &Headers) -> Option<Duration> {
+        if let Some(seconds) = header(headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
+            return Some(Duration::from_secs(seconds));
+        }
+        let remaining = header(headers, "ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
+        let reset = header(headers, "ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok());
+        match (remaining, reset) {
+            (Some(0), Some(reset)) => Some(Duration::from_secs(reset.saturating_sub(epoch_seconds()).max(1))),
+            _ => None,
+        }
+    }
+
+    fn note_rate_limit(&self, headers: &Headers) {
+        let number = |name| header(headers, name).and_then(|v| v.trim().parse::<u64>().ok());
+        let mut state = self.rate_limit.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(limit) = number("ratelimit-limit") {
+            state.limit = Some(limit);
+        }
+        state.remaining = number("ratelimit-remaining").or(state.remaining);
+        state.reset_epoch = number("ratelimit-reset").or(state.reset_epoch);
+    }
+
+    /// When few requests are left in the hourly window, spread the rest over the time until
+    /// the oldest counted request expires, instead of running into a 429.
+    fn pace(&self) {
+        let delay = {
+            let state = self.rate_limit.lock().unwrap_or_else(|e| e.into_inner());
+            pacing_delay(state.limit, state.remaining, state.reset_epoch, epoch_seconds())
+        };
+        if let Some(delay) = delay {
+            self.progress.debug(&format!("rate limit nearly spent, waiting {}", crate::duration::human(delay)));
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn jitter(&self) -> f64 {
+        // xorshift64: jitter only needs to spread retries, not to be unpredictable.
+        let mut x = self.jitter_seed.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter_seed.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A `links.pages.next` URL as a path on our own base URL: the token never follows a
+    /// link to another host.
+    fn path_of_link(&self, link: &str) -> anyhow::Result<String> {
+        let uri: ureq::http::Uri = link.parse().with_context(|| format!("the API sent a next-page link that is not a URL: {link:?}"))?;
+        let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let base_path = self.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or("");
+        Ok(path_and_query.strip_prefix(base_path).filter(|_| !base_path.is_empty()).unwrap_or(path_and_query).to_string())
+    }
+}
+
+type Headers = Vec<(String, String)>;
+
+fn header(headers: &Headers, name: &str) -> Option<String> {
+    headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone())
+}
+
+fn epoch_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The pause before the next request when the hourly budget runs low: below 5% of the limit
+/// (at least 5 requests), the time to the reset spread over what is left, at most 10 seconds.
+pub fn pacing_delay(limit: Option<u64>, remaining: Option<u64>, reset_epoch: Option<u64>, now_epoch: u64) -> Option<Duration> {
+    let (limit, remaining, reset) = (limit?, remaining?, reset_epoch?);
+    let low_water = (limit / 20).max(5);
+    if remaining >= low_water || reset <= now_epoch {
+        return None;
+    }
+    let seconds_left = (reset - now_epoch) as f64;
+    let delay = Duration::from_secs_f64(seconds_left / (remaining + 1) as f64);
+    Some(delay.min(Duration::from_secs(10)))
+}
+
+fn api_error(method: &'static str, path: &str, status: u16, body: &[u8], request_id: Option<String>) -> ApiError {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let text = |key: &str| parsed.get(key).and_then(Value::as_str).map(str::to_string);
+    let fallback_message = || {
+        let snippet: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        snippet.trim().to_string()
+    };
+    ApiError {
+        method,
+        path: path.to_string(),
+        status,
+        id: text("id").unwrap_or_default(),
+        message: text("message").unwrap_or_else(fallback_message),
+        request_id: text("request_id").or(request_id),
+    }
+}
+
+fn describe_transport_error(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Timeout(_) => "the request timed out".to_string(),
+        ureq::Error::ConnectionFailed => "could not connect".to_string(),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8], method: &str, path: &str) -> anyhow::Result<T> {
+    serde_json::from_slice(body).with_context(|| format!("{method} {path}: the API sent a body that is not the expected JSON"))
+}
+
+fn decode_field<T: DeserializeOwned>(body: &[u8], field: &str, method: &str, path: &str) -> anyhow::Result<T> {
+    let mut value: Value = decode(body, method, path)?;
+    let inner = value
+        .get_mut(field)
+        .map(Value::take)
+        .with_context(|| format!("{method} {path}: the answer has no {field:?} field"))?;
+    serde_json::from_value(inner).with_context(|| format!("{method} {path}: the {field} in the answer has an unexpected shape"))
+}
+
+fn with_per_page(path: &str) -> String {
+    if path.contains("per_page=") {
+        path.to_string()
+    } else if path.contains('?') {
+        format!("{path}&per_page={PER_PAGE}")
+    } else {
+        format!("{path}?per_page={PER_PAGE}")
+    }
+}
+
+/// Checks the base URL: https anywhere, plain http only to a loopback address (the simulator),
+/// since the token travels in every request.
+pub fn checked_base_url(url: &str) -> anyhow::Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let uri: ureq::http::Uri = trimmed
+        .parse()
+        .map_err(|_| Failure::usage(format!("invalid API URL {trimmed:?}: expected https://HOST[:PORT]")))?;
+    let scheme = uri.scheme_str().unwrap_or("");
+    if uri.host().is_none() || uri.query().is_some() {
+        return Err(Failure::usage(format!("invalid API URL {trimmed:?}: expected https://HOST[:PORT]")));
+    }
+    match scheme {
+        "https" => Ok(trimmed.to_string()),
+        "http" if is_loopback_url(trimmed) => Ok(trimmed.to_string()),
+        "http" => Err(Failure::usage(format!(
+            "refusing to send the API token over plain http to {}: use https, or a loopback address for do-sim",
+            uri.host().unwrap_or("")
+        ))),
+        _ => Err(Failure::usage(format!("invalid API URL {trimmed:?}: expected https://HOST[:PORT]"))),
+    }
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
+    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Percent-encodes one path segment: a repository `team/web` becomes `team%2Fweb`.
+/// Unreserved characters and `:` (digests) stay as they are; `.` and `..` are encoded whole.
+pub fn segment(raw: &str) -> String {
+    if raw.is_empty() || raw.bytes().all(|b| b == b'.') {
+        return raw.bytes().map(|b| format!("%{b:02X}")).collect();
+    }
+    let mut encoded = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b':') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(segment("team/web"), "team%2Fweb");
+        assert_eq!(segment("sha256:abc"), "sha256:abc");
+        assert_eq!(segment("a b?c#d%e"), "a%20b%3Fc%23d%25e");
+        assert_eq!(segment(".."), "%2E%2E");
+        assert_eq!(segment("v1.2.3"), "v1.2.3");
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let policy = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..RetryPolicy::default() };
+        assert_eq!(policy.backoff(0, 1.0), Duration::from_millis(100));
+        assert_eq!(policy.backoff(0, 0.0), Duration::from_millis(50));
+        assert_eq!(policy.backoff(3, 1.0), Duration::from_millis(800));
+        assert_eq!(policy.backoff(10, 1.0), Duration::from_secs(1));
+        assert_eq!(policy.backoff(u32::MAX, 0.0), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn pacing_starts_only_when_the_budget_runs_low() {
+        assert_eq!(pacing_delay(Some(5000), Some(4000), Some(1_000_100), 1_000_000), None);
+        assert_eq!(pacing_delay(Some(5000), Some(9), Some(1_000_100), 1_000_000), Some(Duration::from_secs(10)));
+        assert_eq!(pacing_delay(Some(100), Some(4), Some(1_000_010), 1_000_000), Some(Duration::from_secs(2)));
+        assert_eq!(pacing_delay(Some(100), Some(4), Some(999_999), 1_000_000), None);
+        assert_eq!(pacing_delay(None, Some(1), Some(1), 0), None);
+    }
+
+    #[test]
+    fn the_token_goes_only_over_https_or_to_loopback() {
+        assert!(checked_base_url("https://api.digitalocean.com/").is_ok());
+        assert!(checked_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(checked_base_url("http://localhost:1").is_ok());
+        assert!(checked_base_url("http://[::1]:1").is_ok());
+        let error = checked_base_url("http://api.example.com").unwrap_err().to_string();
+        assert!(error.contains("refusing"), "{error}");
+        assert!(checked_base_url("http://10.0.0.1").is_err());
+        assert!(checked_base_url("ftp://x").is_err());
+        assert!(checked_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn api_errors_carry_digitalocean_error_bodies() {
+        let body = br#"{"id":"unauthorized","message":"Unable to authenticate you.","request_id":"r-1"}"#;
+        let error = api_error("GET", "/v2/account", 401, body, None);
+        assert_eq!((error.status, error.id.as_str(), error.request_id.as_deref()), (401, "unauthorized", Some("r-1")));
+        let shown = error.to_string();
+        assert!(shown.contains("401 unauthorized: Unable to authenticate you (request id r-1)"), "{shown}");
+        let html = api_error("GET", "/x", 502, b"<html>bad gateway</html>", Some("h-1".into()));
+        assert_eq!(html.message, "<html>bad gateway</html>");
+        assert_eq!(html.request_id.as_deref(), Some("h-1"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("dop_v1_abc".into())), "***");
+    }
+
+    #[test]
+    fn per_page_is_added_once() {
+        assert_eq!(with_per_page("/v2/apps"), "/v2/apps?per_page=200");
+        assert_eq!(with_per_page("/v2/x?page=2"), "/v2/x?page=2&per_page=200");
+        assert_eq!(with_per_page("/v2/x?per_page=5"), "/v2/x?per_page=5");
+    }
+}

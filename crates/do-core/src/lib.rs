@@ -1,0 +1,16 @@
+//! Shared core of do-release: the DigitalOcean API client, the JSON Lines contract,
+//! exit codes, progress output on stderr, polling and the command-line pieces every tool
+//! shares. Tools depend on this crate and never on each other.
+
+pub mod api;
+pub mod cli;
+pub mod contract;
+pub mod duration;
+pub mod exit;
+pub mod poll;
+pub mod progress;
+pub mod types;
+pub mod validate;
+
+pub use api::{ApiError, Client};
+pub use exit::{Exit, Failure};

@@ -1,0 +1,325 @@
+//! Lenient response types for the API parts we use: every field optional or defaulted,
+//! unknown fields ignored, string enums open with an `Unknown` fallback. App specs are kept
+//! as raw JSON so a spec can be sent back with everything we did not touch unchanged.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// A string enum that keeps values it does not know instead of failing.
+macro_rules! open_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($variant,)+
+            /// A value the spec does not list (yet).
+            Unknown(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Unknown(other) => other,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> $name {
+                match text {
+                    $($text => $name::$variant,)+
+                    other => $name::Unknown(other.to_string()),
+                }
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> $name {
+                $name::Unknown(String::new())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+                Ok($name::from(text.as_str()))
+            }
+        }
+    };
+}
+
+open_enum! {
+    /// Garbage-collection status: lowercase phrases with spaces.
+    GcStatus {
+        Requested => "requested",
+        WaitingForWriteJwtsToExpire => "waiting for write JWTs to expire",
+        ScanningManifests => "scanning manifests",
+        DeletingUnreferencedBlobs => "deleting unreferenced blobs",
+        Cancelling => "cancelling",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+}
+
+impl GcStatus {
+    /// Only `succeeded`, `failed` and `cancelled` end a GC; anything else, including values
+    /// outside the spec (`waiting for delete requests`), means it still runs.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, GcStatus::Succeeded | GcStatus::Failed | GcStatus::Cancelled)
+    }
+}
+
+open_enum! {
+    /// Garbage-collection type, as sent when starting one.
+    GcType {
+        UntaggedManifestsOnly => "untagged manifests only",
+        UnreferencedBlobsOnly => "unreferenced blobs only",
+        UntaggedManifestsAndUnreferencedBlobs => "untagged manifests and unreferenced blobs",
+    }
+}
+
+open_enum! {
+    /// App Platform deployment phase: SCREAMING_SNAKE, `CANCELED` with one L.
+    Phase {
+        PendingBuild => "PENDING_BUILD",
+        Building => "BUILDING",
+        PendingDeploy => "PENDING_DEPLOY",
+        Deploying => "DEPLOYING",
+        Active => "ACTIVE",
+        Superseded => "SUPERSEDED",
+        Error => "ERROR",
+        Canceled => "CANCELED",
+        UnknownPhase => "UNKNOWN",
+    }
+}
+
+impl Phase {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Phase::Active | Phase::Superseded | Phase::Error | Phase::Canceled)
+    }
+}
+
+open_enum! {
+    /// Status of a deployment progress step.
+    StepStatus {
+        Pending => "PENDING",
+        Running => "RUNNING",
+        Error => "ERROR",
+        Success => "SUCCESS",
+        UnknownStatus => "UNKNOWN",
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Registry {
+    pub name: String,
+    pub created_at: Option<String>,
+    pub region: Option<String>,
+    pub storage_usage_bytes: Option<u64>,
+    pub storage_usage_bytes_updated_at: Option<String>,
+    pub subscription: Option<Subscription>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Subscription {
+    pub tier: Option<Tier>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Tier {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub included_repositories: Option<u64>,
+    pub included_storage_bytes: Option<u64>,
+    pub allow_storage_overage: Option<bool>,
+    pub included_bandwidth_bytes: Option<u64>,
+    pub monthly_price_in_cents: Option<u64>,
+    pub storage_overage_price_in_cents: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Repository {
+    pub registry_name: Option<String>,
+    pub name: String,
+    pub tag_count: Option<u64>,
+    pub manifest_count: Option<u64>,
+    pub latest_manifest: Option<Manifest>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Tag {
+    pub registry_name: Option<String>,
+    pub repository: Option<String>,
+    pub tag: String,
+    pub manifest_digest: Option<String>,
+    pub compressed_size_bytes: Option<u64>,
+    pub size_bytes: Option<u64>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Manifest {
+    pub registry_name: Option<String>,
+    pub repository: Option<String>,
+    pub digest: String,
+    pub compressed_size_bytes: Option<u64>,
+    pub size_bytes: Option<u64>,
+    pub updated_at: Option<String>,
+    pub tags: Vec<String>,
+    pub blobs: Vec<Blob>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Blob {
+    pub digest: Option<String>,
+    pub compressed_size_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct GarbageCollection {
+    pub uuid: String,
+    pub registry_name: Option<String>,
+    pub status: GcStatus,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub gc_type: Option<GcType>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub blobs_deleted: Option<u64>,
+    pub freed_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct App {
+    pub id: String,
+    pub owner_uuid: Option<String>,
+    /// Kept raw: a PUT must send back every field, encrypted secrets included, unchanged.
+    pub spec: Value,
+    pub default_ingress: Option<String>,
+    pub live_url: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub last_deployment_created_at: Option<String>,
+    pub tier_slug: Option<String>,
+    pub active_deployment: Option<Deployment>,
+    pub in_progress_deployment: Option<Deployment>,
+    pub pending_deployment: Option<Deployment>,
+    pub pinned_deployment: Option<Deployment>,
+}
+
+impl App {
+    pub fn name(&self) -> &str {
+        self.spec.get("name").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Deployment {
+    pub id: String,
+    pub spec: Value,
+    pub phase: Phase,
+    pub phase_last_updated_at: Option<String>,
+    pub progress: Option<Progress>,
+    pub cause: Option<String>,
+    pub cloned_from: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub tier_slug: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Progress {
+    pub pending_steps: Option<i64>,
+    pub running_steps: Option<i64>,
+    pub success_steps: Option<i64>,
+    pub error_steps: Option<i64>,
+    pub total_steps: Option<i64>,
+    pub steps: Vec<Step>,
+    pub summary_steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Step {
+    pub name: Option<String>,
+    pub status: StepStatus,
+    pub component_name: Option<String>,
+    pub message_base: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub reason: Option<StepReason>,
+    /// Typed only as `object` in the spec.
+    pub steps: Vec<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct StepReason {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_gc_status_is_kept_and_counts_as_running() {
+        let gc: GarbageCollection =
+            serde_json::from_str(r#"{"uuid":"u","status":"waiting for delete requests","extra":1}"#).unwrap();
+        assert_eq!(gc.status, GcStatus::Unknown("waiting for delete requests".into()));
+        assert!(!gc.status.is_terminal());
+        assert_eq!(serde_json::to_value(&gc.status).unwrap(), "waiting for delete requests");
+        for terminal in ["succeeded", "failed", "cancelled"] {
+            assert!(GcStatus::from(terminal).is_terminal());
+        }
+        assert!(!GcStatus::from("scanning manifests").is_terminal());
+    }
+
+    #[test]
+    fn deployments_parse_leniently() {
+        let deployment: Deployment = serde_json::from_str(
+            r#"{"id":"d","phase":"SOMETHING_NEW","progress":{"steps":[{"name":"build","status":"RUNNING","steps":[{"x":1}]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(deployment.phase, Phase::Unknown("SOMETHING_NEW".into()));
+        assert!(!deployment.phase.is_terminal());
+        assert_eq!(deployment.progress.unwrap().steps[0].status, StepStatus::Running);
+        let missing: Deployment = serde_json::from_str(r#"{"id":"d","phase":null}"#).unwrap();
+        assert!(!missing.phase.is_terminal());
+        assert!(Phase::from("CANCELED").is_terminal());
+    }
+
+    #[test]
+    fn byte_counts_beyond_32_bits_and_missing_fields_parse() {
+        let manifest: Manifest = serde_json::from_str(r#"{"digest":"sha256:x","size_bytes":107374182400}"#).unwrap();
+        assert_eq!(manifest.size_bytes, Some(107_374_182_400));
+        assert!(manifest.tags.is_empty());
+    }
+}

@@ -1,0 +1,246 @@
+//! do-sim: a local, stateful simulator of the DigitalOcean API parts do-release uses
+//! (Container Registry, App Platform, Account). Tests start it in-process on 127.0.0.1:0;
+//! people run it as `do-sim --listen ADDR`.
+
+mod seed;
+mod server;
+mod state;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{json, Value};
+
+pub use seed::{default_app_spec, Seed, DEFAULT_APP, DEFAULT_REGISTRY, DEFAULT_REPOSITORY, DEFAULT_TOKEN};
+pub use state::{Fault, FaultKind, LoggedRequest, Outcome, RateLimit, SimError, State, Timing};
+
+/// A running simulator. Dropping it stops the server.
+pub struct Sim {
+    shared: Arc<server::Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+const WORKERS: usize = 8;
+
+impl Sim {
+    /// Starts serving `state` on `listen` (`127.0.0.1:0` picks a free port).
+    pub fn start(listen: &str, state: State) -> anyhow::Result<Sim> {
+        let server = tiny_http::Server::http(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let address = server.server_addr().to_ip().ok_or_else(|| anyhow::anyhow!("{listen} is not an IP address"))?;
+        let shared = Arc::new(server::Shared {
+            state: std::sync::Mutex::new(state),
+            server,
+            stop: Default::default(),
+            base_url: format!("http://{address}"),
+        });
+        let workers = (0..WORKERS)
+            .map(|_| {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || server::serve(&shared))
+            })
+            .collect();
+        Ok(Sim { shared, workers })
+    }
+
+    /// The default world on a free loopback port, with phases and GC steps of `step`.
+    pub fn start_default(step: Duration) -> anyhow::Result<Sim> {
+        let timing = Timing { gc_step_ms: step.as_millis() as u64, deploy_phase_ms: step.as_millis() as u64 };
+        Sim::start("127.0.0.1:0", Seed::default_world().into_state(DEFAULT_TOKEN, timing)?)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    pub fn token(&self) -> String {
+        self.state().token.clone()
+    }
+
+    /// Direct access to the state, for tests and benchmarks.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.state().requests.clone()
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.state().faults.push(fault);
+    }
+
+    /// Pushes an image as `docker push` would (refused while a GC runs).
+    pub fn push(&self, registry: &str, repository: &str, tag: &str, size_bytes: u64) -> Result<Value, SimError> {
+        self.state().push(registry, repository, tag, size_bytes, Instant::now())
+    }
+
+    /// Starts a GC whose statuses follow `plan` (status, milliseconds) and then `final_status`.
+    pub fn start_gc_with(&self, registry: &str, plan: &[(&str, u64)], final_status: &str) -> Result<Value, SimError> {
+        let plan = plan.iter().map(|(status, ms)| (status.to_string(), Duration::from_millis(*ms))).collect();
+        self.state().start_gc(registry, state::DEFAULT_GC_TYPE, Some(plan), final_status, Instant::now())
+    }
+
+    /// A JSON view of everything the simulator holds (also `GET /_sim/state`).
+    pub fn snapshot(&self) -> Value {
+        snapshot(&mut self.state(), Instant::now())
+    }
+
+    /// Blocks until the server stops (never, for `do-sim`).
+    pub fn wait(mut self) {
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+pub(crate) fn snapshot(state: &mut State, now: Instant) -> Value {
+    state.settle(now);
+    let registries: Vec<Value> = state
+        .registries
+        .values()
+        .map(|registry| {
+            json!({
+                "name": registry.name,
+                "tier": registry.tier,
+                "storage_usage_bytes": registry.storage_usage_bytes(),
+                "read_only": registry.active_gc(now).is_some(),
+                "repositories": registry.repositories.iter().map(|(name, repository)| json!({
+                    "name": name,
+                    "manifests": repository.manifests.iter().map(|m| state::manifest_json(&registry.name, name, m)).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "garbage_collections": registry.gcs.iter().map(|gc| {
+                    let mut shown = gc.to_json(&registry.name, now);
+                    shown["type"] = json!(gc.gc_type);
+                    shown
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let apps: Vec<Value> = state
+        .apps
+        .iter()
+        .map(|app| {
+            json!({
+                "id": app.id,
+                "spec": app.spec,
+                "deployments": app.deployments.iter().map(|d| json!({"id": d.id, "phase": d.phase_at(now), "cause": d.cause, "spec": d.spec})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"registries": registries, "apps": apps})
+}
+
+pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
+    let valid = (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    anyhow::ensure!(valid, "invalid registry name {name:?}: use 1-63 lowercase letters, digits and '-'");
+    Ok(())
+}
+
+const AFTER_HELP: &str = "\
+Started with no --state file, the simulator holds:
+  registry   example-registry (Basic tier, fra1)
+  repository web: v1.0.0, v1.1.0, and v1.2.0 also tagged latest
+  app        example-app: service web runs web:v1.2.0, ACTIVE deployment
+
+Control API (no token needed) for tests, the demo and benchmarks:
+  POST   /_sim/push         {\"repository\",\"tag\",\"size_bytes\"?,\"registry\"?}  (409 while a GC runs)
+  POST   /_sim/gc           {\"type\"?,\"plan\"?:[{\"status\",\"ms\"}],\"final_status\"?}
+  POST   /_sim/faults       {\"path\",\"method\"?,\"kind\":\"status|drop|malformed|truncated|latency|drop_after_apply\",\"times\"?}
+  GET    /_sim/requests     the request log;  DELETE clears it
+  GET    /_sim/state        everything the simulator holds
+  PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}
+  POST   /_sim/apps/ID/next-deployment  {\"outcome\":\"success|build_error|deploy_error|hang\",\"phase_ms\"?}
+
+Example:
+  do-sim --listen 127.0.0.1:8080 &
+  DIGITALOCEAN_API_URL=http://127.0.0.1:8080 DIGITALOCEAN_ACCESS_TOKEN=sim-token \\
+    do-gc-wait --registry example-registry";
+
+/// A local simulator of the DigitalOcean API parts do-release uses.
+#[derive(Parser, Debug)]
+#[command(name = "do-sim", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free one. The URL is printed on stdout.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+
+    /// Seed the state from this JSON file instead of the default world
+    #[arg(long, value_name = "FILE")]
+    state: Option<std::path::PathBuf>,
+
+    /// The token clients must send (a simulator token, not a real one)
+    #[arg(long, value_name = "TOKEN", default_value = DEFAULT_TOKEN)]
+    token: String,
+
+    /// How long each garbage-collection status lasts
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    gc_step: Duration,
+
+    /// How long each deployment phase lasts
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    deploy_phase: Duration,
+
+    /// Hourly request limit per token
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    rate_limit_per_hour: u64,
+
+    /// Burst limit: requests per minute
+    #[arg(long, value_name = "N", default_value_t = 250)]
+    rate_limit_per_minute: u64,
+
+    /// Shrink the rate-limit windows: 0.01 makes the hour 36 seconds and the minute 0.6
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    rate_window_scale: f64,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let span: jiff::Span = text.parse().map_err(|_| format!("cannot read duration {text:?}: use 500ms, 2s or 1m"))?;
+    let signed = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|e| e.to_string())?;
+    Duration::try_from(signed).map_err(|_| format!("duration {text:?} is negative"))
+}
+
+/// `do-sim`'s entry point.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("do-sim: error: {error:#}");
+            2
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let timing = Timing { gc_step_ms: cli.gc_step.as_millis() as u64, deploy_phase_ms: cli.deploy_phase.as_millis() as u64 };
+    let mut seed: Seed = match &cli.state {
+        None => Seed::default_world(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read --state {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--state {}: {e}", path.display()))?
+        }
+    };
+    seed.rate_limit.get_or_insert(RateLimit {
+        per_hour: cli.rate_limit_per_hour,
+        per_minute: cli.rate_limit_per_minute,
+        window_scale: cli.rate_window_scale,
+    });
+    let state = seed.into_state(&cli.token, timing)?;
+    let sim = Sim::start(&cli.listen, state)?;
+    println!("{}", sim.url());
+    eprintln!("do-sim: serving the DigitalOcean API simulator on {} (token {:?}); Ctrl-C stops it", sim.url(), cli.token);
+    sim.wait();
+    Ok(())
+}

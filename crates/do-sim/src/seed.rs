@@ -1,0 +1,237 @@
+//! What the simulator starts with: the default world, or a JSON state file.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::state::{now_rfc3339, tier, App, Deployment, Manifest, Outcome, RateLimit, Registry, State, Timing};
+
+pub const DEFAULT_TOKEN: &str = "sim-token";
+pub const DEFAULT_REGISTRY: &str = "example-registry";
+pub const DEFAULT_REPOSITORY: &str = "web";
+pub const DEFAULT_APP: &str = "example-app";
+
+/// The state file format (`do-sim --state FILE`). Every field may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Seed {
+    pub token: Option<String>,
+    pub timing: Option<Timing>,
+    pub rate_limit: Option<RateLimit>,
+    pub registries: Vec<SeedRegistry>,
+    pub apps: Vec<SeedApp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRegistry {
+    pub name: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// `starter`, `basic` or `professional`.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+    #[serde(default)]
+    pub repositories: Vec<SeedRepository>,
+    /// A garbage collection already running when the simulator starts.
+    #[serde(default)]
+    pub running_gc: Option<SeedGc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedGc {
+    #[serde(rename = "type", default = "default_gc_type")]
+    pub gc_type: String,
+    /// Statuses and how long each lasts; the standard sequence when left out.
+    #[serde(default)]
+    pub plan: Option<Vec<SeedGcStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedGcStep {
+    pub status: String,
+    pub ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRepository {
+    pub name: String,
+    #[serde(default)]
+    pub manifests: Vec<SeedManifest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedManifest {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub size_bytes: u64,
+    /// RFC 3339; the order of the list decides recency when left out.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedApp {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub spec: Value,
+    /// Start with an ACTIVE deployment of the spec (default true).
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub next_outcome: Outcome,
+}
+
+fn default_region() -> String {
+    "fra1".into()
+}
+fn default_tier() -> String {
+    "basic".into()
+}
+fn default_gc_type() -> String {
+    crate::state::DEFAULT_GC_TYPE.into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Seed {
+    /// One registry `example-registry` (Basic tier) with a repository `web` of three tagged
+    /// images, the newest also tagged `latest`, and one app `example-app` whose service `web`
+    /// runs `web:v1.2.0` with an ACTIVE deployment.
+    pub fn default_world() -> Seed {
+        let manifest = |tags: &[&str], mib: u64| SeedManifest {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            size_bytes: mib * 1024 * 1024,
+            updated_at: None,
+            digest: None,
+        };
+        Seed {
+            registries: vec![SeedRegistry {
+                name: DEFAULT_REGISTRY.into(),
+                region: default_region(),
+                tier: default_tier(),
+                repositories: vec![SeedRepository {
+                    name: DEFAULT_REPOSITORY.into(),
+                    manifests: vec![manifest(&["v1.0.0"], 40), manifest(&["v1.1.0"], 42), manifest(&["v1.2.0", "latest"], 45)],
+                }],
+                running_gc: None,
+            }],
+            apps: vec![SeedApp {
+                id: None,
+                spec: default_app_spec(DEFAULT_APP, DEFAULT_REPOSITORY, "v1.2.0"),
+                active: true,
+                next_outcome: Outcome::Success,
+            }],
+            ..Seed::default()
+        }
+    }
+
+    pub fn into_state(self, default_token: &str, timing: Timing) -> anyhow::Result<State> {
+        let now = Instant::now();
+        let mut state = State::new(self.token.unwrap_or_else(|| default_token.to_string()), self.timing.unwrap_or(timing));
+        if let Some(rate_limit) = self.rate_limit {
+            state.rate_limit = rate_limit;
+        }
+        for seed in self.registries {
+            crate::check_name(&seed.name)?;
+            anyhow::ensure!(tier(&seed.tier).is_some(), "registry {}: tier must be starter, basic or professional", seed.name);
+            let mut registry = Registry {
+                name: seed.name.clone(),
+                region: seed.region,
+                tier: seed.tier,
+                created_at: "2026-01-05T09:00:00Z".into(),
+                repositories: BTreeMap::new(),
+                blob_store: BTreeMap::new(),
+                gcs: Vec::new(),
+            };
+            let count: usize = seed.repositories.iter().map(|r| r.manifests.len()).sum();
+            let mut age = count as i64;
+            for repository in seed.repositories {
+                let mut manifests = Vec::new();
+                for manifest in repository.manifests {
+                    age -= 1;
+                    let digest = match manifest.digest {
+                        Some(digest) => digest,
+                        None => state.digest(&format!("{}/{}", registry.name, repository.name)),
+                    };
+                    let layer = state.digest(&format!("layer {digest}"));
+                    let updated_at = manifest.updated_at.unwrap_or_else(|| {
+                        let at = jiff::Timestamp::now().as_second() - 3600 * 24 * (age + 1);
+                        jiff::Timestamp::from_second(at).map(|t| t.to_string()).unwrap_or_else(|_| now_rfc3339())
+                    });
+                    registry.blob_store.insert(layer.clone(), manifest.size_bytes);
+                    manifests.push(Manifest {
+                        digest,
+                        tags: manifest.tags,
+                        blobs: vec![(layer, manifest.size_bytes)],
+                        size_bytes: manifest.size_bytes + manifest.size_bytes / 3,
+                        updated_at,
+                        sequence: state.next_id(),
+                    });
+                }
+                registry.repositories.insert(repository.name, crate::state::Repository { manifests });
+            }
+            let name = registry.name.clone();
+            state.registries.insert(name.clone(), registry);
+            if let Some(gc) = seed.running_gc {
+                let plan = gc.plan.map(|steps| steps.into_iter().map(|s| (s.status, Duration::from_millis(s.ms))).collect());
+                state.start_gc(&name, &gc.gc_type, plan, "succeeded", now).map_err(|e| anyhow::anyhow!(e.message))?;
+            }
+        }
+        for seed in self.apps {
+            let id = seed.id.unwrap_or_else(|| state.uuid());
+            let mut app = App {
+                id,
+                spec: seed.spec,
+                created_at: "2026-01-05T09:00:00Z".into(),
+                deployments: Vec::new(),
+                next_outcome: seed.next_outcome,
+                next_phase_duration: None,
+            };
+            if seed.active {
+                let deployment_id = state.uuid();
+                app.deployments.push(Deployment {
+                    id: deployment_id,
+                    spec: app.spec.clone(),
+                    cause: "initial deployment".into(),
+                    created_at: "2026-01-05T09:00:00Z".into(),
+                    started: now,
+                    phase_duration: Duration::from_millis(1),
+                    outcome: Outcome::Success,
+                    settled: Some(("ACTIVE".into(), "2026-01-05T09:05:00Z".into())),
+                });
+            }
+            state.apps.push(app);
+        }
+        Ok(state)
+    }
+}
+
+/// An app spec with one service running a DOCR image by tag.
+pub fn default_app_spec(name: &str, repository: &str, tag: &str) -> Value {
+    json!({
+        "name": name,
+        "region": "fra",
+        "services": [{
+            "name": "web",
+            "image": {"registry_type": "DOCR", "repository": repository, "tag": tag},
+            "instance_count": 1,
+            "instance_size_slug": "apps-s-1vcpu-0.5gb",
+            "http_port": 8080,
+            "envs": [
+                {"key": "LOG_LEVEL", "value": "info", "scope": "RUN_TIME"},
+                {"key": "DATABASE_URL", "value": "EV[1:c2ltdWxhdGVk:ZW5jcnlwdGVkLXNlY3JldA==]", "scope": "RUN_TIME", "type": "SECRET"}
+            ]
+        }]
+    })
+}

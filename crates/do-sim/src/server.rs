@@ -1,0 +1,668 @@
+//! The HTTP side of the simulator: routing, auth, rate limits, pagination, fault injection
+//! and the request log. Every API answer follows DigitalOcean's OpenAPI spec: envelopes,
+//! field names and status codes (GC start 201, deletes 204, create deployment 200).
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::state::{
+    manifest_json, tier, Fault, FaultKind, LoggedRequest, Outcome, RateLimit, SimError, State, DEFAULT_GC_TYPE,
+};
+
+pub struct Shared {
+    pub state: Mutex<State>,
+    pub server: tiny_http::Server,
+    pub stop: AtomicBool,
+    pub base_url: String,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub fn serve(shared: &Shared) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        match shared.server.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(request)) => handle(shared, request),
+            Ok(None) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+type Answer = Result<(u16, Option<Value>), SimError>;
+
+struct Incoming {
+    method: String,
+    path: String,
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+    body: Option<Value>,
+    body_text: Option<String>,
+}
+
+impl Incoming {
+    fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn handle(shared: &Shared, mut request: tiny_http::Request) {
+    let method = request.method().as_str().to_ascii_uppercase();
+    let url = request.url().to_string();
+    let (path, query_text) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let mut raw_body = Vec::new();
+    let _ = request.as_reader().take(8 * 1024 * 1024).read_to_end(&mut raw_body);
+    let body_text = (!raw_body.is_empty()).then(|| String::from_utf8_lossy(&raw_body).into_owned());
+    let body = body_text.as_deref().and_then(|text| serde_json::from_str(text).ok());
+    let incoming = Incoming {
+        method: method.clone(),
+        path: path.to_string(),
+        segments: path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect(),
+        query: query_text
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(key), percent_decode(value))
+            })
+            .collect(),
+        body,
+        body_text,
+    };
+    let authorization = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string())
+        .unwrap_or_default();
+
+    if incoming.path.starts_with("/_sim/") || incoming.path == "/_sim" {
+        let answer = control(shared, &incoming);
+        respond(request, answer, Vec::new());
+        return;
+    }
+
+    let now = Instant::now();
+    let fault = take_fault(&mut shared.lock(), &method, &incoming.path);
+    if let Some(FaultKind::Latency { ms }) = fault {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    let mut state = shared.lock();
+    let authorized = authorization.strip_prefix("Bearer ").is_some_and(|token| token == state.token);
+    let mut log = LoggedRequest { method: method.clone(), url: url.clone(), status: 0, body: incoming.body_text.clone(), authorized };
+
+    let early = match &fault {
+        Some(FaultKind::Status { status, retry_after }) => Some((fault_error(*status), *retry_after)),
+        Some(FaultKind::Drop) | Some(FaultKind::Malformed) | Some(FaultKind::Truncated) => None,
+        _ if !authorized => Some((SimError::new(401, "unauthorized", "Unable to authenticate you"), None)),
+        _ => None,
+    };
+    if let Some((error, retry_after)) = early {
+        log.status = error.status;
+        state.requests.push(log);
+        let headers = rate_headers(&state.rate_limit, &state.request_times, now);
+        drop(state);
+        let mut extra = headers;
+        if let Some(seconds) = retry_after {
+            extra.push(("retry-after".into(), seconds.to_string()));
+        }
+        respond(request, Err(error), extra);
+        return;
+    }
+    if matches!(fault, Some(FaultKind::Drop)) {
+        log.status = 0;
+        state.requests.push(log);
+        drop(state);
+        break_connection(request, None);
+        return;
+    }
+    if let Some(limited) = rate_limit(&mut state, now) {
+        log.status = 429;
+        state.requests.push(log);
+        let headers = rate_headers(&state.rate_limit, &state.request_times, now);
+        drop(state);
+        let mut extra = headers;
+        if let Some(seconds) = limited {
+            extra.push(("retry-after".into(), seconds.to_string()));
+        }
+        respond(request, Err(SimError::new(429, "too_many_requests", "API rate limit exceeded.")), extra);
+        return;
+    }
+    state.settle(now);
+    let answer = route(&mut state, &incoming, &shared.base_url, now);
+    let headers = rate_headers(&state.rate_limit, &state.request_times, now);
+    match fault {
+        Some(FaultKind::Malformed) => {
+            log.status = 200;
+            state.requests.push(log);
+            drop(state);
+            let response = tiny_http::Response::from_string("{\"this is\": not json").with_status_code(200);
+            let _ = request.respond(with_headers(response, headers));
+        }
+        Some(FaultKind::Truncated) | Some(FaultKind::DropAfterApply) => {
+            log.status = 0;
+            state.requests.push(log);
+            drop(state);
+            let partial = matches!(fault, Some(FaultKind::Truncated)).then(|| match &answer {
+                Ok((_, Some(value))) => value.to_string(),
+                _ => "{\"id\":\"server_error\"".to_string(),
+            });
+            break_connection(request, partial);
+        }
+        _ => {
+            log.status = match &answer {
+                Ok((status, _)) => *status,
+                Err(error) => error.status,
+            };
+            state.requests.push(log);
+            drop(state);
+            respond(request, answer, headers);
+        }
+    }
+}
+
+fn fault_error(status: u16) -> SimError {
+    let id = match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        409 => "conflict",
+        422 => "unprocessable_entity",
+        429 => "too_many_requests",
+        _ if status >= 500 => "server_error",
+        _ => "error",
+    };
+    let message = match status {
+        403 => "You are not authorized to perform this operation",
+        429 => "API rate limit exceeded.",
+        _ if status >= 500 => "Server was unable to give you a response.",
+        _ => "injected fault",
+    };
+    SimError::new(status, id, message)
+}
+
+fn take_fault(state: &mut State, method: &str, path: &str) -> Option<FaultKind> {
+    let index = state.faults.iter().position(|fault| {
+        fault.times > 0 && fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && path.starts_with(&fault.path)
+    })?;
+    let fault = &mut state.faults[index];
+    fault.times -= 1;
+    let kind = fault.kind.clone();
+    if fault.times == 0 {
+        state.faults.remove(index);
+    }
+    Some(kind)
+}
+
+/// Answers with something that is not a usable HTTP response: a head that does not parse
+/// (`partial` None), or a chunked body cut off half way with a broken chunk.
+fn break_connection(request: tiny_http::Request, partial: Option<String>) {
+    let mut writer = request.into_writer();
+    let bytes = match partial {
+        None => b"BROKEN\r\n\r\n".to_vec(),
+        Some(body) => {
+            let half = &body.as_bytes()[..body.len() / 2];
+            let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            out.extend_from_slice(format!("{:x}\r\n", half.len()).as_bytes());
+            out.extend_from_slice(half);
+            out.extend_from_slice(b"\r\nzz-broken\r\n\r\n");
+            out
+        }
+    };
+    let _ = writer.write_all(&bytes);
+    let _ = writer.flush();
+}
+
+fn window(rate_limit: &RateLimit, seconds: f64) -> Duration {
+    Duration::from_secs_f64((seconds * rate_limit.window_scale).max(0.001))
+}
+
+/// Counts the request against the sliding windows. `Some(retry_after)` when refused:
+/// the burst limit gives a `retry-after`, the hourly limit does not.
+fn rate_limit(state: &mut State, now: Instant) -> Option<Option<u64>> {
+    let hour = window(&state.rate_limit, 3600.0);
+    let minute = window(&state.rate_limit, 60.0);
+    while state.request_times.front().is_some_and(|t| now.duration_since(*t) >= hour) {
+        state.request_times.pop_front();
+    }
+    if state.request_times.len() as u64 >= state.rate_limit.per_hour {
+        return Some(None);
+    }
+    let in_minute: Vec<&Instant> = state.request_times.iter().filter(|t| now.duration_since(**t) < minute).collect();
+    if in_minute.len() as u64 >= state.rate_limit.per_minute {
+        let oldest = **in_minute.first().expect("the burst window is not empty");
+        let wait = (oldest + minute).saturating_duration_since(now);
+        return Some(Some(wait.as_secs_f64().ceil().max(1.0) as u64));
+    }
+    state.request_times.push_back(now);
+    None
+}
+
+fn rate_headers(rate_limit: &RateLimit, times: &std::collections::VecDeque<Instant>, now: Instant) -> Vec<(String, String)> {
+    let hour = window(rate_limit, 3600.0);
+    let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let reset = match times.front() {
+        Some(oldest) => epoch + (*oldest + hour).saturating_duration_since(now).as_secs_f64(),
+        None => epoch,
+    };
+    vec![
+        ("ratelimit-limit".into(), rate_limit.per_hour.to_string()),
+        ("ratelimit-remaining".into(), rate_limit.per_hour.saturating_sub(times.len() as u64).to_string()),
+        ("ratelimit-reset".into(), (reset.ceil() as u64).to_string()),
+    ]
+}
+
+fn with_headers<R: Read>(mut response: tiny_http::Response<R>, headers: Vec<(String, String)>) -> tiny_http::Response<R> {
+    for (name, value) in headers {
+        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(header);
+        }
+    }
+    response
+}
+
+fn respond(request: tiny_http::Request, answer: Answer, headers: Vec<(String, String)>) {
+    let request_id = format!("sim-{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let (status, body) = match answer {
+        Ok((status, body)) => (status, body.map(|b| b.to_string()).unwrap_or_default()),
+        Err(error) => (error.status, json!({"id": error.id, "message": error.message, "request_id": request_id}).to_string()),
+    };
+    let mut headers = headers;
+    headers.push(("x-request-id".into(), request_id));
+    if !body.is_empty() {
+        headers.push(("content-type".into(), "application/json; charset=utf-8".into()));
+    }
+    let response = tiny_http::Response::from_string(body).with_status_code(status);
+    let _ = request.respond(with_headers(response, headers));
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(high * 16 + low);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Page-number pagination: `page` from 1, `per_page` 1 to 200 (default 20).
+fn paginate(items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Result<(Vec<Value>, Value, usize), SimError> {
+    let per_page = number_param(incoming, "per_page", 20)?;
+    let page = number_param(incoming, "page", 1)?;
+    if !(1..=200).contains(&per_page) || page < 1 {
+        return Err(SimError::bad_request("per_page must be between 1 and 200 and page at least 1"));
+    }
+    let total = items.len();
+    let last = total.div_ceil(per_page).max(1);
+    let link = |n: usize| format!("{base_url}{}?page={n}&per_page={per_page}", incoming.path);
+    let mut pages = serde_json::Map::new();
+    if page > 1 {
+        pages.insert("first".into(), json!(link(1)));
+        pages.insert("prev".into(), json!(link(page - 1)));
+    }
+    if page < last {
+        pages.insert("next".into(), json!(link(page + 1)));
+        pages.insert("last".into(), json!(link(last)));
+    }
+    let slice = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    Ok((slice, json!({"pages": pages}), total))
+}
+
+fn number_param(incoming: &Incoming, key: &str, default: usize) -> Result<usize, SimError> {
+    match incoming.query(key) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|_| SimError::bad_request(format!("{key} must be a positive integer"))),
+    }
+}
+
+fn listing(key: &str, items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Answer {
+    let (page, links, total) = paginate(items, incoming, base_url)?;
+    let mut body = json!({ key: page, "meta": {"total": total} });
+    if !links["pages"].as_object().is_some_and(|p| p.is_empty()) {
+        body["links"] = links;
+    }
+    Ok((200, Some(body)))
+}
+
+fn ok(value: Value) -> Answer {
+    Ok((200, Some(value)))
+}
+
+fn route(state: &mut State, incoming: &Incoming, base_url: &str, now: Instant) -> Answer {
+    let segments: Vec<&str> = incoming.segments.iter().map(String::as_str).collect();
+    let method = incoming.method.as_str();
+    match (method, segments.as_slice()) {
+        ("GET", ["v2", "account"]) => ok(json!({"account": {
+            "droplet_limit": 25, "floating_ip_limit": 5, "email": "sammy@example.com", "name": "Sammy the Simulator",
+            "uuid": "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", "email_verified": true, "status": "active", "status_message": ""}})),
+        ("GET", ["v2", "registries"]) => {
+            let registries: Vec<Value> = state.registries.values().map(|r| registry_json(r, true)).collect();
+            ok(json!({ "registries": registries }))
+        }
+        ("GET", ["v2", "registry"]) => match state.registries.len() {
+            1 => ok(json!({"registry": registry_json(state.registries.values().next().expect("one registry"), true)})),
+            0 => Err(SimError::not_found()),
+            _ => Err(SimError::new(412, "precondition_failed", "this account has more than one registry; use /v2/registries")),
+        },
+        ("GET", ["v2", "registries", "subscription"]) | ("GET", ["v2", "registry", "subscription"]) => {
+            let registry = state.registries.values().next().ok_or_else(SimError::not_found)?;
+            ok(json!({"subscription": subscription_json(registry)}))
+        }
+        (_, ["v2", "registries" | "registry", registry, rest @ ..]) => registry_route(state, incoming, base_url, now, registry, rest),
+        (_, ["v2", "apps", rest @ ..]) => apps_route(state, incoming, base_url, now, rest),
+        _ => Err(SimError::not_found()),
+    }
+}
+
+fn registry_json(registry: &crate::state::Registry, with_subscription: bool) -> Value {
+    let mut value = json!({
+        "name": registry.name,
+        "created_at": registry.created_at,
+        "region": registry.region,
+        "storage_usage_bytes": registry.storage_usage_bytes(),
+        "storage_usage_bytes_updated_at": crate::state::now_rfc3339(),
+    });
+    if with_subscription {
+        value["subscription"] = subscription_json(registry);
+    }
+    value
+}
+
+fn subscription_json(registry: &crate::state::Registry) -> Value {
+    json!({"tier": tier(&registry.tier), "created_at": registry.created_at, "updated_at": registry.created_at})
+}
+
+fn registry_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Instant, name: &str, rest: &[&str]) -> Answer {
+    let registry = state.registries.get_mut(name).ok_or_else(SimError::not_found)?;
+    match (incoming.method.as_str(), rest) {
+        ("GET", []) => ok(json!({"registry": registry_json(registry, false)})),
+        ("GET", ["repositoriesV2"]) => {
+            let items: Vec<Value> = registry
+                .repositories
+                .iter()
+                .map(|(repo_name, repository)| {
+                    let latest = repository.manifests.iter().max_by_key(|m| m.sequence);
+                    json!({
+                        "registry_name": registry.name,
+                        "name": repo_name,
+                        "tag_count": repository.manifests.iter().map(|m| m.tags.len()).sum::<usize>(),
+                        "manifest_count": repository.manifests.len(),
+                        "latest_manifest": latest.map(|m| manifest_json(&registry.name, repo_name, m)),
+                    })
+                })
+                .collect();
+            token_listing(items, incoming, base_url)
+        }
+        ("GET", ["repositories", repository, "tags"]) => {
+            let repo = registry.repositories.get(*repository).ok_or_else(SimError::not_found)?;
+            let mut manifests: Vec<_> = repo.manifests.iter().collect();
+            manifests.sort_by_key(|m| std::cmp::Reverse(m.sequence));
+            let tags: Vec<Value> = manifests
+                .iter()
+                .flat_map(|m| {
+                    m.tags.iter().map(|tag| {
+                        json!({"registry_name": registry.name, "repository": repository, "tag": tag, "manifest_digest": m.digest,
+                               "compressed_size_bytes": m.compressed_size(), "size_bytes": m.size_bytes, "updated_at": m.updated_at})
+                    })
+                })
+                .collect();
+            listing("tags", tags, incoming, base_url)
+        }
+        ("GET", ["repositories", repository, "digests"]) => {
+            let repo = registry.repositories.get(*repository).ok_or_else(SimError::not_found)?;
+            let mut manifests: Vec<_> = repo.manifests.iter().collect();
+            manifests.sort_by_key(|m| std::cmp::Reverse(m.sequence));
+            let items = manifests.iter().map(|m| manifest_json(&registry.name, repository, m)).collect();
+            listing("manifests", items, incoming, base_url)
+        }
+        ("DELETE", ["repositories", repository, "tags", tag]) => {
+            let repo = registry.repositories.get_mut(*repository).ok_or_else(SimError::not_found)?;
+            let manifest = repo.manifests.iter_mut().find(|m| m.tags.iter().any(|t| t == tag)).ok_or_else(SimError::not_found)?;
+            manifest.tags.retain(|t| t != tag);
+            Ok((204, None))
+        }
+        ("DELETE", ["repositories", repository, "digests", digest]) => {
+            let repo = registry.repositories.get_mut(*repository).ok_or_else(SimError::not_found)?;
+            let before = repo.manifests.len();
+            repo.manifests.retain(|m| m.digest != *digest);
+            if repo.manifests.len() == before {
+                return Err(SimError::not_found());
+            }
+            Ok((204, None))
+        }
+        ("GET", ["garbage-collection"]) => {
+            let active = registry.active_gc(now).ok_or_else(SimError::not_found)?;
+            ok(json!({"garbage_collection": active.to_json(name, now)}))
+        }
+        ("GET", ["garbage-collections"]) => {
+            let items = registry.gcs.iter().rev().map(|gc| gc.to_json(name, now)).collect();
+            listing("garbage_collections", items, incoming, base_url)
+        }
+        ("POST", ["garbage-collection"]) => {
+            let gc_type = match &incoming.body {
+                None if incoming.body_text.is_some() => return Err(SimError::bad_request("the body is not valid JSON")),
+                None => DEFAULT_GC_TYPE.to_string(),
+                Some(body) => match body.get("type") {
+                    None | Some(Value::Null) => DEFAULT_GC_TYPE.to_string(),
+                    Some(Value::String(t))
+                        if ["untagged manifests only", "unreferenced blobs only", "untagged manifests and unreferenced blobs"].contains(&t.as_str()) =>
+                    {
+                        t.clone()
+                    }
+                    Some(other) => return Err(SimError::bad_request(format!("invalid garbage collection type {other}"))),
+                },
+            };
+            let gc = state.start_gc(name, &gc_type, None, "succeeded", now)?;
+            Ok((201, Some(json!({"garbage_collection": gc}))))
+        }
+        ("PUT", ["garbage-collection", uuid]) => {
+            let cancel = incoming.body.as_ref().and_then(|b| b.get("cancel")).and_then(Value::as_bool);
+            if cancel != Some(true) {
+                return Err(SimError::bad_request("the body must be {\"cancel\": true}"));
+            }
+            let gc = registry.gcs.iter_mut().find(|gc| gc.uuid == *uuid).ok_or_else(SimError::not_found)?;
+            if gc.is_active(now) && gc.cancel_requested.is_none() {
+                gc.cancel_requested = Some(now);
+                gc.updated_at = crate::state::now_rfc3339();
+            }
+            ok(json!({"garbage_collection": gc.to_json(name, now)}))
+        }
+        _ => Err(SimError::not_found()),
+    }
+}
+
+/// Page-token pagination (repositoriesV2): the token is opaque; `page` is ignored when a token is given.
+fn token_listing(items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Answer {
+    let per_page = number_param(incoming, "per_page", 20)?;
+    if !(1..=200).contains(&per_page) {
+        return Err(SimError::bad_request("per_page must be between 1 and 200"));
+    }
+    let offset = match incoming.query("page_token") {
+        Some(token) => token
+            .strip_prefix("off-")
+            .and_then(|hex| usize::from_str_radix(hex, 16).ok())
+            .filter(|offset| *offset <= items.len())
+            .ok_or_else(|| SimError::bad_request("invalid page_token"))?,
+        None => (number_param(incoming, "page", 1)?.max(1) - 1) * per_page,
+    };
+    let total = items.len();
+    let last = total.div_ceil(per_page).max(1);
+    let page_number = offset / per_page + 1;
+    let mut body = json!({
+        "repositories": items.into_iter().skip(offset).take(per_page).collect::<Vec<_>>(),
+        "meta": {"total": total},
+    });
+    if offset + per_page < total {
+        let path = &incoming.path;
+        body["links"] = json!({"pages": {
+            "next": format!("{base_url}{path}?page={}&page_token=off-{:x}&per_page={per_page}", page_number + 1, offset + per_page),
+            "last": format!("{base_url}{path}?page={last}&per_page={per_page}"),
+        }});
+    }
+    Ok((200, Some(body)))
+}
+
+fn live_url(app: &crate::state::App) -> String {
+    format!("https://{}-sim.ondigitalocean.app", app.spec.get("name").and_then(Value::as_str).unwrap_or("app"))
+}
+
+fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Instant, rest: &[&str]) -> Answer {
+    match (incoming.method.as_str(), rest) {
+        ("GET", []) => {
+            let apps = state.apps.iter().map(|app| app.to_json(now, &live_url(app))).collect();
+            listing("apps", apps, incoming, base_url)
+        }
+        (method, [app_id, rest @ ..]) => {
+            let index = state.apps.iter().position(|app| app.id == *app_id).ok_or_else(SimError::not_found)?;
+            match (method, rest) {
+                ("GET", []) => ok(json!({"app": state.apps[index].to_json(now, &live_url(&state.apps[index]))})),
+                ("PUT", []) => {
+                    let spec = incoming.body.as_ref().and_then(|b| b.get("spec")).cloned().ok_or_else(|| {
+                        SimError::new(400, "bad_request", "the body must be {\"spec\": {...}}")
+                    })?;
+                    check_spec(&spec)?;
+                    state.apps[index].spec = spec;
+                    let deployment = state.create_deployment(index, "app spec updated", now);
+                    let app = &state.apps[index];
+                    let mut shown = app.to_json(now, &live_url(app));
+                    shown["pending_deployment"] = deployment;
+                    ok(json!({ "app": shown }))
+                }
+                ("GET", ["deployments"]) => {
+                    let app = &state.apps[index];
+                    let items = app.deployments.iter().rev().map(|d| d.to_json(now)).collect();
+                    listing("deployments", items, incoming, base_url)
+                }
+                ("POST", ["deployments"]) => {
+                    let Some(body) = incoming.body.as_ref().filter(|b| b.is_object()) else {
+                        return Err(SimError::new(422, "unprocessable_entity", "Body parameter is required"));
+                    };
+                    let cause = if body.get("force_build").and_then(Value::as_bool) == Some(true) { "manual (force rebuild)" } else { "manual" };
+                    ok(json!({"deployment": state.create_deployment(index, cause, now)}))
+                }
+                ("GET", ["deployments", deployment_id]) => {
+                    let deployment = state.apps[index].deployments.iter().find(|d| d.id == *deployment_id).ok_or_else(SimError::not_found)?;
+                    ok(json!({"deployment": deployment.to_json(now)}))
+                }
+                ("POST", ["deployments", deployment_id, "cancel"]) => {
+                    let deployment =
+                        state.apps[index].deployments.iter_mut().find(|d| d.id == *deployment_id).ok_or_else(SimError::not_found)?;
+                    if deployment.is_terminal(now) {
+                        return Err(SimError::new(400, "bad_request", "the deployment has already ended"));
+                    }
+                    deployment.settled = Some(("CANCELED".into(), crate::state::now_rfc3339()));
+                    ok(json!({"deployment": deployment.to_json(now)}))
+                }
+                _ => Err(SimError::not_found()),
+            }
+        }
+        _ => Err(SimError::not_found()),
+    }
+}
+
+/// The checks App Platform makes on an image source that the toolkit can get wrong.
+fn check_spec(spec: &Value) -> Result<(), SimError> {
+    let name = spec.get("name").and_then(Value::as_str).unwrap_or("");
+    if name.len() < 2 || name.len() > 32 {
+        return Err(SimError::bad_request("spec.name must be 2 to 32 characters"));
+    }
+    for kind in ["services", "workers", "jobs"] {
+        for component in spec.get(kind).and_then(Value::as_array).into_iter().flatten() {
+            let Some(image) = component.get("image") else { continue };
+            let has = |key: &str| image.get(key).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+            if has("tag") && has("digest") {
+                return Err(SimError::bad_request("image tag and digest are mutually exclusive"));
+            }
+            let deploy_on_push = image.pointer("/deploy_on_push/enabled").and_then(Value::as_bool) == Some(true);
+            if deploy_on_push && has("digest") {
+                return Err(SimError::bad_request("deploy_on_push cannot be used with an image digest"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn control(shared: &Shared, incoming: &Incoming) -> Answer {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let segments: Vec<&str> = incoming.segments.iter().map(String::as_str).collect();
+    let body = incoming.body.clone().unwrap_or(Value::Null);
+    let first_registry = || state.registries.keys().next().cloned().unwrap_or_default();
+    match (incoming.method.as_str(), &segments[1..]) {
+        ("GET", ["state"]) => ok(crate::snapshot(&mut state, now)),
+        ("GET", ["requests"]) => ok(json!({"requests": state.requests})),
+        ("DELETE", ["requests"]) => {
+            state.requests.clear();
+            Ok((204, None))
+        }
+        ("POST", ["faults"]) => {
+            let faults: Vec<Fault> = match body {
+                Value::Array(_) => serde_json::from_value(body),
+                other => serde_json::from_value(other).map(|fault| vec![fault]),
+            }
+            .map_err(|e| SimError::bad_request(format!("invalid fault: {e}")))?;
+            state.faults.extend(faults);
+            Ok((204, None))
+        }
+        ("DELETE", ["faults"]) => {
+            state.faults.clear();
+            Ok((204, None))
+        }
+        ("PUT", ["rate-limit"]) => {
+            state.rate_limit = serde_json::from_value(body).map_err(|e| SimError::bad_request(format!("invalid rate limit: {e}")))?;
+            state.request_times.clear();
+            Ok((204, None))
+        }
+        ("POST", ["push"]) => {
+            let registry = body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
+            let repository = body.get("repository").and_then(Value::as_str).ok_or_else(|| SimError::bad_request("repository is required"))?;
+            let tag = body.get("tag").and_then(Value::as_str).ok_or_else(|| SimError::bad_request("tag is required"))?;
+            let size = body.get("size_bytes").and_then(Value::as_u64).unwrap_or(20 * 1024 * 1024);
+            let manifest = state.push(&registry, repository, tag, size, now)?;
+            Ok((201, Some(json!({"manifest": manifest}))))
+        }
+        ("POST", ["gc"]) => {
+            let registry = body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
+            let gc_type = body.get("type").and_then(Value::as_str).unwrap_or(DEFAULT_GC_TYPE).to_string();
+            let final_status = body.get("final_status").and_then(Value::as_str).unwrap_or("succeeded").to_string();
+            let plan = body.get("plan").and_then(Value::as_array).map(|steps| {
+                steps
+                    .iter()
+                    .map(|step| {
+                        let status = step.get("status").and_then(Value::as_str).unwrap_or("requested").to_string();
+                        (status, Duration::from_millis(step.get("ms").and_then(Value::as_u64).unwrap_or(0)))
+                    })
+                    .collect()
+            });
+            let gc = state.start_gc(&registry, &gc_type, plan, &final_status, now)?;
+            Ok((201, Some(json!({"garbage_collection": gc}))))
+        }
+        ("POST", ["apps", app, "next-deployment"]) => {
+            let index = state.app_index(app).ok_or_else(SimError::not_found)?;
+            let outcome: Outcome = serde_json::from_value(body.get("outcome").cloned().unwrap_or(json!("success")))
+                .map_err(|e| SimError::bad_request(format!("invalid outcome: {e}")))?;
+            state.apps[index].next_outcome = outcome;
+            state.apps[index].next_phase_duration = body.get("phase_ms").and_then(Value::as_u64).map(Duration::from_millis);
+            Ok((204, None))
+        }
+        _ => Err(SimError::not_found()),
+    }
+}

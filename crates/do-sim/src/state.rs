@@ -1,0 +1,643 @@
+//! The simulator's state: registries, manifests, garbage collections, apps and deployments.
+//! Time-driven states (GC status, deployment phase) are derived from the time elapsed since
+//! they started, and their effects are applied once, the first time a request sees them end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The simulated durations. Real GCs take about 15 minutes and deployments several; the
+/// simulator defaults to seconds so the demo and tests stay quick.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Timing {
+    /// How long each GC status before the final one lasts.
+    pub gc_step_ms: u64,
+    /// How long each deployment phase before the final one lasts.
+    pub deploy_phase_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing { gc_step_ms: 1000, deploy_phase_ms: 1000 }
+    }
+}
+
+pub const GC_STATUSES: [&str; 4] =
+    ["requested", "waiting for write JWTs to expire", "scanning manifests", "deleting unreferenced blobs"];
+pub const DEFAULT_GC_TYPE: &str = "unreferenced blobs only";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tier {
+    pub name: &'static str,
+    pub slug: &'static str,
+    pub included_repositories: u64,
+    pub included_storage_bytes: u64,
+    pub allow_storage_overage: bool,
+    pub included_bandwidth_bytes: u64,
+    pub monthly_price_in_cents: u64,
+    pub storage_overage_price_in_cents: u64,
+}
+
+pub fn tier(slug: &str) -> Option<Tier> {
+    let (name, slug, repositories, storage, overage, price) = match slug {
+        "starter" => ("Starter", "starter", 1, 524_288_000, false, 0),
+        "basic" => ("Basic", "basic", 5, 5_368_709_120, true, 500),
+        "professional" => ("Professional", "professional", 0, 107_374_182_400, true, 2000),
+        _ => return None,
+    };
+    Some(Tier {
+        name,
+        slug,
+        included_repositories: repositories,
+        included_storage_bytes: storage,
+        allow_storage_overage: overage,
+        included_bandwidth_bytes: storage,
+        monthly_price_in_cents: price,
+        storage_overage_price_in_cents: 2,
+    })
+}
+
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// (blob digest, compressed size)
+    pub blobs: Vec<(String, u64)>,
+    pub size_bytes: u64,
+    pub updated_at: String,
+    /// Orders manifests by recency when timestamps tie.
+    pub sequence: u64,
+}
+
+impl Manifest {
+    pub fn compressed_size(&self) -> u64 {
+        self.blobs.iter().map(|(_, size)| size).sum()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Repository {
+    pub manifests: Vec<Manifest>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GcRun {
+    pub uuid: String,
+    pub gc_type: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started: Instant,
+    /// Statuses before the end, each with how long it lasts.
+    pub plan: Vec<(String, Duration)>,
+    /// Where the run ends on its own: `succeeded` or `failed`.
+    pub final_status: String,
+    pub cancel_requested: Option<Instant>,
+    pub cancel_duration: Duration,
+    /// Set once the run ended and its effects were applied.
+    pub ended: Option<String>,
+    pub blobs_deleted: u64,
+    pub freed_bytes: u64,
+}
+
+impl GcRun {
+    pub fn status_at(&self, now: Instant) -> String {
+        if let Some(ended) = &self.ended {
+            return ended.clone();
+        }
+        if let Some(cancelled_at) = self.cancel_requested {
+            return if now.duration_since(cancelled_at) >= self.cancel_duration { "cancelled".into() } else { "cancelling".into() };
+        }
+        let mut elapsed = now.duration_since(self.started);
+        for (status, lasts) in &self.plan {
+            if elapsed < *lasts {
+                return status.clone();
+            }
+            elapsed -= *lasts;
+        }
+        self.final_status.clone()
+    }
+
+    pub fn is_active(&self, now: Instant) -> bool {
+        !matches!(self.status_at(now).as_str(), "succeeded" | "failed" | "cancelled")
+    }
+
+    pub fn to_json(&self, registry: &str, now: Instant) -> Value {
+        json!({
+            "uuid": self.uuid,
+            "registry_name": registry,
+            "status": self.status_at(now),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "blobs_deleted": self.blobs_deleted,
+            "freed_bytes": self.freed_bytes,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pub name: String,
+    pub region: String,
+    pub tier: String,
+    pub created_at: String,
+    pub repositories: BTreeMap<String, Repository>,
+    /// Every blob stored, referenced or not: what storage usage counts.
+    pub blob_store: BTreeMap<String, u64>,
+    pub gcs: Vec<GcRun>,
+}
+
+impl Registry {
+    pub fn storage_usage_bytes(&self) -> u64 {
+        self.blob_store.values().sum()
+    }
+
+    pub fn active_gc(&self, now: Instant) -> Option<&GcRun> {
+        self.gcs.iter().find(|gc| gc.is_active(now))
+    }
+
+    fn referenced_blobs(&self) -> BTreeSet<String> {
+        self.repositories.values().flat_map(|r| r.manifests.iter()).flat_map(|m| m.blobs.iter().map(|(d, _)| d.clone())).collect()
+    }
+
+    /// Applies the effects of GCs that have ended since the last look.
+    fn settle_gcs(&mut self, now: Instant) {
+        for index in 0..self.gcs.len() {
+            if self.gcs[index].ended.is_some() {
+                continue;
+            }
+            let status = self.gcs[index].status_at(now);
+            if !matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
+                continue;
+            }
+            if status == "succeeded" {
+                let gc_type = self.gcs[index].gc_type.clone();
+                if gc_type.contains("untagged manifests") {
+                    for repository in self.repositories.values_mut() {
+                        repository.manifests.retain(|m| !m.tags.is_empty());
+                    }
+                }
+                if gc_type.contains("unreferenced blobs") {
+                    let referenced = self.referenced_blobs();
+                    let before = (self.blob_store.len() as u64, self.storage_usage_bytes());
+                    self.blob_store.retain(|digest, _| referenced.contains(digest));
+                    self.gcs[index].blobs_deleted = before.0 - self.blob_store.len() as u64;
+                    self.gcs[index].freed_bytes = before.1 - self.storage_usage_bytes();
+                }
+            }
+            self.gcs[index].ended = Some(status);
+            self.gcs[index].updated_at = now_rfc3339();
+        }
+    }
+}
+
+/// How a deployment ends on its own.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    #[default]
+    Success,
+    BuildError,
+    DeployError,
+    /// Never leaves DEPLOYING.
+    Hang,
+}
+
+pub const PHASES: [&str; 4] = ["PENDING_BUILD", "BUILDING", "PENDING_DEPLOY", "DEPLOYING"];
+
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub id: String,
+    pub spec: Value,
+    pub cause: String,
+    pub created_at: String,
+    pub started: Instant,
+    pub phase_duration: Duration,
+    pub outcome: Outcome,
+    /// Set when the phase was decided from outside (cancel, superseded) or once it ended.
+    pub settled: Option<(String, String)>,
+}
+
+impl Deployment {
+    /// The phase now and the index of the running phase (0..=4; 4 means it reached the end).
+    pub fn phase_at(&self, now: Instant) -> String {
+        if let Some((phase, _)) = &self.settled {
+            return phase.clone();
+        }
+        let index = (now.duration_since(self.started).as_millis() / self.phase_duration.as_millis().max(1)) as usize;
+        match self.outcome {
+            Outcome::BuildError if index >= 2 => "ERROR".into(),
+            Outcome::Hang if index >= 3 => "DEPLOYING".into(),
+            Outcome::DeployError if index >= 4 => "ERROR".into(),
+            _ if index >= 4 => "ACTIVE".into(),
+            _ => PHASES[index].into(),
+        }
+    }
+
+    pub fn is_terminal(&self, now: Instant) -> bool {
+        matches!(self.phase_at(now).as_str(), "ACTIVE" | "ERROR" | "CANCELED" | "SUPERSEDED")
+    }
+
+    fn progress(&self, now: Instant) -> Value {
+        let phase = self.phase_at(now);
+        let components = component_names(&self.spec);
+        let (build, deploy) = match phase.as_str() {
+            "PENDING_BUILD" => ("PENDING", "PENDING"),
+            "BUILDING" => ("RUNNING", "PENDING"),
+            "PENDING_DEPLOY" => ("SUCCESS", "PENDING"),
+            "DEPLOYING" => ("SUCCESS", "RUNNING"),
+            "ACTIVE" | "SUPERSEDED" => ("SUCCESS", "SUCCESS"),
+            "ERROR" if self.outcome == Outcome::BuildError => ("ERROR", "PENDING"),
+            "ERROR" => ("SUCCESS", "ERROR"),
+            _ => ("PENDING", "PENDING"),
+        };
+        let step = |name: &str, status: &str, message_base: &str| {
+            let children: Vec<Value> = components
+                .iter()
+                .map(|component| {
+                    let mut child = json!({"name": format!("{name}-{component}"), "status": status, "component_name": component, "message_base": message_base});
+                    if status == "ERROR" {
+                        let (code, message) = if name == "build" {
+                            ("BuildJobFailed", format!("the build of {component} failed: exit status 1"))
+                        } else {
+                            ("DeployContainerHealthChecksFailed", format!("{component} failed its health checks"))
+                        };
+                        child["reason"] = json!({"code": code, "message": message});
+                    }
+                    child
+                })
+                .collect();
+            let mut step = json!({"name": name, "status": status, "steps": children});
+            if status == "ERROR" {
+                step["reason"] = children[0]["reason"].clone();
+            }
+            step
+        };
+        let steps = vec![step("build", build, "Building"), step("deploy", deploy, "Deploying")];
+        let summary: Vec<Value> = steps.iter().flat_map(|s| s["steps"].as_array().cloned().unwrap_or_default()).collect();
+        let count = |status: &str| summary.iter().filter(|s| s["status"] == status).count();
+        json!({
+            "pending_steps": count("PENDING"),
+            "running_steps": count("RUNNING"),
+            "success_steps": count("SUCCESS"),
+            "error_steps": count("ERROR"),
+            "total_steps": summary.len(),
+            "steps": steps,
+            "summary_steps": summary,
+        })
+    }
+
+    pub fn to_json(&self, now: Instant) -> Value {
+        let phase = self.phase_at(now);
+        let components: Vec<Value> =
+            component_names(&self.spec).into_iter().map(|name| json!({"name": name, "source_commit_hash": ""})).collect();
+        json!({
+            "id": self.id,
+            "spec": self.spec,
+            "phase": phase,
+            "phase_last_updated_at": self.settled.as_ref().map(|(_, at)| at.clone()).unwrap_or_else(now_rfc3339),
+            "progress": self.progress(now),
+            "cause": self.cause,
+            "created_at": self.created_at,
+            "updated_at": now_rfc3339(),
+            "tier_slug": "basic",
+            "services": components,
+        })
+    }
+}
+
+pub fn component_names(spec: &Value) -> Vec<String> {
+    ["services", "workers", "jobs", "static_sites"]
+        .iter()
+        .flat_map(|kind| spec.get(*kind).and_then(Value::as_array).cloned().unwrap_or_default())
+        .filter_map(|component| component.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct App {
+    pub id: String,
+    pub spec: Value,
+    pub created_at: String,
+    /// Newest last.
+    pub deployments: Vec<Deployment>,
+    /// The outcome and phase length for the next deployments (tests script these).
+    pub next_outcome: Outcome,
+    pub next_phase_duration: Option<Duration>,
+}
+
+impl App {
+    pub fn active(&self, now: Instant) -> Option<&Deployment> {
+        self.deployments.iter().rev().find(|d| d.phase_at(now) == "ACTIVE")
+    }
+
+    pub fn in_progress(&self, now: Instant) -> Option<&Deployment> {
+        self.deployments.iter().rev().find(|d| !d.is_terminal(now))
+    }
+
+    /// Settles ended deployments: the newest ACTIVE one supersedes older ACTIVE ones, and
+    /// the app's spec becomes what it runs.
+    fn settle(&mut self, now: Instant) {
+        for deployment in &mut self.deployments {
+            if deployment.settled.is_none() && deployment.is_terminal(now) {
+                deployment.settled = Some((deployment.phase_at(now), now_rfc3339()));
+            }
+        }
+        if let Some(newest_active) = self.deployments.iter().rposition(|d| d.phase_at(now) == "ACTIVE") {
+            for older in &mut self.deployments[..newest_active] {
+                if older.phase_at(now) == "ACTIVE" {
+                    older.settled = Some(("SUPERSEDED".into(), now_rfc3339()));
+                }
+            }
+        }
+    }
+
+    pub fn to_json(&self, now: Instant, live_url: &str) -> Value {
+        let mut app = json!({
+            "id": self.id,
+            "owner_uuid": "00000000-0000-4000-8000-0000000000aa",
+            "spec": self.spec,
+            "default_ingress": live_url,
+            "live_url": live_url,
+            "live_url_base": live_url,
+            "live_domain": live_url.trim_start_matches("https://"),
+            "created_at": self.created_at,
+            "updated_at": now_rfc3339(),
+            "tier_slug": "basic",
+            "region": {"slug": "fra", "label": "Frankfurt", "flag": "germany", "continent": "Europe", "data_centers": ["fra1"]},
+        });
+        if let Some(last) = self.deployments.last() {
+            app["last_deployment_created_at"] = json!(last.created_at);
+        }
+        if let Some(active) = self.active(now) {
+            app["active_deployment"] = active.to_json(now);
+        }
+        if let Some(in_progress) = self.in_progress(now) {
+            app["in_progress_deployment"] = in_progress.to_json(now);
+        }
+        app
+    }
+}
+
+/// One API request as the simulator saw it (control requests are not logged).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// The raw request target, percent-encoding preserved.
+    pub url: String,
+    pub status: u16,
+    pub body: Option<String>,
+    /// Whether the request carried the right token.
+    pub authorized: bool,
+}
+
+impl LoggedRequest {
+    pub fn is_mutating(&self) -> bool {
+        self.method != "GET" && self.method != "HEAD"
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FaultKind {
+    /// Answer with this status and DigitalOcean's error body.
+    Status { status: u16, #[serde(default)] retry_after: Option<u64> },
+    /// Break the connection without a usable response.
+    #[default]
+    Drop,
+    /// Answer 200 with a body that is not JSON.
+    Malformed,
+    /// Start a 200 answer and cut it off half way through the body.
+    Truncated,
+    /// Wait this long, then answer normally.
+    Latency { ms: u64 },
+    /// Do what was asked, then break the connection: the client cannot tell it happened.
+    DropAfterApply,
+}
+
+/// A fault for the next `times` requests whose method matches and whose path starts with `path`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Fault {
+    #[serde(default)]
+    pub method: Option<String>,
+    pub path: String,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Rate limits: `per_hour` over a sliding `hour`, and the burst limit `per_minute` over a
+/// sliding `minute`. Both windows shrink with `window_scale` so tests can reach the limits.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimit {
+    pub per_hour: u64,
+    pub per_minute: u64,
+    pub window_scale: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> RateLimit {
+        RateLimit { per_hour: 5000, per_minute: 250, window_scale: 1.0 }
+    }
+}
+
+pub struct State {
+    pub token: String,
+    pub timing: Timing,
+    pub registries: BTreeMap<String, Registry>,
+    pub apps: Vec<App>,
+    pub faults: Vec<Fault>,
+    pub requests: Vec<LoggedRequest>,
+    pub rate_limit: RateLimit,
+    pub request_times: std::collections::VecDeque<Instant>,
+    pub counter: u64,
+}
+
+impl State {
+    pub fn new(token: String, timing: Timing) -> State {
+        State {
+            token,
+            timing,
+            registries: BTreeMap::new(),
+            apps: Vec::new(),
+            faults: Vec::new(),
+            requests: Vec::new(),
+            rate_limit: RateLimit::default(),
+            request_times: Default::default(),
+            counter: 0,
+        }
+    }
+
+    /// Advances everything that is driven by time.
+    pub fn settle(&mut self, now: Instant) {
+        for registry in self.registries.values_mut() {
+            registry.settle_gcs(now);
+        }
+        for app in &mut self.apps {
+            app.settle(now);
+        }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    /// A UUID-shaped identifier, unique within this simulator.
+    pub fn uuid(&mut self) -> String {
+        let n = self.next_id();
+        let h = hash64(&("uuid", n));
+        format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", h >> 32, (h >> 16) & 0xffff, h & 0xfff, n & 0xfff, n)
+    }
+
+    /// A digest-shaped identifier: `sha256:` and 64 hex digits derived from `seed`.
+    pub fn digest(&mut self, seed: &str) -> String {
+        let n = self.next_id();
+        let hex: String = (0..4u64).map(|part| format!("{:016x}", hash64(&(seed, n, part)))).collect();
+        format!("sha256:{hex}")
+    }
+
+    pub fn registry_mut(&mut self, name: &str) -> Result<&mut Registry, SimError> {
+        self.registries.get_mut(name).ok_or_else(|| SimError::not_found())
+    }
+
+    /// Pushes an image: a new manifest with one new layer of `size_bytes`, taking `tag` from
+    /// any manifest that had it. Refused while a GC runs, as the registry is read-only then.
+    pub fn push(&mut self, registry: &str, repository: &str, tag: &str, size_bytes: u64, now: Instant) -> Result<Value, SimError> {
+        self.settle(now);
+        let manifest_digest = self.digest(&format!("{registry}/{repository}:{tag}"));
+        let layer_digest = self.digest(&format!("layer {registry}/{repository}:{tag}"));
+        let sequence = self.next_id();
+        let registry_state = self.registry_mut(registry)?;
+        if registry_state.active_gc(now).is_some() {
+            return Err(SimError::new(409, "conflict", "the registry is in read-only mode while garbage collection runs; push again after it ends"));
+        }
+        let repository_state = registry_state.repositories.entry(repository.to_string()).or_default();
+        for manifest in &mut repository_state.manifests {
+            manifest.tags.retain(|t| t != tag);
+        }
+        let manifest = Manifest {
+            digest: manifest_digest,
+            tags: vec![tag.to_string()],
+            blobs: vec![(layer_digest.clone(), size_bytes)],
+            size_bytes: size_bytes + size_bytes / 3,
+            updated_at: now_rfc3339(),
+            sequence,
+        };
+        let shown = manifest_json(registry, repository, &manifest);
+        repository_state.manifests.push(manifest);
+        registry_state.blob_store.insert(layer_digest, size_bytes);
+        Ok(shown)
+    }
+
+    /// Starts a GC with the standard status sequence, or refuses while one is active.
+    pub fn start_gc(&mut self, registry: &str, gc_type: &str, plan: Option<Vec<(String, Duration)>>, final_status: &str, now: Instant) -> Result<Value, SimError> {
+        self.settle(now);
+        let uuid = self.uuid();
+        let step = Duration::from_millis(self.timing.gc_step_ms);
+        let registry_state = self.registry_mut(registry)?;
+        if registry_state.active_gc(now).is_some() {
+            return Err(SimError::new(409, "conflict", "a garbage collection is already active for this registry"));
+        }
+        let created_at = now_rfc3339();
+        let run = GcRun {
+            uuid,
+            gc_type: gc_type.to_string(),
+            updated_at: created_at.clone(),
+            created_at,
+            started: now,
+            plan: plan.unwrap_or_else(|| GC_STATUSES.iter().map(|s| (s.to_string(), step)).collect()),
+            final_status: final_status.to_string(),
+            cancel_requested: None,
+            cancel_duration: step,
+            ended: None,
+            blobs_deleted: 0,
+            freed_bytes: 0,
+        };
+        let shown = run.to_json(registry, now);
+        registry_state.gcs.push(run);
+        Ok(shown)
+    }
+
+    pub fn app_index(&self, id_or_name: &str) -> Option<usize> {
+        self.apps.iter().position(|app| app.id == id_or_name || app.spec.get("name").and_then(Value::as_str) == Some(id_or_name))
+    }
+
+    /// Creates a deployment of the app's current spec. A deployment still in progress is superseded.
+    pub fn create_deployment(&mut self, app_index: usize, cause: &str, now: Instant) -> Value {
+        self.settle(now);
+        let id = self.uuid();
+        let default_duration = Duration::from_millis(self.timing.deploy_phase_ms);
+        let app = &mut self.apps[app_index];
+        for older in &mut app.deployments {
+            if !older.is_terminal(now) {
+                older.settled = Some(("SUPERSEDED".into(), now_rfc3339()));
+            }
+        }
+        let deployment = Deployment {
+            id,
+            spec: app.spec.clone(),
+            cause: cause.to_string(),
+            created_at: now_rfc3339(),
+            started: now,
+            phase_duration: app.next_phase_duration.unwrap_or(default_duration),
+            outcome: app.next_outcome,
+            settled: None,
+        };
+        let shown = deployment.to_json(now);
+        app.deployments.push(deployment);
+        shown
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimError {
+    pub status: u16,
+    pub id: &'static str,
+    pub message: String,
+}
+
+impl SimError {
+    pub fn new(status: u16, id: &'static str, message: impl Into<String>) -> SimError {
+        SimError { status, id, message: message.into() }
+    }
+    pub fn not_found() -> SimError {
+        SimError::new(404, "not_found", "The resource you requested could not be found.")
+    }
+    pub fn bad_request(message: impl Into<String>) -> SimError {
+        SimError::new(400, "bad_request", message)
+    }
+}
+
+pub fn manifest_json(registry: &str, repository: &str, manifest: &Manifest) -> Value {
+    json!({
+        "registry_name": registry,
+        "repository": repository,
+        "digest": manifest.digest,
+        "compressed_size_bytes": manifest.compressed_size(),
+        "size_bytes": manifest.size_bytes,
+        "updated_at": manifest.updated_at,
+        "tags": manifest.tags,
+        "blobs": manifest.blobs.iter().map(|(digest, size)| json!({"digest": digest, "compressed_size_bytes": size})).collect::<Vec<_>>(),
+    })
+}
+
+fn hash64(value: &impl Hash) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+pub fn now_rfc3339() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+}

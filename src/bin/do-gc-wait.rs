@@ -1,0 +1,1 @@
+fn main() { std::process::exit(do_gc_wait::main()) }
