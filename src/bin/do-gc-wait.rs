@@ -1,1 +1,3 @@
-fn main() { std::process::exit(do_gc_wait::main()) }
+fn main() {
+    std::process::exit(do_gc_wait::main())
+}

@@ -1,1 +1,3 @@
-fn main() { std::process::exit(do_sim::main()) }
+fn main() {
+    std::process::exit(do_sim::main())
+}

@@ -432,10 +432,16 @@ impl Client {
     /// A `links.pages.next` URL as a path on our own base URL: the token never follows a
     /// link to another host.
     fn path_of_link(&self, link: &str) -> anyhow::Result<String> {
-        let uri: ureq::http::Uri = link.parse().with_context(|| format!("the API sent a next-page link that is not a URL: {link:?}"))?;
+        let uri: ureq::http::Uri =
+            link.parse().with_context(|| format!("the API sent a next-page link that is not a URL: {link:?}"))?;
         let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-        let base_path = self.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or("");
-        Ok(path_and_query.strip_prefix(base_path).filter(|_| !base_path.is_empty()).unwrap_or(path_and_query).to_string())
+        let base_path =
+            self.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or("");
+        Ok(path_and_query
+            .strip_prefix(base_path)
+            .filter(|_| !base_path.is_empty())
+            .unwrap_or(path_and_query)
+            .to_string())
     }
 }
 
@@ -451,7 +457,12 @@ fn epoch_seconds() -> u64 {
 
 /// The pause before the next request when the hourly budget runs low: below 5% of the limit
 /// (at least 5 requests), the time to the reset spread over what is left, at most 10 seconds.
-pub fn pacing_delay(limit: Option<u64>, remaining: Option<u64>, reset_epoch: Option<u64>, now_epoch: u64) -> Option<Duration> {
+pub fn pacing_delay(
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset_epoch: Option<u64>,
+    now_epoch: u64,
+) -> Option<Duration> {
     let (limit, remaining, reset) = (limit?, remaining?, reset_epoch?);
     let low_water = (limit / 20).max(5);
     if remaining >= low_water || reset <= now_epoch {
@@ -489,7 +500,8 @@ fn describe_transport_error(error: &ureq::Error) -> String {
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8], method: &str, path: &str) -> anyhow::Result<T> {
-    serde_json::from_slice(body).with_context(|| format!("{method} {path}: the API sent a body that is not the expected JSON"))
+    serde_json::from_slice(body)
+        .with_context(|| format!("{method} {path}: the API sent a body that is not the expected JSON"))
 }
 
 fn decode_field<T: DeserializeOwned>(body: &[u8], field: &str, method: &str, path: &str) -> anyhow::Result<T> {
@@ -498,7 +510,8 @@ fn decode_field<T: DeserializeOwned>(body: &[u8], field: &str, method: &str, pat
         .get_mut(field)
         .map(Value::take)
         .with_context(|| format!("{method} {path}: the answer has no {field:?} field"))?;
-    serde_json::from_value(inner).with_context(|| format!("{method} {path}: the {field} in the answer has an unexpected shape"))
+    serde_json::from_value(inner)
+        .with_context(|| format!("{method} {path}: the {field} in the answer has an unexpected shape"))
 }
 
 fn with_per_page(path: &str) -> String {
@@ -571,7 +584,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered() {
-        let policy = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
         assert_eq!(policy.backoff(0, 1.0), Duration::from_millis(100));
         assert_eq!(policy.backoff(0, 0.0), Duration::from_millis(50));
         assert_eq!(policy.backoff(3, 1.0), Duration::from_millis(800));

@@ -59,7 +59,11 @@ impl ApiArgs {
         let config = ClientConfig {
             api_url: self.api_url.clone(),
             token: self.token()?,
-            retry: RetryPolicy { base_delay: self.retry_base_delay, max_elapsed: self.retry_max_time, ..RetryPolicy::default() },
+            retry: RetryPolicy {
+                base_delay: self.retry_base_delay,
+                max_elapsed: self.retry_max_time,
+                ..RetryPolicy::default()
+            },
             request_timeout: self.request_timeout,
             connect_timeout: self.request_timeout.min(Duration::from_secs(10)),
         };

@@ -23,7 +23,9 @@ enum FieldType {
 
 /// The kinds this toolkit knows, each with its version and required fields.
 /// A line of a known kind with another `v`, or without one of these fields, is refused.
-const KNOWN_KINDS: &[(&str, u64, &[(&str, FieldType)])] = &[
+type RequiredFields = &'static [(&'static str, FieldType)];
+
+const KNOWN_KINDS: &[(&str, u64, RequiredFields)] = &[
     ("tag", 1, &[("tag", FieldType::String), ("version", FieldType::String), ("commit", FieldType::String)]),
     ("gc-wait", 1, &[("registry", FieldType::String), ("outcome", FieldType::String)]),
     ("image", 1, &[("registry", FieldType::String), ("repository", FieldType::String), ("digest", FieldType::String)]),
@@ -83,7 +85,8 @@ impl Input {
         let what = match source {
             Source::Nothing => return Ok(Input::default()),
             Source::Stdin => {
-                read_capped(io::stdin().lock(), &mut bytes).map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?;
+                read_capped(io::stdin().lock(), &mut bytes)
+                    .map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?;
                 "stdin".to_string()
             }
             Source::File(path) => {
@@ -131,7 +134,9 @@ fn read_capped(reader: impl Read, into: &mut Vec<u8>) -> io::Result<()> {
         // A closed stdin (CI with no standard input) is an empty input.
         Err(error) if error.raw_os_error() == Some(9) => Ok(()),
         Err(error) => Err(error),
-        Ok(_) if into.len() > MAX_INPUT_BYTES => Err(io::Error::other(format!("input is larger than {} MiB", MAX_INPUT_BYTES >> 20))),
+        Ok(_) if into.len() > MAX_INPUT_BYTES => {
+            Err(io::Error::other(format!("input is larger than {} MiB", MAX_INPUT_BYTES >> 20)))
+        }
         Ok(_) => Ok(()),
     }
 }
@@ -271,7 +276,10 @@ mod tests {
             (b"\xff\xfe", "line 1: not valid UTF-8"),
             (br#"{"kind":"tag","v":2,"data":{}}"#, "line 1: \"tag\" record has v 2"),
             (br#"{"kind":"tag","v":1,"data":{"tag":"v1","version":"1.0.0"}}"#, "needs data.commit"),
-            (br#"{"kind":"prune","v":1,"data":{"registry":"r","dry_run":"yes","requests":1}}"#, "data.dry_run as true or false"),
+            (
+                br#"{"kind":"prune","v":1,"data":{"registry":"r","dry_run":"yes","requests":1}}"#,
+                "data.dry_run as true or false",
+            ),
             (br#"{"kind":"x","v":-1,"data":{}}"#, "must be a whole number"),
             (br#"{"kind":"x","v":1,"data":[]}"#, "must be an object"),
             (br#"{"kind":7,"v":1,"data":{}}"#, "\"kind\" must be a non-empty string"),

@@ -57,17 +57,12 @@ impl std::error::Error for Failure {}
 
 /// The exit code for an error: the first [`Failure`] in its chain decides, otherwise 1.
 pub fn exit_code_of(error: &anyhow::Error) -> Exit {
-    error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<Failure>().map(|failure| failure.exit))
-        .unwrap_or(Exit::Failed)
+    error.chain().find_map(|cause| cause.downcast_ref::<Failure>().map(|failure| failure.exit)).unwrap_or(Exit::Failed)
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|io_error| io_error.kind() == io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<io::Error>().is_some_and(|io_error| io_error.kind() == io::ErrorKind::BrokenPipe)
     })
 }
 

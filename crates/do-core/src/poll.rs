@@ -44,7 +44,11 @@ impl Poller {
         pause
     }
 
-    pub fn run<T>(&self, progress: &Progress, mut check: impl FnMut() -> anyhow::Result<Check<T>>) -> anyhow::Result<Polled<T>> {
+    pub fn run<T>(
+        &self,
+        progress: &Progress,
+        mut check: impl FnMut() -> anyhow::Result<Check<T>>,
+    ) -> anyhow::Result<Polled<T>> {
         let started = Instant::now();
         let mut polls = 0;
         let mut last_state = None;
@@ -80,7 +84,8 @@ mod tests {
 
     #[test]
     fn pauses_grow_by_half_to_the_cap() {
-        let poller = Poller { interval: Duration::from_secs(2), max_interval: Duration::from_secs(5), deadline: Instant::now() };
+        let poller =
+            Poller { interval: Duration::from_secs(2), max_interval: Duration::from_secs(5), deadline: Instant::now() };
         let pauses: Vec<u64> = (1..=5).map(|n| poller.pause_before(n).as_millis() as u64).collect();
         assert_eq!(pauses, [2000, 3000, 4500, 5000, 5000]);
     }

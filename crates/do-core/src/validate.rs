@@ -95,7 +95,8 @@ mod tests {
     fn repository_names_refuse_path_tricks_and_url_syntax() {
         assert!(repository_name("web").is_ok());
         assert!(repository_name("team/web-app_2").is_ok());
-        for bad in ["", "../etc", "a/../b", "web?x", "web#x", "web%2F", "we b", "web\n", "/web", "web/", "Web", "a..b"] {
+        for bad in ["", "../etc", "a/../b", "web?x", "web#x", "web%2F", "we b", "web\n", "/web", "web/", "Web", "a..b"]
+        {
             assert!(repository_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -143,7 +143,8 @@ pub(crate) fn snapshot(state: &mut State, now: Instant) -> Value {
 }
 
 pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
-    let valid = (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let valid = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     anyhow::ensure!(valid, "invalid registry name {name:?}: use 1-63 lowercase letters, digits and '-'");
     Ok(())
 }
@@ -224,11 +225,13 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let timing = Timing { gc_step_ms: cli.gc_step.as_millis() as u64, deploy_phase_ms: cli.deploy_phase.as_millis() as u64 };
+    let timing =
+        Timing { gc_step_ms: cli.gc_step.as_millis() as u64, deploy_phase_ms: cli.deploy_phase.as_millis() as u64 };
     let mut seed: Seed = match &cli.state {
         None => Seed::default_world(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read --state {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read --state {}: {e}", path.display()))?;
             serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--state {}: {e}", path.display()))?
         }
     };
@@ -240,7 +243,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let state = seed.into_state(&cli.token, timing)?;
     let sim = Sim::start(&cli.listen, state)?;
     println!("{}", sim.url());
-    eprintln!("do-sim: serving the DigitalOcean API simulator on {} (token {:?}); Ctrl-C stops it", sim.url(), cli.token);
+    eprintln!(
+        "do-sim: serving the DigitalOcean API simulator on {} (token {:?}); Ctrl-C stops it",
+        sim.url(),
+        cli.token
+    );
     sim.wait();
     Ok(())
 }

@@ -122,7 +122,11 @@ impl Seed {
                 tier: default_tier(),
                 repositories: vec![SeedRepository {
                     name: DEFAULT_REPOSITORY.into(),
-                    manifests: vec![manifest(&["v1.0.0"], 40), manifest(&["v1.1.0"], 42), manifest(&["v1.2.0", "latest"], 45)],
+                    manifests: vec![
+                        manifest(&["v1.0.0"], 40),
+                        manifest(&["v1.1.0"], 42),
+                        manifest(&["v1.2.0", "latest"], 45),
+                    ],
                 }],
                 running_gc: None,
             }],
@@ -138,13 +142,18 @@ impl Seed {
 
     pub fn into_state(self, default_token: &str, timing: Timing) -> anyhow::Result<State> {
         let now = Instant::now();
-        let mut state = State::new(self.token.unwrap_or_else(|| default_token.to_string()), self.timing.unwrap_or(timing));
+        let mut state =
+            State::new(self.token.unwrap_or_else(|| default_token.to_string()), self.timing.unwrap_or(timing));
         if let Some(rate_limit) = self.rate_limit {
             state.rate_limit = rate_limit;
         }
         for seed in self.registries {
             crate::check_name(&seed.name)?;
-            anyhow::ensure!(tier(&seed.tier).is_some(), "registry {}: tier must be starter, basic or professional", seed.name);
+            anyhow::ensure!(
+                tier(&seed.tier).is_some(),
+                "registry {}: tier must be starter, basic or professional",
+                seed.name
+            );
             let mut registry = Registry {
                 name: seed.name.clone(),
                 region: seed.region,
@@ -184,7 +193,8 @@ impl Seed {
             let name = registry.name.clone();
             state.registries.insert(name.clone(), registry);
             if let Some(gc) = seed.running_gc {
-                let plan = gc.plan.map(|steps| steps.into_iter().map(|s| (s.status, Duration::from_millis(s.ms))).collect());
+                let plan =
+                    gc.plan.map(|steps| steps.into_iter().map(|s| (s.status, Duration::from_millis(s.ms))).collect());
                 state.start_gc(&name, &gc.gc_type, plan, "succeeded", now).map_err(|e| anyhow::anyhow!(e.message))?;
             }
         }

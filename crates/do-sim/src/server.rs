@@ -96,7 +96,13 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     }
     let mut state = shared.lock();
     let authorized = authorization.strip_prefix("Bearer ").is_some_and(|token| token == state.token);
-    let mut log = LoggedRequest { method: method.clone(), url: url.clone(), status: 0, body: incoming.body_text.clone(), authorized };
+    let mut log = LoggedRequest {
+        method: method.clone(),
+        url: url.clone(),
+        status: 0,
+        body: incoming.body_text.clone(),
+        authorized,
+    };
 
     let early = match &fault {
         Some(FaultKind::Status { status, retry_after }) => Some((fault_error(*status), *retry_after)),
@@ -191,7 +197,9 @@ fn fault_error(status: u16) -> SimError {
 
 fn take_fault(state: &mut State, method: &str, path: &str) -> Option<FaultKind> {
     let index = state.faults.iter().position(|fault| {
-        fault.times > 0 && fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && path.starts_with(&fault.path)
+        fault.times > 0
+            && fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && path.starts_with(&fault.path)
     })?;
     let fault = &mut state.faults[index];
     fault.times -= 1;
@@ -210,7 +218,8 @@ fn break_connection(request: tiny_http::Request, partial: Option<String>) {
         None => b"BROKEN\r\n\r\n".to_vec(),
         Some(body) => {
             let half = &body.as_bytes()[..body.len() / 2];
-            let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            let mut out =
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
             out.extend_from_slice(format!("{:x}\r\n", half.len()).as_bytes());
             out.extend_from_slice(half);
             out.extend_from_slice(b"\r\nzz-broken\r\n\r\n");
@@ -246,7 +255,11 @@ fn rate_limit(state: &mut State, now: Instant) -> Option<Option<u64>> {
     None
 }
 
-fn rate_headers(rate_limit: &RateLimit, times: &std::collections::VecDeque<Instant>, now: Instant) -> Vec<(String, String)> {
+fn rate_headers(
+    rate_limit: &RateLimit,
+    times: &std::collections::VecDeque<Instant>,
+    now: Instant,
+) -> Vec<(String, String)> {
     let hour = window(rate_limit, 3600.0);
     let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let reset = match times.front() {
@@ -260,7 +273,10 @@ fn rate_headers(rate_limit: &RateLimit, times: &std::collections::VecDeque<Insta
     ]
 }
 
-fn with_headers<R: Read>(mut response: tiny_http::Response<R>, headers: Vec<(String, String)>) -> tiny_http::Response<R> {
+fn with_headers<R: Read>(
+    mut response: tiny_http::Response<R>,
+    headers: Vec<(String, String)>,
+) -> tiny_http::Response<R> {
     for (name, value) in headers {
         if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(header);
@@ -270,10 +286,13 @@ fn with_headers<R: Read>(mut response: tiny_http::Response<R>, headers: Vec<(Str
 }
 
 fn respond(request: tiny_http::Request, answer: Answer, headers: Vec<(String, String)>) {
-    let request_id = format!("sim-{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let request_id =
+        format!("sim-{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     let (status, body) = match answer {
         Ok((status, body)) => (status, body.map(|b| b.to_string()).unwrap_or_default()),
-        Err(error) => (error.status, json!({"id": error.id, "message": error.message, "request_id": request_id}).to_string()),
+        Err(error) => {
+            (error.status, json!({"id": error.id, "message": error.message, "request_id": request_id}).to_string())
+        }
     };
     let mut headers = headers;
     headers.push(("x-request-id".into(), request_id));
@@ -360,13 +379,19 @@ fn route(state: &mut State, incoming: &Incoming, base_url: &str, now: Instant) -
         ("GET", ["v2", "registry"]) => match state.registries.len() {
             1 => ok(json!({"registry": registry_json(state.registries.values().next().expect("one registry"), true)})),
             0 => Err(SimError::not_found()),
-            _ => Err(SimError::new(412, "precondition_failed", "this account has more than one registry; use /v2/registries")),
+            _ => Err(SimError::new(
+                412,
+                "precondition_failed",
+                "this account has more than one registry; use /v2/registries",
+            )),
         },
         ("GET", ["v2", "registries", "subscription"]) | ("GET", ["v2", "registry", "subscription"]) => {
             let registry = state.registries.values().next().ok_or_else(SimError::not_found)?;
             ok(json!({"subscription": subscription_json(registry)}))
         }
-        (_, ["v2", "registries" | "registry", registry, rest @ ..]) => registry_route(state, incoming, base_url, now, registry, rest),
+        (_, ["v2", "registries" | "registry", registry, rest @ ..]) => {
+            registry_route(state, incoming, base_url, now, registry, rest)
+        }
         (_, ["v2", "apps", rest @ ..]) => apps_route(state, incoming, base_url, now, rest),
         _ => Err(SimError::not_found()),
     }
@@ -390,7 +415,14 @@ fn subscription_json(registry: &crate::state::Registry) -> Value {
     json!({"tier": tier(&registry.tier), "created_at": registry.created_at, "updated_at": registry.created_at})
 }
 
-fn registry_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Instant, name: &str, rest: &[&str]) -> Answer {
+fn registry_route(
+    state: &mut State,
+    incoming: &Incoming,
+    base_url: &str,
+    now: Instant,
+    name: &str,
+    rest: &[&str],
+) -> Answer {
     let registry = state.registries.get_mut(name).ok_or_else(SimError::not_found)?;
     match (incoming.method.as_str(), rest) {
         ("GET", []) => ok(json!({"registry": registry_json(registry, false)})),
@@ -435,7 +467,8 @@ fn registry_route(state: &mut State, incoming: &Incoming, base_url: &str, now: I
         }
         ("DELETE", ["repositories", repository, "tags", tag]) => {
             let repo = registry.repositories.get_mut(*repository).ok_or_else(SimError::not_found)?;
-            let manifest = repo.manifests.iter_mut().find(|m| m.tags.iter().any(|t| t == tag)).ok_or_else(SimError::not_found)?;
+            let manifest =
+                repo.manifests.iter_mut().find(|m| m.tags.iter().any(|t| t == tag)).ok_or_else(SimError::not_found)?;
             manifest.tags.retain(|t| t != tag);
             Ok((204, None))
         }
@@ -458,16 +491,25 @@ fn registry_route(state: &mut State, incoming: &Incoming, base_url: &str, now: I
         }
         ("POST", ["garbage-collection"]) => {
             let gc_type = match &incoming.body {
-                None if incoming.body_text.is_some() => return Err(SimError::bad_request("the body is not valid JSON")),
+                None if incoming.body_text.is_some() => {
+                    return Err(SimError::bad_request("the body is not valid JSON"))
+                }
                 None => DEFAULT_GC_TYPE.to_string(),
                 Some(body) => match body.get("type") {
                     None | Some(Value::Null) => DEFAULT_GC_TYPE.to_string(),
                     Some(Value::String(t))
-                        if ["untagged manifests only", "unreferenced blobs only", "untagged manifests and unreferenced blobs"].contains(&t.as_str()) =>
+                        if [
+                            "untagged manifests only",
+                            "unreferenced blobs only",
+                            "untagged manifests and unreferenced blobs",
+                        ]
+                        .contains(&t.as_str()) =>
                     {
                         t.clone()
                     }
-                    Some(other) => return Err(SimError::bad_request(format!("invalid garbage collection type {other}"))),
+                    Some(other) => {
+                        return Err(SimError::bad_request(format!("invalid garbage collection type {other}")))
+                    }
                 },
             };
             let gc = state.start_gc(name, &gc_type, None, "succeeded", now)?;
@@ -535,9 +577,12 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
             match (method, rest) {
                 ("GET", []) => ok(json!({"app": state.apps[index].to_json(now, &live_url(&state.apps[index]))})),
                 ("PUT", []) => {
-                    let spec = incoming.body.as_ref().and_then(|b| b.get("spec")).cloned().ok_or_else(|| {
-                        SimError::new(400, "bad_request", "the body must be {\"spec\": {...}}")
-                    })?;
+                    let spec = incoming
+                        .body
+                        .as_ref()
+                        .and_then(|b| b.get("spec"))
+                        .cloned()
+                        .ok_or_else(|| SimError::new(400, "bad_request", "the body must be {\"spec\": {...}}"))?;
                     check_spec(&spec)?;
                     state.apps[index].spec = spec;
                     let deployment = state.create_deployment(index, "app spec updated", now);
@@ -555,16 +600,27 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
                     let Some(body) = incoming.body.as_ref().filter(|b| b.is_object()) else {
                         return Err(SimError::new(422, "unprocessable_entity", "Body parameter is required"));
                     };
-                    let cause = if body.get("force_build").and_then(Value::as_bool) == Some(true) { "manual (force rebuild)" } else { "manual" };
+                    let cause = if body.get("force_build").and_then(Value::as_bool) == Some(true) {
+                        "manual (force rebuild)"
+                    } else {
+                        "manual"
+                    };
                     ok(json!({"deployment": state.create_deployment(index, cause, now)}))
                 }
                 ("GET", ["deployments", deployment_id]) => {
-                    let deployment = state.apps[index].deployments.iter().find(|d| d.id == *deployment_id).ok_or_else(SimError::not_found)?;
+                    let deployment = state.apps[index]
+                        .deployments
+                        .iter()
+                        .find(|d| d.id == *deployment_id)
+                        .ok_or_else(SimError::not_found)?;
                     ok(json!({"deployment": deployment.to_json(now)}))
                 }
                 ("POST", ["deployments", deployment_id, "cancel"]) => {
-                    let deployment =
-                        state.apps[index].deployments.iter_mut().find(|d| d.id == *deployment_id).ok_or_else(SimError::not_found)?;
+                    let deployment = state.apps[index]
+                        .deployments
+                        .iter_mut()
+                        .find(|d| d.id == *deployment_id)
+                        .ok_or_else(SimError::not_found)?;
                     if deployment.is_terminal(now) {
                         return Err(SimError::new(400, "bad_request", "the deployment has already ended"));
                     }
@@ -627,20 +683,27 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
             Ok((204, None))
         }
         ("PUT", ["rate-limit"]) => {
-            state.rate_limit = serde_json::from_value(body).map_err(|e| SimError::bad_request(format!("invalid rate limit: {e}")))?;
+            state.rate_limit =
+                serde_json::from_value(body).map_err(|e| SimError::bad_request(format!("invalid rate limit: {e}")))?;
             state.request_times.clear();
             Ok((204, None))
         }
         ("POST", ["push"]) => {
-            let registry = body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
-            let repository = body.get("repository").and_then(Value::as_str).ok_or_else(|| SimError::bad_request("repository is required"))?;
-            let tag = body.get("tag").and_then(Value::as_str).ok_or_else(|| SimError::bad_request("tag is required"))?;
+            let registry =
+                body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
+            let repository = body
+                .get("repository")
+                .and_then(Value::as_str)
+                .ok_or_else(|| SimError::bad_request("repository is required"))?;
+            let tag =
+                body.get("tag").and_then(Value::as_str).ok_or_else(|| SimError::bad_request("tag is required"))?;
             let size = body.get("size_bytes").and_then(Value::as_u64).unwrap_or(20 * 1024 * 1024);
             let manifest = state.push(&registry, repository, tag, size, now)?;
             Ok((201, Some(json!({"manifest": manifest}))))
         }
         ("POST", ["gc"]) => {
-            let registry = body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
+            let registry =
+                body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
             let gc_type = body.get("type").and_then(Value::as_str).unwrap_or(DEFAULT_GC_TYPE).to_string();
             let final_status = body.get("final_status").and_then(Value::as_str).unwrap_or("succeeded").to_string();
             let plan = body.get("plan").and_then(Value::as_array).map(|steps| {
@@ -660,7 +723,8 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
             let outcome: Outcome = serde_json::from_value(body.get("outcome").cloned().unwrap_or(json!("success")))
                 .map_err(|e| SimError::bad_request(format!("invalid outcome: {e}")))?;
             state.apps[index].next_outcome = outcome;
-            state.apps[index].next_phase_duration = body.get("phase_ms").and_then(Value::as_u64).map(Duration::from_millis);
+            state.apps[index].next_phase_duration =
+                body.get("phase_ms").and_then(Value::as_u64).map(Duration::from_millis);
             Ok((204, None))
         }
         _ => Err(SimError::not_found()),

@@ -109,7 +109,11 @@ impl GcRun {
             return ended.clone();
         }
         if let Some(cancelled_at) = self.cancel_requested {
-            return if now.duration_since(cancelled_at) >= self.cancel_duration { "cancelled".into() } else { "cancelling".into() };
+            return if now.duration_since(cancelled_at) >= self.cancel_duration {
+                "cancelled".into()
+            } else {
+                "cancelling".into()
+            };
         }
         let mut elapsed = now.duration_since(self.started);
         for (status, lasts) in &self.plan {
@@ -160,7 +164,11 @@ impl Registry {
     }
 
     fn referenced_blobs(&self) -> BTreeSet<String> {
-        self.repositories.values().flat_map(|r| r.manifests.iter()).flat_map(|m| m.blobs.iter().map(|(d, _)| d.clone())).collect()
+        self.repositories
+            .values()
+            .flat_map(|r| r.manifests.iter())
+            .flat_map(|m| m.blobs.iter().map(|(d, _)| d.clone()))
+            .collect()
     }
 
     /// Applies the effects of GCs that have ended since the last look.
@@ -277,7 +285,8 @@ impl Deployment {
             step
         };
         let steps = vec![step("build", build, "Building"), step("deploy", deploy, "Deploying")];
-        let summary: Vec<Value> = steps.iter().flat_map(|s| s["steps"].as_array().cloned().unwrap_or_default()).collect();
+        let summary: Vec<Value> =
+            steps.iter().flat_map(|s| s["steps"].as_array().cloned().unwrap_or_default()).collect();
         let count = |status: &str| summary.iter().filter(|s| s["status"] == status).count();
         json!({
             "pending_steps": count("PENDING"),
@@ -292,8 +301,10 @@ impl Deployment {
 
     pub fn to_json(&self, now: Instant) -> Value {
         let phase = self.phase_at(now);
-        let components: Vec<Value> =
-            component_names(&self.spec).into_iter().map(|name| json!({"name": name, "source_commit_hash": ""})).collect();
+        let components: Vec<Value> = component_names(&self.spec)
+            .into_iter()
+            .map(|name| json!({"name": name, "source_commit_hash": ""}))
+            .collect();
         json!({
             "id": self.id,
             "spec": self.spec,
@@ -404,7 +415,11 @@ impl LoggedRequest {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum FaultKind {
     /// Answer with this status and DigitalOcean's error body.
-    Status { status: u16, #[serde(default)] retry_after: Option<u64> },
+    Status {
+        status: u16,
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
     /// Break the connection without a usable response.
     #[default]
     Drop,
@@ -507,19 +522,30 @@ impl State {
     }
 
     pub fn registry_mut(&mut self, name: &str) -> Result<&mut Registry, SimError> {
-        self.registries.get_mut(name).ok_or_else(|| SimError::not_found())
+        self.registries.get_mut(name).ok_or_else(SimError::not_found)
     }
 
     /// Pushes an image: a new manifest with one new layer of `size_bytes`, taking `tag` from
     /// any manifest that had it. Refused while a GC runs, as the registry is read-only then.
-    pub fn push(&mut self, registry: &str, repository: &str, tag: &str, size_bytes: u64, now: Instant) -> Result<Value, SimError> {
+    pub fn push(
+        &mut self,
+        registry: &str,
+        repository: &str,
+        tag: &str,
+        size_bytes: u64,
+        now: Instant,
+    ) -> Result<Value, SimError> {
         self.settle(now);
         let manifest_digest = self.digest(&format!("{registry}/{repository}:{tag}"));
         let layer_digest = self.digest(&format!("layer {registry}/{repository}:{tag}"));
         let sequence = self.next_id();
         let registry_state = self.registry_mut(registry)?;
         if registry_state.active_gc(now).is_some() {
-            return Err(SimError::new(409, "conflict", "the registry is in read-only mode while garbage collection runs; push again after it ends"));
+            return Err(SimError::new(
+                409,
+                "conflict",
+                "the registry is in read-only mode while garbage collection runs; push again after it ends",
+            ));
         }
         let repository_state = registry_state.repositories.entry(repository.to_string()).or_default();
         for manifest in &mut repository_state.manifests {
@@ -540,7 +566,14 @@ impl State {
     }
 
     /// Starts a GC with the standard status sequence, or refuses while one is active.
-    pub fn start_gc(&mut self, registry: &str, gc_type: &str, plan: Option<Vec<(String, Duration)>>, final_status: &str, now: Instant) -> Result<Value, SimError> {
+    pub fn start_gc(
+        &mut self,
+        registry: &str,
+        gc_type: &str,
+        plan: Option<Vec<(String, Duration)>>,
+        final_status: &str,
+        now: Instant,
+    ) -> Result<Value, SimError> {
         self.settle(now);
         let uuid = self.uuid();
         let step = Duration::from_millis(self.timing.gc_step_ms);
@@ -569,7 +602,9 @@ impl State {
     }
 
     pub fn app_index(&self, id_or_name: &str) -> Option<usize> {
-        self.apps.iter().position(|app| app.id == id_or_name || app.spec.get("name").and_then(Value::as_str) == Some(id_or_name))
+        self.apps
+            .iter()
+            .position(|app| app.id == id_or_name || app.spec.get("name").and_then(Value::as_str) == Some(id_or_name))
     }
 
     /// Creates a deployment of the app's current spec. A deployment still in progress is superseded.

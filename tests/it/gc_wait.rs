@@ -1,0 +1,331 @@
+//! do-gc-wait end to end against the simulator.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use do_sim::{Fault, FaultKind, DEFAULT_REGISTRY};
+use serde_json::json;
+
+use crate::support::{mutating_requests, sim, Tool, DO_SIM, GC_WAIT};
+
+fn gc_wait(sim: &do_sim::Sim) -> Tool {
+    Tool::against(GC_WAIT, sim).args(["--interval", "40ms", "--max-interval", "80ms"])
+}
+
+fn gc_requests(sim: &do_sim::Sim) -> usize {
+    sim.requests().iter().filter(|r| r.url.ends_with("/garbage-collection")).count()
+}
+
+#[test]
+fn no_gc_returns_at_once_with_one_clear_record() {
+    let sim = sim(50);
+    let run = gc_wait(&sim).args(["--registry", DEFAULT_REGISTRY]).run();
+    run.assert_code(0);
+    assert_eq!(run.records().len(), 1);
+    let record = run.record("gc-wait");
+    assert_eq!(record["registry"], DEFAULT_REGISTRY);
+    assert_eq!(record["outcome"], "clear");
+    assert_eq!(record["polls"], 1);
+    assert!(record["gc"].is_null());
+    assert_eq!(record["cancelled"], false);
+    assert!(run.stderr.contains("no garbage collection running on example-registry"), "{}", run.stderr);
+    assert_eq!(gc_requests(&sim), 1);
+    assert!(mutating_requests(&sim).is_empty());
+}
+
+#[test]
+fn a_running_gc_is_waited_for_through_its_statuses() {
+    let sim = sim(150);
+    sim.start_gc_with(
+        DEFAULT_REGISTRY,
+        &[("requested", 120), ("scanning manifests", 120), ("deleting unreferenced blobs", 120)],
+        "succeeded",
+    )
+    .unwrap();
+    let run = gc_wait(&sim).run();
+    run.assert_code(0);
+    let record = run.record("gc-wait");
+    assert_eq!(record["outcome"], "succeeded");
+    assert_eq!(record["gc"]["status"], "succeeded");
+    assert!(record["waited_ms"].as_u64().unwrap() >= 250, "{record}");
+    assert!(record["polls"].as_u64().unwrap() >= 3, "{record}");
+    for status in ["is requested", "is scanning manifests", "is deleting unreferenced blobs"] {
+        assert_eq!(run.stderr.matches(status).count(), 1, "{status:?} should be reported once:\n{}", run.stderr);
+    }
+    // The registry was found automatically: the account has one.
+    assert!(sim.requests().iter().any(|r| r.url == "/v2/registries"));
+}
+
+#[test]
+fn an_unknown_status_counts_as_still_running() {
+    let sim = sim(50);
+    sim.start_gc_with(DEFAULT_REGISTRY, &[("waiting for delete requests", 400)], "succeeded").unwrap();
+    let run = gc_wait(&sim).args(["--registry", DEFAULT_REGISTRY]).run();
+    run.assert_code(0);
+    let record = run.record("gc-wait");
+    assert_eq!(record["outcome"], "succeeded");
+    assert!(record["waited_ms"].as_u64().unwrap() >= 350, "{record}");
+    assert!(run.stderr.contains("is waiting for delete requests"), "{}", run.stderr);
+}
+
+#[test]
+fn a_gc_that_fails_leaves_the_registry_writable_and_is_reported() {
+    let sim = sim(50);
+    sim.start_gc_with(DEFAULT_REGISTRY, &[("scanning manifests", 100)], "failed").unwrap();
+    let run = gc_wait(&sim).run();
+    run.assert_code(0);
+    assert_eq!(run.record("gc-wait")["outcome"], "failed");
+    assert!(run.stderr.contains("failed; example-registry is writable again"), "{}", run.stderr);
+}
+
+#[test]
+fn the_deadline_is_exit_3_with_a_timeout_record() {
+    let sim = sim(50);
+    sim.start_gc_with(DEFAULT_REGISTRY, &[("scanning manifests", 60_000)], "succeeded").unwrap();
+    let run = gc_wait(&sim).args(["--timeout", "300ms"]).run();
+    run.assert_code(3);
+    let record = run.record("gc-wait");
+    assert_eq!(record["outcome"], "timeout");
+    assert_eq!(record["gc"]["status"], "scanning manifests");
+    assert!(run.stderr.contains("still running on example-registry after 300ms"), "{}", run.stderr);
+    assert!(mutating_requests(&sim).is_empty(), "waiting must not cancel anything");
+}
+
+#[test]
+fn a_wrong_token_fails_clearly_and_never_shows_the_token() {
+    let sim = sim(50);
+    let secret = "dop_v1_wrong_0123456789abcdef_DISTINCT";
+    for verbose in [false, true] {
+        let mut tool = gc_wait(&sim).env("DIGITALOCEAN_ACCESS_TOKEN", secret);
+        if verbose {
+            tool = tool.arg_verbose();
+        }
+        let run = tool.run();
+        run.assert_code(1);
+        assert!(run.stderr.contains("401 unauthorized"), "{}", run.stderr);
+        assert!(run.stderr.contains("check DIGITALOCEAN_ACCESS_TOKEN"), "{}", run.stderr);
+        assert!(run.stderr.contains("request id"), "{}", run.stderr);
+        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "the token leaked:\n{run:#?}");
+        assert!(!run.stdout.contains("DISTINCT") && !run.stderr.contains("DISTINCT"));
+    }
+    // The right token, verbose, is not shown either.
+    let run = gc_wait(&sim).arg_verbose().run();
+    run.assert_code(0);
+    assert!(!run.stderr.contains(&sim.token()) && !run.stdout.contains(&sim.token()), "{}", run.stderr);
+    assert!(run.stderr.contains("GET /v2/registries -> 200"), "verbose shows requests:\n{}", run.stderr);
+}
+
+#[test]
+fn the_token_can_come_from_a_file() {
+    let sim = sim(50);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{}\n", sim.token())).unwrap();
+    let run = Tool::new(GC_WAIT)
+        .env("DIGITALOCEAN_API_URL", sim.url())
+        .args(["--token-file".as_ref(), file.as_os_str()])
+        .run();
+    run.assert_code(0);
+    let missing = Tool::new(GC_WAIT).env("DIGITALOCEAN_API_URL", sim.url()).run();
+    missing.assert_code(2);
+    assert!(
+        missing.stderr.contains("no API token: set DIGITALOCEAN_ACCESS_TOKEN or pass --token-file"),
+        "{}",
+        missing.stderr
+    );
+    assert!(sim.requests().len() == 2, "only the run with a token made requests");
+}
+
+#[test]
+fn transient_5xx_429_and_dropped_connections_are_retried() {
+    let sim = sim(50);
+    let gc_path = "/v2/registries/example-registry/garbage-collection";
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: gc_path.into(),
+        kind: FaultKind::Status { status: 503, retry_after: None },
+        times: 2,
+    });
+    sim.add_fault(Fault { method: Some("GET".into()), path: gc_path.into(), kind: FaultKind::Drop, times: 1 });
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: gc_path.into(),
+        kind: FaultKind::Status { status: 429, retry_after: Some(1) },
+        times: 1,
+    });
+    let started = std::time::Instant::now();
+    let run = gc_wait(&sim).args(["--registry", DEFAULT_REGISTRY, "-v"]).run();
+    run.assert_code(0);
+    assert_eq!(run.record("gc-wait")["outcome"], "clear");
+    let statuses: Vec<u16> = sim.requests().iter().filter(|r| r.url == gc_path).map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 503, 0, 429, 404], "each fault once, then the answer");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "retry-after: 1 was honoured");
+    assert!(run.stderr.contains("retrying in 1.0s"), "{}", run.stderr);
+}
+
+#[test]
+fn it_never_fails_open_on_a_persistent_server_error() {
+    let sim = sim(50);
+    let gc_path = "/v2/registries/example-registry/garbage-collection";
+    sim.add_fault(Fault {
+        method: None,
+        path: gc_path.into(),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = gc_wait(&sim).args(["--registry", DEFAULT_REGISTRY]).env("DO_RELEASE_RETRY_MAX_TIME", "300ms").run();
+    run.assert_code(1);
+    assert!(
+        run.stdout.lines().all(|line| !line.contains("\"gc-wait\"")),
+        "no record claims the registry is clear:\n{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("500 server_error"), "{}", run.stderr);
+    assert!(run.stderr.contains("request id sim-"), "{}", run.stderr);
+    assert!(run.stderr.contains("gave up after"), "{}", run.stderr);
+}
+
+#[test]
+fn a_malformed_body_is_a_clear_failure() {
+    let sim = sim(50);
+    sim.add_fault(Fault {
+        method: None,
+        path: "/v2/registries/example-registry/garbage-collection".into(),
+        kind: FaultKind::Malformed,
+        times: 1,
+    });
+    sim.start_gc_with(DEFAULT_REGISTRY, &[("scanning manifests", 60_000)], "succeeded").unwrap();
+    let run = gc_wait(&sim).args(["--registry", DEFAULT_REGISTRY]).run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("not the expected JSON"), "{}", run.stderr);
+}
+
+#[test]
+fn unknown_record_kinds_pass_through_byte_for_byte() {
+    let sim = sim(50);
+    let upstream = "{\"kind\":\"x-build\",  \"v\":3,\"data\":{\"b\":1,\"a\":\"\\u00e9\"}}\r\n{\"kind\":\"tag\",\"v\":1,\"data\":{\"tag\":\"v1.0.0\",\"version\":\"1.0.0\",\"commit\":\"abc\",\"extra\":[1, 2]}}";
+    let run = gc_wait(&sim).stdin(upstream).run();
+    run.assert_code(0);
+    let expected = "{\"kind\":\"x-build\",  \"v\":3,\"data\":{\"b\":1,\"a\":\"\\u00e9\"}}\r\n{\"kind\":\"tag\",\"v\":1,\"data\":{\"tag\":\"v1.0.0\",\"version\":\"1.0.0\",\"commit\":\"abc\",\"extra\":[1, 2]}}\n";
+    assert!(run.stdout.starts_with(expected), "upstream lines changed:\n{:?}", run.stdout);
+    assert_eq!(run.records().len(), 3);
+    assert_eq!(run.records()[2]["kind"], "gc-wait");
+}
+
+#[test]
+fn malformed_input_is_exit_2_before_any_request() {
+    let sim = sim(50);
+    let cases: &[(&[u8], &str)] = &[
+        (b"{\"kind\":\"x\",\"v\":1,\"data\":{}}\nnot json\n", "line 2: not valid JSON"),
+        (b"{\"kind\":\"gc-wait\",\"v\":9,\"data\":{}}", "line 1: \"gc-wait\" record has v 9"),
+        (b"{\"kind\":\"image\",\"v\":1,\"data\":{\"registry\":\"r\"}}", "needs data.repository"),
+        (b"\xff\xfe\n", "not valid UTF-8"),
+    ];
+    for (input, message) in cases {
+        let run = gc_wait(&sim).stdin(input.to_vec()).run();
+        run.assert_code(2);
+        assert!(run.stderr.contains(message), "{message:?} not in {}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+    let bad_flags: &[&[&str]] = &[
+        &["--registry", "Bad_Name"],
+        &["--timeout", "soon"],
+        &["--interval", "-1s"],
+        &["--cancel-after", "3 fortnights"],
+    ];
+    for args in bad_flags {
+        let run = gc_wait(&sim).args(*args).run();
+        run.assert_code(2);
+    }
+    assert!(sim.requests().is_empty(), "no request for bad input: {:?}", sim.requests());
+}
+
+#[test]
+fn cancel_after_cancels_a_long_gc() {
+    let sim = sim(60);
+    sim.start_gc_with(DEFAULT_REGISTRY, &[("waiting for write JWTs to expire", 60_000)], "succeeded").unwrap();
+    let run = gc_wait(&sim).args(["--cancel-after", "150ms", "--timeout", "20s"]).run();
+    run.assert_code(0);
+    let record = run.record("gc-wait");
+    assert_eq!(record["cancelled"], true);
+    assert_eq!(record["outcome"], "cancelled");
+    let puts: Vec<_> = mutating_requests(&sim);
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(puts[0].method, "PUT");
+    assert!(puts[0].url.starts_with("/v2/registries/example-registry/garbage-collection/"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(puts[0].body.as_deref().unwrap()).unwrap(),
+        json!({"cancel": true})
+    );
+    assert_eq!(sim.snapshot()["registries"][0]["garbage_collections"][0]["status"], "cancelled");
+    assert!(run.stderr.contains("cancelling garbage collection"), "{}", run.stderr);
+}
+
+#[test]
+fn a_registry_must_be_named_when_there_are_several_and_must_exist() {
+    let seed: do_sim::Seed = serde_json::from_value(json!({
+        "registries": [{"name": "alpha"}, {"name": "beta", "tier": "professional"}]
+    }))
+    .unwrap();
+    let sim = do_sim::Sim::start("127.0.0.1:0", seed.into_state("t0ken", Default::default()).unwrap()).unwrap();
+    let run = gc_wait(&sim).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("2 registries (alpha, beta); choose one with --registry"), "{}", run.stderr);
+    let missing = gc_wait(&sim).args(["--registry", "gamma"]).run();
+    missing.assert_code(1);
+    assert!(missing.stderr.contains("registry \"gamma\" does not exist"), "{}", missing.stderr);
+    gc_wait(&sim).args(["--registry", "beta"]).run().assert_code(0);
+}
+
+#[test]
+fn the_token_is_never_sent_over_plain_http_to_another_host() {
+    let run = Tool::new(GC_WAIT)
+        .env("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_secret_value")
+        .args(["--api-url", "http://api.example.com", "--registry", "r"])
+        .run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("refusing to send the API token over plain http to api.example.com"), "{}", run.stderr);
+    assert!(!run.stderr.contains("dop_v1_secret_value"));
+}
+
+#[test]
+fn help_shows_flags_exit_codes_and_an_example() {
+    let run = Tool::new(GC_WAIT).args(["--help"]).run();
+    run.assert_code(0);
+    for expected in [
+        "--registry",
+        "--timeout",
+        "--interval",
+        "--cancel-after",
+        "--token-file",
+        "Exit codes:",
+        "3  deadline exceeded",
+        "Examples:",
+        "do-gc-wait --registry my-registry",
+    ] {
+        assert!(run.stdout.contains(expected), "{expected:?} missing from --help:\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn the_do_sim_binary_serves_a_working_api() {
+    let mut server = Command::new(DO_SIM)
+        .args(["--listen", "127.0.0.1:0", "--gc-step", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    let url = url.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let run = Tool::new(GC_WAIT)
+        .env("DIGITALOCEAN_API_URL", &url)
+        .env("DIGITALOCEAN_ACCESS_TOKEN", do_sim::DEFAULT_TOKEN)
+        .args(["--registry", DEFAULT_REGISTRY, "--interval", "50ms"])
+        .run();
+    let _ = server.kill();
+    let _ = server.wait();
+    run.assert_code(0);
+    assert_eq!(run.record("gc-wait")["outcome"], "clear");
+}

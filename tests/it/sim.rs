@@ -1,0 +1,233 @@
+//! The simulator answers as DigitalOcean's spec says: envelopes, status codes, error bodies,
+//! pagination, read-only mode during GC and storage that follows pushes, deletes and GC.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::sim;
+
+fn call(sim: &do_sim::Sim, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{}{}", sim.url(), path);
+    let mut request = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = match body {
+        Some(body) => agent.run(request.header("content-type", "application/json").body(body.to_string()).unwrap()),
+        None => agent.run(request.body(()).unwrap()),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn api(sim: &do_sim::Sim, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call(sim, method, path, body, Some(&sim.token()))
+}
+
+#[test]
+fn a_missing_or_wrong_token_is_401_with_digitaloceans_error_body() {
+    let sim = sim(50);
+    for token in [None, Some("nope")] {
+        let (status, body) = call(&sim, "GET", "/v2/registries", None, token);
+        assert_eq!(status, 401);
+        assert_eq!(body["id"], "unauthorized");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["request_id"].is_string());
+    }
+}
+
+#[test]
+fn gc_start_is_201_a_second_start_is_refused_and_cancel_works() {
+    let sim = sim(100);
+    let (status, body) = api(
+        &sim,
+        "POST",
+        "/v2/registry/example-registry/garbage-collection",
+        Some(json!({"type": "untagged manifests and unreferenced blobs"})),
+    );
+    assert_eq!(status, 201);
+    let gc = &body["garbage_collection"];
+    assert_eq!(gc["status"], "requested");
+    assert_eq!(gc["registry_name"], "example-registry");
+    for field in ["uuid", "created_at", "updated_at", "blobs_deleted", "freed_bytes"] {
+        assert!(!gc[field].is_null(), "{field} missing in {gc}");
+    }
+    let (second, error) = api(&sim, "POST", "/v2/registries/example-registry/garbage-collection", None);
+    assert_eq!(second, 409);
+    assert_eq!(error["id"], "conflict");
+    let (active, body) = api(&sim, "GET", "/v2/registries/example-registry/garbage-collection", None);
+    assert_eq!(active, 200);
+    let uuid = body["garbage_collection"]["uuid"].as_str().unwrap().to_string();
+    let (cancel, body) = api(
+        &sim,
+        "PUT",
+        &format!("/v2/registries/example-registry/garbage-collection/{uuid}"),
+        Some(json!({"cancel": true})),
+    );
+    assert_eq!(cancel, 200);
+    assert_eq!(body["garbage_collection"]["status"], "cancelling");
+    std::thread::sleep(Duration::from_millis(150));
+    let (none, _) = api(&sim, "GET", "/v2/registries/example-registry/garbage-collection", None);
+    assert_eq!(none, 404, "no GC is active after the cancel completes");
+    let (listed, body) = api(&sim, "GET", "/v2/registries/example-registry/garbage-collections", None);
+    assert_eq!(listed, 200);
+    assert_eq!(body["garbage_collections"][0]["status"], "cancelled");
+    assert_eq!(body["meta"]["total"], 1);
+}
+
+#[test]
+fn the_registry_is_read_only_while_gc_runs_and_storage_follows_push_delete_and_gc() {
+    let sim = sim(40);
+    let usage = |sim: &do_sim::Sim| {
+        api(sim, "GET", "/v2/registries/example-registry", None).1["registry"]["storage_usage_bytes"].as_u64().unwrap()
+    };
+    let before = usage(&sim);
+    sim.push("example-registry", "web", "v2.0.0", 10_000_000).unwrap();
+    assert_eq!(usage(&sim), before + 10_000_000);
+    // Re-pushing a tag leaves the old manifest untagged; it still counts.
+    sim.push("example-registry", "web", "v2.0.0", 5_000_000).unwrap();
+    assert_eq!(usage(&sim), before + 15_000_000);
+    let (_, digests) = api(&sim, "GET", "/v2/registries/example-registry/repositories/web/digests", None);
+    let untagged: Vec<&Value> =
+        digests["manifests"].as_array().unwrap().iter().filter(|m| m["tags"] == json!([])).collect();
+    assert_eq!(untagged.len(), 1);
+    // Deleting a tag keeps the manifest; deleting a manifest is 204 and frees nothing until GC.
+    let (status, _) = api(&sim, "DELETE", "/v2/registries/example-registry/repositories/web/tags/v1.0.0", None);
+    assert_eq!(status, 204);
+    let v1_1 = digests["manifests"].as_array().unwrap().iter().find(|m| m["tags"] == json!(["v1.1.0"])).unwrap()
+        ["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) =
+        api(&sim, "DELETE", &format!("/v2/registries/example-registry/repositories/web/digests/{v1_1}"), None);
+    assert_eq!(status, 204);
+    assert_eq!(usage(&sim), before + 15_000_000);
+    let (status, _) = api(
+        &sim,
+        "POST",
+        "/v2/registry/example-registry/garbage-collection",
+        Some(json!({"type": "untagged manifests and unreferenced blobs"})),
+    );
+    assert_eq!(status, 201);
+    let refused = sim.push("example-registry", "web", "v3", 1).unwrap_err();
+    assert_eq!(refused.status, 409);
+    assert!(refused.message.contains("read-only"));
+    std::thread::sleep(Duration::from_millis(250));
+    let (_, list) = api(&sim, "GET", "/v2/registries/example-registry/garbage-collections", None);
+    let gc = &list["garbage_collections"][0];
+    assert_eq!(gc["status"], "succeeded");
+    // Freed: v1.1.0 (42 MiB), the untagged v1.0.0 (40 MiB) and the first v2.0.0 push (10 MB).
+    assert_eq!(gc["freed_bytes"].as_u64().unwrap(), 42 * 1024 * 1024 + 40 * 1024 * 1024 + 10_000_000);
+    assert_eq!(usage(&sim), before + 15_000_000 - gc["freed_bytes"].as_u64().unwrap());
+    sim.push("example-registry", "web", "v3", 1).unwrap();
+}
+
+#[test]
+fn listings_have_meta_links_and_refuse_oversized_pages() {
+    let sim = sim(50);
+    let (status, body) = api(&sim, "GET", "/v2/registries/example-registry/repositories/web/tags?per_page=1", None);
+    assert_eq!(status, 200);
+    assert_eq!(body["meta"]["total"], 4);
+    assert_eq!(body["tags"].as_array().unwrap().len(), 1);
+    let next = body["links"]["pages"]["next"].as_str().unwrap();
+    assert!(next.starts_with(sim.url()) && next.ends_with("tags?page=2&per_page=1"), "{next}");
+    assert!(body["links"]["pages"].get("prev").is_none(), "page 1 has no prev");
+    let (_, last) = api(&sim, "GET", "/v2/registries/example-registry/repositories/web/tags?page=4&per_page=1", None);
+    assert!(last["links"]["pages"].get("next").is_none());
+    assert!(last["links"]["pages"]["prev"].is_string());
+    let (_, whole) = api(&sim, "GET", "/v2/registries/example-registry/repositories/web/tags", None);
+    assert!(whole.get("links").is_none(), "links are left out when everything fits");
+    let (status, error) = api(&sim, "GET", "/v2/registries/example-registry/repositories/web/tags?per_page=201", None);
+    assert_eq!((status, error["id"].as_str()), (400, Some("bad_request")));
+    let tag = &whole["tags"][0];
+    for field in
+        ["registry_name", "repository", "tag", "manifest_digest", "compressed_size_bytes", "size_bytes", "updated_at"]
+    {
+        assert!(!tag[field].is_null(), "{field} missing in {tag}");
+    }
+}
+
+#[test]
+fn rate_limit_headers_and_429_with_retry_after() {
+    let sim = sim(50);
+    sim.state().rate_limit = do_sim::RateLimit { per_hour: 100, per_minute: 3, window_scale: 1.0 };
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let response = agent
+            .get(format!("{}/v2/account", sim.url()))
+            .header("authorization", format!("Bearer {}", sim.token()))
+            .call()
+            .unwrap();
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+        seen.push((
+            response.status().as_u16(),
+            header("ratelimit-remaining"),
+            header("retry-after"),
+            header("ratelimit-limit"),
+        ));
+    }
+    assert_eq!(seen[0], (200, Some("99".into()), None, Some("100".into())));
+    assert_eq!(seen[2].0, 200);
+    assert_eq!(seen[3].0, 429);
+    assert!(seen[3].2.as_deref().is_some_and(|s| s.parse::<u64>().unwrap() >= 1), "{seen:?}");
+}
+
+#[test]
+fn deployments_step_through_the_phases_and_spec_updates_create_one() {
+    let sim = sim(80);
+    let (_, apps) = api(&sim, "GET", "/v2/apps", None);
+    let app = &apps["apps"][0];
+    let app_id = app["id"].as_str().unwrap().to_string();
+    assert_eq!(app["active_deployment"]["phase"], "ACTIVE");
+    let mut spec = app["spec"].clone();
+    spec["services"][0]["image"] = json!({"registry_type": "DOCR", "repository": "web", "tag": "v1.1.0"});
+    let (status, updated) = api(&sim, "PUT", &format!("/v2/apps/{app_id}"), Some(json!({"spec": spec})));
+    assert_eq!(status, 200);
+    let pending = updated["app"]["pending_deployment"]["id"].as_str().unwrap().to_string();
+    let mut phases = Vec::new();
+    for _ in 0..40 {
+        let (_, body) = api(&sim, "GET", &format!("/v2/apps/{app_id}/deployments/{pending}"), None);
+        let phase = body["deployment"]["phase"].as_str().unwrap().to_string();
+        if phases.last() != Some(&phase) {
+            phases.push(phase.clone());
+        }
+        if phase == "ACTIVE" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(phases, ["PENDING_BUILD", "BUILDING", "PENDING_DEPLOY", "DEPLOYING", "ACTIVE"]);
+    let (_, list) = api(&sim, "GET", &format!("/v2/apps/{app_id}/deployments"), None);
+    assert_eq!(list["deployments"][0]["id"], pending.as_str(), "newest first");
+    assert_eq!(list["deployments"][1]["phase"], "SUPERSEDED", "the old active deployment is superseded");
+    // Create deployment is 200 and needs a body; tag with digest is refused.
+    let (status, _) = api(&sim, "POST", &format!("/v2/apps/{app_id}/deployments"), None);
+    assert_eq!(status, 422);
+    let (status, created) = api(&sim, "POST", &format!("/v2/apps/{app_id}/deployments"), Some(json!({})));
+    assert_eq!(status, 200);
+    assert_eq!(created["deployment"]["phase"], "PENDING_BUILD");
+    spec["services"][0]["image"]["digest"] = json!(format!("sha256:{}", "a".repeat(64)));
+    let (status, error) = api(&sim, "PUT", &format!("/v2/apps/{app_id}"), Some(json!({"spec": spec})));
+    assert_eq!((status, error["id"].as_str()), (400, Some("bad_request")));
+}
+
+#[test]
+fn a_scripted_build_error_ends_in_error_with_a_reason() {
+    let sim = sim(30);
+    let app_id = sim.state().apps[0].id.clone();
+    sim.state().apps[0].next_outcome = do_sim::Outcome::BuildError;
+    let (_, created) = api(&sim, "POST", &format!("/v2/apps/{app_id}/deployments"), Some(json!({"force_build": true})));
+    let id = created["deployment"]["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(120));
+    let (_, body) = api(&sim, "GET", &format!("/v2/apps/{app_id}/deployments/{id}"), None);
+    let deployment = &body["deployment"];
+    assert_eq!(deployment["phase"], "ERROR");
+    assert_eq!(deployment["progress"]["error_steps"], 1);
+    assert_eq!(deployment["progress"]["steps"][0]["reason"]["code"], "BuildJobFailed");
+}

@@ -1,0 +1,128 @@
+//! Running the real binaries against an in-process simulator.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use do_sim::Sim;
+use serde_json::Value;
+
+/// What a tool run left behind.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The records on stdout, parsed.
+    pub fn records(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}")))
+            .collect()
+    }
+
+    /// The data of the last record of `kind`.
+    pub fn record(&self, kind: &str) -> Value {
+        self.records()
+            .into_iter()
+            .rev()
+            .find(|r| r["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} record in {self:#?}"))["data"]
+            .clone()
+    }
+
+    pub fn assert_code(&self, expected: i32) -> &Run {
+        assert_eq!(self.code, expected, "unexpected exit code:\n{self:#?}");
+        self
+    }
+}
+
+/// A tool binary to run, with the environment pointing at a simulator.
+pub struct Tool {
+    command: Command,
+    stdin: Vec<u8>,
+}
+
+impl Tool {
+    pub fn new(binary: &str) -> Tool {
+        let mut command = Command::new(binary);
+        for variable in [
+            "DIGITALOCEAN_ACCESS_TOKEN",
+            "DIGITALOCEAN_API_URL",
+            "GITHUB_ACTIONS",
+            "GITHUB_OUTPUT",
+            "GITHUB_STEP_SUMMARY",
+        ] {
+            command.env_remove(variable);
+        }
+        command.env("DO_RELEASE_RETRY_BASE_DELAY", "20ms").env("DO_RELEASE_RETRY_MAX_TIME", "20s");
+        Tool { command, stdin: Vec::new() }
+    }
+
+    pub fn against(binary: &str, sim: &Sim) -> Tool {
+        let mut tool = Tool::new(binary);
+        tool.command.env("DIGITALOCEAN_API_URL", sim.url()).env("DIGITALOCEAN_ACCESS_TOKEN", sim.token());
+        tool
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Tool
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Tool {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn arg_verbose(self) -> Tool {
+        self.args(["-v"])
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Tool {
+        self.stdin = bytes.into();
+        self
+    }
+
+    pub fn run(mut self) -> Run {
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the tool binary starts");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let bytes = std::mem::take(&mut self.stdin);
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+        let output = child.wait_with_output().expect("the tool runs");
+        writer.join().expect("stdin writer");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+pub const GC_WAIT: &str = env!("CARGO_BIN_EXE_do-gc-wait");
+pub const DO_SIM: &str = env!("CARGO_BIN_EXE_do-sim");
+
+/// The default simulated world with GC steps and deployment phases of `step_ms`.
+pub fn sim(step_ms: u64) -> Sim {
+    Sim::start_default(Duration::from_millis(step_ms)).expect("the simulator starts")
+}
+
+/// Requests that would change something remotely.
+pub fn mutating_requests(sim: &Sim) -> Vec<do_sim::LoggedRequest> {
+    sim.requests().into_iter().filter(|r| r.is_mutating()).collect()
+}
