@@ -5,3 +5,4 @@ mod client;
 mod gc_wait;
 mod sim;
 mod support;
+mod tag;

@@ -1,0 +1,171 @@
+//! Real git through xshell: every argument is passed as one argument, never through a shell.
+
+use std::path::Path;
+
+use anyhow::Context;
+use xshell::{cmd, Shell};
+
+use crate::version::{parse_tag, Commit, VersionTag};
+
+pub struct Git {
+    shell: Shell,
+}
+
+/// What `git ls-remote` said about a tag and a branch.
+#[derive(Debug, Default)]
+pub struct RemoteRefs {
+    /// The commit the remote tag points at (peeled), if the remote has it.
+    pub tag_commit: Option<String>,
+    /// The commit of each remote branch asked about.
+    pub branches: Vec<(String, String)>,
+}
+
+impl Git {
+    pub fn open(dir: &Path) -> anyhow::Result<Git> {
+        let shell = Shell::new()?;
+        shell.change_dir(dir);
+        // Never wait for a password prompt; keep git's messages stable to read.
+        shell.set_var("GIT_TERMINAL_PROMPT", "0");
+        shell.set_var("LC_ALL", "C");
+        Ok(Git { shell })
+    }
+
+    /// Runs git and returns stdout trimmed; a failure carries git's own message.
+    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = cmd!(self.shell, "git {args...}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .context("cannot run git; is it installed?")?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            anyhow::bail!("git {} failed: {}", args.first().copied().unwrap_or(""), stderr.trim());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string())
+    }
+
+    /// Like `run`, but `None` when git exits non-zero (a question whose answer is "no").
+    fn ask(&self, args: &[&str]) -> anyhow::Result<Option<String>> {
+        let output = cmd!(self.shell, "git {args...}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .context("cannot run git; is it installed?")?;
+        Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim_end().to_string()))
+    }
+
+    pub fn is_work_tree(&self) -> anyhow::Result<bool> {
+        Ok(self.ask(&["rev-parse", "--is-inside-work-tree"])?.as_deref() == Some("true"))
+    }
+
+    pub fn is_shallow(&self) -> anyhow::Result<bool> {
+        Ok(self.run(&["rev-parse", "--is-shallow-repository"])? == "true")
+    }
+
+    pub fn head(&self) -> anyhow::Result<Option<String>> {
+        self.ask(&["rev-parse", "--verify", "-q", "HEAD^{commit}"])
+    }
+
+    /// The branch HEAD is on, or `None` when detached.
+    pub fn branch(&self) -> anyhow::Result<Option<String>> {
+        self.ask(&["symbolic-ref", "--short", "-q", "HEAD"])
+    }
+
+    /// Tracked files with changes, staged or not.
+    pub fn tracked_changes(&self) -> anyhow::Result<Vec<String>> {
+        let status = self.run(&["status", "--porcelain", "--untracked-files=no"])?;
+        Ok(status.lines().map(|line| line.get(3..).unwrap_or(line).to_string()).collect())
+    }
+
+    /// Every tag named prefix + semver, reachable from HEAD unless `all`. One git call, however many tags.
+    pub fn version_tags(&self, prefix: &str, all: bool) -> anyhow::Result<Vec<VersionTag>> {
+        let format = "--format=%(refname:strip=2)%09%(objectname)%09%(*objectname)";
+        let mut args = vec!["for-each-ref", format];
+        if !all {
+            args.extend(["--merged", "HEAD"]);
+        }
+        args.push("refs/tags/");
+        let listing = self.run(&args)?;
+        Ok(listing
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                let (name, object, peeled) = (fields.next()?, fields.next()?, fields.next().unwrap_or(""));
+                let version = parse_tag(name, prefix)?;
+                let commit = if peeled.is_empty() { object } else { peeled };
+                Some(VersionTag { name: name.to_string(), version, commit: commit.to_string() })
+            })
+            .collect())
+    }
+
+    pub fn local_tag_commit(&self, name: &str) -> anyhow::Result<Option<String>> {
+        self.ask(&["rev-parse", "--verify", "-q", &format!("refs/tags/{name}^{{commit}}")])
+    }
+
+    /// Commits in `since..HEAD` (all of HEAD's history when `since` is None). One git call.
+    pub fn commits_since(&self, since: Option<&str>) -> anyhow::Result<Vec<Commit>> {
+        let range = since.map(|tag| format!("refs/tags/{tag}..HEAD")).unwrap_or_else(|| "HEAD".to_string());
+        let log = self.run(&["log", "--format=%s%x1f%b%x1e", &range])?;
+        Ok(log
+            .split('\x1e')
+            .map(|entry| entry.trim_start_matches('\n'))
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (subject, body) = entry.split_once('\x1f').unwrap_or((entry, ""));
+                Commit { subject: subject.to_string(), body: body.trim().to_string() }
+            })
+            .collect())
+    }
+
+    pub fn last_subject(&self) -> anyhow::Result<String> {
+        self.run(&["log", "-1", "--format=%s", "HEAD"])
+    }
+
+    pub fn remote_exists(&self, remote: &str) -> anyhow::Result<bool> {
+        Ok(self.ask(&["remote", "get-url", remote])?.is_some())
+    }
+
+    /// One `ls-remote` for the tag and the branches (all heads when `branch` is None).
+    pub fn remote_refs(&self, remote: &str, tag: &str, branch: Option<&str>) -> anyhow::Result<RemoteRefs> {
+        let tag_ref = format!("refs/tags/{tag}");
+        let peeled_ref = format!("refs/tags/{tag}^{{}}");
+        let mut args = vec!["ls-remote", remote, tag_ref.as_str(), peeled_ref.as_str()];
+        let branch_ref = branch.map(|b| format!("refs/heads/{b}"));
+        match &branch_ref {
+            Some(branch_ref) => args.push(branch_ref),
+            None => args.push("refs/heads/*"),
+        }
+        let listing = self.run(&args).with_context(|| format!("cannot reach the remote {remote:?}"))?;
+        let mut refs = RemoteRefs::default();
+        let mut tag_object = None;
+        for line in listing.lines() {
+            let Some((sha, name)) = line.split_once('\t') else { continue };
+            if name == peeled_ref {
+                refs.tag_commit = Some(sha.to_string());
+            } else if name == tag_ref {
+                tag_object = Some(sha.to_string());
+            } else if let Some(branch) = name.strip_prefix("refs/heads/") {
+                refs.branches.push((branch.to_string(), sha.to_string()));
+            }
+        }
+        refs.tag_commit = refs.tag_commit.or(tag_object);
+        Ok(refs)
+    }
+
+    /// Whether `commit` is `ancestor` or has it in its history (false when `commit` is not known locally).
+    pub fn contains(&self, commit: &str, ancestor: &str) -> anyhow::Result<bool> {
+        if commit == ancestor {
+            return Ok(true);
+        }
+        Ok(self.ask(&["merge-base", "--is-ancestor", ancestor, commit])?.is_some())
+    }
+
+    pub fn create_tag(&self, name: &str, message: &str, sign: bool) -> anyhow::Result<()> {
+        let kind = if sign { "-s" } else { "-a" };
+        self.run(&["tag", kind, name, "-m", message, "HEAD"]).map(|_| ())
+    }
+
+    pub fn push_ref(&self, remote: &str, refspec: &str) -> anyhow::Result<()> {
+        self.run(&["push", "--porcelain", remote, refspec]).map(|_| ())
+    }
+}

@@ -1,0 +1,334 @@
+//! do-tag: the next semantic version from git tags, tagged and pushed safely and idempotently.
+
+mod cli;
+mod git;
+pub mod version;
+
+use clap::Parser;
+use do_core::contract::Output;
+use do_core::{Exit, Failure};
+use serde::Serialize;
+
+pub use cli::Cli;
+use git::Git;
+use version::{bump_from_commits, highest, next_version, Bump, VersionTag};
+
+const TOOL: &str = "do-tag";
+
+/// The `tag` record, v1.
+#[derive(Debug, Serialize)]
+pub struct TagRecord {
+    pub tag: String,
+    pub version: String,
+    pub previous_tag: Option<String>,
+    pub commit: String,
+    /// The remote the tag was (or would be) pushed to; null with --no-push.
+    pub remote: Option<String>,
+    pub created: bool,
+    pub pushed: bool,
+    pub bump: String,
+    pub why: String,
+    pub dry_run: bool,
+}
+
+pub fn main() -> i32 {
+    do_core::exit::run_main(TOOL, || run(Cli::parse()))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let input = cli.io.read_input()?;
+    check_flags(&cli)?;
+    let progress = cli.io.progress(TOOL);
+    let git = Git::open(&cli.dir)?;
+    if !git.is_work_tree()? {
+        return Err(Failure::usage(format!("{} is not inside a git work tree; use -C DIR", cli.dir.display())));
+    }
+    if git.is_shallow()? {
+        return Err(Failure::usage(
+            "this is a shallow clone, so tags and history are incomplete: run `git fetch --unshallow --tags` \
+             (in GitHub Actions, actions/checkout with fetch-depth: 0)",
+        ));
+    }
+    let head = git.head()?.ok_or_else(|| Failure::usage("the repository has no commit to tag yet"))?;
+    let branch = git.branch()?;
+    match &branch {
+        None if !cli.allow_detached => {
+            return Err(Failure::usage("HEAD is detached; check out a branch, or pass --allow-detached"));
+        }
+        Some(name) if !cli.allow_branch.is_empty() && !cli.allow_branch.iter().any(|glob| glob_matches(glob, name)) => {
+            return Err(Failure::usage(format!(
+                "branch {name:?} is not allowed by --allow-branch {}; switch branches or widen the pattern",
+                cli.allow_branch.join(", ")
+            )));
+        }
+        None if !cli.allow_branch.is_empty() => {
+            return Err(Failure::usage("HEAD is detached, so no branch matches --allow-branch"));
+        }
+        _ => {}
+    }
+    if !cli.allow_dirty {
+        let changes = git.tracked_changes()?;
+        if !changes.is_empty() {
+            return Err(Failure::usage(format!(
+                "{} tracked file{} changed ({}); commit or stash, or pass --allow-dirty",
+                changes.len(),
+                if changes.len() == 1 { "" } else { "s" },
+                changes.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let pushing = !cli.no_push;
+    if pushing && !git.remote_exists(&cli.remote)? {
+        return Err(Failure::usage(format!("no git remote named {:?}; pass --remote NAME or --no-push", cli.remote)));
+    }
+
+    let tags = git.version_tags(&cli.prefix, cli.all_tags)?;
+    let previous = highest(&tags).cloned();
+    let on_head: Vec<&VersionTag> = tags.iter().filter(|t| t.commit == head).collect();
+    let plan = plan_version(&cli, &git, previous.as_ref(), &on_head)?;
+    let tag_name = format!("{}{}", cli.prefix, plan.version);
+
+    if plan.created {
+        if let Some(commit) = git.local_tag_commit(&tag_name)? {
+            return Err(Failure::usage(format!(
+                "tag {tag_name} already exists locally on commit {}; delete it, or choose another version",
+                short(&commit)
+            )));
+        }
+    }
+    let mut push_branch_first = false;
+    let mut remote_has_tag = false;
+    if pushing {
+        let refs = git.remote_refs(&cli.remote, &tag_name, branch.as_deref())?;
+        if let Some(remote_commit) = &refs.tag_commit {
+            if plan.created || *remote_commit != head {
+                return Err(Failure::usage(format!(
+                    "tag {tag_name} already exists on {} (commit {}); someone else released it: fetch tags and rerun",
+                    cli.remote,
+                    short(remote_commit)
+                )));
+            }
+            remote_has_tag = true;
+        }
+        if !cli.allow_unpushed {
+            let mut on_remote = false;
+            for (_, commit) in &refs.branches {
+                if git.contains(commit, &head)? {
+                    on_remote = true;
+                    break;
+                }
+            }
+            if !on_remote {
+                match (&branch, cli.push_branch) {
+                    (Some(_), true) => push_branch_first = true,
+                    _ => {
+                        let which = branch
+                            .as_deref()
+                            .map(|b| format!("{}/{b}", cli.remote))
+                            .unwrap_or_else(|| format!("any branch of {}", cli.remote));
+                        return Err(Failure::usage(format!(
+                            "HEAD {} is not on {which}; push the branch first, pass --push-branch, or --allow-unpushed",
+                            short(&head)
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    let mut output = Output::stdout();
+    output.pass_through(&input)?;
+    let mut record = TagRecord {
+        tag: tag_name.clone(),
+        version: plan.version.to_string(),
+        previous_tag: plan.previous_tag.clone(),
+        commit: head.clone(),
+        remote: pushing.then(|| cli.remote.clone()),
+        created: plan.created,
+        pushed: false,
+        bump: plan.bump.clone(),
+        why: plan.why.clone(),
+        dry_run: cli.dry_run,
+    };
+    if cli.dry_run {
+        progress.info(&format!(
+            "dry run: would {} {tag_name} on {}{} ({})",
+            if plan.created { "create" } else { "keep" },
+            short(&head),
+            if pushing && !remote_has_tag { format!(" and push it to {}", cli.remote) } else { String::new() },
+            plan.why
+        ));
+        output.emit("tag", 1, &record)?;
+        return Ok(Exit::Done);
+    }
+
+    if push_branch_first {
+        let branch = branch.as_deref().expect("a branch, checked above");
+        progress.info(&format!("pushing branch {branch} to {} first", cli.remote));
+        git.push_ref(&cli.remote, &format!("HEAD:refs/heads/{branch}"))?;
+    }
+    if plan.created {
+        let message = match &cli.message {
+            Some(message) => message.clone(),
+            None => git.last_subject()?,
+        };
+        git.create_tag(&tag_name, &message, cli.sign)?;
+        progress.info(&format!("created {tag_name} on {} ({})", short(&head), plan.why));
+    } else {
+        progress.info(&format!("HEAD already carries {tag_name}; keeping it"));
+    }
+    if pushing && !remote_has_tag {
+        if let Err(error) = git.push_ref(&cli.remote, &format!("refs/tags/{tag_name}")) {
+            output.emit("tag", 1, &record)?;
+            return Err(error.context(format!(
+                "could not push {tag_name} to {}; the tag stays local, rerun do-tag to push it",
+                cli.remote
+            )));
+        }
+        record.pushed = true;
+        progress.info(&format!("pushed {tag_name} to {}", cli.remote));
+    } else if remote_has_tag {
+        progress.info(&format!("{} already has {tag_name}", cli.remote));
+    }
+    output.emit("tag", 1, &record)?;
+    Ok(Exit::Done)
+}
+
+struct Plan {
+    version: semver::Version,
+    previous_tag: Option<String>,
+    created: bool,
+    bump: String,
+    why: String,
+}
+
+fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[&VersionTag]) -> anyhow::Result<Plan> {
+    let head_tag = highest(&on_head.iter().map(|t| (*t).clone()).collect::<Vec<_>>()).cloned();
+    if let Some(existing) = head_tag.filter(|_| !cli.new_tag) {
+        let wanted = cli.set_version.as_ref();
+        if wanted.is_some_and(|wanted| *wanted != existing.version) {
+            return Err(Failure::usage(format!(
+                "HEAD already carries {}; pass --new-tag to tag it again with another version",
+                existing.name
+            )));
+        }
+        let below = previous_below(git, cli, &existing)?;
+        return Ok(Plan {
+            version: existing.version.clone(),
+            previous_tag: below,
+            created: false,
+            bump: "none".into(),
+            why: format!("HEAD already carries {}", existing.name),
+        });
+    }
+    let previous_tag = previous.map(|t| t.name.clone());
+    if let Some(version) = &cli.set_version {
+        if let Some(previous) = previous.filter(|p| version.cmp_precedence(&p.version) != std::cmp::Ordering::Greater) {
+            return Err(Failure::usage(format!("--version {version} is not above the highest tag {}", previous.name)));
+        }
+        return Ok(Plan {
+            version: version.clone(),
+            previous_tag,
+            created: true,
+            bump: "set".into(),
+            why: format!("--version {version}"),
+        });
+    }
+    let Some(previous) = previous else {
+        let mut version = cli.initial.clone();
+        if let Some(pre) = &cli.pre {
+            version.pre = semver::Prerelease::new(&format!("{pre}.1"))
+                .map_err(|e| Failure::usage(format!("invalid --pre {pre:?}: {e}")))?;
+        }
+        return Ok(Plan {
+            version,
+            previous_tag: None,
+            created: true,
+            bump: "initial".into(),
+            why: format!("no {}X.Y.Z tag yet: --initial {}", cli.prefix, cli.initial),
+        });
+    };
+    let (bump, why) = match cli.bump {
+        Bump::Auto => {
+            let commits = git.commits_since(Some(&previous.name))?;
+            bump_from_commits(&commits, Some(&previous.version), cli.major_zero_breaking, &previous.name)
+        }
+        explicit => (explicit, format!("{explicit}: --bump {explicit} from {}", previous.name)),
+    };
+    let version = next_version(&previous.version, bump, cli.pre.as_deref()).map_err(Failure::usage)?;
+    Ok(Plan { version, previous_tag, created: true, bump: bump.to_string(), why })
+}
+
+/// For an existing tag on HEAD, the highest version tag below it (the release before).
+fn previous_below(git: &Git, cli: &Cli, existing: &VersionTag) -> anyhow::Result<Option<String>> {
+    let tags = git.version_tags(&cli.prefix, cli.all_tags)?;
+    let below: Vec<VersionTag> =
+        tags.into_iter().filter(|t| t.version.cmp_precedence(&existing.version) == std::cmp::Ordering::Less).collect();
+    Ok(highest(&below).map(|t| t.name.clone()))
+}
+
+fn check_flags(cli: &Cli) -> anyhow::Result<()> {
+    let prefix_ok = cli.prefix.len() <= 64
+        && cli.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && !cli.prefix.starts_with(['-', '/', '.'])
+        && !cli.prefix.contains("..")
+        && !cli.prefix.contains("//");
+    if !prefix_ok {
+        return Err(Failure::usage(format!(
+            "invalid --prefix {}: use letters, digits and - _ . /, like v or app/v",
+            do_core::validate::shown(&cli.prefix)
+        )));
+    }
+    if let Some(pre) = &cli.pre {
+        let ok = !pre.is_empty()
+            && pre.len() <= 32
+            && pre.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !pre.bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            return Err(Failure::usage(format!(
+                "invalid --pre {}: use a name like rc, beta or alpha",
+                do_core::validate::shown(pre)
+            )));
+        }
+    }
+    let remote_ok = !cli.remote.is_empty()
+        && !cli.remote.starts_with('-')
+        && !cli.remote.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !remote_ok {
+        return Err(Failure::usage(format!("invalid --remote {}", do_core::validate::shown(&cli.remote))));
+    }
+    if cli.message.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(Failure::usage("--message is empty; give a message or leave the flag out"));
+    }
+    for glob in &cli.allow_branch {
+        if glob.is_empty() || glob.chars().any(char::is_control) {
+            return Err(Failure::usage(format!("invalid --allow-branch {}", do_core::validate::shown(glob))));
+        }
+    }
+    Ok(())
+}
+
+/// A shell-style glob where `*` matches any run of characters (including `/`) and `?` one character.
+pub fn glob_matches(glob: &str, text: &str) -> bool {
+    let pattern = format!("^{}$", regex::escape(glob).replace(r"\*", ".*").replace(r"\?", "."));
+    regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(text))
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_globs() {
+        assert!(glob_matches("main", "main"));
+        assert!(!glob_matches("main", "main2"));
+        assert!(glob_matches("release/*", "release/1.2"));
+        assert!(!glob_matches("release/*", "feature/x"));
+        assert!(glob_matches("v?", "v1"));
+        assert!(glob_matches("a.b", "a.b") && !glob_matches("a.b", "axb"));
+    }
+}
