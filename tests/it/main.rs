@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 (and, for do-tag, real git with bare remotes in temp dirs).
 
 mod client;
+mod deploy;
 mod gc_wait;
 mod sim;
 mod support;

@@ -445,6 +445,38 @@ impl Client {
     }
 }
 
+/// Downloads a pre-signed URL (App Platform's historic log URLs) with a fresh agent that has
+/// no token: the URL carries its own authorisation. https, or plain http to a loopback address.
+pub fn download_without_token(url: &str, timeout: Duration, max_bytes: u64) -> anyhow::Result<String> {
+    let uri: ureq::http::Uri = url.parse().with_context(|| format!("not a URL: {url:?}"))?;
+    let allowed = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => is_loopback_url(url),
+        _ => false,
+    };
+    anyhow::ensure!(
+        allowed,
+        "refusing to download {}: only https (or http to a loopback address)",
+        uri.host().unwrap_or("")
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .user_agent(format!("do-release/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("downloading the log failed: {}", describe_transport_error(&e)))?;
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(max_bytes)
+        .read_to_vec()
+        .map_err(|e| anyhow::anyhow!("reading the log failed: {e}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 type Headers = Vec<(String, String)>;
 
 fn header(headers: &Headers, name: &str) -> Option<String> {

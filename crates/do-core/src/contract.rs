@@ -29,7 +29,7 @@ const KNOWN_KINDS: &[(&str, u64, RequiredFields)] = &[
     ("tag", 1, &[("tag", FieldType::String), ("version", FieldType::String), ("commit", FieldType::String)]),
     ("gc-wait", 1, &[("registry", FieldType::String), ("outcome", FieldType::String)]),
     ("image", 1, &[("registry", FieldType::String), ("repository", FieldType::String), ("digest", FieldType::String)]),
-    ("deploy", 1, &[("app_id", FieldType::String), ("deployment_id", FieldType::String), ("phase", FieldType::String)]),
+    ("deploy", 1, &[("app_id", FieldType::String), ("phase", FieldType::String), ("changed", FieldType::Bool)]),
     ("prune", 1, &[("registry", FieldType::String), ("dry_run", FieldType::Bool), ("requests", FieldType::Integer)]),
 ];
 

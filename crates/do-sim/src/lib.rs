@@ -135,7 +135,12 @@ pub(crate) fn snapshot(state: &mut State, now: Instant) -> Value {
             json!({
                 "id": app.id,
                 "spec": app.spec,
-                "deployments": app.deployments.iter().map(|d| json!({"id": d.id, "phase": d.phase_at(now), "cause": d.cause, "spec": d.spec})).collect::<Vec<_>>(),
+                "deployments": app.deployments.iter().map(|d| json!({
+                    "id": d.id, "phase": d.phase_at(now), "cause": d.cause, "spec": d.spec, "cloned_from": d.cloned_from,
+                    "started_ms": d.started.saturating_duration_since(state.started).as_millis() as u64,
+                    "phase_ms": d.phase_duration.as_millis() as u64,
+                })).collect::<Vec<_>>(),
+                "pinned": app.pinned,
             })
         })
         .collect();

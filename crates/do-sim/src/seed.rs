@@ -207,6 +207,7 @@ impl Seed {
                 deployments: Vec::new(),
                 next_outcome: seed.next_outcome,
                 next_phase_duration: None,
+                pinned: None,
             };
             if seed.active {
                 let deployment_id = state.uuid();
@@ -219,6 +220,8 @@ impl Seed {
                     phase_duration: Duration::from_millis(1),
                     outcome: Outcome::Success,
                     settled: Some(("ACTIVE".into(), "2026-01-05T09:05:00Z".into())),
+                    cloned_from: None,
+                    was_active: true,
                 });
             }
             state.apps.push(app);

@@ -83,6 +83,10 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         .map(|h| h.value.as_str().to_string())
         .unwrap_or_default();
 
+    if let Some(rest) = incoming.path.strip_prefix("/_sim/logs/") {
+        serve_log(shared, request, rest, !authorization.is_empty(), &url);
+        return;
+    }
     if incoming.path.starts_with("/_sim/") || incoming.path == "/_sim" {
         let answer = control(shared, &incoming);
         respond(request, answer, Vec::new());
@@ -96,7 +100,9 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     }
     let mut state = shared.lock();
     let authorized = authorization.strip_prefix("Bearer ").is_some_and(|token| token == state.token);
+    let at_ms = now.duration_since(state.started).as_millis() as u64;
     let mut log = LoggedRequest {
+        at_ms,
         method: method.clone(),
         url: url.clone(),
         status: 0,
@@ -172,6 +178,29 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
             respond(request, answer, headers);
         }
     }
+}
+
+/// A historic log URL: pre-signed in real life, so it needs no token. `rest` is `APP/DEPLOYMENT/COMPONENT/TYPE`.
+fn serve_log(shared: &Shared, request: tiny_http::Request, rest: &str, had_authorization: bool, url: &str) {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    state.log_downloads.push((url.to_string(), had_authorization));
+    let parts: Vec<String> = rest.split('/').map(percent_decode).collect();
+    let text = match parts.as_slice() {
+        [app, deployment, component, log_type] => state
+            .apps
+            .iter()
+            .find(|a| a.id == *app)
+            .and_then(|a| a.deployments.iter().find(|d| d.id == *deployment))
+            .and_then(|d| d.log(component, log_type, now)),
+        _ => None,
+    };
+    drop(state);
+    let response = match text {
+        Some(text) => tiny_http::Response::from_string(text).with_status_code(200),
+        None => tiny_http::Response::from_string("no such log\n").with_status_code(404),
+    };
+    let _ = request.respond(response);
 }
 
 fn fault_error(status: u16) -> SimError {
@@ -576,6 +605,11 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
             let index = state.apps.iter().position(|app| app.id == *app_id).ok_or_else(SimError::not_found)?;
             match (method, rest) {
                 ("GET", []) => ok(json!({"app": state.apps[index].to_json(now, &live_url(&state.apps[index]))})),
+                ("PUT", []) | ("POST", ["deployments"]) if state.apps[index].pinned.is_some() => Err(SimError::new(
+                    409,
+                    "conflict",
+                    "app_pinned: the app is pinned to a rollback; commit or revert it first",
+                )),
                 ("PUT", []) => {
                     let spec = incoming
                         .body
@@ -615,6 +649,42 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
                         .ok_or_else(SimError::not_found)?;
                     ok(json!({"deployment": deployment.to_json(now)}))
                 }
+                ("GET", ["deployments", deployment_id, "components", component, "logs"]) => {
+                    deployment_logs(state, incoming, base_url, now, index, deployment_id, Some(component))
+                }
+                ("GET", ["deployments", deployment_id, "logs"]) => {
+                    deployment_logs(state, incoming, base_url, now, index, deployment_id, None)
+                }
+                ("POST", ["rollback", "validate"]) => {
+                    let target = rollback_target(state, index, incoming)?;
+                    match target {
+                        Ok(_) => ok(json!({"valid": true, "warnings": []})),
+                        Err((code, message)) => {
+                            ok(json!({"valid": false, "error": {"code": code, "message": message, "components": []}}))
+                        }
+                    }
+                }
+                ("POST", ["rollback"]) => {
+                    let target = rollback_target(state, index, incoming)?
+                        .map_err(|(code, message)| SimError::new(400, "bad_request", format!("{code}: {message}")))?;
+                    let skip_pin =
+                        incoming.body.as_ref().and_then(|b| b.get("skip_pin")).and_then(Value::as_bool) == Some(true);
+                    let deployment = state.create_deployment_of(index, "manual rollback", Some(target), now);
+                    if !skip_pin {
+                        state.apps[index].pinned = Some(deployment["id"].as_str().unwrap_or_default().to_string());
+                    }
+                    ok(json!({ "deployment": deployment }))
+                }
+                ("POST", ["rollback", "commit"]) => {
+                    state.apps[index].pinned = None;
+                    Ok((200, None))
+                }
+                ("POST", ["rollback", "revert"]) => {
+                    if state.apps[index].pinned.take().is_none() {
+                        return Err(SimError::new(400, "bad_request", "the app is not pinned by a rollback"));
+                    }
+                    ok(json!({"deployment": state.create_deployment(index, "rollback reverted", now)}))
+                }
                 ("POST", ["deployments", deployment_id, "cancel"]) => {
                     let deployment = state.apps[index]
                         .deployments
@@ -632,6 +702,66 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
         }
         _ => Err(SimError::not_found()),
     }
+}
+
+fn deployment_logs(
+    state: &State,
+    incoming: &Incoming,
+    base_url: &str,
+    now: Instant,
+    app_index: usize,
+    deployment_id: &str,
+    component: Option<&str>,
+) -> Answer {
+    let app = &state.apps[app_index];
+    let deployment = app.deployments.iter().find(|d| d.id == deployment_id).ok_or_else(SimError::not_found)?;
+    let log_type = incoming.query("type").ok_or_else(|| SimError::bad_request("type is required"))?;
+    if !["UNSPECIFIED", "BUILD", "DEPLOY", "RUN", "RUN_RESTARTED", "AUTOSCALE_EVENT"].contains(&log_type) {
+        return Err(SimError::bad_request(format!("invalid log type {log_type:?}")));
+    }
+    let components = match component {
+        Some(name) if crate::state::component_names(&deployment.spec).iter().any(|c| c == name) => {
+            vec![name.to_string()]
+        }
+        Some(_) => return Err(SimError::not_found()),
+        None => crate::state::component_names(&deployment.spec),
+    };
+    let urls: Vec<String> = components
+        .iter()
+        .filter(|c| deployment.log(c, log_type, now).is_some())
+        .map(|c| format!("{base_url}/_sim/logs/{}/{}/{c}/{log_type}?X-Sim-Signature=presigned", app.id, deployment.id))
+        .collect();
+    if urls.is_empty() {
+        // What App Platform answers for a phase the deployment never reached.
+        return Err(SimError::bad_request("the deployment has no logs of this type yet"));
+    }
+    ok(json!({"live_url": "", "historic_urls": urls}))
+}
+
+/// The deployment a rollback request names, if it can be rolled back to.
+#[allow(clippy::type_complexity)]
+fn rollback_target(
+    state: &State,
+    app_index: usize,
+    incoming: &Incoming,
+) -> Result<Result<usize, (&'static str, String)>, SimError> {
+    let target_id = incoming
+        .body
+        .as_ref()
+        .and_then(|b| b.get("deployment_id"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| SimError::bad_request("deployment_id is required"))?;
+    let app = &state.apps[app_index];
+    if app.pinned.is_some() {
+        return Ok(Err(("app_pinned", "the app is pinned to a rollback already".into())));
+    }
+    let Some(index) = app.deployments.iter().position(|d| d.id == target_id) else {
+        return Err(SimError::not_found());
+    };
+    if !app.deployments[index].was_active {
+        return Ok(Err(("incompatible_result", "the deployment never became active".into())));
+    }
+    Ok(Ok(index))
 }
 
 /// The checks App Platform makes on an image source that the toolkit can get wrong.

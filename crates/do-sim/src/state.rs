@@ -212,6 +212,10 @@ pub enum Outcome {
     DeployError,
     /// Never leaves DEPLOYING.
     Hang,
+    /// Canceled (as from the control panel) once it reaches PENDING_DEPLOY.
+    Canceled,
+    /// Replaced by a newer deployment (which succeeds) once it reaches PENDING_DEPLOY.
+    Superseded,
 }
 
 pub const PHASES: [&str; 4] = ["PENDING_BUILD", "BUILDING", "PENDING_DEPLOY", "DEPLOYING"];
@@ -227,6 +231,10 @@ pub struct Deployment {
     pub outcome: Outcome,
     /// Set when the phase was decided from outside (cancel, superseded) or once it ended.
     pub settled: Option<(String, String)>,
+    /// The deployment a rollback cloned.
+    pub cloned_from: Option<String>,
+    /// Whether it was ever ACTIVE (rollback targets must have been).
+    pub was_active: bool,
 }
 
 impl Deployment {
@@ -238,6 +246,8 @@ impl Deployment {
         let index = (now.duration_since(self.started).as_millis() / self.phase_duration.as_millis().max(1)) as usize;
         match self.outcome {
             Outcome::BuildError if index >= 2 => "ERROR".into(),
+            Outcome::Canceled if index >= 2 => "CANCELED".into(),
+            Outcome::Superseded if index >= 2 => "SUPERSEDED".into(),
             Outcome::Hang if index >= 3 => "DEPLOYING".into(),
             Outcome::DeployError if index >= 4 => "ERROR".into(),
             _ if index >= 4 => "ACTIVE".into(),
@@ -299,6 +309,33 @@ impl Deployment {
         })
     }
 
+    /// The log a phase of this deployment wrote, or `None` when it never reached that phase.
+    pub fn log(&self, component: &str, log_type: &str, now: Instant) -> Option<String> {
+        let index = (now.duration_since(self.started).as_millis() / self.phase_duration.as_millis().max(1)) as usize;
+        let reached = match log_type {
+            "BUILD" => index >= 1 || self.settled.is_some(),
+            "DEPLOY" => self.outcome != Outcome::BuildError && (index >= 3 || self.settled.is_some()),
+            _ => false,
+        };
+        if !reached {
+            return None;
+        }
+        let mut lines: Vec<String> =
+            (1..=60).map(|n| format!("[{component}] [{log_type}] step {n}: working")).collect();
+        match (self.outcome, log_type) {
+            (Outcome::BuildError, "BUILD") => {
+                lines.push(format!("[{component}] [BUILD] error: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2"));
+                lines.push(format!("[{component}] [BUILD] build failed: exit status 1"));
+            }
+            (Outcome::DeployError, "DEPLOY") => {
+                lines.push(format!("[{component}] [DEPLOY] readiness probe failed: connection refused on :8080"));
+                lines.push(format!("[{component}] [DEPLOY] health checks failed"));
+            }
+            _ => lines.push(format!("[{component}] [{log_type}] done")),
+        }
+        Some(lines.join("\n") + "\n")
+    }
+
     pub fn to_json(&self, now: Instant) -> Value {
         let phase = self.phase_at(now);
         let components: Vec<Value> = component_names(&self.spec)
@@ -312,6 +349,7 @@ impl Deployment {
             "phase_last_updated_at": self.settled.as_ref().map(|(_, at)| at.clone()).unwrap_or_else(now_rfc3339),
             "progress": self.progress(now),
             "cause": self.cause,
+            "cloned_from": self.cloned_from,
             "created_at": self.created_at,
             "updated_at": now_rfc3339(),
             "tier_slug": "basic",
@@ -338,6 +376,8 @@ pub struct App {
     /// The outcome and phase length for the next deployments (tests script these).
     pub next_outcome: Outcome,
     pub next_phase_duration: Option<Duration>,
+    /// The rollback deployment the app is pinned to, until commit or revert.
+    pub pinned: Option<String>,
 }
 
 impl App {
@@ -351,11 +391,32 @@ impl App {
 
     /// Settles ended deployments: the newest ACTIVE one supersedes older ACTIVE ones, and
     /// the app's spec becomes what it runs.
-    fn settle(&mut self, now: Instant) {
+    fn settle(&mut self, now: Instant, new_ids: &mut dyn FnMut() -> String) {
+        let mut replacements = Vec::new();
         for deployment in &mut self.deployments {
             if deployment.settled.is_none() && deployment.is_terminal(now) {
-                deployment.settled = Some((deployment.phase_at(now), now_rfc3339()));
+                let phase = deployment.phase_at(now);
+                deployment.was_active |= phase == "ACTIVE";
+                if phase == "SUPERSEDED" {
+                    replacements.push(Deployment {
+                        id: String::new(),
+                        spec: deployment.spec.clone(),
+                        cause: "a newer deployment was requested".into(),
+                        created_at: now_rfc3339(),
+                        started: now,
+                        phase_duration: deployment.phase_duration,
+                        outcome: Outcome::Success,
+                        settled: None,
+                        cloned_from: None,
+                        was_active: false,
+                    });
+                }
+                deployment.settled = Some((phase, now_rfc3339()));
             }
+        }
+        for mut replacement in replacements {
+            replacement.id = new_ids();
+            self.deployments.push(replacement);
         }
         if let Some(newest_active) = self.deployments.iter().rposition(|d| d.phase_at(now) == "ACTIVE") {
             for older in &mut self.deployments[..newest_active] {
@@ -389,6 +450,9 @@ impl App {
         if let Some(in_progress) = self.in_progress(now) {
             app["in_progress_deployment"] = in_progress.to_json(now);
         }
+        if let Some(pinned) = self.pinned.as_ref().and_then(|id| self.deployments.iter().find(|d| d.id == *id)) {
+            app["pinned_deployment"] = pinned.to_json(now);
+        }
         app
     }
 }
@@ -396,6 +460,8 @@ impl App {
 /// One API request as the simulator saw it (control requests are not logged).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LoggedRequest {
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
     pub method: String,
     /// The raw request target, percent-encoding preserved.
     pub url: String,
@@ -475,6 +541,9 @@ pub struct State {
     pub rate_limit: RateLimit,
     pub request_times: std::collections::VecDeque<Instant>,
     pub counter: u64,
+    pub started: Instant,
+    /// Downloads of historic log URLs: (url, whether an Authorization header came along).
+    pub log_downloads: Vec<(String, bool)>,
 }
 
 impl State {
@@ -489,6 +558,8 @@ impl State {
             rate_limit: RateLimit::default(),
             request_times: Default::default(),
             counter: 0,
+            started: Instant::now(),
+            log_downloads: Vec::new(),
         }
     }
 
@@ -497,8 +568,13 @@ impl State {
         for registry in self.registries.values_mut() {
             registry.settle_gcs(now);
         }
+        let counter = &mut self.counter;
+        let mut new_id = || {
+            *counter += 1;
+            uuid_for(*counter)
+        };
         for app in &mut self.apps {
-            app.settle(now);
+            app.settle(now, &mut new_id);
         }
     }
 
@@ -509,9 +585,7 @@ impl State {
 
     /// A UUID-shaped identifier, unique within this simulator.
     pub fn uuid(&mut self) -> String {
-        let n = self.next_id();
-        let h = hash64(&("uuid", n));
-        format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", h >> 32, (h >> 16) & 0xffff, h & 0xfff, n & 0xfff, n)
+        uuid_for(self.next_id())
     }
 
     /// A digest-shaped identifier: `sha256:` and 64 hex digits derived from `seed`.
@@ -609,6 +683,18 @@ impl State {
 
     /// Creates a deployment of the app's current spec. A deployment still in progress is superseded.
     pub fn create_deployment(&mut self, app_index: usize, cause: &str, now: Instant) -> Value {
+        self.create_deployment_of(app_index, cause, None, now)
+    }
+
+    /// Creates a deployment of `rollback_to`'s spec, or of the app's spec. The scripted outcome
+    /// (`next_outcome`) applies to this one deployment; later ones succeed.
+    pub fn create_deployment_of(
+        &mut self,
+        app_index: usize,
+        cause: &str,
+        rollback_to: Option<usize>,
+        now: Instant,
+    ) -> Value {
         self.settle(now);
         let id = self.uuid();
         let default_duration = Duration::from_millis(self.timing.deploy_phase_ms);
@@ -618,15 +704,21 @@ impl State {
                 older.settled = Some(("SUPERSEDED".into(), now_rfc3339()));
             }
         }
+        let (spec, cloned_from) = match rollback_to {
+            Some(target) => (app.deployments[target].spec.clone(), Some(app.deployments[target].id.clone())),
+            None => (app.spec.clone(), None),
+        };
         let deployment = Deployment {
             id,
-            spec: app.spec.clone(),
+            spec,
             cause: cause.to_string(),
             created_at: now_rfc3339(),
             started: now,
             phase_duration: app.next_phase_duration.unwrap_or(default_duration),
-            outcome: app.next_outcome,
+            outcome: std::mem::take(&mut app.next_outcome),
             settled: None,
+            cloned_from,
+            was_active: false,
         };
         let shown = deployment.to_json(now);
         app.deployments.push(deployment);
@@ -664,6 +756,11 @@ pub fn manifest_json(registry: &str, repository: &str, manifest: &Manifest) -> V
         "tags": manifest.tags,
         "blobs": manifest.blobs.iter().map(|(digest, size)| json!({"digest": digest, "compressed_size_bytes": size})).collect::<Vec<_>>(),
     })
+}
+
+fn uuid_for(n: u64) -> String {
+    let h = hash64(&("uuid", n));
+    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", h >> 32, (h >> 16) & 0xffff, h & 0xfff, n & 0xfff, n)
 }
 
 fn hash64(value: &impl Hash) -> u64 {

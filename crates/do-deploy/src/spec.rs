@@ -1,0 +1,255 @@
+//! Which components of an app spec run the image, and the spec with them pointed at the new
+//! one. Pure functions over the raw spec, so every field we do not touch stays as it was,
+//! encrypted secrets included.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Component kinds that run a container image.
+pub const IMAGE_KINDS: [(&str, &str); 3] = [("services", "service"), ("workers", "worker"), ("jobs", "job")];
+
+/// How the new image is written into the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pin {
+    /// `digest` set, `tag` removed, `deploy_on_push` turned off (the API refuses it with a digest).
+    Digest,
+    /// `tag` set, `digest` removed.
+    Tag,
+}
+
+/// The image a component should run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: String,
+    pub pin: Pin,
+}
+
+/// One changed component, as the record reports it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ComponentChange {
+    pub name: String,
+    pub kind: String,
+    pub image_before: String,
+    pub image_after: String,
+    /// `deploy_on_push` was on and is now off (a digest pin cannot auto-deploy).
+    pub deploy_on_push_disabled: bool,
+}
+
+/// A component's place in the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentRef {
+    pub list: &'static str,
+    pub kind: &'static str,
+    pub index: usize,
+    pub name: String,
+}
+
+/// Every image component in the spec, whatever its image.
+pub fn image_components(spec: &Value) -> Vec<(ComponentRef, &Value)> {
+    let mut found = Vec::new();
+    for (list, kind) in IMAGE_KINDS {
+        for (index, component) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let name = component.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            found.push((ComponentRef { list, kind, index, name }, component));
+        }
+    }
+    found
+}
+
+/// Components whose image is the DOCR repository, restricted to `only` when given.
+/// None matching is an error that names the components the app has.
+pub fn matching_components(spec: &Value, repository: &str, only: &[String]) -> Result<Vec<ComponentRef>, String> {
+    let all = image_components(spec);
+    let runs_repository = |component: &Value| {
+        let image = component.get("image");
+        let text = |key: &str| image.and_then(|i| i.get(key)).and_then(Value::as_str);
+        text("registry_type") == Some("DOCR") && text("repository") == Some(repository)
+    };
+    let matched: Vec<ComponentRef> = all
+        .iter()
+        .filter(|(_, component)| runs_repository(component))
+        .filter(|(reference, _)| only.is_empty() || only.contains(&reference.name))
+        .map(|(reference, _)| reference.clone())
+        .collect();
+    if let Some(missing) = only.iter().find(|name| !all.iter().any(|(reference, _)| &reference.name == *name)) {
+        return Err(format!("the app has no component {missing:?}; it has: {}", describe(&all)));
+    }
+    if matched.is_empty() {
+        let which = if only.is_empty() { String::new() } else { format!(" among {}", only.join(", ")) };
+        return Err(format!(
+            "no component{which} runs the DOCR repository {repository:?}; the app has: {}",
+            describe(&all)
+        ));
+    }
+    Ok(matched)
+}
+
+fn describe(all: &[(ComponentRef, &Value)]) -> String {
+    if all.is_empty() {
+        return "no service, worker or job".to_string();
+    }
+    all.iter()
+        .map(|(reference, component)| {
+            format!(
+                "{} {} ({})",
+                reference.kind,
+                reference.name,
+                component.get("image").map(image_text).unwrap_or_else(|| "built from source".into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `repo:tag`, `repo@sha256:…`, with the registry type when it is not DOCR.
+pub fn image_text(image: &Value) -> String {
+    let text = |key: &str| image.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let repository = text("repository").unwrap_or("?");
+    let prefix = match (text("registry_type"), text("registry")) {
+        (Some("DOCR") | None, _) => String::new(),
+        (Some(kind), Some(registry)) => format!("{}:{registry}/", kind.to_ascii_lowercase()),
+        (Some(kind), None) => format!("{}:", kind.to_ascii_lowercase()),
+    };
+    match (text("digest"), text("tag")) {
+        (Some(digest), _) => format!("{prefix}{repository}@{digest}"),
+        (None, Some(tag)) => format!("{prefix}{repository}:{tag}"),
+        (None, None) => format!("{prefix}{repository}:latest"),
+    }
+}
+
+/// The image object `wanted` asks for, built on the component's current one so fields we do
+/// not manage (registry, credentials) stay.
+fn wanted_image(current: &Value, wanted: &Wanted) -> Value {
+    let mut image: Map<String, Value> = current.as_object().cloned().unwrap_or_default();
+    image.insert("registry_type".into(), Value::from("DOCR"));
+    image.insert("repository".into(), Value::from(wanted.repository.clone()));
+    match wanted.pin {
+        Pin::Digest => {
+            image.remove("tag");
+            image.insert("digest".into(), Value::from(wanted.digest.clone()));
+            if let Some(Value::Object(push)) = image.get_mut("deploy_on_push") {
+                push.insert("enabled".into(), Value::Bool(false));
+            }
+        }
+        Pin::Tag => {
+            image.remove("digest");
+            image.insert("tag".into(), Value::from(wanted.tag.clone().unwrap_or_else(|| "latest".into())));
+        }
+    }
+    Value::Object(image)
+}
+
+/// Whether the component's image already is what `wanted` asks for.
+pub fn runs(component: &Value, wanted: &Wanted) -> bool {
+    let image = component.get("image");
+    let text = |key: &str| image.and_then(|i| i.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty());
+    match wanted.pin {
+        Pin::Digest => text("digest") == Some(wanted.digest.as_str()) && text("tag").is_none(),
+        Pin::Tag => text("tag") == wanted.tag.as_deref() && text("digest").is_none(),
+    }
+}
+
+/// The spec with the matched components pointed at `wanted`, and what changed.
+pub fn pin(spec: &Value, components: &[ComponentRef], wanted: &Wanted) -> (Value, Vec<ComponentChange>) {
+    let mut updated = spec.clone();
+    let mut changes = Vec::new();
+    for reference in components {
+        let component = &mut updated[reference.list][reference.index];
+        let before = component.get("image").cloned().unwrap_or(Value::Null);
+        let after = wanted_image(&before, wanted);
+        let push_was_on = before.pointer("/deploy_on_push/enabled").and_then(Value::as_bool) == Some(true);
+        let push_is_on = after.pointer("/deploy_on_push/enabled").and_then(Value::as_bool) == Some(true);
+        changes.push(ComponentChange {
+            name: reference.name.clone(),
+            kind: reference.kind.to_string(),
+            image_before: image_text(&before),
+            image_after: image_text(&after),
+            deploy_on_push_disabled: push_was_on && !push_is_on,
+        });
+        component["image"] = after;
+    }
+    (updated, changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> Value {
+        json!({
+            "name": "shop",
+            "services": [
+                {"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "tag": "v1", "deploy_on_push": {"enabled": true}},
+                 "envs": [{"key": "TOKEN", "type": "SECRET", "value": "EV[1:abc:def]"}]},
+                {"name": "api", "image": {"registry_type": "DOCKER_HUB", "registry": "library", "repository": "web", "tag": "1"}}
+            ],
+            "workers": [{"name": "queue", "image": {"registry_type": "DOCR", "repository": "web", "digest": "sha256:old"}}],
+            "jobs": [{"name": "migrate", "image": {"registry_type": "DOCR", "repository": "other", "tag": "v1"}}],
+            "static_sites": [{"name": "docs"}]
+        })
+    }
+
+    fn wanted(pin: Pin) -> Wanted {
+        Wanted { repository: "web".into(), tag: Some("v2".into()), digest: "sha256:new".into(), pin }
+    }
+
+    #[test]
+    fn only_docr_components_of_the_repository_match() {
+        let names: Vec<String> =
+            matching_components(&spec(), "web", &[]).unwrap().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["web", "queue"]);
+        let only: Vec<String> =
+            matching_components(&spec(), "web", &["queue".into()]).unwrap().into_iter().map(|c| c.name).collect();
+        assert_eq!(only, ["queue"]);
+    }
+
+    #[test]
+    fn no_match_names_the_components_the_app_has() {
+        let error = matching_components(&spec(), "nothing", &[]).unwrap_err();
+        assert!(error.contains("no component runs the DOCR repository \"nothing\""), "{error}");
+        assert!(error.contains("service web (web:v1)") && error.contains("job migrate (other:v1)"), "{error}");
+        assert!(error.contains("service api (docker_hub:library/web:1)"), "{error}");
+        let error = matching_components(&spec(), "web", &["nope".into()]).unwrap_err();
+        assert!(error.contains("the app has no component \"nope\""), "{error}");
+        let error = matching_components(&spec(), "web", &["migrate".into()]).unwrap_err();
+        assert!(error.contains("no component among migrate runs"), "{error}");
+    }
+
+    #[test]
+    fn digest_pin_sets_digest_clears_tag_turns_off_deploy_on_push_and_keeps_the_rest() {
+        let original = spec();
+        let components = matching_components(&original, "web", &[]).unwrap();
+        let (updated, changes) = pin(&original, &components, &wanted(Pin::Digest));
+        assert_eq!(
+            updated["services"][0]["image"],
+            json!({"registry_type": "DOCR", "repository": "web", "digest": "sha256:new", "deploy_on_push": {"enabled": false}})
+        );
+        assert_eq!(updated["workers"][0]["image"]["digest"], "sha256:new");
+        assert_eq!(updated["services"][0]["envs"], original["services"][0]["envs"], "secrets untouched");
+        let mut rest = updated.clone();
+        let mut before = original.clone();
+        for value in [&mut rest, &mut before] {
+            value["services"][0]["image"] = Value::Null;
+            value["workers"][0]["image"] = Value::Null;
+        }
+        assert_eq!(rest, before, "nothing else changed");
+        assert_eq!(changes[0].image_before, "web:v1");
+        assert_eq!(changes[0].image_after, "web@sha256:new");
+        assert!(changes[0].deploy_on_push_disabled);
+        assert!(!changes[1].deploy_on_push_disabled);
+    }
+
+    #[test]
+    fn tag_pin_sets_the_tag_and_clears_the_digest() {
+        let original = spec();
+        let components = matching_components(&original, "web", &["queue".into()]).unwrap();
+        let (updated, changes) = pin(&original, &components, &wanted(Pin::Tag));
+        assert_eq!(updated["workers"][0]["image"], json!({"registry_type": "DOCR", "repository": "web", "tag": "v2"}));
+        assert_eq!(changes[0].image_after, "web:v2");
+        assert!(runs(&updated["workers"][0], &wanted(Pin::Tag)));
+        assert!(!runs(&updated["workers"][0], &wanted(Pin::Digest)));
+    }
+}
