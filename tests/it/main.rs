@@ -4,6 +4,7 @@
 mod client;
 mod deploy;
 mod gc_wait;
+mod prune;
 mod sim;
 mod support;
 mod tag;

@@ -32,7 +32,10 @@ pub fn human(duration: Duration) -> String {
         return format!("{millis}ms");
     }
     let seconds = duration.as_secs();
-    let (hours, minutes, secs) = (seconds / 3600, (seconds / 60) % 60, seconds % 60);
+    let (days, hours, minutes, secs) = (seconds / 86_400, (seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60);
+    if days > 0 {
+        return if hours > 0 { format!("{days}d {hours}h") } else { format!("{days}d") };
+    }
     match (hours, minutes) {
         (0, 0) => format!("{:.1}s", duration.as_secs_f64()),
         (0, _) => format!("{minutes}m {secs}s"),
@@ -79,6 +82,8 @@ mod tests {
         assert_eq!(human(Duration::from_millis(2500)), "2.5s");
         assert_eq!(human(Duration::from_secs(90)), "1m 30s");
         assert_eq!(human(Duration::from_secs(3700)), "1h 1m");
+        assert_eq!(human(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(human(Duration::from_secs(86_400 + 7200)), "1d 2h");
     }
 
     #[test]

@@ -1,0 +1,132 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use do_core::cli::{ApiArgs, IoArgs};
+use do_core::duration::parse_duration;
+
+const AFTER_HELP: &str = "\
+A dry run unless --execute: the plan is the output (a prune record with dry_run: true) and a
+table on stderr. A manifest is kept if any rule keeps it:
+  the tag latest, always; --keep-tag REGEX (whole tags); --keep-last N; --keep-within DURATION;
+  digests named by tag, image and deploy records on the input; and what App Platform needs: for
+  each app (--protect-app, or every app with a DOCR component) the current spec, the active,
+  in-progress and pending deployments and the last --keep-rollback ACTIVE ones. If an app or its
+  deployments cannot be read, nothing is deleted.
+A manifest none of whose tags is kept is deleted whole; if some tags are kept, only the others
+are deleted. Untagged manifests are left to GC (one call, not one per manifest). A repository
+never loses its last tagged manifest unless --allow-empty.
+
+After an executed prune, GC starts with an explicit type (default: untagged manifests and
+unreferenced blobs). If a deployment needs an untagged manifest, the type becomes
+\"unreferenced blobs only\" so that GC cannot remove it.
+
+Token scopes: registry:read, registry:delete, registry:update (GC), app:read.
+
+Examples:
+  do-prune --keep-last 10 --keep-within 30d                 # the plan, nothing deleted
+  do-prune --keep-last 10 --execute --gc wait
+  do-prune --keep-tag 'release-.*' --target-usage 80 --execute
+  do-prune --keep-last 5 --plan-out plan.json && do-prune --apply plan.json --execute
+
+Exit codes:
+  0  done (also: nothing to delete)
+  1  failed: API error, or some deletions failed (listed in the record)
+  2  usage error, bad input, or a rail (--max-delete) stopped it; nothing was deleted
+  3  deadline exceeded (waiting for GC with --gc wait)
+  4  the GC it waited for failed";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GcMode {
+    /// Start GC and return
+    Start,
+    /// Start GC and wait for it to end
+    Wait,
+    /// Do not start GC
+    Off,
+}
+
+/// Delete DOCR images a retention policy no longer keeps, never those a deployment needs, then start GC.
+#[derive(Parser, Debug)]
+#[command(name = "do-prune", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The registry (found automatically when the account has one)
+    #[arg(long, value_name = "NAME")]
+    pub registry: Option<String>,
+
+    /// Only these repositories (repeatable); by default all
+    #[arg(long, value_name = "NAME")]
+    pub repository: Vec<String>,
+
+    /// Keep tags matching this regular expression (whole tag; repeatable)
+    #[arg(long, value_name = "REGEX")]
+    pub keep_tag: Vec<String>,
+
+    /// Keep the N most recent tagged manifests of each repository
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub keep_last: usize,
+
+    /// Keep manifests updated within this long (30d, 12h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within: Option<Duration>,
+
+    /// Protect only these apps' images (by name or id; repeatable)
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub protect_app: Vec<String>,
+
+    /// Protect the images of this many past ACTIVE deployments per app
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub keep_rollback: usize,
+
+    /// Allow deleting a repository's last tagged manifest
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Refuse (exit 2) when the plan has more than N deletions
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<usize>,
+
+    /// Delete, oldest first and only what the rules allow, until the estimated usage is at most
+    /// this percentage of the plan's included storage
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub target_usage: Option<u8>,
+
+    /// Delete; without it this is a dry run
+    #[arg(long)]
+    pub execute: bool,
+
+    /// Save the plan to FILE
+    #[arg(long, value_name = "FILE")]
+    pub plan_out: Option<PathBuf>,
+
+    /// Use a saved plan; entries whose manifest changed since are skipped and reported
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keep_tag", "keep_within", "target_usage", "repository"])]
+    pub apply: Option<PathBuf>,
+
+    /// After an executed prune: start GC, start it and wait, or leave it
+    #[arg(long, value_enum, default_value_t = GcMode::Start)]
+    pub gc: GcMode,
+
+    /// The GC type to start
+    #[arg(long, value_name = "TYPE", default_value = "untagged manifests and unreferenced blobs",
+          value_parser = ["untagged manifests only", "unreferenced blobs only", "untagged manifests and unreferenced blobs"])]
+    pub gc_type: String,
+
+    /// Deletions running at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub concurrency: u16,
+
+    /// Give up (exit 3) after this long
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// First pause between looks at a GC with --gc wait
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub io: IoArgs,
+}

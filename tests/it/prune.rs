@@ -1,0 +1,488 @@
+//! do-prune against seeded registries in the simulator.
+
+use std::collections::BTreeSet;
+
+use do_sim::{Fault, FaultKind, Sim};
+use serde_json::{json, Value};
+
+use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, PRUNE};
+
+/// A registry `reg` with the given repositories, each a list of (tags, MiB), oldest first
+/// across the whole seed (the first manifest is the oldest), and the given apps.
+/// A manifest to seed: its tags and its size in MiB.
+type SeedManifest<'a> = (Vec<&'a str>, u64);
+
+fn seeded(tier: &str, repositories: &[(&str, Vec<SeedManifest>)], apps: Vec<Value>) -> Sim {
+    let repositories: Vec<Value> = repositories
+        .iter()
+        .map(|(name, manifests)| {
+            json!({"name": name, "manifests": manifests.iter().map(|(tags, mib)| json!({"tags": tags, "size_bytes": mib * 1024 * 1024})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let seed: do_sim::Seed = serde_json::from_value(json!({
+        "registries": [{"name": "reg", "tier": tier, "repositories": repositories}],
+        "apps": apps,
+    }))
+    .unwrap();
+    let timing = do_sim::Timing { gc_step_ms: 30, deploy_phase_ms: 30 };
+    Sim::start("127.0.0.1:0", seed.into_state("tok", timing).unwrap()).unwrap()
+}
+
+fn tagged(tags: &[&'static str], mib: u64) -> (Vec<&'static str>, u64) {
+    (tags.to_vec(), mib)
+}
+
+fn prune(sim: &Sim) -> Tool {
+    Tool::against(PRUNE, sim).args(["--interval", "30ms"])
+}
+
+/// The tags of the manifests deleted whole, and of tag-only deletions, in the record.
+fn deleted_tags(run: &Run) -> BTreeSet<String> {
+    let record = run.record("prune");
+    record["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["deleted"].as_array().unwrap().clone())
+        .flat_map(|d| d["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>())
+        .collect()
+}
+
+fn kept_reason(run: &Run, tag: &str) -> String {
+    let record = run.record("prune");
+    record["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["kept"].as_array().unwrap().clone())
+        .find(|k| k["tags"].as_array().unwrap().iter().any(|t| t == tag))
+        .unwrap_or_else(|| panic!("{tag} is not kept: {record}"))["reason"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn set(tags: &[&str]) -> BTreeSet<String> {
+    tags.iter().map(|t| t.to_string()).collect()
+}
+
+fn remaining_tags(sim: &Sim) -> BTreeSet<String> {
+    let snapshot = sim.snapshot();
+    snapshot["registries"][0]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["manifests"].as_array().unwrap().clone())
+        .flat_map(|m| m["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>())
+        .collect()
+}
+
+fn five() -> Vec<(Vec<&'static str>, u64)> {
+    vec![
+        tagged(&["v1"], 10),
+        tagged(&["v2"], 10),
+        tagged(&["v3"], 10),
+        tagged(&["v4", "latest"], 10),
+        tagged(&["v5"], 10),
+    ]
+}
+
+#[test]
+fn each_rule_alone_and_together() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    // Manifests are 5..1 days old: v1 oldest, v5 newest.
+    let run = prune(&sim).args(["--keep-last", "2"]).run();
+    run.assert_code(0);
+    assert_eq!(deleted_tags(&run), set(&["v1", "v2", "v3"]));
+    assert_eq!(kept_reason(&run, "v5"), "one of the 2 most recent (--keep-last)");
+    assert_eq!(kept_reason(&run, "latest"), "one of the 2 most recent (--keep-last)");
+
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-within", "3d12h"]).run();
+    assert_eq!(deleted_tags(&run), set(&["v1", "v2"]));
+    assert!(kept_reason(&run, "v3").contains("--keep-within"));
+
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-tag", "v[12]"]).run();
+    assert_eq!(deleted_tags(&run), set(&["v3", "v4", "v5"]), "latest stays, v4 goes as a tag");
+    assert_eq!(kept_reason(&run, "v1"), "tag v1 matches --keep-tag ^(?:v[12])$");
+
+    let run = prune(&sim).args(["--keep-last", "1", "--keep-within", "2d12h", "--keep-tag", "v1"]).run();
+    assert_eq!(deleted_tags(&run), set(&["v2", "v3"]));
+    assert!(mutating_requests(&sim).is_empty(), "dry runs delete nothing");
+    assert!(run.stderr.contains("dry run: nothing was deleted; add --execute to delete"), "{}", run.stderr);
+}
+
+#[test]
+fn latest_is_kept_and_partial_tag_deletion_keeps_the_manifest() {
+    let sim = seeded(
+        "basic",
+        &[("web", vec![tagged(&["release-1", "v9"], 10), tagged(&["v3", "latest"], 10), tagged(&["v4"], 10)])],
+        vec![],
+    );
+    let run = prune(&sim).args(["--keep-last", "1", "--keep-tag", "release-.*", "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    let deletes: Vec<String> = mutating_requests(&sim).into_iter().map(|r| r.url).collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert!(deletes.iter().all(|url| url.contains("/tags/")), "only tags are deleted: {deletes:?}");
+    assert_eq!(remaining_tags(&sim), set(&["release-1", "latest", "v4"]));
+    let manifests = sim.snapshot()["registries"][0]["repositories"][0]["manifests"].as_array().unwrap().len();
+    assert_eq!(manifests, 3, "no manifest deleted");
+}
+
+/// The default world plus v2.0.0 and v3.0.0, deployed one after the other by do-deploy.
+fn deployed_history() -> Sim {
+    let sim = sim(20);
+    sim.push(do_sim::DEFAULT_REGISTRY, "web", "v2.0.0", 1_000_000).unwrap();
+    sim.push(do_sim::DEFAULT_REGISTRY, "web", "v3.0.0", 1_000_000).unwrap();
+    for tag in ["v2.0.0", "v3.0.0"] {
+        Tool::against(DEPLOY, &sim)
+            .args(["--app", "example-app", "--repository", "web", "--tag", tag, "--interval", "20ms"])
+            .run()
+            .assert_code(0);
+    }
+    sim
+}
+
+#[test]
+fn deployed_digests_are_kept_active_pending_and_rollback_targets() {
+    let sim = deployed_history();
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "1"]).run();
+    run.assert_code(0);
+    assert!(kept_reason(&run, "v3.0.0").starts_with("active deployment"), "{}", kept_reason(&run, "v3.0.0"));
+    assert!(kept_reason(&run, "v2.0.0").contains("rollback target"), "{}", kept_reason(&run, "v2.0.0"));
+    assert_eq!(
+        deleted_tags(&run),
+        set(&["v1.0.0", "v1.1.0", "v1.2.0"]),
+        "v1.2.0 (tag-pinned, two deployments back) is beyond --keep-rollback 1"
+    );
+
+    // Two rollback targets: the first deployment's spec used the tag v1.2.0, resolved to its digest.
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "2"]).run();
+    assert!(kept_reason(&run, "v1.2.0").contains("rollback target"), "{}", run.stdout);
+    assert_eq!(deleted_tags(&run), set(&["v1.0.0", "v1.1.0"]));
+
+    // A deployment in progress protects its image too.
+    sim.state().apps[0].next_outcome = do_sim::Outcome::Hang;
+    Tool::against(DEPLOY, &sim)
+        .args(["--app", "example-app", "--repository", "web", "--tag", "v1.0.0", "--no-wait"])
+        .run()
+        .assert_code(0);
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "2"]).run();
+    let reason = kept_reason(&run, "v1.0.0");
+    assert!(
+        ["pending build", "building", "pending deploy", "deploying"].iter().any(|phase| reason.starts_with(phase)),
+        "{reason}"
+    );
+    assert_eq!(deleted_tags(&run), set(&["v1.1.0"]));
+}
+
+#[test]
+fn an_unreadable_app_aborts_with_nothing_deleted() {
+    let sim = sim(20);
+    let app_id = sim.state().apps[0].id.clone();
+    sim.add_fault(Fault {
+        method: None,
+        path: format!("/v2/apps/{app_id}/deployments"),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = prune(&sim).args(["--keep-last", "0", "--execute"]).env("DO_RELEASE_RETRY_MAX_TIME", "200ms").run();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("cannot read the deployments of app example-app; nothing was deleted"),
+        "{}",
+        run.stderr
+    );
+    assert!(mutating_requests(&sim).is_empty());
+    assert!(run.stdout.is_empty(), "no prune record claims anything");
+}
+
+#[test]
+fn a_stale_saved_plan_is_refused_entry_by_entry() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let run = prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run();
+    run.assert_code(0);
+    assert_eq!(deleted_tags(&run), set(&["v1", "v2", "v3", "v4"]));
+    // Since the plan: v2's manifest lost its tag, v3 was re-pushed (its tag moved), v1 was deleted.
+    let snapshot = sim.snapshot();
+    let digest_of = |tag: &str| {
+        snapshot["registries"][0]["repositories"][0]["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag))
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (v1, v2, v3) = (digest_of("v1"), digest_of("v2"), digest_of("v3"));
+    sim.state()
+        .registries
+        .get_mut("reg")
+        .unwrap()
+        .repositories
+        .get_mut("web")
+        .unwrap()
+        .manifests
+        .retain(|m| m.digest != v1);
+    sim.state()
+        .registries
+        .get_mut("reg")
+        .unwrap()
+        .repositories
+        .get_mut("web")
+        .unwrap()
+        .manifests
+        .iter_mut()
+        .find(|m| m.digest == v2)
+        .unwrap()
+        .tags
+        .push("hotfix".into());
+    sim.push("reg", "web", "v3", 1000).unwrap();
+    let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    let record = run.record("prune");
+    let skipped: Vec<(String, String)> = record["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["digest"].as_str().unwrap().to_string(), s["reason"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(skipped.contains(&(v1.clone(), "gone since the plan".to_string())), "{skipped:?}");
+    assert!(skipped.iter().any(|(d, r)| *d == v2 && r.contains("changed since the plan")), "{skipped:?}");
+    assert!(skipped.iter().any(|(d, r)| *d == v3 && r.contains("changed since the plan")), "{skipped:?}");
+    assert_eq!(
+        remaining_tags(&sim),
+        set(&["v2", "hotfix", "v3", "latest", "v5"]),
+        "only v4's tag went; v3 is the new push"
+    );
+}
+
+#[test]
+fn allow_empty_and_max_delete() {
+    let sim = seeded("basic", &[("web", vec![tagged(&["v1"], 10), tagged(&["v2"], 10)])], vec![]);
+    let run = prune(&sim).args(["--keep-last", "0"]).run();
+    assert_eq!(deleted_tags(&run), set(&["v1"]));
+    assert!(kept_reason(&run, "v2").contains("--allow-empty"));
+    let run = prune(&sim).args(["--keep-last", "0", "--allow-empty"]).run();
+    assert_eq!(deleted_tags(&run), set(&["v1", "v2"]));
+
+    let run = prune(&sim).args(["--keep-last", "0", "--allow-empty", "--max-delete", "1", "--execute"]).run();
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("the plan has 2 deletions, more than --max-delete 1; nothing was deleted"),
+        "{}",
+        run.stderr
+    );
+    assert!(mutating_requests(&sim).is_empty());
+}
+
+#[test]
+fn target_usage_deletes_oldest_first_until_under_the_target() {
+    // Starter: 500 MiB included. 8 images of 50 MiB = 400 MiB (80%); target 50% = 250 MiB.
+    let images: Vec<_> = ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"].iter().map(|t| tagged(&[t], 50)).collect();
+    let sim = seeded("starter", &[("web", images)], vec![]);
+    let run = prune(&sim).args(["--keep-last", "2", "--target-usage", "50"]).run();
+    run.assert_code(0);
+    assert_eq!(deleted_tags(&run), set(&["v1", "v2", "v3"]), "150 MiB is enough, oldest first");
+    assert_eq!(kept_reason(&run, "v4"), "not needed to reach --target-usage");
+    let usage = run.record("prune")["usage"].clone();
+    assert_eq!(usage["before_bytes"], 400 * 1024 * 1024);
+    assert_eq!(usage["included_bytes"], 500 * 1024 * 1024);
+    assert_eq!(usage["estimated_after_bytes"], 250 * 1024 * 1024);
+    assert_eq!(usage["before_percent"], 80.0);
+    assert_eq!(usage["estimated_after_percent"], 50.0);
+}
+
+#[test]
+fn gc_starts_with_the_explicit_type_or_reports_the_running_one() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    let run = prune(&sim).args(["--keep-last", "3", "--execute"]).run();
+    run.assert_code(0);
+    let posts: Vec<_> = sim.requests().into_iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].url, "/v2/registry/reg/garbage-collection");
+    assert_eq!(posts[0].status, 201);
+    assert_eq!(
+        serde_json::from_str::<Value>(posts[0].body.as_deref().unwrap()).unwrap(),
+        json!({"type": "untagged manifests and unreferenced blobs"})
+    );
+    let gc = run.record("prune")["gc"].clone();
+    assert_eq!(gc["type"], "untagged manifests and unreferenced blobs");
+    assert_eq!(gc["already_running"], false);
+
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    sim.start_gc_with("reg", &[("scanning manifests", 300)], "succeeded").unwrap();
+    let run = prune(&sim)
+        .args(["--keep-last", "3", "--execute", "--gc", "wait", "--gc-type", "untagged manifests only"])
+        .run();
+    run.assert_code(0);
+    let gc = run.record("prune")["gc"].clone();
+    assert_eq!(gc["already_running"], true);
+    assert_eq!(gc["status"], "succeeded");
+    assert!(sim.requests().iter().all(|r| r.method != "POST"), "no second GC");
+    assert!(run.stderr.contains("is already running"), "{}", run.stderr);
+}
+
+#[test]
+fn one_failed_delete_does_not_stop_the_others() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    let snapshot = sim.snapshot();
+    let v2 = snapshot["registries"][0]["repositories"][0]["manifests"][1]["digest"].as_str().unwrap().to_string();
+    sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: format!("/v2/registries/reg/repositories/web/digests/{v2}"),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = prune(&sim)
+        .args(["--keep-last", "2", "--execute", "--gc", "off"])
+        .env("DO_RELEASE_RETRY_MAX_TIME", "200ms")
+        .run();
+    run.assert_code(1);
+    let failed = run.record("prune")["failed"].clone();
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    assert_eq!(failed[0]["digest"], v2.as_str());
+    assert!(failed[0]["error"].as_str().unwrap().contains("500"), "{failed}");
+    assert_eq!(remaining_tags(&sim), set(&["v2", "v4", "latest", "v5"]), "v1 and v3 went, v2 failed");
+    assert!(run.stderr.contains("1 of 3 deletions failed"), "{}", run.stderr);
+}
+
+#[test]
+fn more_than_200_manifests_across_pages_and_a_repository_with_a_slash() {
+    let many: Vec<_> = (0..450).map(|_| (vec![], 1)).chain([tagged(&["keep"], 1)]).collect();
+    let mut old_tagged: Vec<(Vec<&str>, u64)> = vec![tagged(&["old-1"], 1), tagged(&["old-2"], 1)];
+    old_tagged.push(tagged(&["new"], 1));
+    let sim = seeded("professional", &[("team/web", old_tagged), ("bulk", many)], vec![]);
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    let record = run.record("prune");
+    let bulk = record["repositories"].as_array().unwrap().iter().find(|r| r["name"] == "bulk").unwrap().clone();
+    assert_eq!(bulk["untagged"]["count"], 450);
+    let deletes: Vec<String> = mutating_requests(&sim).into_iter().map(|r| r.url).collect();
+    assert_eq!(deletes.len(), 2);
+    assert!(
+        deletes.iter().all(|u| u.starts_with("/v2/registries/reg/repositories/team%2Fweb/digests/sha256:")),
+        "{deletes:?}"
+    );
+    let pages = sim.requests().into_iter().filter(|r| r.url.contains("/repositories/bulk/digests")).count();
+    assert_eq!(pages, 3, "451 manifests at 200 per page");
+    assert_eq!(remaining_tags(&sim), set(&["new", "keep"]));
+}
+
+#[test]
+fn digests_named_on_the_input_are_protected() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    let digest =
+        sim.snapshot()["registries"][0]["repositories"][0]["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let image =
+        format!(r#"{{"kind":"image","v":1,"data":{{"registry":"reg","repository":"web","digest":"{digest}"}}}}"#);
+    let tag = r#"{"kind":"tag","v":1,"data":{"tag":"v2","version":"2.0.0","commit":"abc"}}"#;
+    let run = prune(&sim).args(["--keep-last", "0"]).stdin(format!("{image}\n{tag}\n")).run();
+    run.assert_code(0);
+    assert_eq!(kept_reason(&run, "v1"), "named by the image record");
+    assert_eq!(kept_reason(&run, "v2"), "tag v2 named by the tag record");
+    assert_eq!(deleted_tags(&run), set(&["v3", "v4", "v5"]));
+    assert!(run.stdout.starts_with(&image), "the input passes through first");
+}
+
+#[test]
+fn a_needed_untagged_manifest_keeps_gc_from_removing_it() {
+    let sim = seeded("basic", &[("web", vec![tagged(&["v1"], 10), tagged(&["v2"], 10)])], vec![]);
+    let v1 = sim.snapshot()["registries"][0]["repositories"][0]["manifests"][0]["digest"].as_str().unwrap().to_string();
+    // A deployment runs v1 by digest, then its tag moves away.
+    let spec = json!({"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": v1}}]});
+    {
+        let mut state = sim.state();
+        let seed: do_sim::Seed = serde_json::from_value(json!({"apps": [{"spec": spec}]})).unwrap();
+        let extra = seed.into_state("tok", Default::default()).unwrap();
+        state.apps.extend(extra.apps);
+    }
+    sim.push("reg", "web", "v1", 1000).unwrap();
+    let run = prune(&sim).args(["--keep-last", "1", "--execute"]).run();
+    run.assert_code(0);
+    assert_eq!(deleted_tags(&run), set(&["v2"]));
+    assert!(run.stderr.contains("GC type becomes \"unreferenced blobs only\""), "{}", run.stderr);
+    let gc = run.record("prune")["gc"].clone();
+    assert_eq!(gc["type"], "unreferenced blobs only");
+}
+
+#[test]
+fn two_thousand_manifests_cost_only_listing_pages_app_reads_300_deletions_and_2_gc_calls() {
+    let mut manifests: Vec<(Vec<&str>, u64)> = (0..1500).map(|_| (vec![], 1)).collect();
+    let expired: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
+    let recent: Vec<String> = (0..200).map(|i| format!("new-{i}")).collect();
+    let expired: Vec<&'static str> = expired.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
+    let recent: Vec<&'static str> = recent.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
+    manifests.extend(expired.iter().map(|t| (vec![*t], 1)));
+    manifests.extend(recent.iter().map(|t| (vec![*t], 1)));
+    let app = json!({"spec": {"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "tag": "new-199"}}]}});
+    let sim = seeded("professional", &[("web", manifests)], vec![app]);
+    sim.state().rate_limit = do_sim::RateLimit { per_hour: 100_000, per_minute: 100_000, window_scale: 1.0 };
+    // Manifest i of 2000 is 2000 - i days old: the 300 "old" ones are 201 to 500 days old.
+    let run = prune(&sim).args(["--keep-last", "5", "--keep-within", "200d12h", "--execute"]).run();
+    run.assert_code(0);
+    let record = run.record("prune");
+    let deleted = record["repositories"][0]["deleted"].as_array().unwrap().len();
+    assert_eq!(deleted, 300);
+    assert_eq!(record["repositories"][0]["untagged"]["count"], 1500);
+    let log = sim.requests();
+    let listing_pages = log.iter().filter(|r| r.method == "GET" && r.url.contains("/repositories")).count();
+    let app_reads = log.iter().filter(|r| r.method == "GET" && r.url.starts_with("/v2/apps")).count();
+    let deletions = log.iter().filter(|r| r.method == "DELETE").count();
+    let gc_calls = log.iter().filter(|r| r.url.contains("garbage-collection")).count();
+    assert_eq!(listing_pages, 1 + 10, "one repositoriesV2 page and 10 digest pages");
+    assert_eq!(app_reads, 2, "the app list and one deployments page");
+    assert_eq!((deletions, gc_calls), (300, 2));
+    let registry_reads = log.iter().filter(|r| r.url == "/v2/registries").count();
+    assert_eq!(record["requests"].as_u64().unwrap() as usize, log.len(), "the record counts every request");
+    assert_eq!(log.len(), registry_reads + listing_pages + app_reads + deletions + gc_calls);
+    assert!(log.iter().all(|r| !r.url.contains("/digests?") || r.url.contains("per_page=200")));
+}
+
+#[test]
+fn bad_flags_and_plans_are_exit_2_before_any_request() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let bad_plan = dir.path().join("bad.json");
+    std::fs::write(&bad_plan, r#"{"version":1,"registry":"reg","created_at":"x","policy":{"keep_tags":[],"keep_last":0,"keep_within_seconds":null,"allow_empty":false},"repositories":[{"name":"../etc","kept":[],"deleted":[],"untagged":{"count":0,"bytes":0}}]}"#).unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--keep-tag".into(), "(".into()],
+        vec!["--keep-within".into(), "soon".into()],
+        vec!["--target-usage".into(), "0".into()],
+        vec!["--target-usage".into(), "150".into()],
+        vec!["--repository".into(), "we b".into()],
+        vec!["--registry".into(), "Reg".into()],
+        vec!["--gc-type".into(), "everything".into()],
+        vec!["--concurrency".into(), "0".into()],
+        vec!["--apply".into(), dir.path().join("missing.json").to_str().unwrap().into()],
+        vec!["--apply".into(), bad_plan.to_str().unwrap().into()],
+        vec!["--protect-app".into(), "a/b".into()],
+    ];
+    for args in cases {
+        let run = prune(&sim).args(&args).run();
+        run.assert_code(2);
+    }
+    assert!(sim.requests().is_empty(), "{:?}", sim.requests());
+}
+
+#[test]
+fn help_shows_flags_exit_codes_and_examples() {
+    let run = Tool::new(PRUNE).args(["--help"]).run();
+    run.assert_code(0);
+    for expected in [
+        "--keep-last",
+        "--keep-within",
+        "--keep-tag",
+        "--protect-app",
+        "--execute",
+        "--apply",
+        "--target-usage",
+        "Exit codes:",
+        "Examples:",
+    ] {
+        assert!(run.stdout.contains(expected), "{expected:?} missing:\n{}", run.stdout);
+    }
+}
