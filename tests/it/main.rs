@@ -5,6 +5,7 @@ mod client;
 mod deploy;
 mod gc_wait;
 mod prune;
+mod release;
 mod sim;
 mod support;
 mod tag;

@@ -1,39 +1,207 @@
 //! `cargo xtask`: project automation in Rust rather than shell scripts.
-//!
-//! - `cargo xtask ci`: what CI runs: the format check, clippy with warnings as errors, and the tests.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use xshell::{cmd, Shell};
+use xtask::config::{Config, CONFIG_FILE, CONFIG_HELP};
+use xtask::release::{release, Binaries, Options};
 
-const HELP: &str = "\
-cargo xtask <command>
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "do-release project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
 
-Commands:
-  ci     cargo fmt --check, cargo clippy --workspace --all-targets -- -D warnings, cargo test --workspace
-";
+#[derive(Subcommand)]
+enum Task {
+    /// What CI runs: cargo fmt --check, clippy with -D warnings, cargo test --workspace
+    Ci,
+    /// The whole release offline against the simulator: no docker, token or configuration
+    Demo,
+    /// Release an app: gc-wait, tag, gc-wait, build and push, deploy, prune (a dry run unless --execute)
+    #[command(after_help = CONFIG_HELP)]
+    Release(Box<ReleaseArgs>),
+    /// Generate shell completions and man pages into target/xtask/
+    Docs,
+}
 
-fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next();
-    let sh = Shell::new()?;
-    sh.change_dir(project_root());
-    match command.as_deref() {
-        Some("ci") => ci(&sh),
-        None | Some("help" | "-h" | "--help") => {
-            print!("{HELP}");
-            Ok(())
-        }
-        Some(other) => anyhow::bail!("unknown xtask command {other:?}; run `cargo xtask help`"),
+/// Flags override the keys of do-release.toml of the same name.
+#[derive(clap::Args)]
+struct ReleaseArgs {
+    /// The app repository
+    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// The configuration file (default: DIR/do-release.toml)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Release; without it every step runs in its dry-run mode
+    #[arg(long)]
+    execute: bool,
+    #[arg(long)]
+    registry: Option<String>,
+    #[arg(long)]
+    repository: Option<String>,
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long = "component", value_name = "NAME")]
+    components: Vec<String>,
+    #[arg(long)]
+    remote: Option<String>,
+    #[arg(long = "allow-branch", value_name = "GLOB")]
+    allow_branch: Vec<String>,
+    #[arg(long)]
+    tag_prefix: Option<String>,
+    #[arg(long)]
+    bump: Option<String>,
+    #[arg(long)]
+    builder: Option<String>,
+    /// The build command, as one shell-free list of words separated by spaces
+    #[arg(long, value_name = "WORDS")]
+    build: Option<String>,
+    /// The push command, as words separated by spaces
+    #[arg(long, value_name = "WORDS")]
+    push: Option<String>,
+    #[arg(long)]
+    keep_last: Option<usize>,
+    #[arg(long)]
+    keep_within: Option<String>,
+    #[arg(long = "keep-tag", value_name = "REGEX")]
+    keep_tags: Vec<String>,
+    #[arg(long)]
+    keep_rollback: Option<usize>,
+    #[arg(long)]
+    gc: Option<String>,
+    #[arg(long)]
+    gc_type: Option<String>,
+    #[arg(long)]
+    gc_timeout: Option<String>,
+    #[arg(long)]
+    deploy_timeout: Option<String>,
+    #[arg(long)]
+    rollback_on_failure: Option<bool>,
+    #[arg(long)]
+    poll_interval: Option<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = run(cli.command) {
+        eprintln!("xtask: error: {error:#}");
+        std::process::exit(1);
     }
 }
 
-fn project_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn ci(sh: &Shell) -> anyhow::Result<()> {
-    cmd!(sh, "cargo fmt --all -- --check").run().context("formatting differs: run `cargo fmt --all`")?;
-    cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run().context("clippy found problems")?;
-    cmd!(sh, "cargo test --workspace").run().context("tests failed")?;
-    Ok(())
+fn run(task: Task) -> anyhow::Result<()> {
+    let root = project_root();
+    match task {
+        Task::Ci => {
+            let sh = Shell::new()?;
+            sh.change_dir(&root);
+            cmd!(sh, "cargo fmt --all -- --check").run().context("formatting differs: run `cargo fmt --all`")?;
+            cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run().context("clippy found problems")?;
+            cmd!(sh, "cargo test --workspace").run().context("tests failed")?;
+            Ok(())
+        }
+        Task::Demo => {
+            let binaries = Binaries::build(&root)?;
+            let started = std::time::Instant::now();
+            let outcome = xtask::demo::run(binaries, &root.join("target/xtask/demo"), true)?;
+            println!(
+                "\nrun report ({}):",
+                outcome.out_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default()
+            );
+            print!("{}", String::from_utf8_lossy(&outcome.report));
+            println!("\n{}", outcome.text);
+            println!("demo finished in {}", do_core::duration::human(started.elapsed()));
+            anyhow::ensure!(outcome.exit == 0, "the demo release failed with exit {}", outcome.exit);
+            Ok(())
+        }
+        Task::Release(args) => {
+            let config = load_config(&args)?;
+            let binaries = Binaries::build(&root)?;
+            let options = Options {
+                config,
+                repo_dir: args.dir.clone(),
+                execute: args.execute,
+                binaries,
+                out_root: root.join("target/xtask"),
+                env: Vec::new(),
+                echo: true,
+            };
+            let outcome = release(&options)?;
+            print!("{}", String::from_utf8_lossy(&outcome.report));
+            eprintln!("\n{}", outcome.text);
+            if let Some(dir) = &outcome.out_dir {
+                eprintln!("step outputs: {}", dir.display());
+            }
+            std::process::exit(outcome.exit);
+        }
+        Task::Docs => {
+            let out = root.join("target/xtask");
+            let written = xtask::docs::generate(&out)?;
+            eprintln!("wrote {} files under {}/completions and {}/man", written.len(), out.display(), out.display());
+            Ok(())
+        }
+    }
+}
+
+fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
+    let path = args.config.clone().unwrap_or_else(|| args.dir.join(CONFIG_FILE));
+    let mut config = match std::fs::read_to_string(&path) {
+        Ok(text) => Config::from_toml(&text, &path.display().to_string())?,
+        Err(_) if args.config.is_none() => Config::default(),
+        Err(error) => anyhow::bail!("cannot read --config {}: {error}", path.display()),
+    };
+    let words = |text: &String| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(value) = &args.$field { config.$field = value.clone(); } )* };
+    }
+    set!(
+        registry,
+        repository,
+        app,
+        remote,
+        tag_prefix,
+        bump,
+        builder,
+        keep_within,
+        gc,
+        gc_type,
+        gc_timeout,
+        deploy_timeout,
+        poll_interval
+    );
+    if let Some(value) = args.keep_last {
+        config.keep_last = value;
+    }
+    if let Some(value) = args.keep_rollback {
+        config.keep_rollback = value;
+    }
+    if let Some(value) = args.rollback_on_failure {
+        config.rollback_on_failure = value;
+    }
+    if let Some(build) = &args.build {
+        config.build = words(build);
+    }
+    if let Some(push) = &args.push {
+        config.push = words(push);
+    }
+    for (list, extra) in [
+        (&mut config.components, &args.components),
+        (&mut config.allow_branch, &args.allow_branch),
+        (&mut config.keep_tags, &args.keep_tags),
+    ] {
+        if !extra.is_empty() {
+            *list = extra.clone();
+        }
+    }
+    config.check()?;
+    Ok(config)
 }

@@ -74,6 +74,7 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> anyhow::Result<Exit>) -> i32 
         Err(error) if is_broken_pipe(&error) => 0,
         Err(error) => {
             eprintln!("{tool}: error: {error:#}");
+            crate::github::error(tool, &format!("{error:#}"));
             exit_code_of(&error) as i32
         }
     }

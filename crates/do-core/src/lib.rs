@@ -7,6 +7,7 @@ pub mod cli;
 pub mod contract;
 pub mod duration;
 pub mod exit;
+pub mod github;
 pub mod poll;
 pub mod progress;
 pub mod types;

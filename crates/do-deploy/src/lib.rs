@@ -108,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let deployer = Deployer { cli: &cli, client: &client, progress: &progress, started, deadline };
     let (record, exit) = deployer.deploy(target)?;
     output.emit("deploy", 1, &record)?;
+    github_outputs(&record).context("cannot write the GitHub Actions output files")?;
     match exit {
         Exit::RemoteFailed => Err(Failure::remote(format!(
             "deployment {} ended {}{}",
@@ -123,6 +124,42 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         ))),
         other => Ok(other),
     }
+}
+
+fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
+    let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
+    let digest =
+        record.image.as_deref().and_then(|image| image.split_once('@')).map(|(_, d)| d.to_string()).unwrap_or_default();
+    github.outputs(&[
+        ("app_id", record.app_id.clone()),
+        ("deployment_id", record.deployment_id.clone().unwrap_or_default()),
+        ("phase", record.phase.clone()),
+        ("digest", digest),
+        ("image", record.image.clone().unwrap_or_default()),
+        ("changed", record.changed.to_string()),
+    ])?;
+    let mut summary = format!(
+        "### do-deploy\n\n**{}**: deployment `{}` is **{}**{}\n\n| component | before | after |\n|---|---|---|\n",
+        record.app_name,
+        record.deployment_id.as_deref().unwrap_or("none"),
+        record.phase,
+        if record.dry_run { " (dry run)" } else { "" }
+    );
+    for change in &record.components {
+        summary.push_str(&format!(
+            "| {} {} | `{}` | `{}` |\n",
+            change.kind, change.name, change.image_before, change.image_after
+        ));
+    }
+    if let Some(failure) = &record.failure {
+        summary.push_str(&format!(
+            "\nFailed in step `{}`: {}\n",
+            failure.step.as_deref().unwrap_or("?"),
+            failure.reason.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    github.summary(&summary)?;
+    Ok(())
 }
 
 fn check_app_reference(app: &str) -> anyhow::Result<()> {
@@ -382,10 +419,22 @@ impl Deployer<'_> {
             Reference::Tag(tag) => {
                 let tags: Vec<Tag> =
                     self.client.get_all(&format!("{base}/tags"), "tags").map_err(missing_repository)?;
-                let found =
-                    tags.iter().find(|t| &t.tag == tag).and_then(|t| t.manifest_digest.clone()).ok_or_else(|| {
-                        Failure::usage(format!("tag {tag} is not in {registry}/{}; push it first", target.repository))
-                    })?;
+                let found = tags.iter().find(|t| &t.tag == tag).and_then(|t| t.manifest_digest.clone());
+                let Some(found) = found else {
+                    if self.cli.dry_run {
+                        // A release's dry run plans the deployment before the image is pushed.
+                        self.progress.info(&format!(
+                            "dry run: {}:{tag} is not in {registry} yet; once pushed it is pinned by its digest",
+                            target.repository
+                        ));
+                        let repository = target.repository.clone();
+                        return Ok(Wanted { repository, tag: Some(tag.clone()), digest: String::new(), pin: Pin::Tag });
+                    }
+                    return Err(Failure::usage(format!(
+                        "tag {tag} is not in {registry}/{}; push it first",
+                        target.repository
+                    )));
+                };
                 self.progress.info(&format!("{}:{tag} is {found}", target.repository));
                 Ok(Wanted {
                     repository: target.repository.clone(),
@@ -532,9 +581,11 @@ impl Deployer<'_> {
             match self.log_tail(app, deployment, component, log_type) {
                 Ok(Some(lines)) => {
                     self.progress.info(&format!("last {} lines of the {log_type} log of {component}:", lines.len()));
+                    do_core::github::group(&format!("{log_type} log of {component}"));
                     for line in &lines {
                         eprintln!("  {line}");
                     }
+                    do_core::github::end_group();
                     log_excerpt = lines.iter().rev().take(LOG_EXCERPT_LINES).rev().cloned().collect();
                 }
                 Ok(None) => self.progress.info(&format!("no {log_type} log: the deployment never reached that phase")),

@@ -137,6 +137,23 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     };
     output.emit("gc-wait", 1, &record)?;
     report(&progress, &record, last_seen.as_ref(), polled.waited);
+    if let Some(github) = do_core::github::GitHub::from_env() {
+        github
+            .outputs(&[
+                ("registry", record.registry.clone()),
+                ("gc_outcome", record.outcome.clone()),
+                ("waited_ms", record.waited_ms.to_string()),
+            ])
+            .and_then(|()| {
+                github.summary(&format!(
+                    "### do-gc-wait\n\n| registry | garbage collection | waited |\n|---|---|---|\n| {} | {} | {} |\n",
+                    record.registry,
+                    record.outcome,
+                    do_core::duration::human(polled.waited)
+                ))
+            })
+            .context("cannot write the GitHub Actions output files")?;
+    }
     if polled.outcome.is_none() {
         return Err(Failure::deadline(format!(
             "garbage collection still running on {registry} after {}; rerun later, raise --timeout, or use --cancel-after",

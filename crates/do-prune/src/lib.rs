@@ -225,6 +225,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     if !cli.execute {
         record.requests = client.requests_made();
         output.emit("prune", 1, &record)?;
+        github_outputs(&record)?;
         progress.info("dry run: nothing was deleted; add --execute to delete");
         return Ok(Exit::Done);
     }
@@ -242,6 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
     record.requests = client.requests_made();
     output.emit("prune", 1, &record)?;
+    github_outputs(&record)?;
     if !record.failed.is_empty() {
         return Err(anyhow::anyhow!(
             "{} of {deletion_count} deletions failed (listed in the record); rerun to retry them",
@@ -253,6 +255,41 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Exit::RemoteFailed => Err(Failure::remote("the garbage collection failed")),
         other => Ok(other),
     }
+}
+
+fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
+    let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
+    let deleted: usize = record.repositories.iter().map(|r| r.deleted.len()).sum::<usize>() - record.failed.len();
+    let freed = match (record.usage.before_bytes, record.usage.estimated_after_bytes) {
+        (Some(before), Some(after)) => before.saturating_sub(after),
+        _ => 0,
+    };
+    github.outputs(&[
+        ("deleted_count", deleted.to_string()),
+        ("freed_bytes", freed.to_string()),
+        ("dry_run", record.dry_run.to_string()),
+        ("gc_uuid", record.gc.as_ref().map(|gc| gc.uuid.clone()).unwrap_or_default()),
+    ])?;
+    let mut summary = format!(
+        "### do-prune{}\n\n| repository | kept | deleted | untagged |\n|---|---|---|---|\n",
+        if record.dry_run { " (dry run)" } else { "" }
+    );
+    for plan in &record.repositories {
+        summary.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            plan.name,
+            plan.kept.len(),
+            plan.deleted.len(),
+            plan.untagged.count
+        ));
+    }
+    summary.push_str(&format!("\nAbout {} freed after GC", size(freed)));
+    if let Some(gc) = &record.gc {
+        summary.push_str(&format!("; garbage collection `{}` {}", gc.uuid, gc.status));
+    }
+    summary.push('\n');
+    github.summary(&summary)?;
+    Ok(())
 }
 
 fn read_plan(path: &std::path::Path) -> anyhow::Result<SavedPlan> {

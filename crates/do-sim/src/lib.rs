@@ -169,6 +169,9 @@ Control API (no token needed) for tests, the demo and benchmarks:
   PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}
   POST   /_sim/apps/ID/next-deployment  {\"outcome\":\"success|build_error|deploy_error|hang\",\"phase_ms\"?}
 
+Pushing an image from a shell (what `docker push` is in the demo):
+  do-sim push --api-url http://127.0.0.1:8080 --repository web --tag v2.0.0
+
 Example:
   do-sim --listen 127.0.0.1:8080 &
   DIGITALOCEAN_API_URL=http://127.0.0.1:8080 DIGITALOCEAN_ACCESS_TOKEN=sim-token \\
@@ -176,8 +179,11 @@ Example:
 
 /// A local simulator of the DigitalOcean API parts do-release uses.
 #[derive(Parser, Debug)]
-#[command(name = "do-sim", version, after_help = AFTER_HELP)]
+#[command(name = "do-sim", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on; port 0 picks a free one. The URL is printed on stdout.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -211,6 +217,35 @@ struct Cli {
     rate_window_scale: f64,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Push an image to a running simulator, as `docker push` would (refused while a GC runs)
+    Push {
+        /// The simulator's URL
+        #[arg(long, value_name = "URL", env = "DIGITALOCEAN_API_URL")]
+        api_url: String,
+        #[arg(long, value_name = "NAME")]
+        registry: Option<String>,
+        #[arg(long, value_name = "REPO")]
+        repository: String,
+        #[arg(long, value_name = "TAG")]
+        tag: String,
+        #[arg(long, value_name = "BYTES", default_value_t = 20 * 1024 * 1024)]
+        size_bytes: u64,
+    },
+    /// Start a garbage collection in a running simulator (the registry is read-only while it runs)
+    Gc {
+        /// The simulator's URL
+        #[arg(long, value_name = "URL", env = "DIGITALOCEAN_API_URL")]
+        api_url: String,
+        #[arg(long, value_name = "NAME")]
+        registry: Option<String>,
+        /// How long each of its statuses lasts
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+        step: Duration,
+    },
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let span: jiff::Span = text.parse().map_err(|_| format!("cannot read duration {text:?}: use 500ms, 2s or 1m"))?;
     let signed = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|e| e.to_string())?;
@@ -220,13 +255,66 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `do-sim`'s entry point.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    match run(cli) {
+    let (result, failure_code) = match cli.command {
+        Some(Command::Push { api_url, registry, repository, tag, size_bytes }) => {
+            (push_to(&api_url, registry.as_deref(), &repository, &tag, size_bytes), 1)
+        }
+        Some(Command::Gc { api_url, registry, step }) => (start_gc_at(&api_url, registry.as_deref(), step), 1),
+        None => (run(cli), 2),
+    };
+    match result {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("do-sim: error: {error:#}");
-            2
+            failure_code
         }
     }
+}
+
+/// Pushes through the control API of a simulator at `api_url`; prints the manifest.
+pub fn push_to(
+    api_url: &str,
+    registry: Option<&str>,
+    repository: &str,
+    tag: &str,
+    size_bytes: u64,
+) -> anyhow::Result<()> {
+    let mut body = json!({"repository": repository, "tag": tag, "size_bytes": size_bytes});
+    if let Some(registry) = registry {
+        body["registry"] = json!(registry);
+    }
+    control_post(api_url, "push", &body)
+}
+
+/// Starts a GC through the control API of a simulator at `api_url`; prints it.
+pub fn start_gc_at(api_url: &str, registry: Option<&str>, step: Duration) -> anyhow::Result<()> {
+    let ms = step.as_millis() as u64;
+    let plan: Vec<Value> = state::GC_STATUSES.iter().map(|status| json!({"status": status, "ms": ms})).collect();
+    let mut body = json!({"plan": plan});
+    if let Some(registry) = registry {
+        body["registry"] = json!(registry);
+    }
+    control_post(api_url, "gc", &body)
+}
+
+fn control_post(api_url: &str, route: &str, body: &Value) -> anyhow::Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(format!("{}/_sim/{route}", api_url.trim_end_matches('/')))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot reach the simulator at {api_url}: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    if status != 201 {
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        anyhow::bail!("{route} refused ({status}): {message}");
+    }
+    println!("{text}");
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

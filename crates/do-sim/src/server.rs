@@ -332,6 +332,24 @@ fn respond(request: tiny_http::Request, answer: Answer, headers: Vec<(String, St
     let _ = request.respond(with_headers(response, headers));
 }
 
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
@@ -509,6 +527,11 @@ fn registry_route(
                 return Err(SimError::not_found());
             }
             Ok((204, None))
+        }
+        ("GET", ["docker-credentials"]) => {
+            // A simulated registry login: never the API token itself.
+            let auth = base64(format!("sim-user:docker-password-for-{}", registry.name).as_bytes());
+            ok(json!({"auths": {"registry.digitalocean.com": {"auth": auth}}}))
         }
         ("GET", ["garbage-collection"]) => {
             let active = registry.active_gc(now).ok_or_else(SimError::not_found)?;

@@ -31,6 +31,27 @@ pub struct TagRecord {
     pub dry_run: bool,
 }
 
+fn github_outputs(record: &TagRecord) -> anyhow::Result<()> {
+    let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
+    github.outputs(&[
+        ("tag", record.tag.clone()),
+        ("version", record.version.clone()),
+        ("previous_tag", record.previous_tag.clone().unwrap_or_default()),
+        ("created", record.created.to_string()),
+        ("pushed", record.pushed.to_string()),
+    ])?;
+    github.summary(&format!(
+        "### do-tag\n\n| tag | previous | commit | created | pushed | why |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} |\n",
+        record.tag,
+        record.previous_tag.as_deref().unwrap_or("none"),
+        short(&record.commit),
+        record.created,
+        record.pushed,
+        record.why
+    ))?;
+    Ok(())
+}
+
 pub fn main() -> i32 {
     do_core::exit::run_main(TOOL, || run(Cli::parse()))
 }
@@ -159,6 +180,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             plan.why
         ));
         output.emit("tag", 1, &record)?;
+        github_outputs(&record)?;
         return Ok(Exit::Done);
     }
 
@@ -180,6 +202,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     if pushing && !remote_has_tag {
         if let Err(error) = git.push_ref(&cli.remote, &format!("refs/tags/{tag_name}")) {
             output.emit("tag", 1, &record)?;
+            github_outputs(&record)?;
             return Err(error.context(format!(
                 "could not push {tag_name} to {}; the tag stays local, rerun do-tag to push it",
                 cli.remote
@@ -191,6 +214,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         progress.info(&format!("{} already has {tag_name}", cli.remote));
     }
     output.emit("tag", 1, &record)?;
+    github_outputs(&record)?;
     Ok(Exit::Done)
 }
 

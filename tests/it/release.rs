@@ -1,0 +1,462 @@
+//! The full release (`cargo xtask release`'s library), the demo, GitHub Actions output and
+//! scripts/release.sh, against the simulator and temporary git repositories.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use do_sim::{Fault, FaultKind, Outcome as DeployOutcome, Sim};
+use serde_json::Value;
+use xtask::config::Config;
+use xtask::release::{release, Binaries, Options, Outcome};
+
+use crate::support::{mutating_requests, Tool, DEPLOY, DO_SIM, DO_TAG, GC_WAIT, PRUNE};
+
+fn binaries() -> Binaries {
+    Binaries {
+        gc_wait: GC_WAIT.into(),
+        tag: DO_TAG.into(),
+        deploy: DEPLOY.into(),
+        prune: PRUNE.into(),
+        sim: DO_SIM.into(),
+    }
+}
+
+struct World {
+    sim: Sim,
+    scratch: tempfile::TempDir,
+    repo: PathBuf,
+}
+
+impl World {
+    /// The demo's world without the running GC, and its app repository.
+    fn new() -> World {
+        let mut state = xtask::demo::world().unwrap();
+        state.registries.values_mut().for_each(|r| r.gcs.clear());
+        state.timing = do_sim::Timing { gc_step_ms: 60, deploy_phase_ms: 40 };
+        let sim = Sim::start("127.0.0.1:0", state).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let repo = xtask::demo::app_repository(scratch.path()).unwrap();
+        World { sim, scratch, repo }
+    }
+
+    fn options(&self, execute: bool, config: Config) -> Options {
+        let mut env: Vec<(String, String)> = [
+            ("GIT_AUTHOR_NAME", "t"),
+            ("GIT_AUTHOR_EMAIL", "t@do-release.invalid"),
+            ("GIT_COMMITTER_NAME", "t"),
+            ("GIT_COMMITTER_EMAIL", "t@do-release.invalid"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("DO_RELEASE_RETRY_BASE_DELAY", "20ms"),
+            ("DO_RELEASE_RETRY_MAX_TIME", "300ms"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.push(("DIGITALOCEAN_API_URL".into(), self.sim.url().into()));
+        env.push(("DIGITALOCEAN_ACCESS_TOKEN".into(), self.sim.token()));
+        env.push(("HOME".into(), self.scratch.path().display().to_string()));
+        Options {
+            config,
+            repo_dir: self.repo.clone(),
+            execute,
+            binaries: binaries(),
+            out_root: self.scratch.path().join("out"),
+            env,
+            echo: false,
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config { poll_interval: "30ms".into(), gc_timeout: "20s".into(), ..xtask::demo::config() }
+    }
+
+    fn run(&self, execute: bool, config: Config) -> Outcome {
+        release(&self.options(execute, config)).unwrap()
+    }
+
+    fn remote_tags(&self) -> Vec<String> {
+        let remote = self.scratch.path().join("app-origin.git");
+        let output = Command::new("git").current_dir(&remote).args(["tag", "--list"]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+    }
+
+    fn refs(&self) -> String {
+        let mut all = String::new();
+        for dir in [self.repo.clone(), self.scratch.path().join("app-origin.git")] {
+            let output = Command::new("git")
+                .current_dir(&dir)
+                .args(["for-each-ref", "--format=%(refname) %(objectname)"])
+                .output()
+                .unwrap();
+            all.push_str(&String::from_utf8_lossy(&output.stdout));
+        }
+        all
+    }
+
+    /// Manifests tagged `tag`, and every manifest's digest.
+    fn manifests_tagged(&self, tag: &str) -> Vec<String> {
+        let snapshot = self.sim.snapshot();
+        snapshot["registries"][0]["repositories"][0]["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag))
+            .map(|m| m["digest"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Deployments of the app that run `digest` and reached ACTIVE.
+    fn successful_deployments_of(&self, digest: &str) -> usize {
+        let snapshot = self.sim.snapshot();
+        snapshot["apps"][0]["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["spec"]["services"][0]["image"]["digest"] == digest)
+            .filter(|d| d["phase"] == "ACTIVE" || d["phase"] == "SUPERSEDED")
+            .count()
+    }
+
+    fn assert_released_once(&self, outcome: &Outcome) {
+        assert_eq!(outcome.exit, 0, "{outcome:#?}");
+        assert_eq!(self.remote_tags(), ["v1.4.2", "v1.5.0"], "exactly one new tag on the remote");
+        let pushed = self.manifests_tagged("v1.5.0");
+        assert_eq!(pushed.len(), 1, "one image");
+        assert_eq!(self.successful_deployments_of(&pushed[0]), 1, "one successful deployment");
+        let snapshot = self.sim.snapshot();
+        let deployments = snapshot["apps"][0]["deployments"].as_array().unwrap();
+        let active = deployments.iter().rev().find(|d| d["phase"] == "ACTIVE").unwrap();
+        assert_eq!(active["spec"]["services"][0]["image"]["digest"], pushed[0].as_str(), "the app runs the new image");
+    }
+}
+
+fn kinds(outcome: &Outcome) -> Vec<String> {
+    outcome.records().iter().map(|r| r["kind"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn an_executed_release_runs_every_step_and_saves_their_outputs() {
+    let world = World::new();
+    let outcome = world.run(true, world.config());
+    world.assert_released_once(&outcome);
+    assert_eq!(kinds(&outcome), ["gc-wait", "tag", "gc-wait", "image", "deploy", "prune"]);
+    let image = outcome.last("image").unwrap();
+    assert_eq!(image["image"], "registry.digitalocean.com/demo-registry/web:v1.5.0");
+    assert_eq!(outcome.last("deploy").unwrap()["image"], format!("web@{}", image["digest"].as_str().unwrap()));
+    assert_eq!(outcome.last("prune").unwrap()["dry_run"], false);
+    let dir = outcome.out_dir.clone().unwrap();
+    assert!(dir.ends_with("release-v1.5.0"), "{dir:?}");
+    for file in [
+        "1-gc-wait.jsonl",
+        "2-tag.jsonl",
+        "3-gc-wait.jsonl",
+        "4-image.jsonl",
+        "5-deploy.jsonl",
+        "6-prune.jsonl",
+        "report.jsonl",
+        "2-tag.log",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing in {dir:?}");
+    }
+    assert_eq!(std::fs::read(dir.join("report.jsonl")).unwrap(), outcome.report);
+    assert!(outcome.text.contains("released v1.5.0"), "{}", outcome.text);
+}
+
+#[test]
+fn the_dry_run_changes_nothing_anywhere_and_explains_the_plan() {
+    let world = World::new();
+    world.sim.start_gc_with("demo-registry", &[("scanning manifests", 60_000)], "succeeded").unwrap();
+    let refs = world.refs();
+    let before = world.sim.snapshot();
+    let outcome = world.run(false, world.config());
+    assert_eq!(outcome.exit, 0, "{outcome:#?}");
+    assert_eq!(world.refs(), refs, "no ref changed in either repository");
+    assert!(mutating_requests(&world.sim).is_empty(), "{:?}", mutating_requests(&world.sim));
+    let after = world.sim.snapshot();
+    assert_eq!(after["registries"][0]["repositories"], before["registries"][0]["repositories"]);
+    assert_eq!(after["apps"], before["apps"]);
+    for expected in [
+        "release plan (dry run",
+        "is scanning manifests: the release would wait",
+        "tag       v1.5.0",
+        "image     registry.digitalocean.com/demo-registry/web:v1.5.0",
+        "deploy    demo-app service web: web:v1.4.2 -> web:v1.5.0",
+        "prune     ",
+    ] {
+        assert!(outcome.text.contains(expected), "{expected:?} not in:\n{}", outcome.text);
+    }
+    assert!(outcome.out_dir.unwrap().ends_with("release-v1.5.0-dry-run"));
+}
+
+#[test]
+fn a_failure_at_each_step_then_a_rerun_releases_exactly_once() {
+    // gc-wait: a GC outlasts the wait.
+    let world = World::new();
+    world.sim.start_gc_with("demo-registry", &[("scanning manifests", 1_500)], "succeeded").unwrap();
+    let failed = world.run(true, Config { gc_timeout: "200ms".into(), ..world.config() });
+    assert_eq!((failed.exit, failed.steps.last().unwrap().name.as_str()), (3, "gc-wait"));
+    std::thread::sleep(std::time::Duration::from_millis(1_400));
+    world.assert_released_once(&world.run(true, world.config()));
+
+    // tag: the remote refuses the tag push.
+    let world = World::new();
+    let hook = world.scratch.path().join("app-origin.git/hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho refused >&2\nexit 1\n").unwrap();
+    make_executable(&hook);
+    let failed = world.run(true, world.config());
+    assert_eq!((failed.exit, failed.steps.last().unwrap().name.as_str()), (1, "tag"));
+    std::fs::remove_file(&hook).unwrap();
+    world.assert_released_once(&world.run(true, world.config()));
+
+    // push: the push command fails.
+    let world = World::new();
+    let broken = Config {
+        builder: "commands".into(),
+        build: vec!["true".into()],
+        push: vec![
+            DO_SIM.into(),
+            "push".into(),
+            "--api-url".into(),
+            "http://127.0.0.1:9".into(),
+            "--repository".into(),
+            "web".into(),
+            "--tag".into(),
+            "{tag}".into(),
+        ],
+        ..world.config()
+    };
+    let failed = world.run(true, broken);
+    assert_eq!((failed.exit, failed.steps.last().unwrap().name.as_str()), (1, "push"));
+    assert!(world.manifests_tagged("v1.5.0").is_empty());
+    world.assert_released_once(&world.run(true, world.config()));
+
+    // deploy: the deployment fails and is rolled back.
+    let world = World::new();
+    world.sim.state().apps[0].next_outcome = DeployOutcome::DeployError;
+    let failed = world.run(true, world.config());
+    assert_eq!((failed.exit, failed.steps.last().unwrap().name.as_str()), (4, "deploy"));
+    let rerun = world.run(true, world.config());
+    world.assert_released_once(&rerun);
+    assert_eq!(rerun.last("tag").unwrap()["created"], false, "the rerun kept the tag");
+    assert_eq!(rerun.last("image").unwrap()["pushed"], false, "the rerun kept the image");
+
+    // prune: deletions fail.
+    let world = World::new();
+    world.sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: "/v2/registries/demo-registry".into(),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 10_000,
+    });
+    let failed = world.run(true, world.config());
+    assert_eq!((failed.exit, failed.steps.last().unwrap().name.as_str()), (1, "prune"));
+    world.sim.state().faults.clear();
+    let rerun = world.run(true, world.config());
+    world.assert_released_once(&rerun);
+    assert_eq!(rerun.last("deploy").unwrap()["changed"], false, "the rerun did not deploy again");
+}
+
+#[test]
+fn a_push_refused_by_a_gc_that_started_meanwhile_waits_and_retries_once() {
+    let world = World::new();
+    let url = world.sim.url().to_string();
+    let config = Config {
+        builder: "commands".into(),
+        // The "build" starts a GC, so the registry turns read-only just before the push.
+        build: vec![DO_SIM.into(), "gc".into(), "--api-url".into(), url.clone(), "--step".into(), "100ms".into()],
+        push: vec![
+            DO_SIM.into(),
+            "push".into(),
+            "--api-url".into(),
+            url,
+            "--repository".into(),
+            "web".into(),
+            "--tag".into(),
+            "{tag}".into(),
+        ],
+        ..world.config()
+    };
+    let outcome = world.run(true, config);
+    world.assert_released_once(&outcome);
+    let names: Vec<&str> = outcome.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["gc-wait", "tag", "gc-wait", "gc-wait", "push", "deploy", "prune"],
+        "a third wait, for the GC that refused the push"
+    );
+}
+
+#[test]
+fn the_demo_report_has_every_step() {
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let outcome = xtask::demo::run(binaries(), out.path(), false).unwrap();
+    assert_eq!(outcome.exit, 0, "{outcome:#?}");
+    assert_eq!(kinds(&outcome), ["gc-wait", "tag", "gc-wait", "image", "deploy", "prune"]);
+    let first_wait = &outcome.records()[0]["data"];
+    assert_eq!(first_wait["outcome"], "succeeded", "the demo shows a GC being waited for");
+    assert!(first_wait["waited_ms"].as_u64().unwrap() > 1000);
+    assert_eq!(outcome.last("deploy").unwrap()["phase"], "ACTIVE");
+    let prune = outcome.last("prune").unwrap();
+    assert!(prune["repositories"][0]["deleted"].as_array().unwrap().len() >= 5);
+    assert_eq!(prune["gc"]["type"], "untagged manifests and unreferenced blobs");
+    for expected in [
+        "released v1.5.0",
+        "waited for GC",
+        "image          sha256:",
+        "deployment",
+        "ACTIVE",
+        "pruned",
+        "MiB freed",
+        "GC started",
+    ] {
+        assert!(outcome.text.contains(expected), "{expected:?} not in:\n{}", outcome.text);
+    }
+    eprintln!("demo took {:?}", started.elapsed());
+}
+
+#[test]
+fn github_actions_outputs_summaries_and_annotations() {
+    let sim = crate::support::sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("output");
+    let summary = dir.path().join("summary.md");
+    let github = |tool: &str| {
+        Tool::against(tool, &sim)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .args(["--interval", "30ms"])
+    };
+    github(GC_WAIT).run().assert_code(0);
+    let deploy = github(DEPLOY).args(["--app", "example-app", "--repository", "web", "--tag", "v1.1.0"]).run();
+    deploy.assert_code(0);
+    let digest = deploy.record("deploy")["image"].as_str().unwrap().split_once('@').unwrap().1.to_string();
+    github(PRUNE).args(["--keep-last", "1", "--execute", "--gc", "off"]).run().assert_code(0);
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = outputs.lines().collect();
+    assert!(lines.contains(&"registry=example-registry") && lines.contains(&"gc_outcome=clear"), "{outputs}");
+    assert!(lines.contains(&format!("digest={digest}").as_str()), "{outputs}");
+    assert!(lines.contains(&"phase=ACTIVE"), "{outputs}");
+    assert!(lines.iter().any(|l| l.starts_with("deployment_id=") && l.len() > 20), "{outputs}");
+    assert!(lines.contains(&"deleted_count=1"), "{outputs}");
+    assert!(lines.iter().any(|l| l.starts_with("freed_bytes=") && *l != "freed_bytes=0"), "{outputs}");
+    let markdown = std::fs::read_to_string(&summary).unwrap();
+    for expected in [
+        "### do-gc-wait",
+        "### do-deploy",
+        "| service web | `web:v1.2.0` |",
+        "### do-prune",
+        "| web | 2 | 1 | 0 |",
+        "About 40.0 MiB freed after GC",
+    ] {
+        assert!(markdown.contains(expected), "{expected:?} not in:\n{markdown}");
+    }
+    // A failure: an ::error:: annotation, and the log tail inside a group, all on stderr.
+    sim.state().apps[0].next_outcome = DeployOutcome::BuildError;
+    let failed = github(DEPLOY).args(["--app", "example-app", "--repository", "web", "--tag", "v1.2.0"]).run();
+    failed.assert_code(4);
+    assert!(failed.stderr.contains("::error title=do-deploy::deployment "), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("::group::BUILD log of web") && failed.stderr.contains("::endgroup::"),
+        "{}",
+        failed.stderr
+    );
+    assert!(!failed.stdout.contains("::"), "stdout stays JSON Lines");
+
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["commit", "-q", "--allow-empty", "-m", "feat: first"]);
+    let tag_output = dir.path().join("tag-output");
+    Tool::new(DO_TAG)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &tag_output)
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@do-release.invalid")
+        .args(["-C", repo.path().to_str().unwrap(), "--no-push"])
+        .run()
+        .assert_code(0);
+    let outputs = std::fs::read_to_string(&tag_output).unwrap();
+    assert_eq!(outputs, "tag=v0.1.0\nversion=0.1.0\nprevious_tag=\ncreated=true\npushed=false\n");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@do-release.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@do-release.invalid")
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[test]
+fn scripts_release_sh_runs_the_chain_against_the_simulator() {
+    let world = World::new();
+    let bin_dir = Path::new(GC_WAIT).parent().unwrap().to_path_buf();
+    let push = world.scratch.path().join("push.sh");
+    std::fs::write(&push, format!("#!/bin/sh\nexec '{DO_SIM}' push --api-url \"$DIGITALOCEAN_API_URL\" --repository web --tag \"$2\" >/dev/null\n")).unwrap();
+    make_executable(&push);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/release.sh");
+    let report = world.scratch.path().join("report.jsonl");
+    let mut command = Command::new("sh");
+    command
+        .arg(&script)
+        .current_dir(&world.repo)
+        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("DO_REPOSITORY", "web")
+        .env("DO_APP", "demo-app")
+        .env("DO_REGISTRY", "demo-registry")
+        .env("DO_KEEP_LAST", "3")
+        .env("DO_INTERVAL", "30ms")
+        .env("RELEASE_BUILD_PUSH", &push)
+        .env("RELEASE_REPORT", &report);
+    for (key, value) in World::options(&world, true, world.config()).env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "release.sh failed:\n{stderr}");
+    assert!(stderr.contains("release.sh: released v1.5.0"), "{stderr}");
+    let records: Vec<Value> =
+        std::fs::read_to_string(&report).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["gc-wait", "tag", "gc-wait", "deploy", "prune"]);
+    assert_eq!(world.remote_tags(), ["v1.4.2", "v1.5.0"]);
+    let pushed = world.manifests_tagged("v1.5.0");
+    assert_eq!(world.successful_deployments_of(&pushed[0]), 1);
+
+    // A failing step stops the chain: nothing after it acts.
+    std::fs::write(&push, "#!/bin/sh\necho 'push failed' >&2\nexit 1\n").unwrap();
+    let before = mutating_requests(&world.sim).len();
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("release.sh: step push failed"), "{stderr}");
+    assert_eq!(mutating_requests(&world.sim).len(), before, "no deploy or prune after the failed push");
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn completions_and_man_pages_are_generated_for_every_tool() {
+    let out = tempfile::tempdir().unwrap();
+    let written = xtask::docs::generate(out.path()).unwrap();
+    assert_eq!(written.len(), 4 * 4, "bash, zsh, fish and a man page for each of the four tools");
+    for tool in ["do-gc-wait", "do-tag", "do-deploy", "do-prune"] {
+        let bash = std::fs::read_to_string(out.path().join(format!("completions/{tool}.bash"))).unwrap();
+        assert!(bash.contains("--help"), "{tool} bash completion");
+        assert!(out.path().join(format!("completions/_{tool}")).exists());
+        assert!(out.path().join(format!("completions/{tool}.fish")).exists());
+        let man = std::fs::read_to_string(out.path().join(format!("man/{tool}.1"))).unwrap();
+        assert!(man.contains(".TH") && man.contains(tool), "{tool} man page");
+    }
+    let deploy = std::fs::read_to_string(out.path().join("man/do-deploy.1")).unwrap();
+    assert!(deploy.contains("rollback\\-on\\-failure"), "options are in the man page");
+}

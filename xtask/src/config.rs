@@ -1,0 +1,185 @@
+//! `do-release.toml`: the release's settings. Every key has a default (documented in
+//! `CONFIG_HELP`) and can be overridden by a flag of `cargo xtask release`.
+
+use serde::Deserialize;
+
+pub const CONFIG_FILE: &str = "do-release.toml";
+
+pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but repository and app), with their defaults:
+  registry = ""                 # DOCR registry; "" finds the account's only one
+  repository = ""               # required: the DOCR repository the app runs
+  app = ""                      # required: the App Platform app, by name or id
+  components = []               # only these components; [] = all that run the repository
+  remote = "origin"             # git remote for the tag
+  allow_branch = []             # release only from branches matching these globs; [] = any
+  tag_prefix = "v"
+  bump = "auto"                 # patch | minor | major | auto (conventional commits)
+  builder = "docker"            # docker | commands | simulator
+  build = ["docker", "build", "--tag", "{image}", "."]   # {image} {tag} {registry} {repository}
+  push = ["docker", "push", "{image}"]
+  keep_last = 10                # do-prune --keep-last
+  keep_within = "30d"           # do-prune --keep-within ("" = off)
+  keep_tags = []                # do-prune --keep-tag
+  keep_rollback = 2             # do-prune --keep-rollback
+  gc = "start"                  # start | wait | off, after pruning
+  gc_type = "untagged manifests and unreferenced blobs"
+  gc_timeout = "30m"            # how long to wait for a running GC before pushing
+  deploy_timeout = "30m"
+  rollback_on_failure = true
+  poll_interval = "5s"          # first pause between looks at GC and deployments
+"#;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub registry: String,
+    pub repository: String,
+    pub app: String,
+    pub components: Vec<String>,
+    pub remote: String,
+    pub allow_branch: Vec<String>,
+    pub tag_prefix: String,
+    pub bump: String,
+    pub builder: String,
+    pub build: Vec<String>,
+    pub push: Vec<String>,
+    pub keep_last: usize,
+    pub keep_within: String,
+    pub keep_tags: Vec<String>,
+    pub keep_rollback: usize,
+    pub gc: String,
+    pub gc_type: String,
+    pub gc_timeout: String,
+    pub deploy_timeout: String,
+    pub rollback_on_failure: bool,
+    pub poll_interval: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let words = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        Config {
+            registry: String::new(),
+            repository: String::new(),
+            app: String::new(),
+            components: Vec::new(),
+            remote: "origin".into(),
+            allow_branch: Vec::new(),
+            tag_prefix: "v".into(),
+            bump: "auto".into(),
+            builder: "docker".into(),
+            build: words(&["docker", "build", "--tag", "{image}", "."]),
+            push: words(&["docker", "push", "{image}"]),
+            keep_last: 10,
+            keep_within: "30d".into(),
+            keep_tags: Vec::new(),
+            keep_rollback: 2,
+            gc: "start".into(),
+            gc_type: "untagged manifests and unreferenced blobs".into(),
+            gc_timeout: "30m".into(),
+            deploy_timeout: "30m".into(),
+            rollback_on_failure: true,
+            poll_interval: "5s".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str, origin: &str) -> anyhow::Result<Config> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim()))
+    }
+
+    /// Strict checks before anything runs.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.repository.is_empty(),
+            "repository is not set: add it to {CONFIG_FILE} or pass --repository"
+        );
+        anyhow::ensure!(!self.app.is_empty(), "app is not set: add it to {CONFIG_FILE} or pass --app");
+        if !self.registry.is_empty() {
+            do_core::validate::registry_name(&self.registry)?;
+        }
+        do_core::validate::repository_name(&self.repository)?;
+        anyhow::ensure!(
+            ["patch", "minor", "major", "auto"].contains(&self.bump.as_str()),
+            "bump must be patch, minor, major or auto, not {:?}",
+            self.bump
+        );
+        anyhow::ensure!(
+            ["docker", "commands", "simulator"].contains(&self.builder.as_str()),
+            "builder must be docker, commands or simulator, not {:?}",
+            self.builder
+        );
+        anyhow::ensure!(
+            ["start", "wait", "off"].contains(&self.gc.as_str()),
+            "gc must be start, wait or off, not {:?}",
+            self.gc
+        );
+        if self.builder != "simulator" {
+            anyhow::ensure!(
+                !self.build.is_empty() && !self.push.is_empty(),
+                "build and push must be commands, like [\"docker\", \"push\", \"{{image}}\"]"
+            );
+        }
+        for duration in [&self.gc_timeout, &self.deploy_timeout, &self.poll_interval] {
+            do_core::duration::parse_duration(duration).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        if !self.keep_within.is_empty() {
+            do_core::duration::parse_duration(&self.keep_within).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let config = Config::from_toml("repository = \"web\"\napp = \"shop\"\nkeep_last = 3\n", "test").unwrap();
+        assert_eq!(config.keep_last, 3);
+        assert_eq!(config.remote, "origin");
+        assert_eq!(config.push, ["docker", "push", "{image}"]);
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let error = Config::from_toml("repositry = \"web\"", "do-release.toml").unwrap_err().to_string();
+        assert!(error.contains("unknown field"), "{error}");
+        let config = Config::from_toml("repository = \"web\"\napp = \"shop\"\nbump = \"huge\"", "t").unwrap();
+        assert!(config.check().unwrap_err().to_string().contains("bump must be"));
+        assert!(Config::default().check().unwrap_err().to_string().contains("repository is not set"));
+    }
+
+    #[test]
+    fn the_help_documents_every_key() {
+        let keys = [
+            "registry",
+            "repository",
+            "app",
+            "components",
+            "remote",
+            "allow_branch",
+            "tag_prefix",
+            "bump",
+            "builder",
+            "build",
+            "push",
+            "keep_last",
+            "keep_within",
+            "keep_tags",
+            "keep_rollback",
+            "gc ",
+            "gc_type",
+            "gc_timeout",
+            "deploy_timeout",
+            "rollback_on_failure",
+            "poll_interval",
+        ];
+        for key in keys {
+            assert!(CONFIG_HELP.contains(&format!("  {key}")), "{key} is not documented");
+        }
+    }
+}
