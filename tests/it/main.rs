@@ -3,9 +3,22 @@
 
 mod client;
 mod deploy;
+mod faults;
 mod gc_wait;
 mod prune;
 mod release;
+mod reliability;
 mod sim;
 mod support;
 mod tag;
+
+/// The tool binaries of this build, for the xtask library.
+pub fn release_binaries() -> xtask::release::Binaries {
+    xtask::release::Binaries {
+        gc_wait: support::GC_WAIT.into(),
+        tag: support::DO_TAG.into(),
+        deploy: support::DEPLOY.into(),
+        prune: support::PRUNE.into(),
+        sim: support::DO_SIM.into(),
+    }
+}

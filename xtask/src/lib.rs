@@ -1,5 +1,6 @@
 //! Project automation for do-release (`cargo xtask`), as a library so tests run the same code.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod docs;

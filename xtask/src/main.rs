@@ -26,6 +26,8 @@ enum Task {
     Release(Box<ReleaseArgs>),
     /// Generate shell completions and man pages into target/xtask/
     Docs,
+    /// Benchmarks: a prune of 3,000 deletions under a scaled-down rate limit
+    Bench,
 }
 
 /// Flags override the keys of do-release.toml of the same name.
@@ -142,6 +144,27 @@ fn run(task: Task) -> anyhow::Result<()> {
                 eprintln!("step outputs: {}", dir.display());
             }
             std::process::exit(outcome.exit);
+        }
+        Task::Bench => {
+            let binaries = Binaries::build(&root)?;
+            eprintln!("bench: pruning 3000 manifests under a limit of 300 requests per 3 s (100/s)...");
+            let figures = xtask::bench::prune_load(&binaries, 3000, 300, 0.05)?;
+            let out = root.join("target/xtask/bench");
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("prune-load.json"), serde_json::to_string_pretty(&figures)? + "\n")?;
+            println!("{}", serde_json::to_string_pretty(&figures)?);
+            eprintln!(
+                "bench: {} of {} deleted, {} failed; {} requests accepted, {} answered 429 and retried; {:.1} s against an ideal {:.1} s: {:.1}% of the limit",
+                figures.deleted,
+                figures.deletions,
+                figures.failed,
+                figures.accepted_requests,
+                figures.rejected_429,
+                figures.elapsed_seconds,
+                figures.ideal_seconds,
+                figures.throughput_of_limit * 100.0
+            );
+            Ok(())
         }
         Task::Docs => {
             let out = root.join("target/xtask");

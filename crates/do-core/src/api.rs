@@ -97,6 +97,15 @@ impl fmt::Display for TransportError {
 
 impl std::error::Error for TransportError {}
 
+/// Whether a failed request may have been carried out by the server: no answer came back, or a
+/// 5xx did (the server may have acted before failing).
+pub fn is_ambiguous(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<TransportError>().is_some()
+            || cause.downcast_ref::<ApiError>().is_some_and(|api| api.status >= 500)
+    })
+}
+
 /// Whether an error is the API's answer with this status.
 pub fn has_status(error: &anyhow::Error, status: u16) -> bool {
     error.chain().any(|cause| cause.downcast_ref::<ApiError>().is_some_and(|api| api.status == status))
@@ -274,6 +283,13 @@ impl Client {
     /// PUT a JSON body and decode the `field` of the answer. Retried like a GET.
     pub fn put<T: DeserializeOwned>(&self, path: &str, body: &Value, field: &str) -> anyhow::Result<T> {
         let reply = self.send("PUT", path, Some(body), Retry::Idempotent)?;
+        decode_field(&reply.body, field, "PUT", path)
+    }
+
+    /// PUT that makes something happen (an app spec update starts a deployment): retried only
+    /// after a 429, so an ambiguous failure can be checked before trying again.
+    pub fn put_once<T: DeserializeOwned>(&self, path: &str, body: &Value, field: &str) -> anyhow::Result<T> {
+        let reply = self.send("PUT", path, Some(body), Retry::CreateOnce)?;
         decode_field(&reply.body, field, "PUT", path)
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use do_core::api::{segment, TransportError};
+use do_core::api::segment;
 use do_core::contract::Output;
 use do_core::poll::{Check, Poller};
 use do_core::progress::Progress;
@@ -122,6 +122,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             record.phase,
             do_core::duration::human(cli.timeout)
         ))),
+        Exit::Failed => Err(anyhow::anyhow!(
+            "{}; deployment {} may still be running: rerun do-deploy with the same image to follow it",
+            record.failure.as_ref().and_then(|f| f.reason.as_deref()).unwrap_or("lost track of the deployment"),
+            record.deployment_id.as_deref().unwrap_or("?")
+        )),
         other => Ok(other),
     }
 }
@@ -305,13 +310,27 @@ impl Deployer<'_> {
         let deployment = match (adopted, update) {
             (Some(adopted), _) => adopted,
             (None, Some(new_spec)) => {
-                let updated: App = self
-                    .client
-                    .put(&app_path, &json!({ "spec": new_spec }), "app")
-                    .context("could not update the app spec")?;
-                match updated.pending_deployment {
-                    Some(pending) if !pending.id.is_empty() => pending,
-                    _ => self.find_created(&app, "the spec update")?,
+                let known = self.deployment_ids(&app)?;
+                let ours = |d: &Deployment| d.spec == new_spec;
+                match self.client.put_once::<App>(&app_path, &json!({ "spec": new_spec }), "app") {
+                    Ok(updated) => match updated.pending_deployment {
+                        Some(pending) if !pending.id.is_empty() => pending,
+                        _ => self.find_created(&app, &known, ours, "the spec update")?,
+                    },
+                    Err(error) if do_core::api::is_ambiguous(&error) => {
+                        // The update may have happened: a second PUT would start a second deployment.
+                        self.progress.warn(&format!(
+                            "the spec update had no clear answer ({error:#}); looking whether it happened"
+                        ));
+                        let now: App = self.client.get_object(&app_path, "app")?;
+                        if now.spec != new_spec {
+                            return Err(
+                                error.context("could not update the app spec; it is unchanged, so rerun do-deploy")
+                            );
+                        }
+                        self.find_created(&app, &known, ours, "the spec update")?
+                    }
+                    Err(error) => return Err(error.context("could not update the app spec")),
                 }
             }
             (None, None) => self.create_deployment(
@@ -334,7 +353,22 @@ impl Deployer<'_> {
             return Ok((record, Exit::Done));
         }
 
-        let followed = self.follow(&app, &deployment.id)?;
+        let followed = match self.follow(&app, &deployment.id) {
+            Ok(followed) => followed,
+            Err(error) => {
+                // The deployment exists and may still run: report it rather than only the error.
+                record.duration_ms = self.started.elapsed().as_millis() as u64;
+                record.phase = "UNKNOWN".into();
+                record.failure = Some(FailureReport {
+                    step: None,
+                    reason: Some(format!("lost track of the deployment: {error:#}")),
+                    component: None,
+                    log_type: None,
+                    log_excerpt: Vec::new(),
+                });
+                return Ok((record, Exit::Failed));
+            }
+        };
         record.duration_ms = self.started.elapsed().as_millis() as u64;
         let Some(done) = followed else {
             record.phase = self.current_phase(&app, &deployment.id).unwrap_or_else(|_| "UNKNOWN".into());
@@ -489,46 +523,47 @@ impl Deployer<'_> {
         }
     }
 
-    /// Creates a deployment (redeploy or rollback). After an ambiguous failure it looks whether
-    /// the deployment was created before doing anything else, so it is never created twice.
+    /// Creates a deployment (a redeploy). After an ambiguous failure it looks whether the
+    /// deployment was created before doing anything else, so it is never created twice.
     fn create_deployment(&self, app: &App, path: &str, body: &Value) -> anyhow::Result<Deployment> {
+        let known = self.deployment_ids(app)?;
         match self.client.post_create::<Deployment>(path, Some(body), "deployment") {
             Ok(deployment) => Ok(deployment),
-            Err(error)
-                if error.downcast_ref::<TransportError>().is_some()
-                    || error
-                        .chain()
-                        .any(|c| c.downcast_ref::<do_core::ApiError>().is_some_and(|e| e.status >= 500)) =>
-            {
+            Err(error) if do_core::api::is_ambiguous(&error) => {
                 self.progress
                     .warn(&format!("the create request had no clear answer ({error:#}); looking whether it happened"));
-                self.find_created(app, "the create request")
+                self.find_created(app, &known, |_| true, "the create request")
             }
             Err(error) => Err(error),
         }
     }
 
-    /// A deployment of the app that did not exist when we read it: the one our request created.
-    fn find_created(&self, app: &App, what: &str) -> anyhow::Result<Deployment> {
-        let known: BTreeSet<&str> = [&app.active_deployment, &app.in_progress_deployment, &app.pending_deployment]
-            .into_iter()
-            .flatten()
-            .map(|d| d.id.as_str())
-            .collect();
-        let since = app.last_deployment_created_at.as_deref().and_then(do_core::duration::parse_timestamp);
+    /// The ids on the newest page of the app's deployments, taken right before a create so
+    /// that what the create made can be told apart afterwards.
+    fn deployment_ids(&self, app: &App) -> anyhow::Result<BTreeSet<String>> {
         let recent: Vec<Deployment> = self
             .client
             .get_object(&format!("/v2/apps/{}/deployments?page=1&per_page=20", segment(&app.id)), "deployments")?;
-        recent
-            .into_iter()
-            .find(|d| {
-                !known.contains(d.id.as_str())
-                    && match (since, d.created_at.as_deref().and_then(do_core::duration::parse_timestamp)) {
-                        (Some(since), Some(created)) => created > since,
-                        _ => true,
-                    }
-            })
-            .ok_or_else(|| anyhow::anyhow!("{what} created no deployment that can be found; check the app in the control panel before retrying"))
+        Ok(recent.into_iter().map(|d| d.id).collect())
+    }
+
+    /// The newest deployment that is not in `known` and that `ours` recognises: the one our
+    /// request created.
+    fn find_created(
+        &self,
+        app: &App,
+        known: &BTreeSet<String>,
+        ours: impl Fn(&Deployment) -> bool,
+        what: &str,
+    ) -> anyhow::Result<Deployment> {
+        let recent: Vec<Deployment> = self
+            .client
+            .get_object(&format!("/v2/apps/{}/deployments?page=1&per_page=20", segment(&app.id)), "deployments")?;
+        recent.into_iter().find(|d| !known.contains(&d.id) && ours(d)).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{what} created no deployment that can be found; check the app in the control panel before retrying"
+            )
+        })
     }
 
     fn deployment(&self, app: &App, id: &str) -> anyhow::Result<Deployment> {
@@ -639,11 +674,12 @@ impl Deployer<'_> {
                 anyhow::bail!("rollback to {to} is not valid: {why}");
             }
             self.progress.info(&format!("rolling back to deployment {to}"));
-            let app_now: App = self.client.get_object(&format!("/v2/apps/{}", segment(&app.id)), "app")?;
+            let known = self.deployment_ids(app)?;
             let rollback = match self.client.post_create::<Deployment>(&base, Some(&body), "deployment") {
                 Ok(deployment) => deployment,
-                Err(error) if error.downcast_ref::<TransportError>().is_some() => {
-                    self.find_created(&app_now, "the rollback request")?
+                Err(error) if do_core::api::is_ambiguous(&error) => {
+                    let clones_target = |d: &Deployment| d.cloned_from.as_deref().is_none_or(|from| from == to);
+                    self.find_created(app, &known, clones_target, "the rollback request")?
                 }
                 Err(error) => return Err(error),
             };

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use do_core::api::{has_status, segment, TransportError};
+use do_core::api::{has_status, segment};
 use do_core::contract::Output;
 use do_core::poll::{Check, Poller};
 use do_core::progress::Progress;
@@ -635,7 +635,7 @@ fn garbage_collect(
                     "garbage_collection",
                 ) {
                     Ok(gc) => gc,
-                    Err(error) if error.downcast_ref::<TransportError>().is_some() || has_status(&error, 409) => {
+                    Err(error) if do_core::api::is_ambiguous(&error) || has_status(&error, 409) => {
                         // Ambiguous, or refused as already active: look before anything else.
                         match client.get_object_or_none::<GarbageCollection>(&active_path, "garbage_collection")? {
                             Some(gc) => gc,
@@ -679,6 +679,120 @@ fn garbage_collect(
             ));
             let failed = GcStatus::from(gc_report.status.as_str()) == GcStatus::Failed;
             Ok((Some(gc_report), if failed { Exit::RemoteFailed } else { Exit::Done }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use do_core::types::Blob;
+    use proptest::prelude::*;
+
+    const TAGS: [&str; 10] = ["latest", "v1", "v2", "v3", "v4", "v5", "release-1", "release-2", "main", "dev"];
+
+    /// A repository: each manifest has a unique digest, tags drawn so no tag is on two
+    /// manifests, an age in days and blobs from a shared pool.
+    fn repository() -> impl Strategy<Value = Vec<Manifest>> {
+        proptest::collection::vec(
+            (proptest::collection::vec(0usize..TAGS.len(), 0..3), 0i64..60, proptest::collection::vec(0u8..8, 1..3)),
+            0..14,
+        )
+        .prop_map(|specs| {
+            let mut used = BTreeSet::new();
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (tags, age, blobs))| {
+                    let tags: Vec<String> =
+                        tags.into_iter().filter(|t| used.insert(*t)).map(|t| TAGS[t].to_string()).collect();
+                    Manifest {
+                        digest: format!("sha256:{i:064x}"),
+                        tags,
+                        updated_at: Some(
+                            jiff::Timestamp::from_second(1_800_000_000 - age * 86_400).unwrap().to_string(),
+                        ),
+                        compressed_size_bytes: Some(100),
+                        blobs: blobs
+                            .into_iter()
+                            .map(|b| Blob { digest: Some(format!("blob-{b}")), compressed_size_bytes: Some(10) })
+                            .collect(),
+                        ..Manifest::default()
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn policy() -> impl Strategy<Value = Policy> {
+        (0usize..4, proptest::option::of(0u64..40), any::<bool>(), any::<bool>()).prop_map(
+            |(keep_last, days, release, allow_empty)| Policy {
+                keep_tags: if release { vec!["release-.*".into()] } else { vec![] },
+                keep_last,
+                keep_within_seconds: days.map(|d| d * 86_400),
+                allow_empty,
+            },
+        )
+    }
+
+    /// What the registry looks like after a plan is carried out.
+    fn apply(manifests: &[Manifest], plan: &RepositoryPlan) -> Vec<Manifest> {
+        manifests
+            .iter()
+            .filter(|m| !plan.deleted.iter().any(|d| d.digest == m.digest && d.action == Action::Manifest))
+            .map(|m| {
+                let mut m = m.clone();
+                for deletion in plan.deleted.iter().filter(|d| d.digest == m.digest && d.action == Action::Tags) {
+                    m.tags.retain(|t| !deletion.tags.contains(t));
+                }
+                m
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn prune_plans_keep_what_they_must(
+            manifests in repository(),
+            policy in policy(),
+            protected_picks in proptest::collection::vec(0usize..14, 0..4),
+            protected_tag in proptest::option::of(0usize..TAGS.len()),
+        ) {
+            let mut protected = Protected::default();
+            for pick in &protected_picks {
+                if let Some(m) = manifests.get(*pick) {
+                    protected.digests.insert(("web".into(), m.digest.clone()), "deployed".into());
+                }
+            }
+            if let Some(tag) = protected_tag {
+                protected.tags.insert((None, TAGS[tag].to_string()), "named by the tag record".into());
+            }
+            let patterns = policy::compile_keep_tags(&policy.keep_tags).unwrap();
+            let plan = policy::plan_repository("web", &manifests, &policy, &patterns, &protected, 1_800_000_000);
+
+            // A protected digest is never touched, not even one of its tags.
+            for deletion in &plan.deleted {
+                prop_assert!(protected.digest("web", &deletion.digest).is_none(), "deleted protected {}", deletion.digest);
+            }
+            // A manifest a kept tag points to is never deleted, and kept tags stay.
+            for kept in plan.kept.iter().filter(|k| !k.tags.is_empty()) {
+                for deletion in plan.deleted.iter().filter(|d| d.digest == kept.digest) {
+                    prop_assert_eq!(deletion.action, Action::Tags);
+                    prop_assert!(deletion.tags.iter().all(|t| !kept.tags.contains(t)));
+                }
+            }
+            // Without --allow-empty a repository keeps a tagged manifest.
+            let after = apply(&manifests, &plan);
+            if !policy.allow_empty && manifests.iter().any(|m| !m.tags.is_empty()) {
+                prop_assert!(after.iter().any(|m| !m.tags.is_empty()), "the repository lost its last tagged manifest");
+            }
+            // Applying the same plan a second time deletes nothing.
+            let saved = SavedPlan { version: PLAN_VERSION, registry: "reg".into(), created_at: String::new(), policy: policy.clone(), repositories: vec![plan.clone()] };
+            let listings = BTreeMap::from([("web".to_string(), after)]);
+            let mut skipped = Vec::new();
+            let second = recheck_saved(&saved, &listings, &protected, &mut skipped);
+            prop_assert!(second.iter().all(|p| p.deleted.is_empty()), "the second apply would delete {:?}", second);
+            prop_assert_eq!(skipped.len(), plan.deleted.len());
         }
     }
 }

@@ -148,7 +148,8 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         return;
     }
     state.settle(now);
-    let answer = route(&mut state, &incoming, &shared.base_url, now);
+    let link_base = state.link_base.clone().unwrap_or_else(|| shared.base_url.clone());
+    let answer = route(&mut state, &incoming, &link_base, now);
     let headers = rate_headers(&state.rate_limit, &state.request_times, now);
     match fault {
         Some(FaultKind::Malformed) => {
@@ -226,9 +227,11 @@ fn fault_error(status: u16) -> SimError {
 
 fn take_fault(state: &mut State, method: &str, path: &str) -> Option<FaultKind> {
     let index = state.faults.iter().position(|fault| {
-        fault.times > 0
-            && fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && path.starts_with(&fault.path)
+        let path_matches = match fault.path.strip_suffix('$') {
+            Some(exact) => path == exact,
+            None => path.starts_with(&fault.path),
+        };
+        fault.times > 0 && fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && path_matches
     })?;
     let fault = &mut state.faults[index];
     fault.times -= 1;

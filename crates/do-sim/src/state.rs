@@ -499,7 +499,8 @@ pub enum FaultKind {
     DropAfterApply,
 }
 
-/// A fault for the next `times` requests whose method matches and whose path starts with `path`.
+/// A fault for the next `times` requests whose method matches and whose path starts with `path`
+/// (or, when `path` ends with `$`, is exactly the rest).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct Fault {
     #[serde(default)]
@@ -544,6 +545,9 @@ pub struct State {
     pub started: Instant,
     /// Downloads of historic log URLs: (url, whether an Authorization header came along).
     pub log_downloads: Vec<(String, bool)>,
+    /// Write pagination links with this base instead of the simulator's own URL (to test that
+    /// clients never follow a link, and the token, to another host).
+    pub link_base: Option<String>,
 }
 
 impl State {
@@ -560,6 +564,7 @@ impl State {
             counter: 0,
             started: Instant::now(),
             log_downloads: Vec::new(),
+            link_base: None,
         }
     }
 

@@ -227,3 +227,46 @@ mod tests {
         assert_eq!(bump_from_commits(&commits(&["feat!: x"]), Some(&base), true, "v0.4.0").0, Bump::Major);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn version() -> impl Strategy<Value = Version> {
+        (0u64..4, 0u64..4, 0u64..4, proptest::option::of((prop_oneof!["alpha", "beta", "rc"], 1u64..4))).prop_map(
+            |(major, minor, patch, pre)| {
+                let mut version = Version::new(major, minor, patch);
+                if let Some((name, number)) = pre {
+                    version.pre = Prerelease::new(&format!("{name}.{number}")).unwrap();
+                }
+                version
+            },
+        )
+    }
+
+    proptest! {
+        /// Whatever the existing tags, bump and pre-release name, a next version that is
+        /// computed at all is above every existing one.
+        #[test]
+        fn the_next_version_is_above_every_existing_one(
+            existing in proptest::collection::vec(version(), 1..12),
+            bump in prop_oneof![Just(Bump::Patch), Just(Bump::Minor), Just(Bump::Major), Just(Bump::Auto)],
+            pre in proptest::option::of(prop_oneof!["alpha", "beta", "rc"]),
+        ) {
+            let tags: Vec<VersionTag> = existing
+                .iter()
+                .map(|v| VersionTag { name: format!("v{v}"), version: v.clone(), commit: String::new() })
+                .collect();
+            let base = &highest(&tags).unwrap().version;
+            if let Ok(next) = next_version(base, bump, pre.as_deref()) {
+                for tag in &tags {
+                    prop_assert_eq!(next.cmp_precedence(&tag.version), std::cmp::Ordering::Greater, "{} after {}", next, tag.version);
+                }
+            } else {
+                // Only a pre-release name that sorts below the current one is refused.
+                prop_assert!(pre.is_some() && !base.pre.is_empty());
+            }
+        }
+    }
+}
