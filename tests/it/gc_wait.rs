@@ -329,3 +329,22 @@ fn the_do_sim_binary_serves_a_working_api() {
     run.assert_code(0);
     assert_eq!(run.record("gc-wait")["outcome"], "clear");
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let sim = sim(50);
+    let mut child = Command::new(GC_WAIT)
+        .args(["--registry", DEFAULT_REGISTRY])
+        .env("DIGITALOCEAN_API_URL", sim.url())
+        .env("DIGITALOCEAN_ACCESS_TOKEN", sim.token())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}

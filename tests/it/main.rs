@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 (and, for do-tag, real git with bare remotes in temp dirs).
 
 mod client;
+mod contract;
 mod deploy;
 mod faults;
 mod gc_wait;
@@ -9,6 +10,7 @@ mod prune;
 mod release;
 mod reliability;
 mod sim;
+mod spec;
 mod support;
 mod tag;
 

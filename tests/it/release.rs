@@ -312,6 +312,16 @@ fn the_demo_report_has_every_step() {
     ] {
         assert!(outcome.text.contains(expected), "{expected:?} not in:\n{}", outcome.text);
     }
+    // The first record of each kind has the shape its sample pins.
+    for kind in crate::contract::KINDS {
+        let fresh = outcome.records().into_iter().find(|r| r["kind"] == kind).unwrap();
+        let pinned: Value = serde_json::from_str(&crate::contract::sample(kind)).unwrap();
+        assert_eq!(
+            crate::contract::shape(&fresh),
+            crate::contract::shape(&pinned),
+            "the {kind} record's shape changed: update tests/samples/{kind}.jsonl, and bump v if a field changed meaning"
+        );
+    }
     eprintln!("demo took {:?}", started.elapsed());
 }
 

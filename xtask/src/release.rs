@@ -18,6 +18,19 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 
+/// The `image` record, v1: what the push step emits.
+#[derive(Debug, serde::Serialize)]
+pub struct ImageRecord {
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    /// The full reference pushed.
+    pub image: String,
+    /// False when a rerun found the image already in the registry.
+    pub pushed: bool,
+}
+
 /// The tool binaries, built once.
 #[derive(Clone, Debug)]
 pub struct Binaries {
@@ -359,7 +372,14 @@ impl Runner<'_> {
                 .pushed_digest(&client, registry, tag)?
                 .with_context(|| format!("pushed, but the registry does not list {tag}"))?,
         };
-        let record = json!({"registry": registry, "repository": self.config().repository, "tag": tag, "digest": digest, "image": image, "pushed": pushed});
+        let record = ImageRecord {
+            registry: registry.to_string(),
+            repository: self.config().repository.clone(),
+            tag: tag.to_string(),
+            digest,
+            image: image.to_string(),
+            pushed,
+        };
         let line = do_core::contract::record_line("image", 1, &record)?;
         self.stream.extend_from_slice(line.as_bytes());
         self.stream.push(b'\n');

@@ -502,7 +502,7 @@ impl Deployer<'_> {
             IfBusy::Cancel => {
                 self.progress.info(&format!("cancelling deployment {} in progress ({})", busy.id, busy.phase));
                 let path = format!("/v2/apps/{}/deployments/{}/cancel", segment(&app.id), segment(&busy.id));
-                match self.client.post_raw(&path, Some(&json!({}))) {
+                match self.client.post_raw(&path, None) {
                     Ok(_) => Ok(()),
                     // It may have ended between our look and the cancel.
                     Err(error) if do_core::api::has_status(&error, 400) => Ok(()),

@@ -542,7 +542,9 @@ fn registry_route(
         }
         ("GET", ["garbage-collections"]) => {
             let items = registry.gcs.iter().rev().map(|gc| gc.to_json(name, now)).collect();
-            listing("garbage_collections", items, incoming, base_url)
+            // The spec declares only the list here: no meta, no links.
+            let (page, _, _) = paginate(items, incoming, base_url)?;
+            ok(json!({ "garbage_collections": page }))
         }
         ("POST", ["garbage-collection"]) => {
             let gc_type = match &incoming.body {

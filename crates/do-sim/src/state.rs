@@ -342,19 +342,22 @@ impl Deployment {
             .into_iter()
             .map(|name| json!({"name": name, "source_commit_hash": ""}))
             .collect();
-        json!({
+        let mut shown = json!({
             "id": self.id,
             "spec": self.spec,
             "phase": phase,
             "phase_last_updated_at": self.settled.as_ref().map(|(_, at)| at.clone()).unwrap_or_else(now_rfc3339),
             "progress": self.progress(now),
             "cause": self.cause,
-            "cloned_from": self.cloned_from,
             "created_at": self.created_at,
             "updated_at": now_rfc3339(),
             "tier_slug": "basic",
             "services": components,
-        })
+        });
+        if let Some(cloned_from) = &self.cloned_from {
+            shown["cloned_from"] = json!(cloned_from);
+        }
+        shown
     }
 }
 
