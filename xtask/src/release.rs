@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use do_core::api::{segment, ClientConfig, RetryPolicy, Secret};
 use do_core::progress::Progress;
-use do_core::types::{GarbageCollection, Registry, Tag};
+use do_core::types::{GarbageCollection, Tag};
 use do_core::Client;
 use serde_json::{json, Value};
 
@@ -314,11 +314,7 @@ impl Runner<'_> {
         if !self.config().registry.is_empty() {
             return Ok(self.config().registry.clone());
         }
-        let registries: Vec<Registry> = self.client()?.get_object("/v2/registries", "registries")?;
-        match registries.as_slice() {
-            [only] => Ok(only.name.clone()),
-            _ => anyhow::bail!("the account has {} registries; set registry in the config", registries.len()),
-        }
+        Ok(do_core::registry::find(&self.client()?, None)?.name)
     }
 
     fn pushed_digest(&self, client: &Client, registry: &str, tag: &str) -> anyhow::Result<Option<String>> {

@@ -10,6 +10,7 @@ pub mod exit;
 pub mod github;
 pub mod poll;
 pub mod progress;
+pub mod registry;
 pub mod types;
 pub mod validate;
 

@@ -14,7 +14,7 @@ use do_core::api::segment;
 use do_core::contract::Output;
 use do_core::poll::{Check, Poller};
 use do_core::progress::Progress;
-use do_core::types::{App, Deployment, Manifest, Phase, Registry, Tag};
+use do_core::types::{App, Deployment, Manifest, Phase, Tag};
 use do_core::{validate, Client, Exit, Failure};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -426,16 +426,7 @@ impl Deployer<'_> {
         if let Some(registry) = &target.registry {
             return Ok(registry.clone());
         }
-        let registries: Vec<Registry> = self.client.get_object("/v2/registries", "registries")?;
-        match registries.as_slice() {
-            [only] => Ok(only.name.clone()),
-            [] => anyhow::bail!("this account has no container registry"),
-            many => Err(Failure::usage(format!(
-                "this account has {} registries ({}); choose one with --registry",
-                many.len(),
-                many.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))),
-        }
+        Ok(do_core::registry::find(self.client, None)?.name)
     }
 
     /// The digest to deploy: a tag is resolved through the registry; a digest must exist there.

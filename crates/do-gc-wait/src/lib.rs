@@ -81,7 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
 
     let registry = match registry {
         Some(name) => confirm_registry(&client, &name)?,
-        None => only_registry(&client)?,
+        None => do_core::registry::find(&client, None)?.name,
     };
     let gc_path = format!("/v2/registries/{}/garbage-collection", segment(&registry));
     let poller = Poller { interval: cli.interval, max_interval: cli.max_interval, deadline };
@@ -211,18 +211,5 @@ fn confirm_registry(client: &Client, name: &str) -> anyhow::Result<String> {
     match client.get_object_or_none::<Registry>(&path, "registry")? {
         Some(_) => Ok(name.to_string()),
         None => anyhow::bail!("registry {name:?} does not exist in this account; check --registry"),
-    }
-}
-
-fn only_registry(client: &Client) -> anyhow::Result<String> {
-    let registries: Vec<Registry> = client.get_object("/v2/registries", "registries")?;
-    match registries.as_slice() {
-        [only] => Ok(only.name.clone()),
-        [] => anyhow::bail!("this account has no container registry; create one or check the token's account"),
-        many => Err(Failure::usage(format!(
-            "this account has {} registries ({}); choose one with --registry",
-            many.len(),
-            many.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
     }
 }

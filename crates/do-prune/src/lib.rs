@@ -123,8 +123,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     output.pass_through(&input)?;
 
     let registries: Vec<Registry> = client.get_object("/v2/registries", "registries")?;
-    let registry =
-        choose_registry(&registries, cli.registry.as_deref().or(saved.as_ref().map(|s| s.registry.as_str())))?;
+    let registry = do_core::registry::choose(
+        &registries,
+        cli.registry.as_deref().or(saved.as_ref().map(|s| s.registry.as_str())),
+    )?;
     let registry_path = format!("/v2/registries/{}", segment(&registry.name));
 
     let mut protected = Protected::default();
@@ -315,22 +317,6 @@ fn read_plan(path: &std::path::Path) -> anyhow::Result<SavedPlan> {
         }
     }
     Ok(plan)
-}
-
-fn choose_registry<'a>(registries: &'a [Registry], wanted: Option<&str>) -> anyhow::Result<&'a Registry> {
-    match (wanted, registries) {
-        (Some(name), _) => registries
-            .iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| anyhow::anyhow!("registry {name:?} does not exist in this account; check --registry")),
-        (None, [only]) => Ok(only),
-        (None, []) => anyhow::bail!("this account has no container registry"),
-        (None, many) => Err(Failure::usage(format!(
-            "this account has {} registries ({}); choose one with --registry",
-            many.len(),
-            many.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
 }
 
 /// A saved plan against today's registry: entries whose manifest is gone, changed (tags or
