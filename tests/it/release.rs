@@ -470,3 +470,50 @@ fn completions_and_man_pages_are_generated_for_every_tool() {
     let deploy = std::fs::read_to_string(out.path().join("man/do-deploy.1")).unwrap();
     assert!(deploy.contains("rollback\\-on\\-failure"), "options are in the man page");
 }
+
+#[test]
+fn the_docker_builder_logs_in_with_short_lived_credentials_in_a_temporary_docker_config() {
+    let world = World::new();
+    let marker = world.scratch.path().join("docker-config-seen");
+    let fake_docker = world.scratch.path().join("docker");
+    // Stands in for docker: checks the credentials the push is given, then pushes to the simulator.
+    std::fs::write(
+        &fake_docker,
+        format!(
+            "#!/bin/sh\nset -e\ncase \"$1\" in\n  build) exit 0 ;;\n  push)\n    grep -q '\"registry.digitalocean.com\"' \"$DOCKER_CONFIG/config.json\"\n    grep -q '\"auth\"' \"$DOCKER_CONFIG/config.json\"\n    stat -c %a \"$DOCKER_CONFIG/config.json\" > '{}'\n    echo \"$DOCKER_CONFIG\" >> '{}'\n    exec '{DO_SIM}' push --api-url \"$DIGITALOCEAN_API_URL\" --repository web --tag \"$3\" > /dev/null ;;\nesac\n",
+            marker.display(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    make_executable(&fake_docker);
+    let docker = fake_docker.display().to_string();
+    let config = Config {
+        builder: "docker".into(),
+        build: vec![docker.clone(), "build".into(), "--tag".into(), "{image}".into(), ".".into()],
+        push: vec![docker, "push".into(), "{image}".into(), "{tag}".into()],
+        ..world.config()
+    };
+    let outcome = world.run(true, config);
+    world.assert_released_once(&outcome);
+    let seen = std::fs::read_to_string(&marker).expect("the push saw a DOCKER_CONFIG with credentials");
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some("600"), "the credentials file is readable by its owner only");
+    let docker_config = lines.next().unwrap();
+    assert!(!Path::new(docker_config).exists(), "the temporary DOCKER_CONFIG is removed afterwards");
+    let credentials =
+        world.sim.requests().into_iter().filter(|r| r.url.contains("docker-credentials")).collect::<Vec<_>>();
+    assert_eq!(credentials.len(), 1);
+    assert!(
+        credentials[0].url.contains("read_write=true") && credentials[0].url.contains("expiry_seconds="),
+        "{:?}",
+        credentials[0].url
+    );
+    let auth = "c2ltLXVzZXI6ZG9ja2VyLXBhc3N3b3JkLWZvci1kZW1vLXJlZ2lzdHJ5";
+    for step in &outcome.steps {
+        assert!(
+            !step.stderr.contains(auth) && !String::from_utf8_lossy(&step.stdout).contains(auth),
+            "registry credentials printed"
+        );
+    }
+}

@@ -438,7 +438,10 @@ impl Runner<'_> {
 
     fn run_command(&self, what: &str, args: &[String], docker_config: &Path) -> anyhow::Result<()> {
         let mut process = Command::new(&args[0]);
-        process.args(&args[1..]).current_dir(&self.options.repo_dir);
+        process
+            .args(&args[1..])
+            .current_dir(&self.options.repo_dir)
+            .envs(self.options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if self.config().builder == "docker" {
             process.env("DOCKER_CONFIG", docker_config);
         }
