@@ -348,3 +348,45 @@ fn a_closed_stdout_ends_quietly() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+/// Runs do-gc-wait with stderr on a terminal (through `script`, from Debian's essential
+/// bsdutils) and stdout in a file; returns what the terminal showed and the file.
+fn on_a_terminal(sim: &do_sim::Sim, ci: bool) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records.jsonl");
+    let inner =
+        format!("'{GC_WAIT}' --registry {DEFAULT_REGISTRY} --interval 40ms --no-input > '{}'", records.display());
+    let mut command = Command::new("script");
+    command
+        .args(["-qec", &inner, "/dev/null"])
+        .env("DIGITALOCEAN_API_URL", sim.url())
+        .env("DIGITALOCEAN_ACCESS_TOKEN", sim.token())
+        .stdin(Stdio::null());
+    if ci {
+        command.env("CI", "true");
+    } else {
+        command.env_remove("CI");
+    }
+    let output = command.output().expect("script runs");
+    assert!(output.status.success(), "{output:?}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), std::fs::read_to_string(records).unwrap())
+}
+
+#[test]
+fn on_a_terminal_the_wait_is_one_live_line_and_in_ci_one_line_per_change() {
+    let sim = sim(50);
+    sim.start_gc_with(DEFAULT_REGISTRY, &[("requested", 150), ("scanning manifests", 150)], "succeeded").unwrap();
+    let (terminal, records) = on_a_terminal(&sim, false);
+    assert!(
+        terminal.contains("\r\x1b[2Kdo-gc-wait: garbage collection"),
+        "a live line rewritten in place: {terminal:?}"
+    );
+    assert!(terminal.matches("\r\x1b[2K").count() >= 3, "it refreshes: {terminal:?}");
+    assert_eq!(records.lines().count(), 1, "stdout kept only the record");
+
+    sim.start_gc_with(DEFAULT_REGISTRY, &[("requested", 150), ("scanning manifests", 150)], "succeeded").unwrap();
+    let (plain, _) = on_a_terminal(&sim, true);
+    assert!(!plain.contains('\x1b'), "no escape codes in CI: {plain:?}");
+    assert_eq!(plain.matches("is requested").count(), 1, "{plain:?}");
+    assert_eq!(plain.matches("is scanning manifests").count(), 1, "{plain:?}");
+}
