@@ -308,6 +308,37 @@ fn help_shows_flags_exit_codes_and_an_example() {
 }
 
 #[test]
+fn the_do_sim_binary_seeds_from_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, r#"{"token": "file-token", "registries": [{"name": "from-file", "running_gc": {"plan": [{"status": "scanning manifests", "ms": 300}]}}]}"#).unwrap();
+    let mut server = Command::new(DO_SIM)
+        .args(["--listen", "127.0.0.1:0", "--state", state.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    let run = Tool::new(GC_WAIT)
+        .env("DIGITALOCEAN_API_URL", url.trim())
+        .env("DIGITALOCEAN_ACCESS_TOKEN", "file-token")
+        .args(["--interval", "50ms"])
+        .run();
+    let _ = server.kill();
+    let _ = server.wait();
+    run.assert_code(0);
+    let record = run.record("gc-wait");
+    assert_eq!((record["registry"].as_str(), record["outcome"].as_str()), (Some("from-file"), Some("succeeded")));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"registries": [{"name": "x", "colour": "red"}]}"#).unwrap();
+    let refused =
+        Command::new(DO_SIM).args(["--listen", "127.0.0.1:0", "--state", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field `colour`"));
+}
+
+#[test]
 fn the_do_sim_binary_serves_a_working_api() {
     let mut server = Command::new(DO_SIM)
         .args(["--listen", "127.0.0.1:0", "--gc-step", "100ms"])

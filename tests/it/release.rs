@@ -517,3 +517,27 @@ fn the_docker_builder_logs_in_with_short_lived_credentials_in_a_temporary_docker
         );
     }
 }
+
+#[test]
+fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as_a_step() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/github-release.yml")).unwrap();
+    let workflow: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(workflow["on"]["push"]["tags"][0], "v*");
+    assert!(workflow["concurrency"]["group"].as_str().unwrap().contains("release"));
+    assert_eq!(workflow["concurrency"]["cancel-in-progress"], false);
+    let steps = workflow["jobs"]["release"]["steps"].as_array().unwrap();
+    for step in steps.iter().filter(|s| s.get("uses").is_some()) {
+        let uses = step["uses"].as_str().unwrap();
+        let pin = uses.split_once('@').map(|(_, pin)| pin).unwrap_or("");
+        assert!(pin.len() == 40 && pin.bytes().all(|b| b.is_ascii_hexdigit()), "{uses} is not pinned by commit");
+    }
+    let runs: String = steps.iter().filter_map(|s| s["run"].as_str()).collect::<Vec<_>>().join("\n");
+    for tool in ["do-gc-wait", "do-deploy", "do-prune"] {
+        assert!(runs.contains(tool), "{tool} is not a step");
+    }
+    assert!(
+        text.contains("steps.deploy.outputs.phase") && text.contains("steps.deploy.outputs.deployment_id"),
+        "outputs are used between steps"
+    );
+    assert!(!text.contains("--tags"), "never pushes every tag");
+}
