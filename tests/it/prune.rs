@@ -218,28 +218,11 @@ fn a_stale_saved_plan_is_refused_entry_by_entry() {
             .to_string()
     };
     let (v1, v2, v3) = (digest_of("v1"), digest_of("v2"), digest_of("v3"));
-    sim.state()
-        .registries
-        .get_mut("reg")
-        .unwrap()
-        .repositories
-        .get_mut("web")
-        .unwrap()
-        .manifests
-        .retain(|m| m.digest != v1);
-    sim.state()
-        .registries
-        .get_mut("reg")
-        .unwrap()
-        .repositories
-        .get_mut("web")
-        .unwrap()
-        .manifests
-        .iter_mut()
-        .find(|m| m.digest == v2)
-        .unwrap()
-        .tags
-        .push("hotfix".into());
+    let with_manifests = |change: &dyn Fn(&mut Vec<do_sim::state::Manifest>)| {
+        change(&mut sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().manifests)
+    };
+    with_manifests(&|manifests| manifests.retain(|m| m.digest != v1));
+    with_manifests(&|manifests| manifests.iter_mut().find(|m| m.digest == v2).unwrap().tags.push("hotfix".into()));
     sim.push("reg", "web", "v3", 1000).unwrap();
     let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
     run.assert_code(0);

@@ -5,24 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::sim;
-
-fn call(sim: &do_sim::Sim, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let url = format!("{}{}", sim.url(), path);
-    let mut request = ureq::http::Request::builder().method(method).uri(&url);
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let mut response = match body {
-        Some(body) => agent.run(request.header("content-type", "application/json").body(body.to_string()).unwrap()),
-        None => agent.run(request.body(()).unwrap()),
-    }
-    .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+use crate::support::{call, sim};
 
 fn api(sim: &do_sim::Sim, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     call(sim, method, path, body, Some(&sim.token()))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{sim, Tool, DEPLOY, GC_WAIT, PRUNE};
+use crate::support::{call, sim, Tool, DEPLOY, GC_WAIT, PRUNE};
 
 fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
@@ -194,29 +194,13 @@ fn check_request(method: &str, url: &str, body: Option<&str>) -> Vec<String> {
     problems
 }
 
-fn call(sim: &do_sim::Sim, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", sim.url()))
-        .header("authorization", format!("Bearer {}", sim.token()));
-    let mut response = match body {
-        Some(body) => agent.run(request.header("content-type", "application/json").body(body.to_string()).unwrap()),
-        None => agent.run(request.body(()).unwrap()),
-    }
-    .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
-}
-
 #[test]
 fn every_simulator_answer_matches_the_spec_field_for_field() {
     let sim = sim(40);
     let mut problems = Vec::new();
     let mut checked = Vec::new();
     let mut expect = |method: &str, path: &str, body: Option<Value>, status: u16| -> Value {
-        let (got, answer) = call(&sim, method, path, body);
+        let (got, answer) = call(&sim, method, path, body, Some(&sim.token()));
         assert_eq!(got, status, "{method} {path}: {answer}");
         problems.extend(check_response(method, path.split('?').next().unwrap(), got, &answer));
         checked.push(format!("{method} {path} {got}"));

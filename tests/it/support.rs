@@ -129,3 +129,26 @@ pub fn sim(step_ms: u64) -> Sim {
 pub fn mutating_requests(sim: &Sim) -> Vec<do_sim::LoggedRequest> {
     sim.requests().into_iter().filter(|r| r.is_mutating()).collect()
 }
+
+/// One raw API call to the simulator: the status and the JSON body (null when empty).
+/// With `token` None no Authorization header is sent.
+pub fn call(sim: &Sim, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = ureq::http::Request::builder().method(method).uri(format!("{}{path}", sim.url()));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = match body {
+        Some(body) => agent.run(request.header("content-type", "application/json").body(body.to_string()).unwrap()),
+        None => agent.run(request.body(()).unwrap()),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON: {e}: {text}"))
+    };
+    (status, value)
+}

@@ -126,6 +126,14 @@ pub fn release(options: &Options) -> anyhow::Result<Outcome> {
     Ok(Outcome { tag, out_dir: Some(out_dir), steps: runner.steps, report: runner.stream, exit, text })
 }
 
+/// Deletions and untagged manifests across the repositories of a prune record.
+fn prune_counts(prune: &Value) -> (usize, u64) {
+    let repositories = prune["repositories"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let deleted = repositories.iter().map(|r| r["deleted"].as_array().map_or(0, Vec::len)).sum();
+    let untagged = repositories.iter().map(|r| r["untagged"]["count"].as_u64().unwrap_or(0)).sum();
+    (deleted, untagged)
+}
+
 fn last_record(stream: &[u8], kind: &str) -> Option<Value> {
     String::from_utf8_lossy(stream)
         .lines()
@@ -506,18 +514,7 @@ impl Runner<'_> {
             }
         }
         if let Some(prune) = last_record(&self.stream, "prune") {
-            let deleted: usize = prune["repositories"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| r["deleted"].as_array().map_or(0, Vec::len))
-                .sum();
-            let untagged: u64 = prune["repositories"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| r["untagged"]["count"].as_u64().unwrap_or(0))
-                .sum();
+            let (deleted, untagged) = prune_counts(&prune);
             text.push_str(&format!("  prune     {deleted} deletion(s), {untagged} untagged manifest(s) left to GC; usage {} -> about {} bytes\n", prune["usage"]["before_bytes"], prune["usage"]["estimated_after_bytes"]));
         }
         text
@@ -535,12 +532,7 @@ impl Runner<'_> {
         let image = last_record(&self.stream, "image").unwrap_or_default();
         let deploy = last_record(&self.stream, "deploy").unwrap_or_default();
         let prune = last_record(&self.stream, "prune").unwrap_or_default();
-        let deleted: usize = prune["repositories"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| r["deleted"].as_array().map_or(0, Vec::len))
-            .sum();
+        let (deleted, _) = prune_counts(&prune);
         let freed = prune["usage"]["before_bytes"]
             .as_u64()
             .unwrap_or(0)

@@ -4,7 +4,7 @@
 
 mod seed;
 mod server;
-mod state;
+pub mod state;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
