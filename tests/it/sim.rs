@@ -139,7 +139,7 @@ fn listings_have_meta_links_and_refuse_oversized_pages() {
 fn rate_limit_headers_and_429_with_retry_after() {
     let sim = sim(50);
     sim.state().rate_limit = do_sim::RateLimit { per_hour: 100, per_minute: 3, window_scale: 1.0 };
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).proxy(None).build().into();
     let mut seen = Vec::new();
     for _ in 0..4 {
         let response = agent

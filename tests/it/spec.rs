@@ -258,7 +258,7 @@ fn every_simulator_answer_matches_the_spec_field_for_field() {
     expect("PUT", &a, Some(json!({"spec": spec})), 409);
     expect("POST", &format!("{a}/rollback/commit"), None, 200);
     let (status, unauthorized) = {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).proxy(None).build().into();
         let mut response = agent.get(format!("{}/v2/registries", sim.url())).call().unwrap();
         (
             response.status().as_u16(),

@@ -133,7 +133,7 @@ pub fn mutating_requests(sim: &Sim) -> Vec<do_sim::LoggedRequest> {
 /// One raw API call to the simulator: the status and the JSON body (null when empty).
 /// With `token` None no Authorization header is sent.
 pub fn call(sim: &Sim, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).proxy(None).build().into();
     let mut request = ureq::http::Request::builder().method(method).uri(format!("{}{path}", sim.url()));
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));

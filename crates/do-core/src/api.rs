@@ -475,9 +475,11 @@ pub fn download_without_token(url: &str, timeout: Duration, max_bytes: u64) -> a
         "refusing to download {}: only https (or http to a loopback address)",
         uri.host().unwrap_or("")
     );
+    let proxy = if is_loopback_url(url) { None } else { ureq::Proxy::try_from_env() };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .user_agent(format!("do-release/{}", env!("CARGO_PKG_VERSION")))
+        .proxy(proxy)
         .build()
         .into();
     let mut response = agent

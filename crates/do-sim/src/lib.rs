@@ -298,7 +298,7 @@ pub fn start_gc_at(api_url: &str, registry: Option<&str>, step: Duration) -> any
 }
 
 fn control_post(api_url: &str, route: &str, body: &Value) -> anyhow::Result<()> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).proxy(None).build().into();
     let mut response = agent
         .post(format!("{}/_sim/{route}", api_url.trim_end_matches('/')))
         .header("content-type", "application/json")
