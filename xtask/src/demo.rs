@@ -12,11 +12,15 @@ use serde_json::json;
 use crate::config::Config;
 use crate::release::{release, Binaries, Options, Outcome};
 
-const IDENTITY: [(&str, &str); 4] = [
+/// The demo's git identity, and no global or system git configuration (a `tag.gpgSign` there
+/// would make the demo's tag need a key).
+const IDENTITY: [(&str, &str); 6] = [
     ("GIT_AUTHOR_NAME", "do-release demo"),
     ("GIT_AUTHOR_EMAIL", "demo@do-release.invalid"),
     ("GIT_COMMITTER_NAME", "do-release demo"),
     ("GIT_COMMITTER_EMAIL", "demo@do-release.invalid"),
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
 ];
 
 /// The simulated world: a Starter registry at 88% of its 500 MiB, an app on web:v1.4.2, and a
@@ -99,7 +103,6 @@ pub fn run(binaries: Binaries, out_root: &Path, echo: bool) -> anyhow::Result<Ou
     let mut env: Vec<(String, String)> = IDENTITY.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     env.push(("DIGITALOCEAN_API_URL".into(), sim.url().to_string()));
     env.push(("DIGITALOCEAN_ACCESS_TOKEN".into(), sim.token()));
-    env.push(("GIT_CONFIG_NOSYSTEM".into(), "1".into()));
     if echo {
         eprintln!("demo: simulator at {}; app repository {}", sim.url(), repo.display());
     }
