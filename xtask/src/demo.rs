@@ -52,7 +52,6 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
         .current_dir(dir)
         .args(args)
         .envs(IDENTITY)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .context("cannot run git")?;
     anyhow::ensure!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr).trim());
