@@ -48,12 +48,7 @@ pub fn world() -> anyhow::Result<do_sim::State> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let output = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .envs(IDENTITY)
-        .output()
-        .context("cannot run git")?;
+    let output = Command::new("git").current_dir(dir).args(args).envs(IDENTITY).output().context("cannot run git")?;
     anyhow::ensure!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr).trim());
     Ok(())
 }
