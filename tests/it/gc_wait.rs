@@ -307,21 +307,28 @@ fn help_shows_flags_exit_codes_and_an_example() {
     }
 }
 
-#[test]
-fn the_do_sim_binary_seeds_from_a_state_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
-    std::fs::write(&state, r#"{"token": "file-token", "registries": [{"name": "from-file", "running_gc": {"plan": [{"status": "scanning manifests", "ms": 300}]}}]}"#).unwrap();
+/// Starts the do-sim binary with `args` and returns it with the URL it printed.
+fn spawn_do_sim(args: &[&str]) -> (std::process::Child, String) {
     let mut server = Command::new(DO_SIM)
-        .args(["--listen", "127.0.0.1:0", "--state", state.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut url = String::new();
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    (server, url.trim().to_string())
+}
+
+#[test]
+fn the_do_sim_binary_seeds_from_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, r#"{"token": "file-token", "registries": [{"name": "from-file", "running_gc": {"plan": [{"status": "scanning manifests", "ms": 300}]}}]}"#).unwrap();
+    let (mut server, url) = spawn_do_sim(&["--state", state.to_str().unwrap()]);
     let run = Tool::new(GC_WAIT)
-        .env("DIGITALOCEAN_API_URL", url.trim())
+        .env("DIGITALOCEAN_API_URL", &url)
         .env("DIGITALOCEAN_ACCESS_TOKEN", "file-token")
         .args(["--interval", "50ms"])
         .run();
@@ -340,15 +347,7 @@ fn the_do_sim_binary_seeds_from_a_state_file() {
 
 #[test]
 fn the_do_sim_binary_serves_a_working_api() {
-    let mut server = Command::new(DO_SIM)
-        .args(["--listen", "127.0.0.1:0", "--gc-step", "100ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut url = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut url).unwrap();
-    let url = url.trim().to_string();
+    let (mut server, url) = spawn_do_sim(&["--gc-step", "100ms"]);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let run = Tool::new(GC_WAIT)
         .env("DIGITALOCEAN_API_URL", &url)

@@ -21,6 +21,5 @@ pub fn release_binaries() -> xtask::release::Binaries {
         tag: support::DO_TAG.into(),
         deploy: support::DEPLOY.into(),
         prune: support::PRUNE.into(),
-        sim: support::DO_SIM.into(),
     }
 }

@@ -7,19 +7,9 @@ use std::process::Command;
 use do_sim::{Fault, FaultKind, Outcome as DeployOutcome, Sim};
 use serde_json::Value;
 use xtask::config::Config;
-use xtask::release::{release, Binaries, Options, Outcome};
+use xtask::release::{release, Options, Outcome};
 
 use crate::support::{mutating_requests, Tool, DEPLOY, DO_SIM, DO_TAG, GC_WAIT, PRUNE};
-
-fn binaries() -> Binaries {
-    Binaries {
-        gc_wait: GC_WAIT.into(),
-        tag: DO_TAG.into(),
-        deploy: DEPLOY.into(),
-        prune: PRUNE.into(),
-        sim: DO_SIM.into(),
-    }
-}
 
 struct World {
     sim: Sim,
@@ -59,7 +49,7 @@ impl World {
             config,
             repo_dir: self.repo.clone(),
             execute,
-            binaries: binaries(),
+            binaries: crate::release_binaries(),
             out_root: self.scratch.path().join("out"),
             env,
             echo: false,
@@ -290,7 +280,7 @@ fn a_push_refused_by_a_gc_that_started_meanwhile_waits_and_retries_once() {
 fn the_demo_report_has_every_step() {
     let out = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let outcome = xtask::demo::run(binaries(), out.path(), false).unwrap();
+    let outcome = xtask::demo::run(crate::release_binaries(), out.path(), false).unwrap();
     assert_eq!(outcome.exit, 0, "{outcome:#?}");
     assert_eq!(kinds(&outcome), ["gc-wait", "tag", "gc-wait", "image", "deploy", "prune"]);
     let first_wait = &outcome.records()[0]["data"];

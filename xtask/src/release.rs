@@ -38,7 +38,6 @@ pub struct Binaries {
     pub tag: PathBuf,
     pub deploy: PathBuf,
     pub prune: PathBuf,
-    pub sim: PathBuf,
 }
 
 impl Binaries {
@@ -48,7 +47,6 @@ impl Binaries {
             tag: dir.join("do-tag"),
             deploy: dir.join("do-deploy"),
             prune: dir.join("do-prune"),
-            sim: dir.join("do-sim"),
         }
     }
 
