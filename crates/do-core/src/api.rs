@@ -180,6 +180,7 @@ pub struct Client {
     base_url: String,
     authorization: Secret,
     retry: RetryPolicy,
+    request_timeout: Duration,
     progress: Arc<Progress>,
     rate_limit: Mutex<RateLimitState>,
     deadline: Mutex<Option<Instant>>,
@@ -212,6 +213,7 @@ impl Client {
             base_url,
             authorization: Secret(format!("Bearer {token}")),
             retry: config.retry,
+            request_timeout: config.request_timeout,
             progress,
             rate_limit: Mutex::new(RateLimitState::default()),
             deadline: Mutex::new(None),
@@ -227,6 +229,18 @@ impl Client {
     /// No retry waits past this instant.
     pub fn set_deadline(&self, deadline: Instant) {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry.clone()
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// How many HTTP requests this client has sent, retries included.
@@ -262,12 +276,7 @@ impl Client {
             }
             let reply = self.send("GET", &current, None, Retry::Idempotent)?;
             let mut page: Value = decode(&reply.body, "GET", &current)?;
-            let batch = match page.get_mut(field).map(Value::take) {
-                None | Some(Value::Null) => Vec::new(),
-                Some(list) => serde_json::from_value::<Vec<T>>(list)
-                    .with_context(|| format!("GET {current}: the {field} list has an unexpected shape"))?,
-            };
-            items.extend(batch);
+            items.extend(list_field::<T>(&mut page, field, &current)?);
             let link = page.pointer("/links/pages/next").and_then(Value::as_str).filter(|s| !s.is_empty());
             if let Some(link) = link {
                 let following = self.path_of_link(link)?;
@@ -278,6 +287,14 @@ impl Client {
             }
         }
         Ok(items)
+    }
+
+    /// GET one page of a collection (`?page=1&per_page=N` in `path`): its `field` list, failing
+    /// closed like [`Client::get_all`] when the list is missing.
+    pub fn get_page<T: DeserializeOwned>(&self, path: &str, field: &str) -> anyhow::Result<Vec<T>> {
+        let reply = self.send("GET", path, None, Retry::Idempotent)?;
+        let mut page: Value = decode(&reply.body, "GET", path)?;
+        list_field(&mut page, field, path)
     }
 
     /// PUT a JSON body and decode the `field` of the answer. Retried like a GET.
@@ -495,9 +512,9 @@ pub fn download_without_token(url: &str, timeout: Duration, max_bytes: u64) -> a
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-type Headers = Vec<(String, String)>;
+pub(crate) type Headers = Vec<(String, String)>;
 
-fn header(headers: &Headers, name: &str) -> Option<String> {
+pub(crate) fn header(headers: &Headers, name: &str) -> Option<String> {
     headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone())
 }
 
@@ -540,7 +557,7 @@ fn api_error(method: &'static str, path: &str, status: u16, body: &[u8], request
     }
 }
 
-fn describe_transport_error(error: &ureq::Error) -> String {
+pub(crate) fn describe_transport_error(error: &ureq::Error) -> String {
     match error {
         ureq::Error::Timeout(_) => "the request timed out".to_string(),
         ureq::Error::ConnectionFailed => "could not connect".to_string(),
@@ -562,6 +579,30 @@ fn decode_field<T: DeserializeOwned>(body: &[u8], field: &str, method: &str, pat
         .with_context(|| format!("{method} {path}: the answer has no {field:?} field"))?;
     serde_json::from_value(inner)
         .with_context(|| format!("{method} {path}: the {field} in the answer has an unexpected shape"))
+}
+
+/// The `field` list of a collection answer. A missing or null list is an error unless the
+/// answer says the collection is empty (`meta.total` 0, as proto3 JSON leaves out empty lists):
+/// an answer that lost its list must never read as "nothing there".
+fn list_field<T: DeserializeOwned>(page: &mut Value, field: &str, path: &str) -> anyhow::Result<Vec<T>> {
+    match page.get_mut(field).map(Value::take) {
+        None | Some(Value::Null) => {
+            let total = page.pointer("/meta/total").and_then(Value::as_u64);
+            anyhow::ensure!(
+                total == Some(0),
+                "GET {path}: the answer has no {field} list (and does not say the list is empty); nothing was changed"
+            );
+            Ok(Vec::new())
+        }
+        Some(list) => serde_json::from_value::<Vec<T>>(list)
+            .with_context(|| format!("GET {path}: the {field} list has an unexpected shape")),
+    }
+}
+
+/// A number in [0, 1) that differs from call to call: enough to spread retries.
+pub(crate) fn jitter_unit() -> f64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
 fn with_per_page(path: &str) -> String {
@@ -596,7 +637,7 @@ pub fn checked_base_url(url: &str) -> anyhow::Result<String> {
     }
 }
 
-fn is_loopback_url(url: &str) -> bool {
+pub fn is_loopback_url(url: &str) -> bool {
     let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
     let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())

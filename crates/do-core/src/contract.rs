@@ -30,12 +30,14 @@ const KNOWN_KINDS: &[(&str, u64, RequiredFields)] = &[
     ("gc-wait", 1, &[("registry", FieldType::String), ("outcome", FieldType::String)]),
     ("image", 1, &[("registry", FieldType::String), ("repository", FieldType::String), ("digest", FieldType::String)]),
     ("deploy", 1, &[("app_id", FieldType::String), ("phase", FieldType::String), ("changed", FieldType::Bool)]),
-    ("prune", 1, &[("registry", FieldType::String), ("dry_run", FieldType::Bool), ("requests", FieldType::Integer)]),
+    ("prune", 2, &[("registry", FieldType::String), ("dry_run", FieldType::Bool), ("requests", FieldType::Integer)]),
 ];
 
 /// One checked input line: the exact bytes it arrived as, and its parsed record.
 #[derive(Clone, Debug)]
 pub struct Line {
+    /// The line number in the input, from 1.
+    pub number: usize,
     pub raw: Vec<u8>,
     pub record: Record,
 }
@@ -113,7 +115,7 @@ impl Input {
                 continue;
             }
             let record = parse_line(chunk).map_err(|problem| format!("line {number}: {problem}"))?;
-            lines.push(Line { raw: chunk.to_vec(), record });
+            lines.push(Line { number, raw: chunk.to_vec(), record });
         }
         Ok(Input { lines })
     }
@@ -277,7 +279,7 @@ mod tests {
             (br#"{"kind":"tag","v":2,"data":{}}"#, "line 1: \"tag\" record has v 2"),
             (br#"{"kind":"tag","v":1,"data":{"tag":"v1","version":"1.0.0"}}"#, "needs data.commit"),
             (
-                br#"{"kind":"prune","v":1,"data":{"registry":"r","dry_run":"yes","requests":1}}"#,
+                br#"{"kind":"prune","v":2,"data":{"registry":"r","dry_run":"yes","requests":1}}"#,
                 "data.dry_run as true or false",
             ),
             (br#"{"kind":"x","v":-1,"data":{}}"#, "must be a whole number"),

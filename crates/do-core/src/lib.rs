@@ -8,6 +8,7 @@ pub mod contract;
 pub mod duration;
 pub mod exit;
 pub mod github;
+pub mod oci;
 pub mod poll;
 pub mod progress;
 pub mod registry;

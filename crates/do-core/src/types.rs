@@ -178,6 +178,16 @@ pub struct Tag {
     pub updated_at: Option<String>,
 }
 
+/// A field that should be a string but may arrive as a number or something else: kept as
+/// text, so one odd value never makes a whole listing unreadable.
+fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Null => None,
+        Value::String(text) => Some(text),
+        other => Some(other.to_string()),
+    })
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct Manifest {
@@ -186,6 +196,8 @@ pub struct Manifest {
     pub digest: String,
     pub compressed_size_bytes: Option<u64>,
     pub size_bytes: Option<u64>,
+    /// RFC 3339, but read leniently: a timestamp that cannot be read is a decision for the caller.
+    #[serde(deserialize_with = "lenient_text")]
     pub updated_at: Option<String>,
     pub tags: Vec<String>,
     pub blobs: Vec<Blob>,
@@ -314,6 +326,16 @@ mod tests {
         let missing: Deployment = serde_json::from_str(r#"{"id":"d","phase":null}"#).unwrap();
         assert!(!missing.phase.is_terminal());
         assert!(Phase::from("CANCELED").is_terminal());
+    }
+
+    #[test]
+    fn an_odd_updated_at_is_kept_as_text() {
+        let manifests: Vec<Manifest> = serde_json::from_str(
+            r#"[{"digest":"a","updated_at":1700000000},{"digest":"b","updated_at":null},{"digest":"c","updated_at":"2026-11-29 10:00"}]"#,
+        )
+        .unwrap();
+        let times: Vec<Option<&str>> = manifests.iter().map(|m| m.updated_at.as_deref()).collect();
+        assert_eq!(times, [Some("1700000000"), None, Some("2026-11-29 10:00")]);
     }
 
     #[test]
