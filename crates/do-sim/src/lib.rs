@@ -2,6 +2,8 @@
 //! (Container Registry, App Platform, Account). Tests start it in-process on 127.0.0.1:0;
 //! people run it as `do-sim --listen ADDR`.
 
+pub mod content;
+mod distribution;
 mod seed;
 mod server;
 pub mod state;
@@ -77,6 +79,38 @@ impl Sim {
         self.state().push(registry, repository, tag, size_bytes, Instant::now())
     }
 
+    /// Pushes a multi-platform image as buildx does: an index (tagged) holding an untagged image
+    /// per platform and, with `attestations`, an attestation manifest for each.
+    pub fn push_index(
+        &self,
+        registry: &str,
+        repository: &str,
+        tag: &str,
+        platforms: &[&str],
+        attestations: bool,
+        size_bytes: u64,
+    ) -> Result<Value, SimError> {
+        let push = state::IndexPush {
+            registry: registry.into(),
+            repository: repository.into(),
+            tag: tag.into(),
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            attestations,
+            size_bytes,
+        };
+        self.state().push_index(&push, Instant::now())
+    }
+
+    /// Where the simulated registry host serves the OCI distribution API: the simulator's own address.
+    pub fn registry_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// Requests to the registry host, apart from the API's.
+    pub fn registry_requests(&self) -> Vec<state::RegistryRequest> {
+        self.state().registry_requests.clone()
+    }
+
     /// Starts a GC whose statuses follow `plan` (status, milliseconds) and then `final_status`.
     pub fn start_gc_with(&self, registry: &str, plan: &[(&str, u64)], final_status: &str) -> Result<Value, SimError> {
         let plan = plan.iter().map(|(status, ms)| (status.to_string(), Duration::from_millis(*ms))).collect();
@@ -118,7 +152,7 @@ pub(crate) fn snapshot(state: &mut State, now: Instant) -> Value {
                 "read_only": registry.active_gc(now).is_some(),
                 "repositories": registry.repositories.iter().map(|(name, repository)| json!({
                     "name": name,
-                    "manifests": repository.manifests.iter().map(|m| state::manifest_json(&registry.name, name, m)).collect::<Vec<_>>(),
+                    "manifests": repository.manifests.iter().map(|m| distribution::snapshot_manifest(&registry.name, name, m)).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "garbage_collections": registry.gcs.iter().map(|gc| {
                     let mut shown = gc.to_json(&registry.name, now);
@@ -151,6 +185,11 @@ pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
     let valid = (1..=63).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     anyhow::ensure!(valid, "invalid registry name {name:?}: use 1-63 lowercase letters, digits and '-'");
+    // The registry host shares the simulator's address with the API: these would collide.
+    anyhow::ensure!(
+        !matches!(name, "registries" | "registry" | "apps" | "account"),
+        "the simulator cannot hold a registry named {name:?}: the name is an API path"
+    );
     Ok(())
 }
 
@@ -160,10 +199,16 @@ Started with no --state file, the simulator holds:
   repository web: v1.0.0, v1.1.0, and v1.2.0 also tagged latest
   app        example-app: service web runs web:v1.2.0, ACTIVE deployment
 
+The registry host (the OCI distribution API, as docker uses it) is served on the same address:
+  GET /v2/ answers with a Bearer challenge; tokens come from /v2/registry/auth for credentials
+  from GET /v2/registries/NAME/docker-credentials. No pushes while a GC runs.
+
 Control API (no token needed) for tests, the demo and benchmarks:
-  POST   /_sim/push         {\"repository\",\"tag\",\"size_bytes\"?,\"registry\"?}  (409 while a GC runs)
+  POST   /_sim/push         {\"repository\",\"tag\",\"size_bytes\"?,\"registry\"?,\"platforms\"?,\"attestations\"?}
+                            platforms [\"linux/amd64\",…] pushes an index, as buildx does (409 while a GC runs)
+  PUT    /_sim/registry-options  {\"registry\"?,\"hide_index_children\"?,\"gc_keeps_index_children\"?}
   POST   /_sim/gc           {\"type\"?,\"plan\"?:[{\"status\",\"ms\"}],\"final_status\"?}
-  POST   /_sim/faults       {\"path\",\"method\"?,\"kind\":\"status|drop|malformed|truncated|latency|drop_after_apply\",\"times\"?}
+  POST   /_sim/faults       {\"path\",\"method\"?,\"kind\":\"status|drop|malformed|truncated|latency|drop_after_apply|body\",\"times\"?}
   GET    /_sim/requests     the request log;  DELETE clears it
   GET    /_sim/state        everything the simulator holds
   PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::content;
 use crate::state::{now_rfc3339, tier, App, Deployment, Manifest, Outcome, RateLimit, Registry, State, Timing};
 
 pub const DEFAULT_TOKEN: &str = "sim-token";
@@ -38,6 +39,13 @@ pub struct SeedRegistry {
     /// A garbage collection already running when the simulator starts.
     #[serde(default)]
     pub running_gc: Option<SeedGc>,
+    /// The API's digests listing leaves out untagged manifests an index holds.
+    #[serde(default)]
+    pub hide_index_children: bool,
+    /// GC of an untagged type spares untagged manifests a tagged index holds (off: the worst
+    /// case, as distribution 2.x behaves).
+    #[serde(default)]
+    pub gc_keeps_index_children: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,8 +82,13 @@ pub struct SeedManifest {
     /// RFC 3339; the order of the list decides recency when left out.
     #[serde(default)]
     pub updated_at: Option<String>,
+    /// Push a multi-platform index (`["linux/amd64", "linux/arm64"]`) instead of one image:
+    /// its platform manifests are untagged children, each of `size_bytes`.
     #[serde(default)]
-    pub digest: Option<String>,
+    pub platforms: Vec<String>,
+    /// With `platforms`: an attestation manifest per platform, as buildx adds by default.
+    #[serde(default)]
+    pub attestations: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,7 +126,8 @@ impl Seed {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             size_bytes: mib * 1024 * 1024,
             updated_at: None,
-            digest: None,
+            platforms: Vec::new(),
+            attestations: false,
         };
         Seed {
             registries: vec![SeedRegistry {
@@ -129,6 +143,8 @@ impl Seed {
                     ],
                 }],
                 running_gc: None,
+                hide_index_children: false,
+                gc_keeps_index_children: false,
             }],
             apps: vec![SeedApp {
                 id: None,
@@ -162,6 +178,9 @@ impl Seed {
                 repositories: BTreeMap::new(),
                 blob_store: BTreeMap::new(),
                 gcs: Vec::new(),
+                hide_index_children: seed.hide_index_children,
+                gc_keeps_index_children: seed.gc_keeps_index_children,
+                uploads: BTreeMap::new(),
             };
             let count: usize = seed.repositories.iter().map(|r| r.manifests.len()).sum();
             let mut age = count as i64;
@@ -169,24 +188,22 @@ impl Seed {
                 let mut manifests = Vec::new();
                 for manifest in repository.manifests {
                     age -= 1;
-                    let digest = match manifest.digest {
-                        Some(digest) => digest,
-                        None => state.digest(&format!("{}/{}", registry.name, repository.name)),
+                    let label = format!("{}/{} seed #{}", registry.name, repository.name, state.next_id());
+                    let documents = if manifest.platforms.is_empty() {
+                        vec![content::image(&label, manifest.size_bytes)]
+                    } else {
+                        content::index(&label, &manifest.platforms, manifest.attestations, manifest.size_bytes)
                     };
-                    let layer = state.digest(&format!("layer {digest}"));
                     let updated_at = manifest.updated_at.unwrap_or_else(|| {
                         let at = jiff::Timestamp::now().as_second() - 3600 * 24 * (age + 1);
                         jiff::Timestamp::from_second(at).map(|t| t.to_string()).unwrap_or_else(|_| now_rfc3339())
                     });
-                    registry.blob_store.insert(layer.clone(), manifest.size_bytes);
-                    manifests.push(Manifest {
-                        digest,
-                        tags: manifest.tags,
-                        blobs: vec![(layer, manifest.size_bytes)],
-                        size_bytes: manifest.size_bytes + manifest.size_bytes / 3,
-                        updated_at,
-                        sequence: state.next_id(),
-                    });
+                    let last = documents.len() - 1;
+                    for (index, document) in documents.into_iter().enumerate() {
+                        registry.blob_store.extend(document.blobs.iter().cloned());
+                        let tags = if index == last { manifest.tags.clone() } else { Vec::new() };
+                        manifests.push(Manifest::from_document(document, tags, updated_at.clone(), state.next_id()));
+                    }
                 }
                 registry.repositories.insert(repository.name, crate::state::Repository { manifests });
             }

@@ -83,6 +83,10 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         .map(|h| h.value.as_str().to_string())
         .unwrap_or_default();
 
+    if crate::distribution::is_registry_path(&incoming.path) {
+        serve_registry(shared, request, &incoming, &url, &raw_body, &authorization);
+        return;
+    }
     if let Some(rest) = incoming.path.strip_prefix("/_sim/logs/") {
         serve_log(shared, request, rest, !authorization.is_empty(), &url);
         return;
@@ -110,6 +114,14 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         authorized,
     };
 
+    if let Some(FaultKind::Body { status, body }) = &fault {
+        log.status = *status;
+        state.requests.push(log);
+        drop(state);
+        let headers = vec![("content-type".to_string(), "application/json; charset=utf-8".to_string())];
+        send(request, *status, headers, body.to_string().as_bytes());
+        return;
+    }
     let early = match &fault {
         Some(FaultKind::Status { status, retry_after }) => Some((fault_error(*status), *retry_after)),
         Some(FaultKind::Drop) | Some(FaultKind::Malformed) | Some(FaultKind::Truncated) => None,
@@ -156,8 +168,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
             log.status = 200;
             state.requests.push(log);
             drop(state);
-            let response = tiny_http::Response::from_string("{\"this is\": not json").with_status_code(200);
-            let _ = request.respond(with_headers(response, headers));
+            send(request, 200, headers, b"{\"this is\": not json");
         }
         Some(FaultKind::Truncated) | Some(FaultKind::DropAfterApply) => {
             log.status = 0;
@@ -181,6 +192,51 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     }
 }
 
+/// A request to the registry host (the OCI distribution API): faults apply as on the API.
+fn serve_registry(
+    shared: &Shared,
+    request: tiny_http::Request,
+    incoming: &Incoming,
+    url: &str,
+    raw_body: &[u8],
+    authorization: &str,
+) {
+    let header = |name: &'static str| {
+        request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string()).unwrap_or_default()
+    };
+    let (accept, content_type) = (header("Accept"), header("Content-Type"));
+    let fault = take_fault(&mut shared.lock(), &incoming.method, &incoming.path);
+    match &fault {
+        Some(FaultKind::Latency { ms }) => std::thread::sleep(Duration::from_millis(*ms)),
+        Some(FaultKind::Drop) => return break_connection(request, None),
+        _ => {}
+    }
+    let call = crate::distribution::RegistryCall {
+        method: &incoming.method,
+        url,
+        path: &incoming.path,
+        query: &incoming.query,
+        authorization,
+        accept: &accept,
+        content_type: &content_type,
+        body: raw_body,
+    };
+    let answer = crate::distribution::handle(shared, &call, fault.as_ref());
+    match fault {
+        Some(FaultKind::Malformed) => {
+            send(request, 200, Vec::new(), b"{\"this is\": not json");
+        }
+        Some(FaultKind::Truncated | FaultKind::DropAfterApply) => {
+            let partial =
+                matches!(fault, Some(FaultKind::Truncated)).then(|| String::from_utf8_lossy(&answer.body).into_owned());
+            break_connection(request, partial);
+        }
+        _ => {
+            send(request, answer.status, answer.headers, &answer.body);
+        }
+    }
+}
+
 /// A historic log URL: pre-signed in real life, so it needs no token. `rest` is `APP/DEPLOYMENT/COMPONENT/TYPE`.
 fn serve_log(shared: &Shared, request: tiny_http::Request, rest: &str, had_authorization: bool, url: &str) {
     let now = Instant::now();
@@ -197,11 +253,10 @@ fn serve_log(shared: &Shared, request: tiny_http::Request, rest: &str, had_autho
         _ => None,
     };
     drop(state);
-    let response = match text {
-        Some(text) => tiny_http::Response::from_string(text).with_status_code(200),
-        None => tiny_http::Response::from_string("no such log\n").with_status_code(404),
-    };
-    let _ = request.respond(response);
+    match text {
+        Some(text) => send(request, 200, Vec::new(), text.as_bytes()),
+        None => send(request, 404, Vec::new(), b"no such log\n"),
+    }
 }
 
 fn fault_error(status: u16) -> SimError {
@@ -305,16 +360,26 @@ fn rate_headers(
     ]
 }
 
-fn with_headers<R: Read>(
-    mut response: tiny_http::Response<R>,
-    headers: Vec<(String, String)>,
-) -> tiny_http::Response<R> {
+/// Writes a whole response and asks the client to close the connection. tiny_http gives each
+/// connection a pooled thread until the client closes it, and its pool can leave a new
+/// connection waiting behind idle keep-alive ones (for as long as they stay idle): with one
+/// request per connection, a thread is always free again within a request.
+fn send(request: tiny_http::Request, status: u16, headers: Vec<(String, String)>, body: &[u8]) {
+    let head_only = request.method() == &tiny_http::Method::Head;
+    let reason = tiny_http::StatusCode(status).default_reason_phrase();
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
-        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(header);
+        if !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("connection") {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
     }
-    response
+    head.push_str("\r\n");
+    let mut writer = request.into_writer();
+    let _ = writer.write_all(head.as_bytes());
+    if !head_only {
+        let _ = writer.write_all(body);
+    }
+    let _ = writer.flush();
 }
 
 fn respond(request: tiny_http::Request, answer: Answer, headers: Vec<(String, String)>) {
@@ -331,29 +396,10 @@ fn respond(request: tiny_http::Request, answer: Answer, headers: Vec<(String, St
     if !body.is_empty() {
         headers.push(("content-type".into(), "application/json; charset=utf-8".into()));
     }
-    let response = tiny_http::Response::from_string(body).with_status_code(status);
-    let _ = request.respond(with_headers(response, headers));
+    send(request, status, headers, body.as_bytes());
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
@@ -510,12 +556,15 @@ fn registry_route(
         }
         ("GET", ["repositories", repository, "digests"]) => {
             let repo = registry.repositories.get(*repository).ok_or_else(SimError::not_found)?;
-            let mut manifests: Vec<_> = repo.manifests.iter().collect();
+            let hidden = if registry.hide_index_children { repo.index_children() } else { Default::default() };
+            let mut manifests: Vec<_> =
+                repo.manifests.iter().filter(|m| !(m.tags.is_empty() && hidden.contains(m.digest.as_str()))).collect();
             manifests.sort_by_key(|m| std::cmp::Reverse(m.sequence));
             let items = manifests.iter().map(|m| manifest_json(&registry.name, repository, m)).collect();
             listing("manifests", items, incoming, base_url)
         }
         ("DELETE", ["repositories", repository, "tags", tag]) => {
+            registry.check_writable(now)?;
             let repo = registry.repositories.get_mut(*repository).ok_or_else(SimError::not_found)?;
             let manifest =
                 repo.manifests.iter_mut().find(|m| m.tags.iter().any(|t| t == tag)).ok_or_else(SimError::not_found)?;
@@ -523,6 +572,7 @@ fn registry_route(
             Ok((204, None))
         }
         ("DELETE", ["repositories", repository, "digests", digest]) => {
+            registry.check_writable(now)?;
             let repo = registry.repositories.get_mut(*repository).ok_or_else(SimError::not_found)?;
             let before = repo.manifests.len();
             repo.manifests.retain(|m| m.digest != *digest);
@@ -532,9 +582,16 @@ fn registry_route(
             Ok((204, None))
         }
         ("GET", ["docker-credentials"]) => {
-            // A simulated registry login: never the API token itself.
-            let auth = base64(format!("sim-user:docker-password-for-{}", registry.name).as_bytes());
-            ok(json!({"auths": {"registry.digitalocean.com": {"auth": auth}}}))
+            // Registry credentials of their own, never the API token itself.
+            let read_write = incoming.query("read_write") == Some("true");
+            let expiry = match incoming.query("expiry_seconds") {
+                None => None,
+                Some(text) => Some(Duration::from_secs(
+                    text.parse().map_err(|_| SimError::bad_request("expiry_seconds must be a whole number"))?,
+                )),
+            };
+            let name = name.to_string();
+            ok(crate::distribution::issue_credentials(state, &name, read_write, expiry, now))
         }
         ("GET", ["garbage-collection"]) => {
             let active = registry.active_gc(now).ok_or_else(SimError::not_found)?;
@@ -856,8 +913,37 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
             let tag =
                 body.get("tag").and_then(Value::as_str).ok_or_else(|| SimError::bad_request("tag is required"))?;
             let size = body.get("size_bytes").and_then(Value::as_u64).unwrap_or(20 * 1024 * 1024);
-            let manifest = state.push(&registry, repository, tag, size, now)?;
+            let platforms: Vec<String> = body
+                .get("platforms")
+                .and_then(Value::as_array)
+                .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            let manifest = if platforms.is_empty() {
+                state.push(&registry, repository, tag, size, now)?
+            } else {
+                let push = crate::state::IndexPush {
+                    registry,
+                    repository: repository.to_string(),
+                    tag: tag.to_string(),
+                    platforms,
+                    attestations: body.get("attestations").and_then(Value::as_bool).unwrap_or(true),
+                    size_bytes: size,
+                };
+                state.push_index(&push, now)?
+            };
             Ok((201, Some(json!({"manifest": manifest}))))
+        }
+        ("PUT", ["registry-options"]) => {
+            let registry =
+                body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
+            let registry = state.registry_mut(&registry)?;
+            if let Some(hide) = body.get("hide_index_children").and_then(Value::as_bool) {
+                registry.hide_index_children = hide;
+            }
+            if let Some(keeps) = body.get("gc_keeps_index_children").and_then(Value::as_bool) {
+                registry.gc_keeps_index_children = keeps;
+            }
+            Ok((204, None))
         }
         ("POST", ["gc"]) => {
             let registry =

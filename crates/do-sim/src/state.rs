@@ -4,10 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use crate::content::{self, Document};
 
 /// The simulated durations. Real GCs take about 15 minutes and deployments several; the
 /// simulator defaults to seconds so the demo and tests stay quick.
@@ -64,9 +67,16 @@ pub fn tier(slug: &str) -> Option<Tier> {
 #[derive(Clone, Debug)]
 pub struct Manifest {
     pub digest: String,
+    pub media_type: String,
+    /// The bytes the registry serves; `digest` is their SHA-256.
+    pub content: Arc<Vec<u8>>,
     pub tags: Vec<String>,
-    /// (blob digest, compressed size)
+    /// (blob digest, compressed size): the config and layers.
     pub blobs: Vec<(String, u64)>,
+    /// The manifests an index holds.
+    pub children: Vec<String>,
+    /// The manifest a referrer points at.
+    pub subject: Option<String>,
     pub size_bytes: u64,
     pub updated_at: String,
     /// Orders manifests by recency when timestamps tie.
@@ -74,6 +84,22 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    pub fn from_document(document: Document, tags: Vec<String>, updated_at: String, sequence: u64) -> Manifest {
+        let compressed: u64 = document.blobs.iter().map(|(_, size)| size).sum();
+        Manifest {
+            digest: document.digest,
+            media_type: document.media_type,
+            content: document.content,
+            tags,
+            blobs: document.blobs,
+            children: document.children,
+            subject: document.subject,
+            size_bytes: compressed + compressed / 3,
+            updated_at,
+            sequence,
+        }
+    }
+
     pub fn compressed_size(&self) -> u64 {
         self.blobs.iter().map(|(_, size)| size).sum()
     }
@@ -82,6 +108,37 @@ impl Manifest {
 #[derive(Clone, Debug, Default)]
 pub struct Repository {
     pub manifests: Vec<Manifest>,
+}
+
+impl Repository {
+    /// Digests held, directly or through nested indexes, by tagged manifests.
+    pub fn held_by_tagged(&self) -> BTreeSet<String> {
+        let by_digest: BTreeMap<&str, &Manifest> = self.manifests.iter().map(|m| (m.digest.as_str(), m)).collect();
+        let mut held = BTreeSet::new();
+        let mut queue: Vec<&str> =
+            self.manifests.iter().filter(|m| !m.tags.is_empty()).map(|m| m.digest.as_str()).collect();
+        while let Some(digest) = queue.pop() {
+            for child in by_digest.get(digest).map(|m| m.children.as_slice()).unwrap_or_default() {
+                if held.insert(child.clone()) {
+                    queue.push(child);
+                }
+            }
+        }
+        held
+    }
+
+    /// Untagged manifests that some manifest of the repository holds as an index child.
+    pub fn index_children(&self) -> BTreeSet<&str> {
+        self.manifests.iter().flat_map(|m| m.children.iter().map(String::as_str)).collect()
+    }
+
+    pub fn find(&self, reference: &str) -> Option<&Manifest> {
+        if reference.contains(':') {
+            self.manifests.iter().find(|m| m.digest == reference)
+        } else {
+            self.manifests.iter().find(|m| m.tags.iter().any(|t| t == reference))
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -152,6 +209,13 @@ pub struct Registry {
     /// Every blob stored, referenced or not: what storage usage counts.
     pub blob_store: BTreeMap<String, u64>,
     pub gcs: Vec<GcRun>,
+    /// The API's digests listing leaves out untagged manifests that an index holds.
+    pub hide_index_children: bool,
+    /// GC of an untagged type spares untagged manifests that a tagged index holds (distribution
+    /// v3). Off, the worst case and the default: it deletes them, as distribution 2.x did.
+    pub gc_keeps_index_children: bool,
+    /// Blob uploads started through the registry API: id -> repository.
+    pub uploads: BTreeMap<String, String>,
 }
 
 impl Registry {
@@ -161,6 +225,18 @@ impl Registry {
 
     pub fn active_gc(&self, now: Instant) -> Option<&GcRun> {
         self.gcs.iter().find(|gc| gc.is_active(now))
+    }
+
+    /// Refuses writes while a GC runs: the registry is read-only then.
+    pub fn check_writable(&self, now: Instant) -> Result<(), SimError> {
+        match self.active_gc(now) {
+            Some(_) => Err(SimError::new(
+                409,
+                "conflict",
+                "the registry is in read-only mode while garbage collection runs; try again after it ends",
+            )),
+            None => Ok(()),
+        }
     }
 
     fn referenced_blobs(&self) -> BTreeSet<String> {
@@ -184,8 +260,10 @@ impl Registry {
             if status == "succeeded" {
                 let gc_type = self.gcs[index].gc_type.clone();
                 if gc_type.contains("untagged manifests") {
+                    let keeps_children = self.gc_keeps_index_children;
                     for repository in self.repositories.values_mut() {
-                        repository.manifests.retain(|m| !m.tags.is_empty());
+                        let spared = if keeps_children { repository.held_by_tagged() } else { BTreeSet::new() };
+                        repository.manifests.retain(|m| !m.tags.is_empty() || spared.contains(&m.digest));
                     }
                 }
                 if gc_type.contains("unreferenced blobs") {
@@ -200,6 +278,17 @@ impl Registry {
             self.gcs[index].updated_at = now_rfc3339();
         }
     }
+}
+
+/// A multi-platform push: what [`State::push_index`] stores.
+#[derive(Clone, Debug)]
+pub struct IndexPush {
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+    pub platforms: Vec<String>,
+    pub attestations: bool,
+    pub size_bytes: u64,
 }
 
 /// How a deployment ends on its own.
@@ -500,6 +589,16 @@ pub enum FaultKind {
     Latency { ms: u64 },
     /// Do what was asked, then break the connection: the client cannot tell it happened.
     DropAfterApply,
+    /// Answer with this status and JSON body instead (an answer shaped unlike the spec's).
+    Body {
+        #[serde(default = "ok_status")]
+        status: u16,
+        body: Value,
+    },
+}
+
+fn ok_status() -> u16 {
+    200
 }
 
 /// A fault for the next `times` requests whose method matches and whose path starts with `path`
@@ -551,6 +650,42 @@ pub struct State {
     /// Write pagination links with this base instead of the simulator's own URL (to test that
     /// clients never follow a link, and the token, to another host).
     pub link_base: Option<String>,
+    /// Registry credentials handed out by docker-credentials.
+    pub credentials: Vec<IssuedCredential>,
+    /// Bearer tokens the registry's token service handed out.
+    pub registry_tokens: BTreeMap<String, RegistryGrant>,
+    /// Requests to the registry host (the OCI distribution API), kept apart from API requests.
+    pub registry_requests: Vec<RegistryRequest>,
+}
+
+/// Registry credentials from `GET …/docker-credentials`.
+#[derive(Clone, Debug)]
+pub struct IssuedCredential {
+    pub user: String,
+    pub password: String,
+    pub registry: String,
+    pub read_write: bool,
+    pub expires: Option<Instant>,
+}
+
+/// What a registry Bearer token allows.
+#[derive(Clone, Debug)]
+pub struct RegistryGrant {
+    /// `registry/repository`.
+    pub name: String,
+    pub push: bool,
+}
+
+/// One request to the registry host.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RegistryRequest {
+    pub at_ms: u64,
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    /// `none`, `basic`, `bearer`, or `api-token` when the DigitalOcean API token came along
+    /// (which must never happen).
+    pub authorization: String,
 }
 
 impl State {
@@ -568,6 +703,9 @@ impl State {
             started: Instant::now(),
             log_downloads: Vec::new(),
             link_base: None,
+            credentials: Vec::new(),
+            registry_tokens: BTreeMap::new(),
+            registry_requests: Vec::new(),
         }
     }
 
@@ -596,19 +734,12 @@ impl State {
         uuid_for(self.next_id())
     }
 
-    /// A digest-shaped identifier: `sha256:` and 64 hex digits derived from `seed`.
-    pub fn digest(&mut self, seed: &str) -> String {
-        let n = self.next_id();
-        let hex: String = (0..4u64).map(|part| format!("{:016x}", hash64(&(seed, n, part)))).collect();
-        format!("sha256:{hex}")
-    }
-
     pub fn registry_mut(&mut self, name: &str) -> Result<&mut Registry, SimError> {
         self.registries.get_mut(name).ok_or_else(SimError::not_found)
     }
 
-    /// Pushes an image: a new manifest with one new layer of `size_bytes`, taking `tag` from
-    /// any manifest that had it. Refused while a GC runs, as the registry is read-only then.
+    /// Pushes an image as `docker push` does: a new manifest with one new layer of `size_bytes`,
+    /// taking `tag` from any manifest that had it. Refused while a GC runs (read-only).
     pub fn push(
         &mut self,
         registry: &str,
@@ -617,33 +748,67 @@ impl State {
         size_bytes: u64,
         now: Instant,
     ) -> Result<Value, SimError> {
+        let label = format!("{registry}/{repository}:{tag} #{}", self.next_id());
+        self.store(registry, repository, vec![content::image(&label, size_bytes)], Some(tag), now)
+    }
+
+    /// Pushes a multi-platform image as `docker buildx build --push` does: an untagged image
+    /// per platform (and an attestation manifest for each with `attestations`), then the
+    /// index, tagged. Each platform gets its own layer of `size_bytes`.
+    pub fn push_index(&mut self, image: &IndexPush, now: Instant) -> Result<Value, SimError> {
+        let label = format!("{}/{}:{} #{}", image.registry, image.repository, image.tag, self.next_id());
+        let documents = content::index(&label, &image.platforms, image.attestations, image.size_bytes);
+        self.store(&image.registry, &image.repository, documents, Some(&image.tag), now)
+    }
+
+    /// Stores documents in order (children before the index that holds them); the last one
+    /// gets `tag`, which moves away from any other manifest. Returns the last one as the API
+    /// lists it.
+    pub fn store(
+        &mut self,
+        registry: &str,
+        repository: &str,
+        documents: Vec<Document>,
+        tag: Option<&str>,
+        now: Instant,
+    ) -> Result<Value, SimError> {
         self.settle(now);
-        let manifest_digest = self.digest(&format!("{registry}/{repository}:{tag}"));
-        let layer_digest = self.digest(&format!("layer {registry}/{repository}:{tag}"));
-        let sequence = self.next_id();
+        let sequences: Vec<u64> = documents.iter().map(|_| self.next_id()).collect();
         let registry_state = self.registry_mut(registry)?;
-        if registry_state.active_gc(now).is_some() {
-            return Err(SimError::new(
-                409,
-                "conflict",
-                "the registry is in read-only mode while garbage collection runs; push again after it ends",
-            ));
-        }
+        registry_state.check_writable(now)?;
         let repository_state = registry_state.repositories.entry(repository.to_string()).or_default();
-        for manifest in &mut repository_state.manifests {
-            manifest.tags.retain(|t| t != tag);
+        let last = documents.len().saturating_sub(1);
+        let mut shown = Value::Null;
+        let mut blobs = Vec::new();
+        for (index, (document, sequence)) in documents.into_iter().zip(sequences).enumerate() {
+            let tag = tag.filter(|_| index == last);
+            if let Some(tag) = tag {
+                for manifest in &mut repository_state.manifests {
+                    manifest.tags.retain(|t| t != tag);
+                }
+            }
+            blobs.extend(document.blobs.iter().cloned());
+            let position = match repository_state.manifests.iter().position(|m| m.digest == document.digest) {
+                Some(position) => position,
+                None => {
+                    repository_state.manifests.push(Manifest::from_document(
+                        document,
+                        Vec::new(),
+                        now_rfc3339(),
+                        sequence,
+                    ));
+                    repository_state.manifests.len() - 1
+                }
+            };
+            let manifest = &mut repository_state.manifests[position];
+            if let Some(tag) = tag {
+                manifest.tags.push(tag.to_string());
+                manifest.updated_at = now_rfc3339();
+                manifest.sequence = sequence;
+            }
+            shown = manifest_json(registry, repository, manifest);
         }
-        let manifest = Manifest {
-            digest: manifest_digest,
-            tags: vec![tag.to_string()],
-            blobs: vec![(layer_digest.clone(), size_bytes)],
-            size_bytes: size_bytes + size_bytes / 3,
-            updated_at: now_rfc3339(),
-            sequence,
-        };
-        let shown = manifest_json(registry, repository, &manifest);
-        repository_state.manifests.push(manifest);
-        registry_state.blob_store.insert(layer_digest, size_bytes);
+        registry_state.blob_store.extend(blobs);
         Ok(shown)
     }
 
