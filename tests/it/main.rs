@@ -7,6 +7,7 @@ mod deploy;
 mod faults;
 mod gc_wait;
 mod prune;
+mod prune_safety;
 mod release;
 mod reliability;
 mod sim;

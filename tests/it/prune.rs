@@ -102,8 +102,11 @@ fn each_rule_alone_and_together() {
     assert!(kept_reason(&run, "v3").contains("--keep-within"));
 
     let run = prune(&sim).args(["--keep-last", "0", "--keep-tag", "v[12]"]).run();
-    assert_eq!(deleted_tags(&run), set(&["v3", "v4", "v5"]), "latest stays, v4 goes as a tag");
+    assert_eq!(deleted_tags(&run), set(&["v3", "v4"]), "latest stays, v4 goes as a tag");
     assert_eq!(kept_reason(&run, "v1"), "tag v1 matches --keep-tag ^(?:v[12])$");
+    assert_eq!(kept_reason(&run, "v5"), "the repository's newest tagged manifest (--allow-empty deletes it)");
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-tag", "v[12]", "--allow-empty"]).run();
+    assert_eq!(deleted_tags(&run), set(&["v3", "v4", "v5"]), "--allow-empty lets the newest go too");
 
     let run = prune(&sim).args(["--keep-last", "1", "--keep-within", "2d12h", "--keep-tag", "v1"]).run();
     assert_eq!(deleted_tags(&run), set(&["v2", "v3"]));
@@ -280,33 +283,43 @@ fn target_usage_deletes_oldest_first_until_under_the_target() {
 }
 
 #[test]
-fn gc_starts_with_the_explicit_type_or_reports_the_running_one() {
+fn gc_starts_with_an_explicit_safe_type_after_a_running_gc_ends() {
     let sim = seeded("basic", &[("web", five())], vec![]);
     let run = prune(&sim).args(["--keep-last", "3", "--execute"]).run();
     run.assert_code(0);
     let posts: Vec<_> = sim.requests().into_iter().filter(|r| r.method == "POST").collect();
     assert_eq!(posts.len(), 1);
-    assert_eq!(posts[0].url, "/v2/registry/reg/garbage-collection");
+    assert_eq!(posts[0].url, "/v2/registries/reg/garbage-collection", "the registries family, as godo does");
     assert_eq!(posts[0].status, 201);
     assert_eq!(
         serde_json::from_str::<Value>(posts[0].body.as_deref().unwrap()).unwrap(),
-        json!({"type": "untagged manifests and unreferenced blobs"})
+        json!({"type": "unreferenced blobs only"})
     );
     let gc = run.record("prune")["gc"].clone();
-    assert_eq!(gc["type"], "untagged manifests and unreferenced blobs");
+    assert_eq!(gc["type"], "unreferenced blobs only");
     assert_eq!(gc["already_running"], false);
 
+    // A GC already running: the registry is read-only, so do-prune waits for it, deletes, and
+    // starts its own.
     let sim = seeded("basic", &[("web", five())], vec![]);
     sim.start_gc_with("reg", &[("scanning manifests", 300)], "succeeded").unwrap();
-    let run = prune(&sim)
-        .args(["--keep-last", "3", "--execute", "--gc", "wait", "--gc-type", "untagged manifests only"])
-        .run();
+    let run = prune(&sim).args(["--keep-last", "3", "--execute", "--gc", "wait"]).run();
     run.assert_code(0);
+    assert!(
+        run.stderr.contains("the registry is read-only until it ends, so waiting before deleting"),
+        "{}",
+        run.stderr
+    );
+    let log = sim.requests();
+    let first_delete = log.iter().position(|r| r.method == "DELETE").unwrap();
+    assert!(
+        log[..first_delete].iter().filter(|r| r.url.ends_with("/garbage-collection")).count() >= 2,
+        "it looked until the GC ended"
+    );
+    assert!(log.iter().all(|r| r.method != "DELETE" || r.status == 204), "no delete was refused as read-only");
     let gc = run.record("prune")["gc"].clone();
-    assert_eq!(gc["already_running"], true);
-    assert_eq!(gc["status"], "succeeded");
-    assert!(sim.requests().iter().all(|r| r.method != "POST"), "no second GC");
-    assert!(run.stderr.contains("is already running"), "{}", run.stderr);
+    assert_eq!((gc["already_running"].clone(), gc["status"].clone()), (json!(false), json!("succeeded")));
+    assert_eq!(sim.snapshot()["registries"][0]["garbage_collections"].as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -339,20 +352,26 @@ fn more_than_200_manifests_across_pages_and_a_repository_with_a_slash() {
     let mut old_tagged: Vec<(Vec<&str>, u64)> = vec![tagged(&["old-1"], 1), tagged(&["old-2"], 1)];
     old_tagged.push(tagged(&["new"], 1));
     let sim = seeded("professional", &[("team/web", old_tagged), ("bulk", many)], vec![]);
+    sim.state().rate_limit = do_sim::RateLimit { per_hour: 100_000, per_minute: 100_000, window_scale: 1.0 };
     let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]).run();
     run.assert_code(0);
     let record = run.record("prune");
     let bulk = record["repositories"].as_array().unwrap().iter().find(|r| r["name"] == "bulk").unwrap().clone();
-    assert_eq!(bulk["untagged"]["count"], 450);
+    let untagged_deleted = bulk["deleted"].as_array().unwrap().iter().filter(|d| d["all_tags"] == json!([])).count();
+    assert_eq!(untagged_deleted, 450, "old untagged manifests nothing needs are deleted by do-prune itself");
     let deletes: Vec<String> = mutating_requests(&sim).into_iter().map(|r| r.url).collect();
-    assert_eq!(deletes.len(), 2);
+    assert_eq!(deletes.len(), 452);
+    let team: Vec<&String> = deletes.iter().filter(|u| u.contains("team%2Fweb")).collect();
+    assert_eq!(team.len(), 2);
     assert!(
-        deletes.iter().all(|u| u.starts_with("/v2/registries/reg/repositories/team%2Fweb/digests/sha256:")),
-        "{deletes:?}"
+        team.iter().all(|u| u.starts_with("/v2/registries/reg/repositories/team%2Fweb/digests/sha256:")),
+        "{team:?}"
     );
-    let pages = sim.requests().into_iter().filter(|r| r.url.contains("/repositories/bulk/digests")).count();
-    assert_eq!(pages, 3, "451 manifests at 200 per page");
+    let pages = sim.requests().into_iter().filter(|r| r.url.contains("/repositories/bulk/digests?")).count();
+    assert_eq!(pages, 6, "451 manifests at 200 per page, listed once to plan and once right before deleting");
     assert_eq!(remaining_tags(&sim), set(&["new", "keep"]));
+    let reads = sim.registry_requests().into_iter().filter(|r| r.url.contains("/v2/reg/team/web/manifests/")).count();
+    assert_eq!(reads, 1, "team/web's kept manifest, read by its full name");
 }
 
 #[test]
@@ -367,62 +386,44 @@ fn digests_named_on_the_input_are_protected() {
     run.assert_code(0);
     assert_eq!(kept_reason(&run, "v1"), "named by the image record");
     assert_eq!(kept_reason(&run, "v2"), "tag v2 named by the tag record");
-    assert_eq!(deleted_tags(&run), set(&["v3", "v4", "v5"]));
+    assert_eq!(deleted_tags(&run), set(&["v3", "v4"]), "v5 is the newest");
     assert!(run.stdout.starts_with(&image), "the input passes through first");
 }
 
 #[test]
-fn a_needed_untagged_manifest_keeps_gc_from_removing_it() {
+fn a_needed_untagged_manifest_survives_the_gc_and_an_untagged_gc_type_is_refused() {
     let sim = seeded("basic", &[("web", vec![tagged(&["v1"], 10), tagged(&["v2"], 10)])], vec![]);
     let v1 = sim.snapshot()["registries"][0]["repositories"][0]["manifests"][0]["digest"].as_str().unwrap().to_string();
     // A deployment runs v1 by digest, then its tag moves away.
-    let spec = json!({"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": v1}}]});
-    {
-        let mut state = sim.state();
-        let seed: do_sim::Seed = serde_json::from_value(json!({"apps": [{"spec": spec}]})).unwrap();
-        let extra = seed.into_state("tok", Default::default()).unwrap();
-        state.apps.extend(extra.apps);
-    }
+    add_app(
+        &sim,
+        json!({"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": v1}}]}),
+    );
     sim.push("reg", "web", "v1", 1000).unwrap();
-    let run = prune(&sim).args(["--keep-last", "1", "--execute"]).run();
+    let refused = prune(&sim)
+        .args(["--keep-last", "1", "--execute", "--gc-type", "untagged manifests and unreferenced blobs"])
+        .run();
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("refusing --gc-type") && refused.stderr.contains("must stay"),
+        "{}",
+        refused.stderr
+    );
+    assert!(mutating_requests(&sim).is_empty(), "nothing was deleted");
+
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "wait"]).run();
     run.assert_code(0);
     assert_eq!(deleted_tags(&run), set(&["v2"]));
-    assert!(run.stderr.contains("GC type becomes \"unreferenced blobs only\""), "{}", run.stderr);
-    let gc = run.record("prune")["gc"].clone();
-    assert_eq!(gc["type"], "unreferenced blobs only");
+    assert_eq!(run.record("prune")["gc"]["type"], "unreferenced blobs only");
+    let reader = crate::support::registry_reader(&sim, "reg");
+    crate::support::fully_readable(&reader, "web", &v1).expect("the deployed untagged image survives GC");
 }
 
-#[test]
-fn two_thousand_manifests_cost_only_listing_pages_app_reads_300_deletions_and_2_gc_calls() {
-    let mut manifests: Vec<(Vec<&str>, u64)> = (0..1500).map(|_| (vec![], 1)).collect();
-    let expired: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
-    let recent: Vec<String> = (0..200).map(|i| format!("new-{i}")).collect();
-    let expired: Vec<&'static str> = expired.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
-    let recent: Vec<&'static str> = recent.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
-    manifests.extend(expired.iter().map(|t| (vec![*t], 1)));
-    manifests.extend(recent.iter().map(|t| (vec![*t], 1)));
-    let app = json!({"spec": {"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "tag": "new-199"}}]}});
-    let sim = seeded("professional", &[("web", manifests)], vec![app]);
-    sim.state().rate_limit = do_sim::RateLimit { per_hour: 100_000, per_minute: 100_000, window_scale: 1.0 };
-    // Manifest i of 2000 is 2000 - i days old: the 300 "old" ones are 201 to 500 days old.
-    let run = prune(&sim).args(["--keep-last", "5", "--keep-within", "200d12h", "--execute"]).run();
-    run.assert_code(0);
-    let record = run.record("prune");
-    let deleted = record["repositories"][0]["deleted"].as_array().unwrap().len();
-    assert_eq!(deleted, 300);
-    assert_eq!(record["repositories"][0]["untagged"]["count"], 1500);
-    let log = sim.requests();
-    let listing_pages = log.iter().filter(|r| r.method == "GET" && r.url.contains("/repositories")).count();
-    let app_reads = log.iter().filter(|r| r.method == "GET" && r.url.starts_with("/v2/apps")).count();
-    let deletions = log.iter().filter(|r| r.method == "DELETE").count();
-    let gc_calls = log.iter().filter(|r| r.url.contains("garbage-collection")).count();
-    assert_eq!(listing_pages, 1 + 10, "one repositoriesV2 page and 10 digest pages");
-    assert_eq!(app_reads, 2, "the app list and one deployments page");
-    assert_eq!((deletions, gc_calls), (300, 2));
-    let registry_reads = log.iter().filter(|r| r.url == "/v2/registries").count();
-    assert_eq!(record["requests"].as_u64().unwrap() as usize, log.len(), "the record counts every request");
-    assert_eq!(log.len(), registry_reads + listing_pages + app_reads + deletions + gc_calls);
-    assert!(log.iter().all(|r| !r.url.contains("/digests?") || r.url.contains("per_page=200")));
+/// Adds an app with an ACTIVE deployment of `spec` to a running simulator.
+fn add_app(sim: &Sim, spec: Value) {
+    let seed: do_sim::Seed = serde_json::from_value(json!({"apps": [{"spec": spec}]})).unwrap();
+    let extra = seed.into_state("tok", Default::default()).unwrap();
+    sim.state().apps.extend(extra.apps);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use do_sim::{Fault, FaultKind, Outcome as DeployOutcome, Sim};
-use serde_json::Value;
+use serde_json::{json, Value};
 use xtask::config::Config;
 use xtask::release::{release, Options, Outcome};
 
@@ -288,8 +288,11 @@ fn the_demo_report_has_every_step() {
     assert!(first_wait["waited_ms"].as_u64().unwrap() > 1000);
     assert_eq!(outcome.last("deploy").unwrap()["phase"], "ACTIVE");
     let prune = outcome.last("prune").unwrap();
-    assert!(prune["repositories"][0]["deleted"].as_array().unwrap().len() >= 5);
-    assert_eq!(prune["gc"]["type"], "untagged manifests and unreferenced blobs");
+    let deleted = prune["repositories"][0]["deleted"].as_array().unwrap();
+    assert!(deleted.iter().filter(|d| d["all_tags"] != json!([])).count() >= 5);
+    assert!(deleted.iter().any(|d| d["all_tags"] == json!([])), "the orphaned children of deleted indexes go too");
+    assert_eq!(prune["index_children_listed"], true, "the demo's images are multi-platform indexes");
+    assert_eq!(prune["gc"]["type"], "unreferenced blobs only");
     for expected in [
         "released v1.5.0",
         "waited for GC",
@@ -491,8 +494,12 @@ fn the_docker_builder_logs_in_with_short_lived_credentials_in_a_temporary_docker
     assert_eq!(lines.next(), Some("600"), "the credentials file is readable by its owner only");
     let docker_config = lines.next().unwrap();
     assert!(!Path::new(docker_config).exists(), "the temporary DOCKER_CONFIG is removed afterwards");
-    let credentials =
-        world.sim.requests().into_iter().filter(|r| r.url.contains("docker-credentials")).collect::<Vec<_>>();
+    let credentials = world
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.url.contains("docker-credentials") && r.url.contains("read_write=true"))
+        .collect::<Vec<_>>();
     assert_eq!(credentials.len(), 1);
     assert!(
         credentials[0].url.contains("read_write=true") && credentials[0].url.contains("expiry_seconds="),

@@ -83,7 +83,7 @@ fn a_lost_answer_to_a_gc_start_does_not_start_another() {
     let sim = sim(30);
     sim.add_fault(Fault {
         method: Some("POST".into()),
-        path: "/v2/registry/example-registry/garbage-collection$".into(),
+        path: "/v2/registries/example-registry/garbage-collection$".into(),
         kind: FaultKind::DropAfterApply,
         times: 1,
     });
@@ -203,8 +203,8 @@ fn hostile_cases(dir: &Path) -> Vec<Hostile> {
         path.display().to_string()
     };
     let plan_with = |repository: &str, digest: &str, tag: &str| {
-        json!({"version": 1, "registry": "example-registry", "created_at": "x", "policy": {"keep_tags": [], "keep_last": 0, "keep_within_seconds": null, "allow_empty": false},
-               "repositories": [{"name": repository, "kept": [], "untagged": {"count": 0, "bytes": 0},
+        json!({"version": 2, "registry": "example-registry", "created_at": "x", "policy": {"keep_tags": [], "keep_last": 0, "keep_within_seconds": null, "allow_empty": false},
+               "repositories": [{"name": repository, "kept": [], "untagged_kept": {"count": 0, "bytes": 0},
                  "deleted": [{"digest": digest, "tags": [tag], "all_tags": [tag], "updated_at": null, "bytes": 1, "action": "manifest"}]}]})
     };
     let not_json_plan = dir.join("not-json.plan");
@@ -233,7 +233,7 @@ fn hostile_cases(dir: &Path) -> Vec<Hostile> {
         stdin_case(PRUNE, prune, "{\"kind\":\"image\",\"v\":99,\"data\":{}}", "\"image\" record has v 99"),
         stdin_case(PRUNE, prune, "{\"kind\":\"image\",\"v\":1,\"data\":{\"registry\":\"r\",\"repository\":\"web\"}}", "needs data.digest"),
         stdin_case(PRUNE, prune, "{\"kind\":\"image\",\"v\":1,\"data\":{\"registry\":\"r\",\"repository\":\"web\",\"digest\":5}}", "needs data.digest as a non-empty string"),
-        stdin_case(PRUNE, prune, "{\"kind\":\"prune\",\"v\":1,\"data\":{\"registry\":\"r\",\"dry_run\":\"no\",\"requests\":1}}", "data.dry_run as true or false"),
+        stdin_case(PRUNE, prune, "{\"kind\":\"prune\",\"v\":2,\"data\":{\"registry\":\"r\",\"dry_run\":\"no\",\"requests\":1}}", "data.dry_run as true or false"),
         stdin_case(PRUNE, prune, "{\"kind\":\"deploy\",\"v\":1,\"data\":{\"app_id\":\"a\",\"phase\":\"ACTIVE\",\"changed\":1}}", "data.changed as true or false"),
         stdin_case(PRUNE, prune, "{\"kind\":\"gc-wait\",\"v\":1,\"data\":{\"registry\":\"\",\"outcome\":\"clear\"}}", "data.registry as a non-empty string"),
         stdin_case(PRUNE, prune, "{\"kind\":\"x\",\"v\":1,\"data\":{}}\n{\"kind\":\"x\",\"v\":1,\"data\":{}}\n{oops}\n", "line 3: not valid JSON"),

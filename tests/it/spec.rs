@@ -351,6 +351,16 @@ fn the_checker_catches_what_strays() {
     assert!(!check_request("GET", "/v2/apps?color=blue", None).is_empty());
     assert!(
         !check_request("POST", "/v2/registries/x/garbage-collection", Some("{\"type\":\"x\"}")).is_empty(),
+        "the GC type is not one of the enum"
+    );
+    assert!(check_request(
+        "POST",
+        "/v2/registries/x/garbage-collection",
+        Some("{\"type\":\"unreferenced blobs only\"}")
+    )
+    .is_empty());
+    assert!(
+        !check_request("POST", "/v2/apps/x/rollback/commit", Some("{}")).is_empty(),
         "this operation declares no body"
     );
     assert!(check_response(

@@ -152,3 +152,39 @@ pub fn call(sim: &Sim, method: &str, path: &str, body: Option<Value>, token: Opt
     };
     (status, value)
 }
+
+/// A DigitalOcean API client for the simulator, for tests that read what a tool left behind.
+pub fn api_client(sim: &Sim) -> do_core::Client {
+    let config = do_core::api::ClientConfig {
+        api_url: sim.url().to_string(),
+        token: do_core::api::Secret::new(sim.token()),
+        retry: do_core::api::RetryPolicy { max_attempts: 2, ..Default::default() },
+        request_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+    };
+    do_core::Client::new(config, std::sync::Arc::new(do_core::progress::Progress::new("test", true, false))).unwrap()
+}
+
+/// A reader of the simulator's registry host, with read-only credentials from its API.
+pub fn registry_reader(sim: &Sim, registry: &str) -> do_core::oci::RegistryClient {
+    let quiet = std::sync::Arc::new(do_core::progress::Progress::new("test", true, false));
+    do_core::oci::RegistryClient::from_api(
+        &api_client(sim),
+        registry,
+        sim.registry_url(),
+        Duration::from_secs(600),
+        false,
+        quiet,
+    )
+    .unwrap()
+}
+
+/// Whether an image can still be pulled whole: the manifest and, for an index, every manifest it
+/// holds, read through the registry host as docker would. The error names what is missing.
+pub fn fully_readable(reader: &do_core::oci::RegistryClient, repository: &str, digest: &str) -> Result<(), String> {
+    let info = reader.manifest(repository, digest).map_err(|e| format!("{repository}@{digest}: {e:#}"))?;
+    for child in &info.children {
+        fully_readable(reader, repository, &child.digest)?;
+    }
+    Ok(())
+}

@@ -22,7 +22,7 @@ pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but reposito
   keep_tags = []                # do-prune --keep-tag
   keep_rollback = 2             # do-prune --keep-rollback
   gc = "start"                  # start | wait | off, after pruning
-  gc_type = "untagged manifests and unreferenced blobs"
+  gc_type = "unreferenced blobs only"   # an untagged type only if nothing needs an untagged manifest
   gc_timeout = "30m"            # how long to wait for a running GC before pushing
   deploy_timeout = "30m"
   rollback_on_failure = true
@@ -75,7 +75,7 @@ impl Default for Config {
             keep_tags: Vec::new(),
             keep_rollback: 2,
             gc: "start".into(),
-            gc_type: "untagged manifests and unreferenced blobs".into(),
+            gc_type: "unreferenced blobs only".into(),
             gc_timeout: "30m".into(),
             deploy_timeout: "30m".into(),
             rollback_on_failure: true,

@@ -23,20 +23,22 @@ const IDENTITY: [(&str, &str); 6] = [
     ("GIT_CONFIG_NOSYSTEM", "1"),
 ];
 
-/// The simulated world: a Starter registry at 88% of its 500 MiB, an app on web:v1.4.2, and a
-/// garbage collection that runs for a few more seconds.
+/// The simulated world: a Starter registry at 88% of its 500 MiB holding multi-platform images
+/// as buildx pushes them (an index with an amd64 and an arm64 image and their attestations), an
+/// app on web:v1.4.2, and a garbage collection that runs for a few more seconds.
 pub fn world() -> anyhow::Result<do_sim::State> {
     let versions = ["v1.0.0", "v1.0.1", "v1.1.0", "v1.1.1", "v1.2.0", "v1.2.1", "v1.3.0", "v1.3.1", "v1.4.0", "v1.4.1"];
+    let image = |tags: &[&str]| json!({"tags": tags, "size_bytes": 19 * 1024 * 1024, "platforms": ["linux/amd64", "linux/arm64"], "attestations": true});
     let mut manifests: Vec<serde_json::Value> =
         vec![json!({"tags": [], "size_bytes": 20 * 1024 * 1024}), json!({"tags": [], "size_bytes": 20 * 1024 * 1024})];
-    manifests.extend(versions.iter().map(|v| json!({"tags": [v], "size_bytes": 38 * 1024 * 1024})));
-    manifests.push(json!({"tags": ["v1.4.2", "latest"], "size_bytes": 38 * 1024 * 1024}));
+    manifests.extend(versions.iter().map(|v| image(&[v])));
+    manifests.push(image(&["v1.4.2", "latest"]));
     let seed: do_sim::Seed = serde_json::from_value(json!({
         "registries": [{
             "name": "demo-registry",
             "tier": "starter",
             "repositories": [{"name": "web", "manifests": manifests}],
-            "running_gc": {"type": "untagged manifests and unreferenced blobs", "plan": [
+            "running_gc": {"type": "unreferenced blobs only", "plan": [
                 {"status": "waiting for write JWTs to expire", "ms": 1500},
                 {"status": "scanning manifests", "ms": 1000},
                 {"status": "deleting unreferenced blobs", "ms": 800}

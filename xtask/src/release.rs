@@ -124,12 +124,13 @@ pub fn release(options: &Options) -> anyhow::Result<Outcome> {
     Ok(Outcome { tag, out_dir: Some(out_dir), steps: runner.steps, report: runner.stream, exit, text })
 }
 
-/// Deletions and untagged manifests across the repositories of a prune record.
-fn prune_counts(prune: &Value) -> (usize, u64) {
+/// Deletions, and how many of them are untagged manifests, across a prune record's repositories.
+fn prune_counts(prune: &Value) -> (usize, usize) {
     let repositories = prune["repositories"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let deleted = repositories.iter().map(|r| r["deleted"].as_array().map_or(0, Vec::len)).sum();
-    let untagged = repositories.iter().map(|r| r["untagged"]["count"].as_u64().unwrap_or(0)).sum();
-    (deleted, untagged)
+    let deletions: Vec<&Value> =
+        repositories.iter().flat_map(|r| r["deleted"].as_array().into_iter().flatten()).collect();
+    let untagged = deletions.iter().filter(|d| d["all_tags"].as_array().is_some_and(Vec::is_empty)).count();
+    (deletions.len(), untagged)
 }
 
 fn last_record(stream: &[u8], kind: &str) -> Option<Value> {
@@ -435,7 +436,9 @@ impl Runner<'_> {
     ) -> anyhow::Result<()> {
         let config = self.config();
         if config.builder == "simulator" {
-            let body = json!({"registry": registry, "repository": config.repository, "tag": tag, "size_bytes": 30 * 1024 * 1024});
+            // What `docker buildx build --push` makes: an index with per-platform images and attestations.
+            let body = json!({"registry": registry, "repository": config.repository, "tag": tag,
+                              "size_bytes": 15 * 1024 * 1024, "platforms": ["linux/amd64", "linux/arm64"], "attestations": true});
             client.post_raw("/_sim/push", Some(&body)).context("the simulator refused the push")?;
             return Ok(());
         }
@@ -513,7 +516,7 @@ impl Runner<'_> {
         }
         if let Some(prune) = last_record(&self.stream, "prune") {
             let (deleted, untagged) = prune_counts(&prune);
-            text.push_str(&format!("  prune     {deleted} deletion(s), {untagged} untagged manifest(s) left to GC; usage {} -> about {} bytes\n", prune["usage"]["before_bytes"], prune["usage"]["estimated_after_bytes"]));
+            text.push_str(&format!("  prune     {deleted} deletion(s), {untagged} of them untagged manifests; usage {} -> about {} bytes\n", prune["usage"]["before_bytes"], prune["usage"]["estimated_after_bytes"]));
         }
         text
     }

@@ -7,21 +7,31 @@ use do_core::duration::parse_duration;
 
 const AFTER_HELP: &str = "\
 A dry run unless --execute: the plan is the output (a prune record with dry_run: true) and a
-table on stderr. A manifest is kept if any rule keeps it:
+table on stderr. A tagged manifest is kept if any rule keeps it:
   the tag latest, always; --keep-tag REGEX (whole tags); --keep-last N; --keep-within DURATION;
-  digests named by tag, image and deploy records on the input; and what App Platform needs: for
-  each app (--protect-app, or every app with a DOCR component) the current spec, the active,
-  in-progress and pending deployments and the last --keep-rollback ACTIVE ones. If an app or its
+  the repository's newest tagged manifest (unless --allow-empty); digests and tags named by
+  tag, image and deploy records on the input; and what App Platform needs: for each app
+  (--protect-app, or every app with a DOCR component) the current spec, the active, in-progress
+  and pending deployments and the last --keep-rollback ACTIVE ones. If an app or its
   deployments cannot be read, nothing is deleted.
 A manifest none of whose tags is kept is deleted whole; if some tags are kept, only the others
-are deleted. Untagged manifests are left to GC (one call, not one per manifest). A repository
-never loses its last tagged manifest unless --allow-empty.
+are deleted.
 
-After an executed prune, GC starts with an explicit type (default: untagged manifests and
-unreferenced blobs). If a deployment needs an untagged manifest, the type becomes
-\"unreferenced blobs only\" so that GC cannot remove it.
+Images are often indexes (multi-platform builds, and buildx's default provenance attestation):
+their platform and attestation manifests are untagged. do-prune reads manifests on the registry
+host (DIGITALOCEAN_REGISTRY_URL, default https://registry.digitalocean.com; the simulator's own
+address when the API is a loopback simulator) with short-lived read-only credentials, and keeps
+everything a kept image holds or that refers to it. Untagged manifests nothing kept needs are
+deleted by do-prune itself (each index before what it holds); if any manifest of a repository
+cannot be read, nothing in that repository is deleted.
 
-Token scopes: registry:read, registry:delete, registry:update (GC), app:read.
+An executed prune waits for a running GC first (the registry is read-only during one), reads the
+apps and re-lists each repository right before deleting, and keeps whatever became needed. Then
+GC starts with an explicit type, by default \"unreferenced blobs only\". An untagged type is
+refused (exit 2, nothing deleted) unless no repository of the registry needs an untagged
+manifest, since GC covers the whole registry.
+
+Token scopes: registry:read, registry:delete, registry:update (GC, registry credentials), app:read.
 
 Examples:
   do-prune --keep-last 10 --keep-within 30d                 # the plan, nothing deleted
@@ -31,9 +41,9 @@ Examples:
 
 Exit codes:
   0  done (also: nothing to delete)
-  1  failed: API error, or some deletions failed (listed in the record)
-  2  usage error, bad input, or a rail (--max-delete) stopped it; nothing was deleted
-  3  deadline exceeded (waiting for GC with --gc wait)
+  1  failed: API error, some deletions failed, or GC did not start (all listed in the record)
+  2  usage error, bad input, a rail (--max-delete), or an unsafe --gc-type; nothing was deleted
+  3  deadline exceeded (waiting for a running GC before deleting: nothing deleted; or later)
   4  the GC it waited for failed";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -78,9 +88,13 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub keep_rollback: usize,
 
-    /// Allow deleting a repository's last tagged manifest
+    /// Allow deleting a repository's newest tagged manifest (and so every tagged one)
     #[arg(long)]
     pub allow_empty: bool,
+
+    /// Keep untagged manifests pushed within this long: they may be part of a push in progress
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub untagged_grace: Duration,
 
     /// Refuse (exit 2) when the plan has more than N deletions
     #[arg(long, value_name = "N")]
@@ -107,14 +121,18 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = GcMode::Start)]
     pub gc: GcMode,
 
-    /// The GC type to start
-    #[arg(long, value_name = "TYPE", default_value = "untagged manifests and unreferenced blobs",
+    /// The GC type to start; an untagged type only when nothing in the registry needs an untagged manifest
+    #[arg(long, value_name = "TYPE", default_value = "unreferenced blobs only",
           value_parser = ["untagged manifests only", "unreferenced blobs only", "untagged manifests and unreferenced blobs"])]
     pub gc_type: String,
 
-    /// Deletions running at once
+    /// Deletions and manifest reads running at once
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub concurrency: u16,
+
+    /// The registry host's URL (OCI distribution API), where manifests are read
+    #[arg(long, value_name = "URL", env = do_core::oci::REGISTRY_URL_VARIABLE)]
+    pub registry_url: Option<String>,
 
     /// Give up (exit 3) after this long
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]

@@ -1,33 +1,54 @@
-//! do-prune: delete registry images a retention policy no longer keeps, never those a
-//! deployment needs, then start garbage collection with an explicit type.
+//! do-prune: delete registry images a retention policy no longer keeps, never one that a
+//! deployment needs or that a kept image is made of, then start garbage collection.
+//!
+//! Read top to bottom, a run is: check every flag, input record and saved plan (exit 2 before
+//! any request); gather the registry, every repository's listing and what the apps need; plan
+//! each repository (policy, then the keep closure from manifests read on the registry host);
+//! decide the GC type; show the plan; and, with --execute, wait out a running GC, re-check apps
+//! and listings right before deleting, delete (tags, then untagged garbage, parents first), and
+//! start GC. The record is written whatever happens after the first deletion.
+//!
+//! Phases live in their own files: `policy.rs` and `closure.rs` (pure planning), `plan.rs`
+//! (planning with reads), `protect.rs` (what must stay), `usage.rs`, `apply.rs`, `report.rs`.
 
+mod apply;
 mod cli;
+pub mod closure;
+mod plan;
 pub mod policy;
 mod protect;
+mod report;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use do_core::api::{has_status, segment};
 use do_core::contract::Output;
-use do_core::poll::{Check, Poller};
+use do_core::oci::RegistryClient;
 use do_core::progress::Progress;
-use do_core::types::{GarbageCollection, GcStatus, Manifest, Registry, Repository};
+use do_core::types::{GcType, Manifest, Registry, Repository, Subscription};
 use do_core::{validate, Client, Exit, Failure};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 pub use cli::{Cli, GcMode};
-use policy::{Action, Deletion, Kept, Policy, Protected, RepositoryPlan};
+use plan::{Planned, Reads, RepositoryPlan, Rules, Skipped};
+use policy::{Action, Policy};
+use protect::{Reference, SpecImage};
+use report::{PruneRecord, Usage};
 
 const TOOL: &str = "do-prune";
-const PLAN_VERSION: u64 = 1;
+const PLAN_VERSION: u64 = 2;
+const RECORD_VERSION: u64 = 2;
+/// How long the registry credentials for reading manifests live.
+const READ_CREDENTIALS_EXPIRY: Duration = Duration::from_secs(900);
 
 /// A plan as `--plan-out` saves it and `--apply` reads it.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SavedPlan {
     pub version: u64,
     pub registry: String,
@@ -36,62 +57,29 @@ pub struct SavedPlan {
     pub repositories: Vec<RepositoryPlan>,
 }
 
-/// The `prune` record, v1.
-#[derive(Debug, Serialize)]
-pub struct PruneRecord {
-    pub registry: String,
-    pub dry_run: bool,
-    pub policy: Policy,
-    pub usage: Usage,
-    pub repositories: Vec<RepositoryPlan>,
-    pub failed: Vec<Failed>,
-    /// Saved-plan entries not applied, and why.
-    pub skipped: Vec<Skipped>,
-    pub gc: Option<GcReport>,
-    /// HTTP requests this run made, retries included.
-    pub requests: u64,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Usage {
-    pub before_bytes: Option<u64>,
-    pub included_bytes: Option<u64>,
-    pub estimated_after_bytes: Option<u64>,
-    pub before_percent: Option<f64>,
-    pub estimated_after_percent: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Failed {
-    pub repository: String,
-    pub digest: String,
-    pub tags: Vec<String>,
-    pub error: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Skipped {
-    pub repository: String,
-    pub digest: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GcReport {
-    pub uuid: String,
-    #[serde(rename = "type")]
-    pub gc_type: Option<String>,
-    pub status: String,
-    /// A GC was already running, so none was started.
-    pub already_running: bool,
-    pub freed_bytes: Option<u64>,
-}
-
 pub fn main() -> i32 {
     do_core::exit::run_main(TOOL, || run(Cli::parse()))
 }
 
+/// Everything a run works with once the flags and input are checked.
+pub(crate) struct Prune<'a> {
+    cli: &'a Cli,
+    client: &'a Client,
+    progress: &'a Progress,
+    registry: String,
+    registry_path: String,
+    references: Vec<Reference>,
+    record_tags: Vec<(String, String)>,
+    policy: Policy,
+    patterns: Vec<regex::Regex>,
+    saved: Option<SavedPlan>,
+    now: i64,
+    grace_cutoff: i64,
+    deadline: Instant,
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    // Everything given is checked before the first request.
     let input = cli.io.read_input()?;
     if let Some(registry) = &cli.registry {
         validate::registry_name(registry)?;
@@ -104,7 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             return Err(Failure::usage(format!("invalid --protect-app {}", validate::shown(app))));
         }
     }
-    let patterns = policy::compile_keep_tags(&cli.keep_tag).map_err(Failure::usage)?;
+    let protect::InputProtection { references, tags: record_tags } = protect::from_input(&input)?;
     let saved = cli.apply.as_ref().map(|path| read_plan(path)).transpose()?;
     let policy = match &saved {
         Some(saved) => saved.policy.clone(),
@@ -115,8 +103,20 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             allow_empty: cli.allow_empty,
         },
     };
+    let patterns = policy::compile_keep_tags(&policy.keep_tags).map_err(Failure::usage)?;
+    if let Some(saved) = &saved {
+        check_saved_entries(saved, &patterns)?;
+        if let Some(flag) = cli.registry.as_deref().filter(|flag| *flag != saved.registry) {
+            return Err(Failure::usage(format!(
+                "--registry {flag} differs from the saved plan's registry {}",
+                saved.registry
+            )));
+        }
+    }
+    let registry_url = cli.registry_url.as_deref();
     let progress = cli.io.progress(TOOL);
     let client = cli.api.client(progress.clone())?;
+    let registry_url = do_core::oci::registry_url_for(client.base_url(), registry_url)?;
     let deadline = Instant::now() + cli.timeout;
     client.set_deadline(deadline);
     let mut output = Output::stdout();
@@ -126,172 +126,429 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let registry = do_core::registry::choose(
         &registries,
         cli.registry.as_deref().or(saved.as_ref().map(|s| s.registry.as_str())),
-    )?;
-    let registry_path = format!("/v2/registries/{}", segment(&registry.name));
-
-    let mut protected = Protected::default();
-    protect::from_input(&input, &mut protected);
-    let spec_images = protect::from_apps(&client, &cli.protect_app, cli.keep_rollback)?;
-
-    let repository_names: Vec<String> = match (&saved, cli.repository.is_empty()) {
-        (Some(saved), _) => saved.repositories.iter().map(|r| r.name.clone()).collect(),
-        (None, false) => cli.repository.clone(),
-        (None, true) => {
-            let repositories: Vec<Repository> =
-                client.get_all(&format!("{registry_path}/repositoriesV2"), "repositories")?;
-            repositories.into_iter().map(|r| r.name).collect()
+    )?
+    .clone();
+    for reference in &references {
+        if let Some(other) = reference.registry.as_deref().filter(|r| *r != registry.name) {
+            progress.warn(&format!(
+                "an input record names {}@… in registry {other}, not {}; it protects nothing here",
+                reference.path, registry.name
+            ));
         }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let prune = Prune {
+        cli: &cli,
+        client: &client,
+        progress: &progress,
+        registry_path: format!("/v2/registries/{}", segment(&registry.name)),
+        registry: registry.name.clone(),
+        references,
+        record_tags,
+        policy,
+        patterns,
+        saved,
+        now,
+        grace_cutoff: now - cli.untagged_grace.as_secs() as i64,
+        deadline,
     };
-    let mut listings: BTreeMap<String, Vec<Manifest>> = BTreeMap::new();
-    for name in &repository_names {
-        let path = format!("{registry_path}/repositories/{}/digests", segment(name));
-        let manifests: Vec<Manifest> = client.get_all(&path, "manifests").map_err(|error| {
+    prune.run(&registry, &registry_url, &mut output)
+}
+
+impl Prune<'_> {
+    fn run(
+        &self,
+        registry: &Registry,
+        registry_url: &str,
+        output: &mut Output<std::io::Stdout>,
+    ) -> anyhow::Result<Exit> {
+        let cli = self.cli;
+        // Gather: every repository, whatever --repository says, since GC covers the registry.
+        let listings = self.list_everything()?;
+        let selected = self.selected_repositories(&listings)?;
+        let images = protect::from_apps(self.client, &cli.protect_app, cli.keep_rollback)?;
+        let reader = RegistryClient::from_api(
+            self.client,
+            &self.registry,
+            registry_url,
+            READ_CREDENTIALS_EXPIRY,
+            false,
+            Arc::new(Progress::new(TOOL, cli.io.quiet, cli.io.verbose)),
+        )
+        .context(
+            "cannot read manifests from the registry, which deciding what is safe to delete needs; nothing was deleted",
+        )?;
+        let reads = Reads::new(&reader, usize::from(cli.concurrency), self.progress);
+
+        // Plan.
+        let mut planned = self.plan_all(&selected, &listings, &images, &reads, None)?;
+        let mut usage = self.usage_before(registry, &listings)?;
+        let mut limit = None;
+        if let (Some(percent), Some(included)) = (cli.target_usage, usage.included_bytes) {
+            let chosen = self.trim_to_target(&planned, &listings, &reads, included * u64::from(percent) / 100)?;
+            planned = self.plan_all(&selected, &listings, &images, &reads, Some(&chosen))?;
+            limit = Some(chosen);
+        }
+        let gc_type = self.gc_type(&planned, &selected, &listings, &images, &reads)?;
+        let gone: BTreeSet<(&str, &str)> = planned
+            .iter()
+            .flat_map(|p| {
+                p.plan
+                    .deleted
+                    .iter()
+                    .filter(|d| d.action == Action::Manifest)
+                    .map(move |d| (p.plan.name.as_str(), d.digest.as_str()))
+            })
+            .collect();
+        let gone = &gone;
+        let after = usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
+            manifests.iter().filter(move |m| !gone.contains(&(name.as_str(), m.digest.as_str())))
+        }));
+        usage.estimated_after_bytes = Some(after);
+        usage.estimated_after_percent = report::percent_of(Some(after), usage.included_bytes);
+        for planned in &planned {
+            for (digest, updated_at) in
+                planned.plan.kept.iter().filter(|k| k.reason.contains("cannot be read")).map(|k| (&k.digest, &k.reason))
+            {
+                self.progress.warn(&format!("{} {}: {updated_at}", planned.plan.name, closure::short(digest)));
+            }
+        }
+        let unlisted: usize = planned.iter().map(|p| p.closure.unlisted.len()).sum();
+        let indexes_read = planned
+            .iter()
+            .any(|p| reads.of(&p.plan.name).values().any(|r| matches!(r, closure::Read::Info(i) if i.is_index())));
+        if unlisted > 0 {
+            self.progress.warn(&format!(
+                "the API listing does not show {unlisted} manifest(s) that kept indexes hold; the children of deleted indexes stay in the registry, and GC stays \"unreferenced blobs only\""
+            ));
+        }
+        for missing in planned.iter().flat_map(|p| p.closure.missing.iter().map(move |d| (&p.plan.name, d))) {
+            self.progress.warn(&format!(
+                "{}: a kept image holds {}, which the registry does not have (the image is already broken)",
+                missing.0, missing.1
+            ));
+        }
+
+        let deletion_count: usize = planned.iter().map(|p| p.plan.deleted.len()).sum();
+        if let Some(limit) = cli.max_delete {
+            if deletion_count > limit {
+                return Err(Failure::usage(format!(
+                    "the plan has {deletion_count} deletions, more than --max-delete {limit}; nothing was deleted (raise the limit or keep more)"
+                )));
+            }
+        }
+        let plans: Vec<RepositoryPlan> = planned.iter().map(|p| p.plan.clone()).collect();
+        report::print_table(self.progress, &plans, &usage, !cli.execute);
+        let mut record = PruneRecord {
+            registry: self.registry.clone(),
+            dry_run: !cli.execute,
+            policy: self.policy.clone(),
+            usage,
+            repositories: plans,
+            failed: Vec::new(),
+            skipped: planned.iter().flat_map(|p| p.skipped.iter().cloned()).collect::<Vec<Skipped>>(),
+            kept_at_recheck: Vec::new(),
+            index_children_listed: indexes_read.then_some(unlisted == 0),
+            gc: None,
+            requests: 0,
+            registry_requests: 0,
+        };
+        if let Some(path) = &cli.plan_out {
+            let saved = SavedPlan {
+                version: PLAN_VERSION,
+                registry: self.registry.clone(),
+                created_at: do_core::duration::now_rfc3339(),
+                policy: self.policy.clone(),
+                repositories: record.repositories.clone(),
+            };
+            std::fs::write(path, serde_json::to_string_pretty(&saved)? + "\n")
+                .with_context(|| format!("cannot write --plan-out {}", path.display()))?;
+            self.progress.info(&format!("plan saved to {}", path.display()));
+        }
+        if !cli.execute {
+            if let Some(gc) = apply::active_gc(self.client, &self.registry)? {
+                self.progress.info(&format!(
+                    "garbage collection {} is running ({}); an executed prune waits for it before deleting",
+                    gc.uuid, gc.status
+                ));
+            }
+            record.requests = self.client.requests_made();
+            record.registry_requests = reader.requests_made();
+            output.emit("prune", RECORD_VERSION, &record)?;
+            report::github_outputs(&record)?;
+            self.progress.info("dry run: nothing was deleted; add --execute to delete");
+            return blocked_error(&record).map_or(Ok(Exit::Done), Err);
+        }
+
+        // Apply: the record is written whatever happens from here on.
+        let outcome = self.apply(&mut planned, &listings, &reads, limit.as_ref(), &gc_type, &mut record);
+        record.repositories = planned.iter().map(|p| p.plan.clone()).collect();
+        record.requests = self.client.requests_made();
+        record.registry_requests = reader.requests_made();
+        output.emit("prune", RECORD_VERSION, &record)?;
+        report::github_outputs(&record)?;
+        let exit = outcome?;
+        if !record.failed.is_empty() {
+            return Err(anyhow::anyhow!(
+                "{} of {} deletions failed (listed in the record); rerun to retry them",
+                record.failed.len(),
+                record.repositories.iter().map(|r| r.deleted.len()).sum::<usize>()
+            ));
+        }
+        if let Some(error) = blocked_error(&record) {
+            return Err(error);
+        }
+        if let Some(error) = record.gc.as_ref().and_then(|gc| gc.error.as_deref()) {
+            return Err(anyhow::anyhow!("the deletions are done, but garbage collection did not start: {error}"));
+        }
+        match exit {
+            Exit::Deadline => Err(Failure::deadline("garbage collection still running at the deadline")),
+            Exit::RemoteFailed => Err(Failure::remote("the garbage collection failed")),
+            other => Ok(other),
+        }
+    }
+
+    /// Every repository of the registry with its manifests.
+    fn list_everything(&self) -> anyhow::Result<BTreeMap<String, Vec<Manifest>>> {
+        let repositories: Vec<Repository> =
+            self.client.get_all(&format!("{}/repositoriesV2", self.registry_path), "repositories")?;
+        let mut listings = BTreeMap::new();
+        for repository in repositories {
+            let manifests = self.list_repository(&repository.name)?;
+            listings.insert(repository.name, manifests);
+        }
+        Ok(listings)
+    }
+
+    pub(crate) fn list_repository(&self, name: &str) -> anyhow::Result<Vec<Manifest>> {
+        let path = format!("{}/repositories/{}/digests", self.registry_path, segment(name));
+        let mut manifests: Vec<Manifest> = self.client.get_all(&path, "manifests").map_err(|error| {
             if has_status(&error, 404) {
-                Failure::usage(format!("repository {name:?} is not in registry {}", registry.name))
+                Failure::usage(format!("repository {name:?} is not in registry {}", self.registry))
             } else {
                 error
             }
         })?;
-        protect::resolve(&spec_images, name, &manifests, &mut protected);
-        listings.insert(name.clone(), manifests);
+        for manifest in &mut manifests {
+            manifest.digest = do_core::oci::normalize_digest(&manifest.digest);
+        }
+        Ok(manifests)
     }
 
-    let now = jiff::Timestamp::now().as_second();
-    let mut skipped = Vec::new();
-    let mut plans: Vec<RepositoryPlan> = match &saved {
-        Some(saved) => recheck_saved(saved, &listings, &protected, &mut skipped),
-        None => listings
-            .iter()
-            .map(|(name, manifests)| policy::plan_repository(name, manifests, &policy, &patterns, &protected, now))
-            .collect(),
-    };
-
-    let gc_sweeps_untagged = cli.gc != GcMode::Off && cli.gc_type.contains("untagged manifests");
-    let mut usage = usage_before(registry);
-    if let (Some(percent), Some(included)) = (cli.target_usage, usage.included_bytes) {
-        trim_to_target(
-            &mut plans,
-            &listings,
-            usage.before_bytes.unwrap_or(0),
-            included * u64::from(percent) / 100,
-            gc_sweeps_untagged,
-        );
+    /// The repositories to prune: --repository, the saved plan's, or all.
+    fn selected_repositories(&self, listings: &BTreeMap<String, Vec<Manifest>>) -> anyhow::Result<Vec<String>> {
+        let named: Vec<String> = match &self.saved {
+            Some(saved) => return Ok(saved.repositories.iter().map(|r| r.name.clone()).collect()),
+            None if self.cli.repository.is_empty() => return Ok(listings.keys().cloned().collect()),
+            None => self.cli.repository.clone(),
+        };
+        for name in &named {
+            if !listings.contains_key(name) {
+                return Err(Failure::usage(format!(
+                    "repository {name:?} is not in registry {} (it has: {})",
+                    self.registry,
+                    listings.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        Ok(named)
     }
-    usage.estimated_after_bytes =
-        usage.before_bytes.map(|before| before.saturating_sub(estimated_freed(&plans, &listings, gc_sweeps_untagged)));
-    usage.estimated_after_percent = percent_of(usage.estimated_after_bytes, usage.included_bytes);
 
-    let deletion_count: usize = plans.iter().map(|p| p.deleted.len()).sum();
-    if let Some(limit) = cli.max_delete {
-        if deletion_count > limit {
-            return Err(Failure::usage(format!(
-                "the plan has {deletion_count} deletions, more than --max-delete {limit}; nothing was deleted (raise the limit or keep more)"
-            )));
+    pub(crate) fn protected(&self, images: &[SpecImage], name: &str, listing: &[Manifest]) -> policy::Protected {
+        protect::resolve(&self.references, &self.record_tags, images, &self.registry, name, listing)
+    }
+
+    pub(crate) fn rules<'b>(&'b self, name: &str, limit: Option<&'b BTreeSet<String>>) -> Rules<'b> {
+        match &self.saved {
+            Some(saved) => Rules::Saved {
+                entries: saved
+                    .repositories
+                    .iter()
+                    .find(|r| r.name == name)
+                    .expect("saved repositories are the selected ones"),
+                policy: &self.policy,
+            },
+            None => Rules::Policy { policy: &self.policy, patterns: &self.patterns, now: self.now, limit },
         }
     }
-    let mut gc_type = cli.gc_type.clone();
-    let untagged_but_needed: Vec<&Kept> =
-        plans.iter().flat_map(|p| p.kept.iter()).filter(|k| k.tags.is_empty()).collect();
-    if gc_type.contains("untagged manifests") && !untagged_but_needed.is_empty() {
-        progress.warn(&format!(
-            "{} untagged manifest(s) are needed ({}); GC type becomes \"unreferenced blobs only\" so it cannot remove them",
-            untagged_but_needed.len(),
-            untagged_but_needed[0].reason
-        ));
-        gc_type = "unreferenced blobs only".to_string();
-    }
-    print_table(&progress, &plans, &usage, !cli.execute);
-    let mut record = PruneRecord {
-        registry: registry.name.clone(),
-        dry_run: !cli.execute,
-        policy: policy.clone(),
-        usage,
-        repositories: plans,
-        failed: Vec::new(),
-        skipped,
-        gc: None,
-        requests: 0,
-    };
-    if let Some(path) = &cli.plan_out {
-        let plan = SavedPlan {
-            version: PLAN_VERSION,
-            registry: registry.name.clone(),
-            created_at: do_core::duration::now_rfc3339(),
-            policy,
-            repositories: record.repositories.clone(),
-        };
-        std::fs::write(path, serde_json::to_string_pretty(&plan)? + "\n")
-            .with_context(|| format!("cannot write --plan-out {}", path.display()))?;
-        progress.info(&format!("plan saved to {}", path.display()));
-    }
-    if !cli.execute {
-        record.requests = client.requests_made();
-        output.emit("prune", 1, &record)?;
-        github_outputs(&record)?;
-        progress.info("dry run: nothing was deleted; add --execute to delete");
-        return Ok(Exit::Done);
+
+    pub(crate) fn plan_one(
+        &self,
+        name: &str,
+        listing: &[Manifest],
+        images: &[SpecImage],
+        reads: &Reads,
+        limit: Option<&BTreeSet<String>>,
+    ) -> anyhow::Result<Planned> {
+        let protected = self.protected(images, name, listing);
+        plan::plan_repository(name, listing, &protected, &self.rules(name, limit), self.grace_cutoff, reads)
     }
 
-    record.failed = delete_all(&client, &progress, &registry_path, &record.repositories, usize::from(cli.concurrency));
-    let deleted_something = deletion_count > record.failed.len();
-    let untagged_total: u64 = record.repositories.iter().map(|p| p.untagged.count).sum();
-    let mut exit = Exit::Done;
-    if cli.gc != GcMode::Off && (deleted_something || untagged_total > 0) {
-        let (gc, gc_exit) = garbage_collect(&client, &progress, &cli, &registry.name, &gc_type, deadline)?;
-        record.gc = gc;
-        exit = gc_exit;
-    } else if cli.gc != GcMode::Off {
-        progress.info("nothing was deleted and nothing is untagged; no garbage collection started");
+    fn plan_all(
+        &self,
+        selected: &[String],
+        listings: &BTreeMap<String, Vec<Manifest>>,
+        images: &[SpecImage],
+        reads: &Reads,
+        limit: Option<&BTreeSet<String>>,
+    ) -> anyhow::Result<Vec<Planned>> {
+        let empty = Vec::new();
+        selected
+            .iter()
+            .map(|name| self.plan_one(name, listings.get(name).unwrap_or(&empty), images, reads, limit))
+            .collect()
     }
-    record.requests = client.requests_made();
-    output.emit("prune", 1, &record)?;
-    github_outputs(&record)?;
-    if !record.failed.is_empty() {
-        return Err(anyhow::anyhow!(
-            "{} of {deletion_count} deletions failed (listed in the record); rerun to retry them",
-            record.failed.len()
-        ));
+
+    /// Usage before, from the listing; the included storage from the subscription. Without
+    /// it, --target-usage cannot work and is a usage error.
+    fn usage_before(&self, registry: &Registry, listings: &BTreeMap<String, Vec<Manifest>>) -> anyhow::Result<Usage> {
+        let included_of = |s: &Subscription| s.tier.as_ref().and_then(|t| t.included_storage_bytes);
+        let mut included = registry.subscription.as_ref().and_then(included_of);
+        if included.is_none() && self.cli.target_usage.is_some() {
+            let subscription: Option<Subscription> =
+                self.client.get_object_or_none("/v2/registries/subscription", "subscription")?;
+            included = subscription.as_ref().and_then(included_of);
+        }
+        if self.cli.target_usage.is_some() && included.is_none() {
+            return Err(Failure::usage(
+                "--target-usage needs the subscription's included storage, which the API did not give; nothing was deleted",
+            ));
+        }
+        let before = usage::unique_blob_bytes(listings.values().flatten());
+        Ok(Usage {
+            before_bytes: Some(before),
+            reported_bytes: registry.storage_usage_bytes,
+            included_bytes: included,
+            estimated_after_bytes: None,
+            before_percent: report::percent_of(Some(before), included),
+            estimated_after_percent: None,
+        })
     }
-    match exit {
-        Exit::Deadline => Err(Failure::deadline("garbage collection still running at the deadline")),
-        Exit::RemoteFailed => Err(Failure::remote("the garbage collection failed")),
-        other => Ok(other),
+
+    /// The tagged manifests to delete whole for --target-usage: oldest first, across
+    /// repositories, only as many as bring the estimated usage to the target.
+    fn trim_to_target(
+        &self,
+        planned: &[Planned],
+        listings: &BTreeMap<String, Vec<Manifest>>,
+        reads: &Reads,
+        target: u64,
+    ) -> anyhow::Result<BTreeSet<String>> {
+        let mut candidates: Vec<(i64, &str, &str)> = planned
+            .iter()
+            .flat_map(|p| {
+                p.plan.deleted.iter().filter(|d| d.action == Action::Manifest && !d.all_tags.is_empty()).map(move |d| {
+                    (
+                        d.updated_at
+                            .as_deref()
+                            .and_then(do_core::duration::parse_timestamp)
+                            .map(|t| t.as_second())
+                            .unwrap_or(i64::MAX),
+                        p.plan.name.as_str(),
+                        d.digest.as_str(),
+                    )
+                })
+            })
+            .collect();
+        candidates.sort();
+        // Learn what every candidate holds, as if all were kept.
+        for planned in planned {
+            let mut roots = planned.roots.clone();
+            for (_, _, digest) in candidates.iter().filter(|(_, name, _)| *name == planned.plan.name) {
+                roots.entry(digest.to_string()).or_insert_with(String::new);
+            }
+            if let Some(listing) = listings.get(&planned.plan.name) {
+                reads.closure(&planned.plan.name, listing, &roots)?;
+            }
+        }
+        let usage_after = |k: usize| {
+            let going: BTreeSet<(&str, &str)> =
+                candidates[..k].iter().map(|(_, name, digest)| (*name, *digest)).collect();
+            let mut gone: BTreeSet<(String, String)> = BTreeSet::new();
+            for planned in planned {
+                let name = planned.plan.name.as_str();
+                let Some(listing) = listings.get(name) else { continue };
+                let mut roots = planned.roots.clone();
+                for (_, _, digest) in candidates[k..].iter().filter(|(_, n, _)| *n == name) {
+                    roots.entry(digest.to_string()).or_insert_with(String::new);
+                }
+                let closure = closure::compute(listing, &roots, &reads.of(name));
+                gone.extend(closure.outside.into_iter().map(|d| (name.to_string(), d)));
+            }
+            usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
+                let gone = &gone;
+                let going = &going;
+                manifests.iter().filter(move |m| {
+                    !going.contains(&(name.as_str(), m.digest.as_str()))
+                        && !gone.contains(&(name.clone(), m.digest.clone()))
+                })
+            }))
+        };
+        let k = usage::deletions_for_target(candidates.len(), target, usage_after);
+        if usage_after(k) > target {
+            self.progress
+                .warn("--target-usage cannot be reached with what the rules allow to delete; deleting all of that");
+        }
+        Ok(candidates[..k].iter().map(|(_, _, digest)| digest.to_string()).collect())
+    }
+
+    /// The GC type: "unreferenced blobs only" unless the user asked for an untagged type, which
+    /// is allowed only when no repository of the registry needs an untagged manifest.
+    fn gc_type(
+        &self,
+        planned: &[Planned],
+        selected: &[String],
+        listings: &BTreeMap<String, Vec<Manifest>>,
+        images: &[SpecImage],
+        reads: &Reads,
+    ) -> anyhow::Result<String> {
+        let requested = self.cli.gc_type.clone();
+        if self.cli.gc == GcMode::Off || GcType::from(requested.as_str()) == GcType::UnreferencedBlobsOnly {
+            return Ok(requested);
+        }
+        // Repositories not pruned keep everything: their closure is that of every tagged manifest.
+        let mut others = Vec::new();
+        for (name, listing) in listings.iter().filter(|(name, _)| !selected.contains(name)) {
+            let protected = self.protected(images, name, listing);
+            let mut roots: BTreeMap<String, String> = listing
+                .iter()
+                .filter(|m| !m.tags.is_empty())
+                .map(|m| (m.digest.clone(), "tagged".to_string()))
+                .collect();
+            roots.extend(protected.digests);
+            for manifest in listing
+                .iter()
+                .filter(|m| m.tags.is_empty() && policy::epoch(m).is_none_or(|at| at >= self.grace_cutoff))
+            {
+                roots.insert(manifest.digest.clone(), "untagged and pushed within --untagged-grace".into());
+            }
+            others.push((name.as_str(), reads.closure(name, listing, &roots)?, listing.as_slice()));
+        }
+        let empty = Vec::new();
+        let mut all: Vec<(&str, &closure::Closure, &[Manifest])> = planned
+            .iter()
+            .map(|p| (p.plan.name.as_str(), &p.closure, listings.get(&p.plan.name).unwrap_or(&empty).as_slice()))
+            .collect();
+        all.extend(others.iter().map(|(name, closure, listing)| (*name, closure, *listing)));
+        match plan::untagged_gc_refusal(&all) {
+            None => Ok(requested),
+            Some(why) => Err(Failure::usage(format!(
+                "refusing --gc-type {requested:?}: {why}; nothing was deleted (the default \"unreferenced blobs only\" is safe, and do-prune deletes unneeded untagged manifests itself)"
+            ))),
+        }
     }
 }
 
-fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
-    let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
-    let deleted: usize = record.repositories.iter().map(|r| r.deleted.len()).sum::<usize>() - record.failed.len();
-    let freed = match (record.usage.before_bytes, record.usage.estimated_after_bytes) {
-        (Some(before), Some(after)) => before.saturating_sub(after),
-        _ => 0,
-    };
-    github.outputs(&[
-        ("deleted_count", deleted.to_string()),
-        ("freed_bytes", freed.to_string()),
-        ("dry_run", record.dry_run.to_string()),
-        ("gc_uuid", record.gc.as_ref().map(|gc| gc.uuid.clone()).unwrap_or_default()),
-    ])?;
-    let mut summary = format!(
-        "### do-prune{}\n\n| repository | kept | deleted | untagged |\n|---|---|---|---|\n",
-        if record.dry_run { " (dry run)" } else { "" }
-    );
-    for plan in &record.repositories {
-        summary.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            plan.name,
-            plan.kept.len(),
-            plan.deleted.len(),
-            plan.untagged.count
-        ));
-    }
-    summary.push_str(&format!("\nAbout {} freed after GC", size(freed)));
-    if let Some(gc) = &record.gc {
-        summary.push_str(&format!("; garbage collection `{}` {}", gc.uuid, gc.status));
-    }
-    summary.push('\n');
-    github.summary(&summary)?;
-    Ok(())
+/// A run where some repository could not be planned safely did not do all it was asked: exit 1.
+fn blocked_error(record: &PruneRecord) -> Option<anyhow::Error> {
+    let blocked: Vec<&str> =
+        record.repositories.iter().filter(|r| r.blocked.is_some()).map(|r| r.name.as_str()).collect();
+    (!blocked.is_empty()).then(|| {
+        anyhow::anyhow!(
+            "nothing was deleted in {}: manifests could not be read from the registry (the record says which); rerun when the registry answers",
+            blocked.join(", ")
+        )
+    })
 }
 
 fn read_plan(path: &std::path::Path) -> anyhow::Result<SavedPlan> {
@@ -301,7 +558,7 @@ fn read_plan(path: &std::path::Path) -> anyhow::Result<SavedPlan> {
         .map_err(|e| Failure::usage(format!("--apply {}: not a do-prune plan: {e}", path.display())))?;
     if plan.version != PLAN_VERSION {
         return Err(Failure::usage(format!(
-            "--apply {}: plan version {} is not {PLAN_VERSION}",
+            "--apply {}: plan version {} is not {PLAN_VERSION}; make the plan again with this do-prune",
             path.display(),
             plan.version
         )));
@@ -309,476 +566,55 @@ fn read_plan(path: &std::path::Path) -> anyhow::Result<SavedPlan> {
     validate::registry_name(&plan.registry)?;
     for repository in &plan.repositories {
         validate::repository_name(&repository.name)?;
-        for deletion in &repository.deleted {
-            validate::digest(&deletion.digest)?;
-            for tag in &deletion.tags {
-                validate::tag_name(tag)?;
-            }
+        for deletion in repository.deleted.iter().map(|d| &d.digest).chain(repository.kept.iter().map(|k| &k.digest)) {
+            validate::digest(deletion)?;
+        }
+        for tag in repository.deleted.iter().flat_map(|d| d.tags.iter().chain(d.all_tags.iter())) {
+            validate::tag_name(tag)?;
         }
     }
     Ok(plan)
 }
 
-/// A saved plan against today's registry: entries whose manifest is gone, changed (tags or
-/// `updated_at`) or now protected are skipped, each with its reason.
-fn recheck_saved(
-    saved: &SavedPlan,
-    listings: &BTreeMap<String, Vec<Manifest>>,
-    protected: &Protected,
-    skipped: &mut Vec<Skipped>,
-) -> Vec<RepositoryPlan> {
-    let mut plans = Vec::new();
-    for planned in &saved.repositories {
-        let current = listings.get(&planned.name).map(Vec::as_slice).unwrap_or(&[]);
-        let mut plan = RepositoryPlan {
-            name: planned.name.clone(),
-            kept: Vec::new(),
-            deleted: Vec::new(),
-            untagged: planned.untagged.clone(),
+/// A saved plan's entries must make sense on their own: an entry that would strip tags the
+/// plan keeps, or that could never have come from do-prune, is refused before any request.
+fn check_saved_entries(plan: &SavedPlan, keep_patterns: &[regex::Regex]) -> anyhow::Result<()> {
+    for repository in &plan.repositories {
+        let bad = |digest: &str, why: String| {
+            Failure::usage(format!(
+                "--apply: the entry for {}@{} is inconsistent: {why}; nothing was deleted",
+                repository.name,
+                closure::short(digest)
+            ))
         };
-        for deletion in &planned.deleted {
-            let skip =
-                |reason: String| Skipped { repository: planned.name.clone(), digest: deletion.digest.clone(), reason };
-            let Some(manifest) = current.iter().find(|m| m.digest == deletion.digest) else {
-                skipped.push(skip("gone since the plan".into()));
-                continue;
-            };
-            if manifest.tags != deletion.all_tags || manifest.updated_at != deletion.updated_at {
-                skipped.push(skip(format!("changed since the plan (tags now {:?})", manifest.tags)));
-                continue;
+        let kept: BTreeSet<&str> = repository.kept.iter().map(|k| k.digest.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for entry in &repository.deleted {
+            if !seen.insert((entry.digest.as_str(), entry.action)) {
+                return Err(bad(&entry.digest, "it is listed twice".into()));
             }
-            if let Some(reason) = protected.digest(&planned.name, &deletion.digest) {
-                skipped.push(skip(format!("now protected: {reason}")));
-                continue;
+            if let Some(stray) = entry.tags.iter().find(|t| !entry.all_tags.contains(t)) {
+                return Err(bad(&entry.digest, format!("it deletes tag {stray}, which the manifest did not have")));
             }
-            plan.deleted.push(deletion.clone());
-        }
-        if !saved.policy.allow_empty {
-            let tagged: Vec<&Manifest> = current.iter().filter(|m| !m.tags.is_empty()).collect();
-            let all_go = !tagged.is_empty()
-                && tagged
-                    .iter()
-                    .all(|m| plan.deleted.iter().any(|d| d.digest == m.digest && d.action == Action::Manifest));
-            if all_go {
-                let newest = tagged.iter().max_by_key(|m| policy::epoch(m)).expect("not empty");
-                plan.deleted.retain(|d| d.digest != newest.digest);
-                skipped.push(Skipped {
-                    repository: planned.name.clone(),
-                    digest: newest.digest.clone(),
-                    reason: "the repository's last tagged manifest".into(),
-                });
+            if let Some(kept_tag) = entry.tags.iter().find(|t| policy::kept_tag_reason(t, keep_patterns).is_some()) {
+                return Err(bad(&entry.digest, format!("it deletes tag {kept_tag}, which the plan's policy keeps")));
             }
-        }
-        plans.push(plan);
-    }
-    plans
-}
-
-fn usage_before(registry: &Registry) -> Usage {
-    let included = registry.subscription.as_ref().and_then(|s| s.tier.as_ref()).and_then(|t| t.included_storage_bytes);
-    Usage {
-        before_bytes: registry.storage_usage_bytes,
-        included_bytes: included,
-        estimated_after_bytes: None,
-        before_percent: percent_of(registry.storage_usage_bytes, included),
-        estimated_after_percent: None,
-    }
-}
-
-fn percent_of(bytes: Option<u64>, included: Option<u64>) -> Option<f64> {
-    match (bytes, included) {
-        (Some(bytes), Some(included)) if included > 0 => Some((bytes as f64 * 1000.0 / included as f64).round() / 10.0),
-        _ => None,
-    }
-}
-
-/// What a GC frees after the planned deletions: blobs no remaining manifest uses.
-fn estimated_freed(
-    plans: &[RepositoryPlan],
-    listings: &BTreeMap<String, Vec<Manifest>>,
-    gc_sweeps_untagged: bool,
-) -> u64 {
-    let all: Vec<&Manifest> = listings.values().flatten().collect();
-    let needed_untagged: BTreeSet<&str> =
-        plans.iter().flat_map(|p| p.kept.iter()).filter(|k| k.tags.is_empty()).map(|k| k.digest.as_str()).collect();
-    let mut gone: BTreeSet<&str> = plans
-        .iter()
-        .flat_map(|p| p.deleted.iter())
-        .filter(|d| d.action == Action::Manifest)
-        .map(|d| d.digest.as_str())
-        .collect();
-    if gc_sweeps_untagged {
-        gone.extend(
-            all.iter()
-                .filter(|m| m.tags.is_empty() && !needed_untagged.contains(m.digest.as_str()))
-                .map(|m| m.digest.as_str()),
-        );
-    }
-    policy::freed_bytes(&all, &gone)
-}
-
-/// Keeps deletions back, newest first, as long as the estimate stays at or under the target.
-fn trim_to_target(
-    plans: &mut [RepositoryPlan],
-    listings: &BTreeMap<String, Vec<Manifest>>,
-    before: u64,
-    target: u64,
-    gc_sweeps_untagged: bool,
-) {
-    let mut candidates: Vec<(Option<i64>, usize, String)> = plans
-        .iter()
-        .enumerate()
-        .flat_map(|(index, plan)| {
-            plan.deleted.iter().map(move |d| {
-                (
-                    d.updated_at.as_deref().and_then(do_core::duration::parse_timestamp).map(|t| t.as_second()),
-                    index,
-                    d.digest.clone(),
-                )
-            })
-        })
-        .collect();
-    candidates.sort();
-    let mut chosen: BTreeSet<(usize, String)> = BTreeSet::new();
-    let original: Vec<Vec<Deletion>> = plans.iter().map(|p| p.deleted.clone()).collect();
-    for plan in plans.iter_mut() {
-        plan.deleted.clear();
-    }
-    let estimate =
-        |plans: &[RepositoryPlan]| before.saturating_sub(estimated_freed(plans, listings, gc_sweeps_untagged));
-    for (_, index, digest) in candidates {
-        if estimate(plans) <= target {
-            break;
-        }
-        chosen.insert((index, digest.clone()));
-        if let Some(deletion) = original[index].iter().find(|d| d.digest == digest) {
-            plans[index].deleted.push(deletion.clone());
-        }
-    }
-    for (index, plan) in plans.iter_mut().enumerate() {
-        for deletion in &original[index] {
-            if !chosen.contains(&(index, deletion.digest.clone())) && deletion.action == Action::Manifest {
-                plan.kept.push(Kept {
-                    digest: deletion.digest.clone(),
-                    tags: deletion.tags.clone(),
-                    reason: "not needed to reach --target-usage".into(),
-                });
-            }
-        }
-    }
-}
-
-fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage, dry_run: bool) {
-    let width = plans.iter().map(|p| p.name.len()).max().unwrap_or(10).max(10);
-    progress.info(&format!(
-        "{:<width$}  {:>6}  {:>8}  {:>12}  {:>8}  {:>12}",
-        "repository", "kept", "deleted", "deleted size", "untagged", "untagged size"
-    ));
-    for plan in plans {
-        let deleted_bytes: u64 = plan.deleted.iter().filter(|d| d.action == Action::Manifest).map(|d| d.bytes).sum();
-        progress.info(&format!(
-            "{:<width$}  {:>6}  {:>8}  {:>12}  {:>8}  {:>12}",
-            plan.name,
-            plan.kept.len(),
-            plan.deleted.len(),
-            size(deleted_bytes),
-            plan.untagged.count,
-            size(plan.untagged.bytes)
-        ));
-    }
-    if let (Some(before), Some(after)) = (usage.before_bytes, usage.estimated_after_bytes) {
-        let of = |p: Option<f64>| p.map(|p| format!(" ({p}% of the included storage)")).unwrap_or_default();
-        progress.info(&format!(
-            "usage {}{} -> about {}{} after {}GC",
-            size(before),
-            of(usage.before_percent),
-            size(after),
-            of(usage.estimated_after_percent),
-            if dry_run { "the deletions and " } else { "" }
-        ));
-    }
-}
-
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// Deletes concurrently; a failure does not stop the others. A 404 means it is already gone
-/// (a rerun after an interruption), which is what we wanted.
-fn delete_all(
-    client: &Client,
-    progress: &Progress,
-    registry_path: &str,
-    plans: &[RepositoryPlan],
-    concurrency: usize,
-) -> Vec<Failed> {
-    let mut requests: Vec<(String, &Deletion, String)> = Vec::new();
-    for plan in plans {
-        let repository_path = format!("{registry_path}/repositories/{}", segment(&plan.name));
-        for deletion in &plan.deleted {
-            match deletion.action {
-                Action::Manifest => requests.push((
-                    plan.name.clone(),
-                    deletion,
-                    format!("{repository_path}/digests/{}", segment(&deletion.digest)),
-                )),
-                Action::Tags => {
-                    for tag in &deletion.tags {
-                        requests.push((
-                            plan.name.clone(),
-                            deletion,
-                            format!("{repository_path}/tags/{}", segment(tag)),
-                        ));
-                    }
+            match entry.action {
+                Action::Manifest if entry.tags != entry.all_tags => {
+                    return Err(bad(
+                        &entry.digest,
+                        "a whole-manifest deletion must list every tag the manifest had".into(),
+                    ));
                 }
+                Action::Manifest if kept.contains(entry.digest.as_str()) => {
+                    return Err(bad(&entry.digest, "the plan also keeps it".into()));
+                }
+                Action::Tags if entry.tags.is_empty() || entry.tags.len() >= entry.all_tags.len() => {
+                    return Err(bad(&entry.digest, "a tag deletion must leave the manifest at least one tag".into()));
+                }
+                _ => {}
             }
         }
     }
-    let total = requests.len();
-    let queue = Mutex::new(requests.into_iter());
-    let failed = Mutex::new(Vec::new());
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..concurrency.min(total.max(1)) {
-            scope.spawn(|| loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                let Some((repository, deletion, path)) = next else { break };
-                match client.delete(&path) {
-                    Ok(()) => {}
-                    Err(error) if has_status(&error, 404) => progress.debug(&format!("{path}: already gone")),
-                    Err(error) => failed.lock().unwrap_or_else(|e| e.into_inner()).push(Failed {
-                        repository,
-                        digest: deletion.digest.clone(),
-                        tags: deletion.tags.clone(),
-                        error: format!("{error:#}"),
-                    }),
-                }
-                let count = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                // Every tenth part, so CI logs get about ten lines however many deletions there are.
-                if count.is_multiple_of((total / 10).max(1)) || count == total {
-                    progress.status(&format!("deleting: {count}/{total}"), "");
-                }
-            });
-        }
-    });
-    progress.finish();
-    let failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
-    progress.info(&format!(
-        "{} of {total} deletions done{}",
-        total - failed.len(),
-        if failed.is_empty() { String::new() } else { format!(", {} failed", failed.len()) }
-    ));
-    for failure in &failed {
-        progress.warn(&format!("could not delete {}@{}: {}", failure.repository, failure.digest, failure.error));
-    }
-    failed
-}
-
-/// Starts GC with an explicit type (through the endpoint that accepts one), or reports the one
-/// already running; waits for it with `--gc wait`.
-fn garbage_collect(
-    client: &Client,
-    progress: &Progress,
-    cli: &Cli,
-    registry: &str,
-    gc_type: &str,
-    deadline: Instant,
-) -> anyhow::Result<(Option<GcReport>, Exit)> {
-    let active_path = format!("/v2/registries/{}/garbage-collection", segment(registry));
-    let report = |gc: &GarbageCollection, gc_type: Option<&str>, already_running: bool| GcReport {
-        uuid: gc.uuid.clone(),
-        gc_type: gc_type.map(str::to_string),
-        status: gc.status.to_string(),
-        already_running,
-        freed_bytes: gc.freed_bytes,
-    };
-    let (mut gc_report, uuid) =
-        match client.get_object_or_none::<GarbageCollection>(&active_path, "garbage_collection")? {
-            Some(active) => {
-                progress.info(&format!(
-                    "garbage collection {} is already running ({}); not starting another",
-                    active.uuid, active.status
-                ));
-                (report(&active, None, true), active.uuid.clone())
-            }
-            None => {
-                // The registries family declares no body for this call; the registry family takes the type.
-                let start_path = format!("/v2/registry/{}/garbage-collection", segment(registry));
-                let started = match client.post_create::<GarbageCollection>(
-                    &start_path,
-                    Some(&json!({"type": gc_type})),
-                    "garbage_collection",
-                ) {
-                    Ok(gc) => gc,
-                    Err(error) if do_core::api::is_ambiguous(&error) || has_status(&error, 409) => {
-                        // Ambiguous, or refused as already active: look before anything else.
-                        match client.get_object_or_none::<GarbageCollection>(&active_path, "garbage_collection")? {
-                            Some(gc) => gc,
-                            None => return Err(error.context("could not start garbage collection")),
-                        }
-                    }
-                    Err(error) => return Err(error.context("could not start garbage collection")),
-                };
-                progress.info(&format!("garbage collection {} started (type: {gc_type})", started.uuid));
-                (report(&started, Some(gc_type), false), started.uuid.clone())
-            }
-        };
-    if cli.gc != GcMode::Wait {
-        return Ok((Some(gc_report), Exit::Done));
-    }
-    let poller =
-        Poller { interval: cli.interval, max_interval: cli.interval.max(std::time::Duration::from_secs(60)), deadline };
-    let list_path = format!("/v2/registries/{}/garbage-collections?page=1&per_page=20", segment(registry));
-    let polled = poller.run(progress, || {
-        match client.get_object_or_none::<GarbageCollection>(&active_path, "garbage_collection")? {
-            Some(gc) if gc.uuid == uuid && !gc.status.is_terminal() => {
-                Ok(Check::Waiting(format!("garbage collection {uuid} is {}", gc.status)))
-            }
-            _ => {
-                let recent: Vec<GarbageCollection> = client.get_object(&list_path, "garbage_collections")?;
-                Ok(Check::Done(recent.into_iter().find(|gc| gc.uuid == uuid)))
-            }
-        }
-    })?;
-    match polled.outcome {
-        None => Ok((Some(gc_report), Exit::Deadline)),
-        Some(ended) => {
-            if let Some(ended) = ended {
-                gc_report.status = ended.status.to_string();
-                gc_report.freed_bytes = ended.freed_bytes;
-            }
-            progress.info(&format!(
-                "garbage collection {uuid} ended {}{}",
-                gc_report.status,
-                gc_report.freed_bytes.map(|b| format!(", freed {}", size(b))).unwrap_or_default()
-            ));
-            let failed = GcStatus::from(gc_report.status.as_str()) == GcStatus::Failed;
-            Ok((Some(gc_report), if failed { Exit::RemoteFailed } else { Exit::Done }))
-        }
-    }
-}
-
-#[cfg(test)]
-mod properties {
-    use super::*;
-    use do_core::types::Blob;
-    use proptest::prelude::*;
-
-    const TAGS: [&str; 10] = ["latest", "v1", "v2", "v3", "v4", "v5", "release-1", "release-2", "main", "dev"];
-
-    /// A repository: each manifest has a unique digest, tags drawn so no tag is on two
-    /// manifests, an age in days and blobs from a shared pool.
-    fn repository() -> impl Strategy<Value = Vec<Manifest>> {
-        proptest::collection::vec(
-            (proptest::collection::vec(0usize..TAGS.len(), 0..3), 0i64..60, proptest::collection::vec(0u8..8, 1..3)),
-            0..14,
-        )
-        .prop_map(|specs| {
-            let mut used = BTreeSet::new();
-            specs
-                .into_iter()
-                .enumerate()
-                .map(|(i, (tags, age, blobs))| {
-                    let tags: Vec<String> =
-                        tags.into_iter().filter(|t| used.insert(*t)).map(|t| TAGS[t].to_string()).collect();
-                    Manifest {
-                        digest: format!("sha256:{i:064x}"),
-                        tags,
-                        updated_at: Some(
-                            jiff::Timestamp::from_second(1_800_000_000 - age * 86_400).unwrap().to_string(),
-                        ),
-                        compressed_size_bytes: Some(100),
-                        blobs: blobs
-                            .into_iter()
-                            .map(|b| Blob { digest: Some(format!("blob-{b}")), compressed_size_bytes: Some(10) })
-                            .collect(),
-                        ..Manifest::default()
-                    }
-                })
-                .collect()
-        })
-    }
-
-    fn policy() -> impl Strategy<Value = Policy> {
-        (0usize..4, proptest::option::of(0u64..40), any::<bool>(), any::<bool>()).prop_map(
-            |(keep_last, days, release, allow_empty)| Policy {
-                keep_tags: if release { vec!["release-.*".into()] } else { vec![] },
-                keep_last,
-                keep_within_seconds: days.map(|d| d * 86_400),
-                allow_empty,
-            },
-        )
-    }
-
-    /// What the registry looks like after a plan is carried out.
-    fn apply(manifests: &[Manifest], plan: &RepositoryPlan) -> Vec<Manifest> {
-        manifests
-            .iter()
-            .filter(|m| !plan.deleted.iter().any(|d| d.digest == m.digest && d.action == Action::Manifest))
-            .map(|m| {
-                let mut m = m.clone();
-                for deletion in plan.deleted.iter().filter(|d| d.digest == m.digest && d.action == Action::Tags) {
-                    m.tags.retain(|t| !deletion.tags.contains(t));
-                }
-                m
-            })
-            .collect()
-    }
-
-    proptest! {
-        #[test]
-        fn prune_plans_keep_what_they_must(
-            manifests in repository(),
-            policy in policy(),
-            protected_picks in proptest::collection::vec(0usize..14, 0..4),
-            protected_tag in proptest::option::of(0usize..TAGS.len()),
-        ) {
-            let mut protected = Protected::default();
-            for pick in &protected_picks {
-                if let Some(m) = manifests.get(*pick) {
-                    protected.digests.insert(("web".into(), m.digest.clone()), "deployed".into());
-                }
-            }
-            if let Some(tag) = protected_tag {
-                protected.tags.insert((None, TAGS[tag].to_string()), "named by the tag record".into());
-            }
-            let patterns = policy::compile_keep_tags(&policy.keep_tags).unwrap();
-            let plan = policy::plan_repository("web", &manifests, &policy, &patterns, &protected, 1_800_000_000);
-
-            // A protected digest is never touched, not even one of its tags.
-            for deletion in &plan.deleted {
-                prop_assert!(protected.digest("web", &deletion.digest).is_none(), "deleted protected {}", deletion.digest);
-            }
-            // A manifest a kept tag points to is never deleted, and kept tags stay.
-            for kept in plan.kept.iter().filter(|k| !k.tags.is_empty()) {
-                for deletion in plan.deleted.iter().filter(|d| d.digest == kept.digest) {
-                    prop_assert_eq!(deletion.action, Action::Tags);
-                    prop_assert!(deletion.tags.iter().all(|t| !kept.tags.contains(t)));
-                }
-            }
-            // Without --allow-empty a repository keeps a tagged manifest.
-            let after = apply(&manifests, &plan);
-            if !policy.allow_empty && manifests.iter().any(|m| !m.tags.is_empty()) {
-                prop_assert!(after.iter().any(|m| !m.tags.is_empty()), "the repository lost its last tagged manifest");
-            }
-            // Applying the same plan a second time deletes nothing.
-            let saved = SavedPlan { version: PLAN_VERSION, registry: "reg".into(), created_at: String::new(), policy: policy.clone(), repositories: vec![plan.clone()] };
-            let listings = BTreeMap::from([("web".to_string(), after)]);
-            let mut skipped = Vec::new();
-            let second = recheck_saved(&saved, &listings, &protected, &mut skipped);
-            prop_assert!(second.iter().all(|p| p.deleted.is_empty()), "the second apply would delete {:?}", second);
-            prop_assert_eq!(skipped.len(), plan.deleted.len());
-        }
-    }
+    Ok(())
 }

@@ -1,13 +1,15 @@
-//! The retention policy: which manifests stay (and why), which go whole, which lose only some
-//! tags, and what that frees. Pure: no requests, so it is unit- and property-tested.
+//! The retention policy over one repository's tagged manifests: which stay (and why), which go
+//! whole, which lose only some tags. Untagged manifests are not decided here but by the keep
+//! closure (`closure.rs`), since what they are (an index's child, a referrer) is not in the
+//! listing. Pure: no requests, so it is unit-, property- and mutation-tested.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use do_core::types::Manifest;
 use serde::{Deserialize, Serialize};
 
 /// The rules. A manifest is kept if any rule keeps it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Policy {
     /// Tag patterns (whole-tag regular expressions) whose tags stay; `latest` always does.
     pub keep_tags: Vec<String>,
@@ -15,29 +17,17 @@ pub struct Policy {
     pub keep_last: usize,
     /// Manifests updated within this many seconds stay.
     pub keep_within_seconds: Option<u64>,
-    /// Delete even a repository's last tagged manifest.
+    /// Allow deleting a repository's newest tagged manifest.
     pub allow_empty: bool,
 }
 
-/// Digests and tags that must not be deleted, each with why.
-#[derive(Clone, Debug, Default)]
+/// One repository's digests and tags that must not be deleted, each with why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Protected {
-    /// (repository, digest) -> reason
-    pub digests: BTreeMap<(String, String), String>,
-    /// (repository or None for any, tag) -> reason
-    pub tags: BTreeMap<(Option<String>, String), String>,
-}
-
-impl Protected {
-    pub fn digest(&self, repository: &str, digest: &str) -> Option<&String> {
-        self.digests.get(&(repository.to_string(), digest.to_string()))
-    }
-
-    fn tag(&self, repository: &str, tag: &str) -> Option<&String> {
-        self.tags
-            .get(&(Some(repository.to_string()), tag.to_string()))
-            .or_else(|| self.tags.get(&(None, tag.to_string())))
-    }
+    /// digest -> reason
+    pub digests: BTreeMap<String, String>,
+    /// tag -> reason
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,7 +37,7 @@ pub struct Kept {
     pub reason: String,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Delete the manifest (and with it all its tags).
@@ -59,63 +49,56 @@ pub enum Action {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Deletion {
     pub digest: String,
-    /// With `manifest`: every tag it had. With `tags`: the tags to delete.
+    /// With `manifest`: every tag it had (none for an untagged manifest). With `tags`: the tags to delete.
     pub tags: Vec<String>,
     /// The tags it had when planned (a saved plan is applied only if they still match).
     pub all_tags: Vec<String>,
     pub updated_at: Option<String>,
-    /// Compressed bytes of the manifest (what a later GC may free).
+    /// Compressed bytes of the manifest's blobs (what a later GC may free).
     pub bytes: u64,
     pub action: Action,
+    /// Why it goes.
+    #[serde(default)]
+    pub reason: String,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Untagged {
-    pub count: u64,
-    pub bytes: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RepositoryPlan {
-    pub name: String,
+/// What the policy decides for one repository's tagged manifests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaggedPlan {
     pub kept: Vec<Kept>,
     pub deleted: Vec<Deletion>,
-    /// Untagged manifests a GC of type `untagged manifests …` removes (protected ones excluded).
-    pub untagged: Untagged,
+    /// Manifests whose `updated_at` cannot be read: kept, and worth a warning.
+    pub unreadable_times: Vec<(String, Option<String>)>,
 }
 
-/// Plans one repository.
-pub fn plan_repository(
-    repository: &str,
+/// Decides the tagged manifests of one repository. Untagged manifests in `manifests` are ignored.
+pub fn plan_tagged(
     manifests: &[Manifest],
     policy: &Policy,
     keep_tag_patterns: &[regex::Regex],
     protected: &Protected,
     now_epoch: i64,
-) -> RepositoryPlan {
-    let mut tagged: Vec<&Manifest> = manifests.iter().filter(|m| !m.tags.is_empty()).collect();
+) -> TaggedPlan {
+    let mut plan = TaggedPlan::default();
+    let (mut readable, unreadable): (Vec<&Manifest>, Vec<&Manifest>) =
+        manifests.iter().filter(|m| !m.tags.is_empty()).partition(|m| epoch(m).is_some());
     // Most recent first; the digest breaks ties so the order never depends on listing order.
-    tagged.sort_by(|a, b| epoch(b).cmp(&epoch(a)).then_with(|| a.digest.cmp(&b.digest)));
-    let mut plan = RepositoryPlan {
-        name: repository.to_string(),
-        kept: Vec::new(),
-        deleted: Vec::new(),
-        untagged: Untagged::default(),
-    };
-    for manifest in manifests.iter().filter(|m| m.tags.is_empty()) {
-        match protected.digest(repository, &manifest.digest) {
-            Some(reason) => {
-                plan.kept.push(Kept { digest: manifest.digest.clone(), tags: Vec::new(), reason: reason.clone() })
-            }
-            None => {
-                plan.untagged.count += 1;
-                plan.untagged.bytes += bytes(manifest);
-            }
-        }
+    readable.sort_by(|a, b| epoch(b).cmp(&epoch(a)).then_with(|| a.digest.cmp(&b.digest)));
+    for manifest in &unreadable {
+        plan.unreadable_times.push((manifest.digest.clone(), manifest.updated_at.clone()));
+        let reason = protected.digests.get(&manifest.digest).cloned().unwrap_or_else(|| {
+            format!(
+                "its updated_at {} cannot be read, so it counts as newest",
+                manifest.updated_at.as_deref().map(|t| format!("{t:?}")).unwrap_or_else(|| "(none)".into())
+            )
+        });
+        plan.kept.push(Kept { digest: manifest.digest.clone(), tags: manifest.tags.clone(), reason });
     }
-    for (rank, manifest) in tagged.iter().enumerate() {
+    for (rank, manifest) in readable.iter().enumerate() {
+        let newest = rank == 0 && unreadable.is_empty();
         let whole_reason = protected
-            .digest(repository, &manifest.digest)
+            .digests
+            .get(&manifest.digest)
             .cloned()
             .or_else(|| {
                 (rank < policy.keep_last).then(|| format!("one of the {} most recent (--keep-last)", policy.keep_last))
@@ -130,7 +113,11 @@ pub fn plan_repository(
                     )
                 })
             })
-            .or_else(|| manifest.tags.iter().find_map(|tag| protected.tag(repository, tag).cloned()));
+            .or_else(|| manifest.tags.iter().find_map(|tag| protected.tags.get(tag).cloned()))
+            .or_else(|| {
+                (newest && !policy.allow_empty)
+                    .then(|| "the repository's newest tagged manifest (--allow-empty deletes it)".to_string())
+            });
         if let Some(reason) = whole_reason {
             plan.kept.push(Kept { digest: manifest.digest.clone(), tags: manifest.tags.clone(), reason });
             continue;
@@ -138,49 +125,39 @@ pub fn plan_repository(
         let kept_tags: Vec<(&String, String)> = manifest
             .tags
             .iter()
-            .filter_map(|tag| {
-                if tag == "latest" {
-                    return Some((tag, "tag latest".to_string()));
-                }
-                keep_tag_patterns
-                    .iter()
-                    .find(|re| re.is_match(tag))
-                    .map(|re| (tag, format!("tag {tag} matches --keep-tag {}", re.as_str())))
-            })
+            .filter_map(|tag| kept_tag_reason(tag, keep_tag_patterns).map(|why| (tag, why)))
             .collect();
         if kept_tags.is_empty() {
-            plan.deleted.push(deletion(manifest, manifest.tags.clone(), Action::Manifest));
+            plan.deleted.push(deletion(manifest, manifest.tags.clone(), Action::Manifest, "kept by no rule"));
         } else {
             let reason = kept_tags.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>().join("; ");
-            let kept_names: BTreeSet<&String> = kept_tags.iter().map(|(tag, _)| *tag).collect();
-            let doomed: Vec<String> = manifest.tags.iter().filter(|t| !kept_names.contains(t)).cloned().collect();
+            let doomed: Vec<String> =
+                manifest.tags.iter().filter(|t| !kept_tags.iter().any(|(kept, _)| kept == t)).cloned().collect();
             plan.kept.push(Kept {
                 digest: manifest.digest.clone(),
-                tags: kept_names.into_iter().cloned().collect(),
+                tags: kept_tags.iter().map(|(tag, _)| (*tag).clone()).collect(),
                 reason,
             });
             if !doomed.is_empty() {
-                plan.deleted.push(deletion(manifest, doomed, Action::Tags));
+                plan.deleted.push(deletion(manifest, doomed, Action::Tags, "tags kept by no rule"));
             }
-        }
-    }
-    if !policy.allow_empty {
-        let every_tagged_goes = !tagged.is_empty()
-            && tagged.iter().all(|m| plan.deleted.iter().any(|d| d.digest == m.digest && d.action == Action::Manifest));
-        if every_tagged_goes {
-            let newest = tagged[0];
-            plan.deleted.retain(|d| d.digest != newest.digest);
-            plan.kept.push(Kept {
-                digest: newest.digest.clone(),
-                tags: newest.tags.clone(),
-                reason: "the repository's last tagged manifest (--allow-empty deletes it)".into(),
-            });
         }
     }
     plan
 }
 
-fn deletion(manifest: &Manifest, tags: Vec<String>, action: Action) -> Deletion {
+/// Why a tag stays on its own: `latest`, or a `--keep-tag` pattern.
+pub fn kept_tag_reason(tag: &str, keep_tag_patterns: &[regex::Regex]) -> Option<String> {
+    if tag == "latest" {
+        return Some("tag latest".to_string());
+    }
+    keep_tag_patterns
+        .iter()
+        .find(|re| re.is_match(tag))
+        .map(|re| format!("tag {tag} matches --keep-tag {}", re.as_str()))
+}
+
+pub fn deletion(manifest: &Manifest, tags: Vec<String>, action: Action, reason: &str) -> Deletion {
     Deletion {
         digest: manifest.digest.clone(),
         tags,
@@ -188,6 +165,7 @@ fn deletion(manifest: &Manifest, tags: Vec<String>, action: Action) -> Deletion 
         updated_at: manifest.updated_at.clone(),
         bytes: bytes(manifest),
         action,
+        reason: reason.to_string(),
     }
 }
 
@@ -200,30 +178,6 @@ pub fn bytes(manifest: &Manifest) -> u64 {
 
 pub fn epoch(manifest: &Manifest) -> Option<i64> {
     manifest.updated_at.as_deref().and_then(do_core::duration::parse_timestamp).map(|t| t.as_second())
-}
-
-/// Bytes a GC frees once `gone` manifests are removed: blobs that no remaining manifest uses.
-pub fn freed_bytes(all: &[&Manifest], gone: &BTreeSet<&str>) -> u64 {
-    let mut kept_blobs = BTreeSet::new();
-    for manifest in all.iter().filter(|m| !gone.contains(m.digest.as_str())) {
-        for blob in &manifest.blobs {
-            if let Some(digest) = &blob.digest {
-                kept_blobs.insert(digest.as_str());
-            }
-        }
-    }
-    let mut freed = BTreeMap::new();
-    for manifest in all.iter().filter(|m| gone.contains(m.digest.as_str())) {
-        if manifest.blobs.is_empty() {
-            freed.insert(manifest.digest.as_str(), bytes(manifest));
-        }
-        for blob in &manifest.blobs {
-            if let Some(digest) = blob.digest.as_deref().filter(|d| !kept_blobs.contains(d)) {
-                freed.insert(digest, blob.compressed_size_bytes.unwrap_or(0));
-            }
-        }
-    }
-    freed.values().sum()
 }
 
 /// Compiles `--keep-tag` patterns to match whole tags.
@@ -261,13 +215,22 @@ mod tests {
         }
     }
 
-    fn plan(manifests: &[Manifest], policy: &Policy, protected: &Protected) -> RepositoryPlan {
+    fn plan(manifests: &[Manifest], policy: &Policy, protected: &Protected) -> TaggedPlan {
         let patterns = compile_keep_tags(&policy.keep_tags).unwrap();
-        plan_repository("web", manifests, policy, &patterns, protected, NOW)
+        plan_tagged(manifests, policy, &patterns, protected, NOW)
     }
 
-    fn deleted(plan: &RepositoryPlan) -> Vec<(&str, Action)> {
+    fn deleted(plan: &TaggedPlan) -> Vec<(&str, Action)> {
         plan.deleted.iter().map(|d| (d.digest.as_str(), d.action)).collect()
+    }
+
+    fn reason<'a>(plan: &'a TaggedPlan, digest: &str) -> &'a str {
+        &plan
+            .kept
+            .iter()
+            .find(|k| k.digest == digest)
+            .unwrap_or_else(|| panic!("{digest} is not kept: {plan:?}"))
+            .reason
     }
 
     fn registry() -> Vec<Manifest> {
@@ -285,85 +248,149 @@ mod tests {
     fn keep_last_keeps_the_most_recent_by_updated_at() {
         let p = plan(&registry(), &Policy { keep_last: 2, ..Policy::default() }, &Protected::default());
         assert_eq!(deleted(&p), [("c", Action::Tags), ("b", Action::Manifest), ("a", Action::Manifest)]);
-        assert!(p.kept.iter().any(|k| k.digest == "c" && k.reason == "tag latest"));
-        assert_eq!(p.untagged, Untagged { count: 1, bytes: 100 });
+        assert_eq!(reason(&p, "c"), "tag latest");
+        assert_eq!(reason(&p, "e"), "one of the 2 most recent (--keep-last)");
+        assert_eq!(reason(&p, "d"), "one of the 2 most recent (--keep-last)");
+        assert!(p.kept.iter().chain(p.kept.iter()).all(|k| k.digest != "u"), "untagged manifests are not decided here");
+        assert_eq!(p.deleted[1].reason, "kept by no rule");
+        assert_eq!(p.deleted[0].reason, "tags kept by no rule");
+        assert_eq!(p.deleted[1].bytes, 100);
     }
 
     #[test]
-    fn keep_within_keeps_recent_updates() {
+    fn keep_last_ranks_by_time_then_digest() {
+        let mut tied = vec![manifest("b", &["v2"], 3), manifest("a", &["v1"], 3), manifest("c", &["v3"], 9)];
+        let p = plan(&tied, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
+        assert_eq!(deleted(&p), [("b", Action::Manifest), ("c", Action::Manifest)], "a wins the tie by digest");
+        tied.reverse();
+        let again = plan(&tied, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
+        assert_eq!(deleted(&again), deleted(&p), "the listing order does not matter");
+    }
+
+    #[test]
+    fn keep_within_keeps_recent_updates_up_to_the_boundary() {
         let p = plan(
             &registry(),
-            &Policy { keep_within_seconds: Some(15 * DAY as u64), ..Policy::default() },
+            &Policy { keep_within_seconds: Some(10 * DAY as u64), ..Policy::default() },
             &Protected::default(),
         );
         assert_eq!(deleted(&p), [("c", Action::Tags), ("b", Action::Manifest), ("a", Action::Manifest)]);
-        let d = p.kept.iter().find(|k| k.digest == "d").unwrap();
-        assert_eq!(d.reason, "updated within 15d (--keep-within)");
+        assert_eq!(reason(&p, "d"), "updated within 10d (--keep-within)", "exactly 10 days old is within");
     }
 
     #[test]
     fn keep_tag_matches_whole_tags_and_deletes_only_the_other_tags() {
         let p = plan(
             &registry(),
-            &Policy { keep_tags: vec!["release-.*".into()], ..Policy::default() },
+            &Policy { keep_tags: vec!["release-.*".into()], allow_empty: true, ..Policy::default() },
             &Protected::default(),
         );
         let partial = p.deleted.iter().find(|d| d.digest == "e").unwrap();
         assert_eq!((partial.action, partial.tags.clone()), (Action::Tags, vec!["v5".to_string()]));
+        assert_eq!(partial.all_tags, ["release-5", "v5"]);
         let kept = p.kept.iter().find(|k| k.digest == "e").unwrap();
         assert_eq!(kept.tags, ["release-5"]);
-        // `v1` does not match `v1.*`-like prefixes by accident: patterns are anchored.
-        let anchored =
-            plan(&registry(), &Policy { keep_tags: vec!["v".into()], ..Policy::default() }, &Protected::default());
-        assert!(anchored.deleted.iter().any(|d| d.digest == "a"));
+        assert_eq!(kept.reason, "tag release-5 matches --keep-tag ^(?:release-.*)$");
+        // Patterns are anchored: `v` does not match `v1`.
+        let anchored = plan(
+            &registry(),
+            &Policy { keep_tags: vec!["v".into()], allow_empty: true, ..Policy::default() },
+            &Protected::default(),
+        );
+        assert!(anchored.deleted.iter().any(|d| d.digest == "a" && d.action == Action::Manifest));
+        let both = plan(
+            &[manifest("m", &["x1", "y1", "z1"], 40), manifest("n", &["new"], 1)],
+            &Policy { keep_tags: vec!["x.*".into(), "y.*".into()], ..Policy::default() },
+            &Protected::default(),
+        );
+        assert_eq!(reason(&both, "m"), "tag x1 matches --keep-tag ^(?:x.*)$; tag y1 matches --keep-tag ^(?:y.*)$");
+        assert_eq!(both.deleted[0].tags, ["z1"]);
     }
 
     #[test]
     fn latest_is_always_kept_but_its_other_tags_may_go() {
-        let p = plan(&registry(), &Policy::default(), &Protected::default());
+        let p = plan(&registry(), &Policy { allow_empty: true, ..Policy::default() }, &Protected::default());
         let c = p.deleted.iter().find(|d| d.digest == "c").unwrap();
         assert_eq!((c.action, c.tags.clone()), (Action::Tags, vec!["v3".to_string()]));
         assert!(p.kept.iter().any(|k| k.digest == "c" && k.tags == ["latest"]));
+        let only_latest = plan(
+            &[manifest("l", &["latest"], 90)],
+            &Policy { allow_empty: true, ..Policy::default() },
+            &Protected::default(),
+        );
+        assert!(only_latest.deleted.is_empty(), "nothing to delete when latest is the only tag");
     }
 
     #[test]
-    fn protected_digests_are_kept_whole_even_untagged() {
+    fn protected_digests_and_tags_are_kept_whole() {
         let mut protected = Protected::default();
-        protected.digests.insert(("web".into(), "a".into()), "active deployment of shop".into());
-        protected.digests.insert(("web".into(), "u".into()), "rollback target of shop".into());
-        let p = plan(&registry(), &Policy::default(), &protected);
-        assert!(p.kept.iter().any(|k| k.digest == "a" && k.tags == ["v1"] && k.reason == "active deployment of shop"));
-        assert!(p.kept.iter().any(|k| k.digest == "u" && k.reason == "rollback target of shop"));
-        assert_eq!(p.untagged.count, 0, "a protected untagged manifest is not counted for GC");
-        assert!(!p.deleted.iter().any(|d| d.digest == "a"));
+        protected.digests.insert("a".into(), "active deployment of shop".into());
+        protected.tags.insert("v2".into(), "named by the tag record".into());
+        let p = plan(&registry(), &Policy { allow_empty: true, ..Policy::default() }, &protected);
+        assert_eq!(reason(&p, "a"), "active deployment of shop");
+        assert_eq!(p.kept.iter().find(|k| k.digest == "a").unwrap().tags, ["v1"]);
+        assert_eq!(reason(&p, "b"), "named by the tag record");
+        assert!(!p.deleted.iter().any(|d| d.digest == "a" || d.digest == "b"));
     }
 
     #[test]
-    fn protected_tags_keep_their_manifest() {
-        let mut protected = Protected::default();
-        protected.tags.insert((None, "v2".into()), "named by the tag record".into());
-        let p = plan(&registry(), &Policy::default(), &protected);
-        assert!(p.kept.iter().any(|k| k.digest == "b" && k.reason == "named by the tag record"));
-    }
-
-    #[test]
-    fn the_last_tagged_manifest_stays_without_allow_empty() {
+    fn the_newest_tagged_manifest_stays_without_allow_empty() {
         let manifests = vec![manifest("a", &["v1"], 40), manifest("b", &["v2"], 30)];
         let p = plan(&manifests, &Policy::default(), &Protected::default());
         assert_eq!(deleted(&p), [("a", Action::Manifest)]);
-        assert!(p.kept.iter().any(|k| k.digest == "b" && k.reason.contains("--allow-empty")));
+        assert_eq!(reason(&p, "b"), "the repository's newest tagged manifest (--allow-empty deletes it)");
         let p = plan(&manifests, &Policy { allow_empty: true, ..Policy::default() }, &Protected::default());
         assert_eq!(p.deleted.len(), 2);
+        // Kept whole even when a --keep-tag keeps another manifest: two runs with different
+        // patterns at once then both keep the same one, so the repository is never emptied.
+        let with_pattern = vec![manifest("r", &["release-1"], 40), manifest("n", &["v9", "nightly"], 1)];
+        let p = plan(
+            &with_pattern,
+            &Policy { keep_tags: vec!["release-.*".into()], ..Policy::default() },
+            &Protected::default(),
+        );
+        assert!(p.deleted.is_empty(), "{p:?}");
+        assert_eq!(p.kept.iter().find(|k| k.digest == "n").unwrap().tags, ["v9", "nightly"]);
     }
 
     #[test]
-    fn shared_blobs_are_not_counted_as_freed() {
-        let mut a = manifest("a", &["v1"], 1);
-        let b = manifest("b", &["v2"], 1);
-        a.blobs.push(b.blobs[0].clone());
-        let all = [&a, &b];
-        assert_eq!(freed_bytes(&all, &BTreeSet::from(["a"])), 100, "b's blob stays");
-        assert_eq!(freed_bytes(&all, &BTreeSet::from(["a", "b"])), 200);
+    fn an_unreadable_time_counts_as_newest_and_is_kept() {
+        let mut odd = vec![manifest("a", &["v1"], 400), manifest("b", &["v2"], 300), manifest("c", &["v3"], 200)];
+        odd[0].updated_at = Some("2026-11-29 10:00".into());
+        odd[1].updated_at = None;
+        let p = plan(&odd, &Policy::default(), &Protected::default());
+        assert_eq!(reason(&p, "a"), "its updated_at \"2026-11-29 10:00\" cannot be read, so it counts as newest");
+        assert_eq!(reason(&p, "b"), "its updated_at (none) cannot be read, so it counts as newest");
+        assert_eq!(deleted(&p), [("c", Action::Manifest)], "the rail does not also keep c: a and b are newer");
+        assert_eq!(
+            p.unreadable_times,
+            [("a".to_string(), Some("2026-11-29 10:00".to_string())), ("b".to_string(), None)]
+        );
+        let p = plan(&odd, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
+        assert_eq!(
+            reason(&p, "c"),
+            "one of the 1 most recent (--keep-last)",
+            "unreadable ones take no --keep-last place"
+        );
+        let mut protected = Protected::default();
+        protected.digests.insert("b".into(), "deployed".into());
+        assert_eq!(reason(&plan(&odd, &Policy::default(), &protected), "b"), "deployed");
+    }
+
+    #[test]
+    fn sizes_and_times() {
+        let mut m = manifest("a", &["v1"], 1);
+        assert_eq!(bytes(&m), 100);
+        m.compressed_size_bytes = None;
+        m.size_bytes = Some(7);
+        assert_eq!(bytes(&m), 7);
+        m.size_bytes = None;
+        m.blobs = vec![
+            Blob { digest: None, compressed_size_bytes: Some(3) },
+            Blob { digest: None, compressed_size_bytes: Some(4) },
+        ];
+        assert_eq!(bytes(&m), 7);
+        assert_eq!(epoch(&manifest("t", &[], 0)), Some(NOW));
     }
 
     #[test]

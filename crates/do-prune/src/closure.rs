@@ -1,0 +1,401 @@
+//! The keep closure of one repository: everything a kept or protected manifest needs to stay
+//! whole. That is the manifest itself, every manifest its index holds (recursively: platform
+//! images, attestations, nested indexes), and every untagged manifest whose `subject` points
+//! into the closure (signatures, SBOMs). Nothing in the closure is ever deleted; untagged
+//! manifests outside it are garbage, deleted by do-prune itself, parents before children.
+//!
+//! Pure: what a manifest is comes from reads the caller makes. [`compute`] says which reads it
+//! still needs (`pending`); the caller reads them and calls it again until nothing is pending.
+//! A read that failed makes the closure unknowable, and the caller then deletes nothing in the
+//! repository (fail closed).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use do_core::oci::{is_index_type, ManifestInfo};
+use do_core::types::Manifest;
+
+/// What reading a manifest from the registry gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    Info(ManifestInfo),
+    /// The registry has no such manifest (404).
+    Missing,
+    /// Any other failure, with why.
+    Failed(String),
+}
+
+/// The closure as far as the reads so far allow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Closure {
+    /// digest -> why it stays.
+    pub kept: BTreeMap<String, String>,
+    /// Untagged listed manifests nothing keeps, in deletion order: an index before what it holds.
+    pub deletable: Vec<String>,
+    /// Untagged listed manifests outside the closure, read or not (an estimate of the garbage
+    /// before the reads are done).
+    pub outside: Vec<String>,
+    /// Reads still needed before the closure is complete.
+    pub pending: Vec<String>,
+    /// Reads that failed (digest, why): nothing may be deleted in this repository.
+    pub failed: Vec<(String, String)>,
+    /// Manifests an index in the closure holds that the API listing does not show.
+    pub unlisted: BTreeSet<String>,
+    /// Manifests in the closure the registry does not have (an image already broken).
+    pub missing: BTreeSet<String>,
+}
+
+impl Closure {
+    pub fn is_complete(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// Computes the closure of `roots` (digest -> reason) over one repository's `listing` with the
+/// `reads` made so far.
+pub fn compute(listing: &[Manifest], roots: &BTreeMap<String, String>, reads: &BTreeMap<String, Read>) -> Closure {
+    let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
+    let info = |digest: &str| match reads.get(digest) {
+        Some(Read::Info(info)) => Some(info),
+        _ => None,
+    };
+    // Referrers of a manifest: the untagged listed manifests whose subject is it.
+    let mut referrers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for manifest in listing.iter().filter(|m| m.tags.is_empty()) {
+        if let Some(subject) = info(&manifest.digest).and_then(|i| i.subject.as_deref()) {
+            referrers.entry(subject).or_default().push(manifest.digest.as_str());
+        }
+    }
+    let mut closure = Closure::default();
+    // Digest -> whether it must be read to know what it holds: roots always, an index child when
+    // its descriptor says index or says nothing.
+    let mut queue: Vec<(String, bool)> = Vec::new();
+    for (digest, reason) in roots {
+        closure.kept.insert(digest.clone(), reason.clone());
+        queue.push((digest.clone(), true));
+    }
+    let mut pending = BTreeSet::new();
+    while let Some((digest, must_read)) = queue.pop() {
+        let short = short(&digest);
+        match reads.get(&digest) {
+            None if must_read => {
+                pending.insert(digest.clone());
+            }
+            None => {}
+            Some(Read::Failed(why)) => closure.failed.push((digest.clone(), why.clone())),
+            Some(Read::Missing) if listed.contains_key(digest.as_str()) && roots.contains_key(&digest) => closure
+                .failed
+                .push((digest.clone(), "listed by the API, but the registry does not have it".to_string())),
+            Some(Read::Missing) if !roots.contains_key(&digest) => {
+                closure.missing.insert(digest.clone());
+            }
+            Some(Read::Missing) => {}
+            Some(Read::Info(info)) => {
+                for child in &info.children {
+                    if !listed.contains_key(child.digest.as_str()) {
+                        closure.unlisted.insert(child.digest.clone());
+                    }
+                    if !closure.kept.contains_key(&child.digest) {
+                        let what = match (&child.attestation_of, &child.platform) {
+                            (Some(_), _) => "an attestation".to_string(),
+                            (None, Some(platform)) => format!("the {platform} image"),
+                            (None, None) => "a manifest".to_string(),
+                        };
+                        closure.kept.insert(child.digest.clone(), format!("{what} of index {short}, which is kept"));
+                        let must_read = child.media_type.as_deref().is_none_or(is_index_type);
+                        queue.push((child.digest.clone(), must_read));
+                    }
+                }
+            }
+        }
+        for referrer in referrers.get(digest.as_str()).into_iter().flatten() {
+            if !closure.kept.contains_key(*referrer) {
+                closure.kept.insert(referrer.to_string(), format!("refers to {short}, which is kept"));
+                queue.push((referrer.to_string(), true));
+            }
+        }
+    }
+    // Untagged manifests outside the closure must each be read: one may refer to something kept.
+    // Only once the closure itself is known, so that no manifest it holds is read for nothing.
+    let outside: Vec<&Manifest> =
+        listing.iter().filter(|m| m.tags.is_empty() && !closure.kept.contains_key(&m.digest)).collect();
+    let expanded = pending.is_empty();
+    for manifest in &outside {
+        match reads.get(&manifest.digest) {
+            None if expanded => {
+                pending.insert(manifest.digest.clone());
+            }
+            None => {}
+            Some(Read::Failed(why)) => closure.failed.push((manifest.digest.clone(), why.clone())),
+            Some(Read::Missing) | Some(Read::Info(_)) => {}
+        }
+    }
+    closure.pending = pending.into_iter().collect();
+    closure.outside = outside.iter().map(|m| m.digest.clone()).collect();
+    if closure.is_complete() && closure.failed.is_empty() {
+        let garbage: Vec<&str> = outside
+            .iter()
+            .filter(|m| matches!(reads.get(&m.digest), Some(Read::Info(_))))
+            .map(|m| m.digest.as_str())
+            .collect();
+        closure.deletable = parents_first(&garbage, reads);
+    }
+    closure.failed.sort();
+    closure.failed.dedup();
+    closure
+}
+
+/// Orders `digests` so that an index comes before every manifest it holds (deleting a child
+/// first would leave, for a moment or after an interruption, an index that cannot be pulled).
+pub fn parents_first(digests: &[&str], reads: &BTreeMap<String, Read>) -> Vec<String> {
+    waves(digests, reads).into_iter().flatten().collect()
+}
+
+/// `digests` in waves: every index in a wave before the manifests it holds, which come in a later
+/// wave. Deletions within a wave may run at once.
+pub fn waves(digests: &[&str], reads: &BTreeMap<String, Read>) -> Vec<Vec<String>> {
+    let set: BTreeSet<&str> = digests.iter().copied().collect();
+    let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for digest in digests {
+        if let Some(Read::Info(info)) = reads.get(*digest) {
+            for child in info.children.iter().filter(|c| set.contains(c.digest.as_str())) {
+                parents.entry(child.digest.as_str()).or_default().push(digest);
+            }
+        }
+    }
+    fn depth<'a>(d: &'a str, parents: &BTreeMap<&'a str, Vec<&'a str>>, seen: &mut BTreeSet<&'a str>) -> usize {
+        if !seen.insert(d) {
+            return 0; // a cycle cannot happen with content-addressed manifests; stop if it does
+        }
+        let deepest = parents.get(d).into_iter().flatten().map(|p| depth(p, parents, seen) + 1).max().unwrap_or(0);
+        seen.remove(d);
+        deepest
+    }
+    let mut waves: Vec<Vec<String>> = Vec::new();
+    for digest in set {
+        let level = depth(digest, &parents, &mut BTreeSet::new());
+        if waves.len() <= level {
+            waves.resize(level + 1, Vec::new());
+        }
+        waves[level].push(digest.to_string());
+    }
+    waves.retain(|wave| !wave.is_empty());
+    waves
+}
+
+pub fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use do_core::oci::{Descriptor, OCI_INDEX, OCI_MANIFEST};
+
+    fn listed(digest: &str, tags: &[&str]) -> Manifest {
+        Manifest { digest: digest.into(), tags: tags.iter().map(|t| t.to_string()).collect(), ..Manifest::default() }
+    }
+
+    fn image(digest: &str) -> Read {
+        Read::Info(ManifestInfo {
+            digest: digest.into(),
+            media_type: OCI_MANIFEST.into(),
+            children: vec![],
+            subject: None,
+            size: 1,
+        })
+    }
+
+    fn referrer(digest: &str, subject: &str) -> Read {
+        Read::Info(ManifestInfo {
+            digest: digest.into(),
+            media_type: OCI_MANIFEST.into(),
+            children: vec![],
+            subject: Some(subject.into()),
+            size: 1,
+        })
+    }
+
+    fn index(digest: &str, children: &[(&str, Option<&str>)]) -> Read {
+        Read::Info(ManifestInfo {
+            digest: digest.into(),
+            media_type: OCI_INDEX.into(),
+            children: children
+                .iter()
+                .map(|(d, t)| Descriptor {
+                    digest: d.to_string(),
+                    media_type: t.map(str::to_string),
+                    platform: Some("linux/amd64".into()),
+                    attestation_of: None,
+                })
+                .collect(),
+            subject: None,
+            size: 1,
+        })
+    }
+
+    fn roots(digests: &[&str]) -> BTreeMap<String, String> {
+        digests.iter().map(|d| (d.to_string(), format!("root {d}"))).collect()
+    }
+
+    fn reads(entries: Vec<(&str, Read)>) -> BTreeMap<String, Read> {
+        entries.into_iter().map(|(d, r)| (d.to_string(), r)).collect()
+    }
+
+    /// Runs compute, answering pending reads from `world`, as the driver does.
+    fn settle(
+        listing: &[Manifest],
+        roots: &BTreeMap<String, String>,
+        world: &BTreeMap<String, Read>,
+    ) -> (Closure, Vec<Vec<String>>) {
+        let mut known = BTreeMap::new();
+        let mut rounds = Vec::new();
+        loop {
+            let closure = compute(listing, roots, &known);
+            if closure.is_complete() {
+                return (closure, rounds);
+            }
+            for digest in &closure.pending {
+                known.insert(digest.clone(), world.get(digest).cloned().unwrap_or(Read::Missing));
+            }
+            rounds.push(closure.pending);
+        }
+    }
+
+    #[test]
+    fn a_kept_index_keeps_its_children_and_garbage_goes_parents_first() {
+        let listing = vec![
+            listed("k", &["v2"]),
+            listed("k1", &[]),
+            listed("k2", &[]),
+            listed("old", &[]),
+            listed("o1", &[]),
+            listed("o2", &[]),
+            listed("loose", &[]),
+        ];
+        let world = reads(vec![
+            ("k", index("k", &[("k1", Some(OCI_MANIFEST)), ("k2", Some(OCI_MANIFEST))])),
+            ("old", index("old", &[("o1", Some(OCI_MANIFEST)), ("o2", Some(OCI_MANIFEST))])),
+            ("o1", image("o1")),
+            ("o2", image("o2")),
+            ("loose", image("loose")),
+        ]);
+        let (closure, rounds) = settle(&listing, &roots(&["k"]), &world);
+        assert_eq!(rounds, vec![vec!["k".to_string()], vec!["loose".into(), "o1".into(), "o2".into(), "old".into()]]);
+        assert_eq!(closure.kept.keys().collect::<Vec<_>>(), ["k", "k1", "k2"]);
+        assert_eq!(closure.kept["k1"], "the linux/amd64 image of index k, which is kept");
+        assert_eq!(closure.deletable, ["loose", "old", "o1", "o2"], "the index before what it holds");
+        assert!(closure.failed.is_empty() && closure.unlisted.is_empty() && closure.missing.is_empty());
+    }
+
+    #[test]
+    fn leaf_children_are_not_read_but_index_children_and_unknown_ones_are() {
+        let listing = vec![
+            listed("top", &["v1"]),
+            listed("nested", &[]),
+            listed("leaf", &[]),
+            listed("vague", &[]),
+            listed("deep", &[]),
+        ];
+        let world = reads(vec![
+            ("top", index("top", &[("nested", Some(OCI_INDEX)), ("leaf", Some(OCI_MANIFEST)), ("vague", None)])),
+            ("nested", index("nested", &[("deep", Some(OCI_MANIFEST))])),
+            ("vague", image("vague")),
+        ]);
+        let (closure, rounds) = settle(&listing, &roots(&["top"]), &world);
+        assert_eq!(rounds, vec![vec!["top".to_string()], vec!["nested".into(), "vague".into()]]);
+        assert_eq!(closure.kept.len(), 5, "{closure:?}");
+        assert!(closure.deletable.is_empty());
+    }
+
+    #[test]
+    fn referrers_of_kept_manifests_stay_and_so_do_referrers_of_those() {
+        let listing = vec![
+            listed("img", &["v1"]),
+            listed("sig", &[]),
+            listed("sig-of-sig", &[]),
+            listed("stray-sig", &[]),
+            listed("gone-img", &[]),
+        ];
+        let world = reads(vec![
+            ("img", image("img")),
+            ("sig", referrer("sig", "img")),
+            ("sig-of-sig", referrer("sig-of-sig", "sig")),
+            ("stray-sig", referrer("stray-sig", "gone-img")),
+            ("gone-img", image("gone-img")),
+        ]);
+        let (closure, _) = settle(&listing, &roots(&["img"]), &world);
+        assert_eq!(closure.kept["sig"], "refers to img, which is kept");
+        assert_eq!(closure.kept["sig-of-sig"], "refers to sig, which is kept");
+        assert_eq!(closure.deletable, ["gone-img", "stray-sig"]);
+    }
+
+    #[test]
+    fn a_tagged_manifest_held_by_a_kept_index_is_in_the_closure() {
+        // `docker manifest create web:v1 web:v1-amd64 web:v1-arm64`: children that are tagged.
+        let listing = vec![listed("list", &["v1"]), listed("amd", &["v1-amd64"]), listed("arm", &["v1-arm64"])];
+        let world = reads(vec![("list", index("list", &[("amd", Some(OCI_MANIFEST)), ("arm", Some(OCI_MANIFEST))]))]);
+        let (closure, _) = settle(&listing, &roots(&["list"]), &world);
+        assert!(closure.kept.contains_key("amd") && closure.kept.contains_key("arm"));
+    }
+
+    #[test]
+    fn a_failed_read_leaves_nothing_deletable() {
+        let listing = vec![listed("k", &["v1"]), listed("junk", &[]), listed("odd", &[])];
+        let world = reads(vec![("k", image("k")), ("junk", image("junk")), ("odd", Read::Failed("timed out".into()))]);
+        let (closure, _) = settle(&listing, &roots(&["k"]), &world);
+        assert_eq!(closure.failed, [("odd".to_string(), "timed out".to_string())]);
+        assert!(closure.deletable.is_empty(), "junk stays too: the repository's closure is unknowable");
+        let world = reads(vec![("k", Read::Failed("503".into())), ("junk", image("junk")), ("odd", image("odd"))]);
+        let (closure, _) = settle(&listing, &roots(&["k"]), &world);
+        assert_eq!(closure.failed.len(), 1);
+        assert!(closure.deletable.is_empty());
+    }
+
+    #[test]
+    fn missing_manifests() {
+        // A listed root the registry does not have is an inconsistency: fail closed.
+        let listing = vec![listed("k", &["v1"]), listed("junk", &[])];
+        let world = reads(vec![("junk", image("junk"))]);
+        let (closure, _) = settle(&listing, &roots(&["k"]), &world);
+        assert_eq!(closure.failed[0].0, "k");
+        assert!(closure.deletable.is_empty());
+        // A protected digest that is not in the repository protects nothing and blocks nothing.
+        let (closure, _) = settle(&listing, &roots(&["elsewhere"]), &world);
+        assert!(closure.failed.is_empty());
+        assert_eq!(closure.deletable, ["junk"]);
+        // An untagged manifest gone since the listing is not deleted again.
+        let (closure, _) =
+            settle(&[listed("k", &["v1"]), listed("gone", &[])], &roots(&["k"]), &reads(vec![("k", image("k"))]));
+        assert!(closure.deletable.is_empty() && closure.failed.is_empty());
+        // A nested index the registry lost: the kept image is already broken; say so.
+        let world = reads(vec![("k", index("k", &[("lost", Some(OCI_INDEX))]))]);
+        let (closure, _) = settle(&[listed("k", &["v1"])], &roots(&["k"]), &world);
+        assert_eq!(closure.missing.iter().collect::<Vec<_>>(), ["lost"]);
+        assert_eq!(closure.unlisted.iter().collect::<Vec<_>>(), ["lost"]);
+    }
+
+    #[test]
+    fn children_the_listing_does_not_show_are_reported() {
+        let listing = vec![listed("k", &["v1"])];
+        let world = reads(vec![("k", index("k", &[("hidden", Some(OCI_MANIFEST))]))]);
+        let (closure, _) = settle(&listing, &roots(&["k"]), &world);
+        assert!(closure.unlisted.contains("hidden") && closure.kept.contains_key("hidden"));
+        assert!(closure.missing.is_empty(), "a leaf child is not read");
+    }
+
+    #[test]
+    fn nested_garbage_goes_outermost_first() {
+        let world = reads(vec![
+            ("a", index("a", &[("b", Some(OCI_INDEX))])),
+            ("b", index("b", &[("c", Some(OCI_MANIFEST))])),
+            ("c", image("c")),
+        ]);
+        assert_eq!(parents_first(&["c", "b", "a"], &world), ["a", "b", "c"]);
+        assert_eq!(
+            waves(&["c", "x", "b", "a"], &world),
+            [vec!["a".to_string(), "x".into()], vec!["b".into()], vec!["c".into()]]
+        );
+        assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
+    }
+}

@@ -1,0 +1,173 @@
+//! What a prune tells: the `prune` record (v2), the table on stderr, and GitHub Actions outputs.
+
+use do_core::progress::Progress;
+use serde::Serialize;
+
+use crate::plan::{RepositoryPlan, Skipped};
+use crate::policy::{Action, Kept, Policy};
+
+/// The `prune` record, v2.
+#[derive(Debug, Serialize)]
+pub struct PruneRecord {
+    pub registry: String,
+    pub dry_run: bool,
+    pub policy: Policy,
+    pub usage: Usage,
+    pub repositories: Vec<RepositoryPlan>,
+    pub failed: Vec<Failed>,
+    /// Saved-plan entries not applied, and why.
+    pub skipped: Vec<Skipped>,
+    /// Planned deletions dropped at the re-check right before deleting (a deployment started,
+    /// the repository changed), each with why it stays.
+    pub kept_at_recheck: Vec<RecheckKept>,
+    /// Whether the API's digests listing shows the manifests an index holds: null when no
+    /// kept index was read, false when some were missing from it.
+    pub index_children_listed: Option<bool>,
+    pub gc: Option<GcReport>,
+    /// HTTP requests to the API this run made, retries included.
+    pub requests: u64,
+    /// HTTP requests to the registry host (manifest reads, tokens).
+    pub registry_requests: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Usage {
+    /// Unique blobs of every manifest the listing shows (what storage holds once GC has run).
+    pub before_bytes: Option<u64>,
+    /// What the registry reports, unreferenced blobs awaiting GC included.
+    pub reported_bytes: Option<u64>,
+    pub included_bytes: Option<u64>,
+    /// Unique blobs of the manifests that remain.
+    pub estimated_after_bytes: Option<u64>,
+    pub before_percent: Option<f64>,
+    pub estimated_after_percent: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Failed {
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecheckKept {
+    pub repository: String,
+    #[serde(flatten)]
+    pub kept: Kept,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub uuid: Option<String>,
+    #[serde(rename = "type")]
+    pub gc_type: Option<String>,
+    pub status: Option<String>,
+    /// A GC was already running, so none was started.
+    pub already_running: bool,
+    pub freed_bytes: Option<u64>,
+    /// Why starting or following the GC failed (the deletions before it stand).
+    pub error: Option<String>,
+}
+
+pub fn percent_of(bytes: Option<u64>, included: Option<u64>) -> Option<f64> {
+    match (bytes, included) {
+        (Some(bytes), Some(included)) if included > 0 => Some((bytes as f64 * 1000.0 / included as f64).round() / 10.0),
+        _ => None,
+    }
+}
+
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The plan on stderr: one line per repository, then the usage estimate.
+pub fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage, dry_run: bool) {
+    let width = plans.iter().map(|p| p.name.len()).max().unwrap_or(10).max(10);
+    progress.info(&format!(
+        "{:<width$}  {:>6}  {:>8}  {:>8}  {:>12}  {:>14}",
+        "repository", "kept", "deleted", "untagged", "deleted size", "untagged kept"
+    ));
+    for plan in plans {
+        let (untagged, tagged): (Vec<_>, Vec<_>) = plan.deleted.iter().partition(|d| d.all_tags.is_empty());
+        let bytes: u64 = plan.deleted.iter().filter(|d| d.action == Action::Manifest).map(|d| d.bytes).sum();
+        progress.info(&format!(
+            "{:<width$}  {:>6}  {:>8}  {:>8}  {:>12}  {:>14}",
+            plan.name,
+            plan.kept.len(),
+            tagged.len(),
+            untagged.len(),
+            size(bytes),
+            plan.untagged_kept.count
+        ));
+        if let Some(why) = &plan.blocked {
+            progress.warn(&format!("{}: {why}", plan.name));
+        }
+    }
+    if let (Some(before), Some(after)) = (usage.before_bytes, usage.estimated_after_bytes) {
+        let of = |p: Option<f64>| p.map(|p| format!(" ({p}% of the included storage)")).unwrap_or_default();
+        progress.info(&format!(
+            "usage {}{} -> about {}{} after {}GC",
+            size(before),
+            of(usage.before_percent),
+            size(after),
+            of(usage.estimated_after_percent),
+            if dry_run { "the deletions and " } else { "" }
+        ));
+    }
+}
+
+pub fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
+    let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
+    let planned: usize = record.repositories.iter().map(|r| r.deleted.len()).sum();
+    let deleted = if record.dry_run { 0 } else { planned.saturating_sub(record.failed.len()) };
+    let freed = match (record.usage.before_bytes, record.usage.estimated_after_bytes) {
+        (Some(before), Some(after)) => before.saturating_sub(after),
+        _ => 0,
+    };
+    github.outputs(&[
+        ("deleted_count", deleted.to_string()),
+        ("planned_count", planned.to_string()),
+        ("freed_bytes", freed.to_string()),
+        ("dry_run", record.dry_run.to_string()),
+        ("gc_uuid", record.gc.as_ref().and_then(|gc| gc.uuid.clone()).unwrap_or_default()),
+    ])?;
+    let mut summary = format!(
+        "### do-prune{}\n\n| repository | kept | deleted | untagged kept |\n|---|---|---|---|\n",
+        if record.dry_run { " (dry run)" } else { "" }
+    );
+    for plan in &record.repositories {
+        summary.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            plan.name,
+            plan.kept.len(),
+            plan.deleted.len(),
+            plan.untagged_kept.count
+        ));
+    }
+    summary.push_str(&format!("\nAbout {} freed after GC", size(freed)));
+    if let Some(gc) = &record.gc {
+        match (&gc.uuid, &gc.error) {
+            (_, Some(error)) => summary.push_str(&format!("; garbage collection failed: {error}")),
+            (Some(uuid), None) => {
+                summary.push_str(&format!("; garbage collection `{uuid}` {}", gc.status.as_deref().unwrap_or("?")))
+            }
+            (None, None) => {}
+        }
+    }
+    summary.push('\n');
+    github.summary(&summary)?;
+    Ok(())
+}
