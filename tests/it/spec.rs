@@ -159,7 +159,7 @@ fn check_response(method: &str, path: &str, status: u16, body: &Value) -> Vec<St
 }
 
 /// Checks one request a tool sent: operation, query parameters, body.
-fn check_request(method: &str, url: &str, body: Option<&str>) -> Vec<String> {
+pub fn check_request(method: &str, url: &str, body: Option<&str>) -> Vec<String> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let Some((template, op)) = operation(method, path) else {
         return vec![format!("{method} {path}: no such operation in the spec")];

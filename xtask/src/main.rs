@@ -26,8 +26,43 @@ enum Task {
     Release(Box<ReleaseArgs>),
     /// Generate shell completions and man pages into target/xtask/
     Docs,
-    /// Benchmarks: a prune of 3,000 deletions under a scaled-down rate limit
+    /// Settle what DOCR's untagged GC does to an index's children, on a scratch registry of yours
+    #[command(after_help = GC_CANARY_HELP)]
+    GcCanary(GcCanaryArgs),
+    /// Benchmarks: a prune's request economy over 2,000 manifests, and 3,000 deletions under a scaled-down rate limit
     Bench,
+}
+
+const GC_CANARY_HELP: &str = "\
+Pushes a tiny synthetic multi-platform image (two platform images and an attestation, as docker
+buildx makes them) to REPOSITORY of the registry, runs a garbage collection of type \"untagged
+manifests and unreferenced blobs\" (about 15 minutes on DOCR), and reports, as JSON on stdout,
+whether the untagged manifests the tagged index holds survived, and whether the API's digests
+listing shows them. Then it deletes the canary repository (unless --keep).
+
+The GC covers the whole registry, so the registry must hold no other repository: use a scratch
+registry (Professional plans allow several). The token needs registry:read, registry:update,
+registry:create and registry:delete; it comes from DIGITALOCEAN_ACCESS_TOKEN.
+
+Example:
+  DIGITALOCEAN_ACCESS_TOKEN=... cargo xtask gc-canary --registry my-scratch-registry
+
+Exit codes: 0 measured (whatever the verdict), 1 failed, 2 refused (another repository, a running GC)";
+
+#[derive(clap::Args)]
+struct GcCanaryArgs {
+    /// The scratch registry: it must hold no repository but the canary's
+    #[arg(long, value_name = "NAME")]
+    registry: String,
+    /// The repository the canary is pushed to (deleted afterwards)
+    #[arg(long, value_name = "NAME", default_value = "do-release-gc-canary")]
+    repository: String,
+    /// How long to wait for the GC
+    #[arg(long, value_name = "DURATION", default_value = "45m", value_parser = do_core::duration::parse_duration)]
+    timeout: std::time::Duration,
+    /// Leave the canary repository in place
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Flags override the keys of do-release.toml of the same name.
@@ -147,6 +182,12 @@ fn run(task: Task) -> anyhow::Result<()> {
         }
         Task::Bench => {
             let binaries = Binaries::build(&root)?;
+            eprintln!("bench: the request economy of a prune of 2,000 manifests (issue 10's acceptance)...");
+            let economy = xtask::bench::prune_economy(&binaries)?;
+            eprint!("{}", economy.table());
+            let out = root.join("target/xtask/bench");
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("prune-economy.json"), serde_json::to_string_pretty(&economy)? + "\n")?;
             eprintln!("bench: pruning 3000 manifests under a limit of 300 requests per 3 s (100/s)...");
             let figures = xtask::bench::prune_load(&binaries, 3000, 300, 0.05)?;
             let out = root.join("target/xtask/bench");
@@ -165,6 +206,35 @@ fn run(task: Task) -> anyhow::Result<()> {
                 figures.throughput_of_limit * 100.0
             );
             Ok(())
+        }
+        Task::GcCanary(args) => {
+            let token = std::env::var(do_core::api::TOKEN_VARIABLE)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .context("no API token: set DIGITALOCEAN_ACCESS_TOKEN")?;
+            let options = xtask::canary::Options {
+                api_url: std::env::var(do_core::api::API_URL_VARIABLE)
+                    .unwrap_or_else(|_| do_core::api::DEFAULT_API_URL.into()),
+                token: do_core::api::Secret::new(token.trim().to_string()),
+                registry: args.registry,
+                registry_url: std::env::var(do_core::oci::REGISTRY_URL_VARIABLE).ok(),
+                repository: args.repository,
+                timeout: args.timeout,
+                interval: std::time::Duration::from_secs(15),
+                keep: args.keep,
+                quiet: false,
+            };
+            match xtask::canary::run(&options) {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    eprintln!("gc-canary: {}", report.verdict);
+                    Ok(())
+                }
+                Err(error) => {
+                    eprintln!("gc-canary: error: {error:#}");
+                    std::process::exit(do_core::exit::exit_code_of(&error) as i32);
+                }
+            }
         }
         Task::Docs => {
             let out = root.join("target/xtask");

@@ -48,6 +48,11 @@ pub fn parse_timestamp(text: &str) -> Option<jiff::Timestamp> {
     text.trim().parse().ok()
 }
 
+/// Unix seconds as RFC 3339 in UTC.
+pub fn format_epoch(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds).map(|t| t.to_string()).unwrap_or_default()
+}
+
 /// The current time as RFC 3339 in UTC, to the second.
 pub fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();

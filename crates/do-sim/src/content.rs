@@ -168,6 +168,22 @@ pub fn index(label: &str, platforms: &[String], attestations: bool, size_bytes: 
     documents
 }
 
+/// An index holding `children` (already pushed), each as a linux/amd64 image: for tests that
+/// need indexes sharing a child.
+pub fn index_over(children: &[&Document]) -> Document {
+    let entries: Vec<Value> = children
+        .iter()
+        .map(|c| json!({"mediaType": c.media_type, "digest": c.digest, "size": c.size(), "platform": {"os": "linux", "architecture": "amd64"}}))
+        .collect();
+    Document::new(
+        OCI_INDEX,
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
+        Vec::new(),
+        children.iter().map(|c| c.digest.clone()).collect(),
+        None,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -581,6 +581,11 @@ fn registry_route(
             }
             Ok((204, None))
         }
+        ("DELETE", ["repositories", repository]) => {
+            registry.check_writable(now)?;
+            registry.repositories.remove(*repository).ok_or_else(SimError::not_found)?;
+            Ok((204, None))
+        }
         ("GET", ["docker-credentials"]) => {
             // Registry credentials of their own, never the API token itself.
             let read_write = incoming.query("read_write") == Some("true");
