@@ -390,7 +390,9 @@ fn a_repository_that_changed_since_it_was_listed_is_planned_again() {
         let tool = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]);
         move || tool.run()
     });
+    let deadline = Instant::now() + Duration::from_secs(10);
     while sim.registry_requests().iter().all(|r| !r.url.contains("/manifests/")) {
+        assert!(Instant::now() < deadline, "do-prune never read a manifest");
         std::thread::sleep(Duration::from_millis(5));
     }
     // A release tags v2 again as a hotfix while do-prune plans.
