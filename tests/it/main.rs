@@ -8,6 +8,7 @@ mod faults;
 mod gc_wait;
 mod prune;
 mod prune_properties;
+mod prune_protection;
 mod prune_safety;
 mod registry;
 mod release;

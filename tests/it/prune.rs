@@ -421,9 +421,7 @@ fn a_needed_untagged_manifest_survives_the_gc_and_an_untagged_gc_type_is_refused
 
 /// Adds an app with an ACTIVE deployment of `spec` to a running simulator.
 fn add_app(sim: &Sim, spec: Value) {
-    let seed: do_sim::Seed = serde_json::from_value(json!({"apps": [{"spec": spec}]})).unwrap();
-    let extra = seed.into_state("tok", Default::default()).unwrap();
-    sim.state().apps.extend(extra.apps);
+    sim.add_app(spec, true);
 }
 
 #[test]

@@ -203,8 +203,7 @@ fn pin(sim: &Sim, scenario: &Scenario, pushed: &[Pushed]) -> Vec<(&'static str, 
         image["registry_type"] = json!("DOCR");
         image["repository"] = json!(target.repository);
         let spec = json!({"name": format!("app-{n}"), "services": [{"name": "svc", "image": image}]});
-        let seed: do_sim::Seed = serde_json::from_value(json!({"apps": [{"spec": spec}]})).unwrap();
-        sim.state().apps.extend(seed.into_state("tok", Default::default()).unwrap().apps);
+        sim.add_app(spec, true);
     }
     protected
 }

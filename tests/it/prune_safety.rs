@@ -77,11 +77,7 @@ fn present(sim: &Sim, repository: &str) -> BTreeSet<String> {
 
 /// Adds an app with an ACTIVE deployment of `spec`; returns its id.
 fn add_app(sim: &Sim, spec: Value) -> String {
-    let seed: do_sim::Seed = serde_json::from_value(json!({"apps": [{"spec": spec}]})).unwrap();
-    let extra = seed.into_state("tok", Default::default()).unwrap();
-    let id = extra.apps[0].id.clone();
-    sim.state().apps.extend(extra.apps);
-    id
+    sim.add_app(spec, true)
 }
 
 fn app_on(name: &str, repository: &str, image: Value) -> Value {

@@ -36,10 +36,9 @@ impl Prune<'_> {
         gc_type: &str,
         record: &mut PruneRecord,
     ) -> anyhow::Result<Exit> {
-        let images = match self
-            .wait_for_gc()
-            .and_then(|()| protect::from_apps(self.client, &self.cli.protect_app, self.cli.keep_rollback))
-        {
+        let images = match self.wait_for_gc().and_then(|()| {
+            protect::from_apps(self.client, &self.registry, &self.cli.protect_app, self.cli.keep_rollback)
+        }) {
             Ok(images) => images,
             Err(error) => return Err(not_attempted(planned, error, record)),
         };

@@ -10,10 +10,11 @@ A dry run unless --execute: the plan is the output (a prune record with dry_run:
 table on stderr. A tagged manifest is kept if any rule keeps it:
   the tag latest, always; --keep-tag REGEX (whole tags); --keep-last N; --keep-within DURATION;
   the repository's newest tagged manifest (unless --allow-empty); digests and tags named by
-  tag, image and deploy records on the input; and what App Platform needs: for each app
-  (--protect-app, or every app with a DOCR component) the current spec, the active, in-progress
-  and pending deployments and the last --keep-rollback ACTIVE ones. If an app or its
-  deployments cannot be read, nothing is deleted.
+  tag, image and deploy records on the input; and what App Platform needs: for every app of
+  the account, the current spec, the active, in-progress and pending deployments and the last
+  --keep-rollback ACTIVE ones. If an app or its deployments cannot be read, nothing is deleted.
+  --protect-app never narrows that: it checks that the named app exists and runs an image of
+  this registry (exit 2 otherwise), for scripts that want to be told when an app moves.
 A manifest none of whose tags is kept is deleted whole; if some tags are kept, only the others
 are deleted.
 
@@ -80,7 +81,8 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keep_within: Option<Duration>,
 
-    /// Protect only these apps' images (by name or id; repeatable)
+    /// Check that this app (name or id; repeatable) exists and runs an image of this registry;
+    /// every app's images are protected whatever this says
     #[arg(long, value_name = "NAME_OR_ID")]
     pub protect_app: Vec<String>,
 

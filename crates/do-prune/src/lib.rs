@@ -166,7 +166,7 @@ impl Prune<'_> {
         // Gather: every repository, whatever --repository says, since GC covers the registry.
         let listings = self.list_everything()?;
         let selected = self.selected_repositories(&listings)?;
-        let images = protect::from_apps(self.client, &cli.protect_app, cli.keep_rollback)?;
+        let images = protect::from_apps(self.client, &self.registry, &cli.protect_app, cli.keep_rollback)?;
         let reader = RegistryClient::from_api(
             self.client,
             &self.registry,

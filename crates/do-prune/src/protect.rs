@@ -225,67 +225,85 @@ pub fn spec_images(spec: &Value, reason: &str) -> Vec<SpecImage> {
     images
 }
 
-fn uses_docr(app: &App) -> bool {
-    !spec_images(&app.spec, "").is_empty()
+impl SpecImage {
+    /// Whether the image lives in `registry`: DOCR images name no registry, or name this one.
+    pub fn in_registry(&self, registry: &str) -> bool {
+        self.registry.as_deref().is_none_or(|named| named == registry)
+    }
 }
 
-/// Every image the chosen apps need. `selected` empty means every app with a DOCR component.
-pub fn from_apps(client: &Client, selected: &[String], keep_rollback: usize) -> anyhow::Result<Vec<SpecImage>> {
+/// Every image of `registry` that any app of the account needs: protection never depends on
+/// which apps are named. Each app named by `--protect-app` (name or id) must exist and use the
+/// registry (in its spec or its deployments), else it is a usage error naming it.
+pub fn from_apps(
+    client: &Client,
+    registry: &str,
+    named: &[String],
+    keep_rollback: usize,
+) -> anyhow::Result<Vec<SpecImage>> {
     let apps: Vec<App> = client
         .get_all("/v2/apps", "apps")
         .context("cannot list the apps to protect their images; nothing was deleted")?;
-    let chosen: Vec<&App> = if selected.is_empty() {
-        apps.iter().filter(|app| uses_docr(app)).collect()
-    } else {
-        let mut chosen = Vec::new();
-        for wanted in selected {
-            let app = apps.iter().find(|app| app.id == *wanted || app.name() == wanted).ok_or_else(|| {
-                Failure::usage(format!(
-                    "--protect-app {wanted:?}: no such app; the account has: {}",
-                    apps.iter().map(App::name).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-            chosen.push(app);
+    for wanted in named {
+        if !apps.iter().any(|app| app.id == *wanted || app.name() == wanted) {
+            return Err(Failure::usage(format!(
+                "--protect-app {wanted:?}: no such app; the account has: {}",
+                apps.iter().map(App::name).collect::<Vec<_>>().join(", ")
+            )));
         }
-        chosen
-    };
+    }
     let mut images = Vec::new();
-    for app in chosen {
+    for app in &apps {
         let name = app.name();
         let path = format!("/v2/apps/{}/deployments?page=1&per_page=200", segment(&app.id));
         let deployments: Vec<Deployment> = client
             .get_page(&path, "deployments")
             .with_context(|| format!("cannot read the deployments of app {name}; nothing was deleted"))?;
-        let mut rollback_targets = 0;
-        for deployment in &deployments {
-            let short = &deployment.id[..deployment.id.len().min(8)];
-            let reason = match &deployment.phase {
-                phase if !phase.is_terminal() => {
-                    format!("{} deployment {short} of app {name}", phase.as_str().to_lowercase().replace('_', " "))
-                }
-                Phase::Active => format!("active deployment {short} of app {name}"),
-                Phase::Superseded if rollback_targets < keep_rollback => {
-                    if ran_to_the_end(deployment) {
-                        rollback_targets += 1;
-                    }
-                    format!("rollback target {short} of app {name} (--keep-rollback)")
-                }
-                _ => continue,
-            };
-            images.extend(spec_images(&deployment.spec, &reason));
+        let needed = app_images(app, &deployments, keep_rollback);
+        let is_named = named.iter().any(|wanted| app.id == *wanted || name == wanted);
+        if is_named && !needed.iter().any(|image| image.in_registry(registry)) {
+            return Err(Failure::usage(format!(
+                "--protect-app {name:?}: the app runs no image of registry {registry}, so it needs nothing here; check the app or the registry"
+            )));
         }
-        for deployment in
-            [&app.active_deployment, &app.in_progress_deployment, &app.pending_deployment].into_iter().flatten()
-        {
-            images.extend(spec_images(
-                &deployment.spec,
-                &format!("deployment {} of app {name}", &deployment.id[..deployment.id.len().min(8)]),
-            ));
-        }
-        // Last, so that a more specific reason wins: what the next deployment would run.
-        images.extend(spec_images(&app.spec, &format!("in the spec of app {name}")));
+        images.extend(needed);
     }
     Ok(images)
+}
+
+/// The DOCR images one app needs, each with why: what its deployments in progress or pending
+/// run, the active one, the last `keep_rollback` that were ACTIVE before being superseded (and
+/// any superseded one newer than those, which may have been), and its spec.
+pub fn app_images(app: &App, deployments: &[Deployment], keep_rollback: usize) -> Vec<SpecImage> {
+    let name = app.name();
+    let short = |id: &str| id[..id.len().min(8)].to_string();
+    let mut images = Vec::new();
+    let mut rollback_targets = 0;
+    for deployment in deployments {
+        let id = short(&deployment.id);
+        let reason = match &deployment.phase {
+            phase if !phase.is_terminal() => {
+                format!("{} deployment {id} of app {name}", phase.as_str().to_lowercase().replace('_', " "))
+            }
+            Phase::Active => format!("active deployment {id} of app {name}"),
+            Phase::Superseded if rollback_targets < keep_rollback => {
+                if ran_to_the_end(deployment) {
+                    rollback_targets += 1;
+                }
+                format!("rollback target {id} of app {name} (--keep-rollback)")
+            }
+            _ => continue,
+        };
+        images.extend(spec_images(&deployment.spec, &reason));
+    }
+    for deployment in
+        [&app.active_deployment, &app.in_progress_deployment, &app.pending_deployment].into_iter().flatten()
+    {
+        images.extend(spec_images(&deployment.spec, &format!("deployment {} of app {name}", short(&deployment.id))));
+    }
+    // Last, so that a more specific reason wins: what the next deployment would run.
+    images.extend(spec_images(&app.spec, &format!("in the spec of app {name}")));
+    images
 }
 
 /// Whether a SUPERSEDED deployment had finished every step (so it was ACTIVE before it was replaced).
@@ -315,9 +333,7 @@ pub fn resolve(
             protected.digests.entry(digest.to_string()).or_insert_with(|| reason.to_string());
         }
     };
-    for image in
-        images.iter().filter(|i| i.repository == repository && i.registry.as_deref().is_none_or(|r| r == registry))
-    {
+    for image in images.iter().filter(|i| i.repository == repository && i.in_registry(registry)) {
         match (&image.digest, &image.tag) {
             (Some(digest), _) => {
                 protected.digests.entry(digest.clone()).or_insert_with(|| image.reason.clone());

@@ -101,6 +101,11 @@ impl Sim {
         self.state().push_index(&push, Instant::now())
     }
 
+    /// Adds an app running `spec`, with an ACTIVE deployment of it when `active`; returns its id.
+    pub fn add_app(&self, spec: Value, active: bool) -> String {
+        self.state().add_app(None, spec, active, Instant::now())
+    }
+
     /// Where the simulated registry host serves the OCI distribution API: the simulator's own address.
     pub fn registry_url(&self) -> &str {
         &self.shared.base_url

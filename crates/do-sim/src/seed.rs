@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::content;
-use crate::state::{now_rfc3339, tier, App, Deployment, Manifest, Outcome, RateLimit, Registry, State, Timing};
+use crate::state::{now_rfc3339, tier, Manifest, Outcome, RateLimit, Registry, State, Timing};
 
 pub const DEFAULT_TOKEN: &str = "sim-token";
 pub const DEFAULT_REGISTRY: &str = "example-registry";
@@ -216,32 +216,9 @@ impl Seed {
             }
         }
         for seed in self.apps {
-            let id = seed.id.unwrap_or_else(|| state.uuid());
-            let mut app = App {
-                id,
-                spec: seed.spec,
-                created_at: "2026-01-05T09:00:00Z".into(),
-                deployments: Vec::new(),
-                next_outcome: seed.next_outcome,
-                next_phase_duration: None,
-                pinned: None,
-            };
-            if seed.active {
-                let deployment_id = state.uuid();
-                app.deployments.push(Deployment {
-                    id: deployment_id,
-                    spec: app.spec.clone(),
-                    cause: "initial deployment".into(),
-                    created_at: "2026-01-05T09:00:00Z".into(),
-                    started: now,
-                    phase_duration: Duration::from_millis(1),
-                    outcome: Outcome::Success,
-                    settled: Some(("ACTIVE".into(), "2026-01-05T09:05:00Z".into())),
-                    cloned_from: None,
-                    was_active: true,
-                });
-            }
-            state.apps.push(app);
+            let id = state.add_app(seed.id, seed.spec, seed.active, now);
+            let app = state.apps.iter_mut().find(|app| app.id == id).expect("just added");
+            app.next_outcome = seed.next_outcome;
         }
         Ok(state)
     }

@@ -848,6 +848,37 @@ impl State {
         Ok(shown)
     }
 
+    /// Adds an app running `spec`, with an ACTIVE deployment of it when `active`; returns its id
+    /// (`id`, or a new one from this simulator's counter, so ids never collide).
+    pub fn add_app(&mut self, id: Option<String>, spec: Value, active: bool, now: Instant) -> String {
+        let id = id.unwrap_or_else(|| self.uuid());
+        let mut app = App {
+            id: id.clone(),
+            spec,
+            created_at: "2026-01-05T09:00:00Z".into(),
+            deployments: Vec::new(),
+            next_outcome: Outcome::Success,
+            next_phase_duration: None,
+            pinned: None,
+        };
+        if active {
+            app.deployments.push(Deployment {
+                id: self.uuid(),
+                spec: app.spec.clone(),
+                cause: "initial deployment".into(),
+                created_at: "2026-01-05T09:00:00Z".into(),
+                started: now,
+                phase_duration: Duration::from_millis(1),
+                outcome: Outcome::Success,
+                settled: Some(("ACTIVE".into(), "2026-01-05T09:05:00Z".into())),
+                cloned_from: None,
+                was_active: true,
+            });
+        }
+        self.apps.push(app);
+        id
+    }
+
     pub fn app_index(&self, id_or_name: &str) -> Option<usize> {
         self.apps
             .iter()
