@@ -6,6 +6,7 @@ mod contract;
 mod deploy;
 mod faults;
 mod gc_wait;
+mod hardening;
 mod prune;
 mod prune_properties;
 mod prune_protection;

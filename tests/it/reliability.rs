@@ -262,7 +262,7 @@ fn hostile_cases(dir: &Path) -> Vec<Hostile> {
         flags(GC_WAIT, &["--api-url", "ftp://example.com"], "invalid API URL"),
         flags(GC_WAIT, &["--api-url", "http://127.0.0.1:1/?x=1"], "invalid API URL"),
         flags(GC_WAIT, &["--token-file", "/nonexistent/token"], "cannot read --token-file /nonexistent/token"),
-        Hostile { binary: GC_WAIT, args: vec![], stdin: vec![], env: vec![("DIGITALOCEAN_ACCESS_TOKEN", "abc\ndef".into())], message: "contains spaces or control characters" },
+        Hostile { binary: GC_WAIT, args: vec![], stdin: vec![], env: vec![("DIGITALOCEAN_ACCESS_TOKEN", "abc\ndef".into())], message: "not printable ASCII" },
         // Flags of do-deploy.
         flags(DEPLOY, &["--app", "../etc", "--repository", "web", "--tag", "v1"], "invalid --app \"../etc\""),
         flags(DEPLOY, &["--app", "a b", "--repository", "web", "--tag", "v1"], "invalid --app"),

@@ -91,6 +91,33 @@ impl Tool {
         self
     }
 
+    /// Runs with stdout a pipe whose reader is already gone: every write finds it closed.
+    pub fn run_with_closed_stdout(mut self) -> Run {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let output =
+            self.command.stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped()).output().expect("the tool runs");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs with a stdin that stays open and never ends (a pipeline whose writer hangs).
+    pub fn run_with_open_stdin(mut self) -> Run {
+        let mut child =
+            self.command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starts");
+        let held = child.stdin.take();
+        let output = child.wait_with_output().expect("the tool runs");
+        drop(held);
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     pub fn run(mut self) -> Run {
         let mut child = self
             .command

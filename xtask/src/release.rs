@@ -167,7 +167,8 @@ impl Runner<'_> {
 
         let mut gc_args = registry_args.clone();
         gc_args.extend(["--interval".into(), interval.clone(), "--timeout".into()]);
-        gc_args.push(if execute { config.gc_timeout.clone() } else { "0s".into() });
+        // A dry run looks once: a running GC is reported, not waited for.
+        gc_args.push(if execute { config.gc_timeout.clone() } else { "1s".into() });
         let code = self.step("gc-wait", &self.options.binaries.gc_wait.clone(), &gc_args)?;
         let gc_busy = code == 3 && !execute;
         if code != 0 && !gc_busy {
@@ -278,7 +279,7 @@ impl Runner<'_> {
             let mut collected = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
-                    eprintln!("{line}");
+                    eprintln!("{}", do_core::redact::redact(&line));
                 }
                 collected.push_str(&line);
                 collected.push('\n');
@@ -292,7 +293,7 @@ impl Runner<'_> {
         let stderr = reader.join().unwrap_or_default();
         let code = status.code().unwrap_or(1);
         std::fs::write(self.staging.path().join(format!("{number}-{name}.jsonl")), &stdout)?;
-        std::fs::write(self.staging.path().join(format!("{number}-{name}.log")), &stderr)?;
+        std::fs::write(self.staging.path().join(format!("{number}-{name}.log")), do_core::redact::redact(&stderr))?;
         if !stdout.is_empty() {
             self.stream = stdout.clone();
         }
@@ -417,6 +418,7 @@ impl Runner<'_> {
             let path =
                 format!("/v2/registries/{}/docker-credentials?read_write=true&expiry_seconds=900", segment(registry));
             let auths: Value = client.get_object(&path, "auths")?;
+            do_core::redact::register_docker_auths(&auths);
             let file = docker_config.path().join("config.json");
             std::fs::write(&file, json!({ "auths": auths }).to_string())?;
             #[cfg(unix)]
@@ -456,7 +458,14 @@ impl Runner<'_> {
         }
         let output = process.output().with_context(|| format!("cannot run the {what} command {:?}", args[0]))?;
         if self.options.echo {
-            eprint!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            eprint!(
+                "{}",
+                do_core::redact::redact(&format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            );
         }
         anyhow::ensure!(output.status.success(), "the {what} command failed ({})", output.status);
         Ok(())

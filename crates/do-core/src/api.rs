@@ -191,10 +191,9 @@ pub struct Client {
 impl Client {
     pub fn new(config: ClientConfig, progress: Arc<Progress>) -> anyhow::Result<Client> {
         let base_url = checked_base_url(&config.api_url)?;
-        let token = config.token.expose().trim();
-        if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(Failure::usage("the API token is empty or contains spaces or control characters"));
-        }
+        let token = check_token(config.token.expose(), "the API token")?;
+        crate::redact::register(token.expose());
+        let token = token.expose();
         let proxy = if is_loopback_url(&base_url) { None } else { ureq::Proxy::try_from_env() };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -268,22 +267,22 @@ impl Client {
     pub fn get_all<T: DeserializeOwned>(&self, path: &str, field: &str) -> anyhow::Result<Vec<T>> {
         let mut next = Some(with_per_page(path));
         let mut items = Vec::new();
-        let mut pages = 0;
+        let mut visited = std::collections::HashSet::new();
         while let Some(current) = next.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
+            if visited.len() >= MAX_PAGES {
                 anyhow::bail!("GET {path}: more than {MAX_PAGES} pages, the API keeps sending a next page");
+            }
+            if !visited.insert(current.clone()) {
+                anyhow::bail!(
+                    "GET {path}: the next-page link leads back to a page already read ({current}); the listing would never end"
+                );
             }
             let reply = self.send("GET", &current, None, Retry::Idempotent)?;
             let mut page: Value = decode(&reply.body, "GET", &current)?;
             items.extend(list_field::<T>(&mut page, field, &current)?);
             let link = page.pointer("/links/pages/next").and_then(Value::as_str).filter(|s| !s.is_empty());
             if let Some(link) = link {
-                let following = self.path_of_link(link)?;
-                if following == current {
-                    anyhow::bail!("GET {current}: the next page link points at the same page");
-                }
-                next = Some(following);
+                next = Some(self.path_of_link(link)?);
             }
         }
         Ok(items)
@@ -334,9 +333,22 @@ impl Client {
         let mut retries = 0u32;
         loop {
             self.pace();
+            let timeout = match self.deadline() {
+                None => self.request_timeout,
+                Some(deadline) => {
+                    match deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) {
+                        Some(left) => left.min(self.request_timeout),
+                        None => {
+                            return Err(Failure::deadline(format!(
+                                "{method} {path} was not sent: the deadline (--timeout) has passed"
+                            )))
+                        }
+                    }
+                }
+            };
             let attempt_started = Instant::now();
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.send_once(method, &url, body_bytes.as_deref());
+            let outcome = self.send_once(method, &url, body_bytes.as_deref(), timeout);
             let elapsed_ms = attempt_started.elapsed().as_millis();
             let (error, wait_hint): (anyhow::Error, Option<Duration>) = match outcome {
                 Ok((status, headers, bytes)) => {
@@ -358,7 +370,8 @@ impl Client {
                     (api_error.into(), hint)
                 }
                 Err(transport) => {
-                    let error = TransportError { method, path: path.to_string(), message: transport };
+                    let error =
+                        TransportError { method, path: path.to_string(), message: crate::redact::redact(&transport) };
                     self.progress.debug(&format!("{error} after {elapsed_ms}ms"));
                     if retry != Retry::Idempotent {
                         return Err(error.into());
@@ -367,6 +380,10 @@ impl Client {
                 }
             };
             let delay = wait_hint.unwrap_or_else(|| self.retry.backoff(retries, self.jitter()));
+            if self.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
+                // The request was cut short by the deadline, or the deadline passed meanwhile.
+                return Err(error.context(Failure::deadline_reached()));
+            }
             if !self.may_retry(started, retries, delay) {
                 if retries > 0 {
                     return Err(error.context(format!("gave up after {} attempts", retries + 1)));
@@ -379,7 +396,13 @@ impl Client {
         }
     }
 
-    fn send_once(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<(u16, Headers, Vec<u8>), String> {
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<(u16, Headers, Vec<u8>), String> {
         let builder = ureq::http::Request::builder()
             .method(method)
             .uri(url)
@@ -388,9 +411,17 @@ impl Client {
         let response = match body {
             Some(bytes) => {
                 let request = builder.header("content-type", "application/json").body(bytes.to_vec());
-                self.agent.run(request.map_err(|e| e.to_string())?)
+                let request = self
+                    .agent
+                    .configure_request(request.map_err(|e| e.to_string())?)
+                    .timeout_global(Some(timeout))
+                    .build();
+                self.agent.run(request)
             }
-            None => self.agent.run(builder.body(()).map_err(|e| e.to_string())?),
+            None => {
+                let request = builder.body(()).map_err(|e| e.to_string())?;
+                self.agent.run(self.agent.configure_request(request).timeout_global(Some(timeout)).build())
+            }
         };
         let mut response = response.map_err(|error| describe_transport_error(&error))?;
         let status = response.status().as_u16();
@@ -547,13 +578,14 @@ fn api_error(method: &'static str, path: &str, status: u16, body: &[u8], request
         let snippet: String = String::from_utf8_lossy(body).chars().take(200).collect();
         snippet.trim().to_string()
     };
+    let redacted = |text: String| crate::redact::redact(&text);
     ApiError {
         method,
         path: path.to_string(),
         status,
-        id: text("id").unwrap_or_default(),
-        message: text("message").unwrap_or_else(fallback_message),
-        request_id: text("request_id").or(request_id),
+        id: text("id").map(redacted).unwrap_or_default(),
+        message: redacted(text("message").unwrap_or_else(fallback_message)),
+        request_id: text("request_id").or(request_id).map(redacted),
     }
 }
 
@@ -641,6 +673,26 @@ pub fn is_loopback_url(url: &str) -> bool {
     let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
     let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A token must be one printable ASCII word: anything else (a space, a byte-order mark, a
+/// non-ASCII character) would fail on every request, so it is a usage error, told without the
+/// token itself. `what` names where it came from.
+pub fn check_token(text: &str, what: &str) -> anyhow::Result<Secret> {
+    if text.starts_with('\u{feff}') {
+        return Err(Failure::usage(format!("{what} starts with a byte-order mark; save it without one")));
+    }
+    let token = text.trim_matches(|c: char| c == '\n' || c == '\r' || c == ' ' || c == '\t');
+    if token.is_empty() {
+        return Err(Failure::usage(format!("{what} is empty")));
+    }
+    if let Some((at, _)) = token.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
+        return Err(Failure::usage(format!(
+            "{what} has a character that is not printable ASCII at position {} (a space, a control or a non-ASCII character); a token is one word",
+            at + 1
+        )));
+    }
+    Ok(Secret::new(token.to_string()))
 }
 
 /// Percent-encodes one path segment: a repository `team/web` becomes `team%2Fweb`.

@@ -35,20 +35,23 @@ pub struct ApiArgs {
     pub retry_base_delay: Duration,
 }
 
+/// The largest token file read: a token is under a hundred characters.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 impl ApiArgs {
-    /// The token from `--token-file` or `DIGITALOCEAN_ACCESS_TOKEN`. Errors never include it.
-    pub fn token(&self) -> anyhow::Result<Secret> {
+    /// The token from `--token-file` or `DIGITALOCEAN_ACCESS_TOKEN`, checked to be one printable
+    /// ASCII word. Errors never include it.
+    pub fn token(&self, progress: &Progress) -> anyhow::Result<Secret> {
         if let Some(path) = &self.token_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::usage(format!("cannot read --token-file {}: {e}", path.display())))?;
-            let token = text.trim().to_string();
-            if token.is_empty() {
-                return Err(Failure::usage(format!("--token-file {} is empty", path.display())));
-            }
-            return Ok(Secret::new(token));
+            return read_token_file(path, progress);
         }
-        match std::env::var(TOKEN_VARIABLE) {
-            Ok(token) if !token.trim().is_empty() => Ok(Secret::new(token.trim().to_string())),
+        match std::env::var_os(TOKEN_VARIABLE) {
+            Some(token) if !token.is_empty() => {
+                let token = token.into_string().map_err(|_| {
+                    Failure::usage(format!("{TOKEN_VARIABLE} is not text; a token is one printable ASCII word"))
+                })?;
+                crate::api::check_token(&token, TOKEN_VARIABLE)
+            }
             _ => Err(Failure::usage(format!(
                 "no API token: set {TOKEN_VARIABLE} or pass --token-file FILE (a token with registry and app scopes)"
             ))),
@@ -56,9 +59,13 @@ impl ApiArgs {
     }
 
     pub fn client(&self, progress: Arc<Progress>) -> anyhow::Result<Client> {
+        crate::api::checked_base_url(&self.api_url)?;
+        check_duration("--request-timeout", self.request_timeout, crate::api::is_loopback_url(&self.api_url))?;
+        // Retries back off exponentially and honour retry-after: only zero is unsafe here.
+        check_duration("--retry-base-delay (DO_RELEASE_RETRY_BASE_DELAY)", self.retry_base_delay, true)?;
         let config = ClientConfig {
             api_url: self.api_url.clone(),
-            token: self.token()?,
+            token: self.token(&progress)?,
             retry: RetryPolicy {
                 base_delay: self.retry_base_delay,
                 max_elapsed: self.retry_max_time,
@@ -91,9 +98,62 @@ pub struct IoArgs {
     pub verbose: bool,
 }
 
+/// Reads the token file: a regular file (or a link to one), small, holding one printable ASCII
+/// token. A file others can read is used, with a warning, as ssh warns about keys.
+fn read_token_file(path: &std::path::Path, progress: &Progress) -> anyhow::Result<Secret> {
+    use std::io::Read;
+    let shown = path.display();
+    let metadata =
+        std::fs::metadata(path).map_err(|e| Failure::usage(format!("cannot read --token-file {shown}: {e}")))?;
+    if !metadata.is_file() {
+        return Err(Failure::usage(format!(
+            "--token-file {shown} is not a regular file (a FIFO, a device or a directory); put the token in a file"
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            progress
+                .warn(&format!("--token-file {shown} can be read by other users (mode {mode:o}); chmod 600 {shown}"));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| Failure::usage(format!("cannot read --token-file {shown}: {e}")))?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(Failure::usage(format!(
+            "--token-file {shown} is larger than {} KiB; it should hold one token",
+            MAX_TOKEN_FILE_BYTES / 1024
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::usage(format!("--token-file {shown} is not text; it should hold one token")))?;
+    crate::api::check_token(&text, &format!("--token-file {shown}"))
+}
+
+/// A timeout, delay or polling interval must be above zero and sane: at least a second against
+/// DigitalOcean (a shorter one burns the account's shared rate limit), a millisecond against a
+/// loopback simulator, and at most a day.
+pub fn check_duration(flag: &str, value: Duration, loopback: bool) -> anyhow::Result<()> {
+    let least = if loopback { Duration::from_millis(1) } else { Duration::from_secs(1) };
+    let most = Duration::from_secs(86_400);
+    if value < least || value > most {
+        return Err(Failure::usage(format!(
+            "{flag} {} is out of range: give {} to 1d",
+            crate::duration::human(value),
+            if loopback { "1ms (against a loopback simulator)" } else { "1s" }
+        )));
+    }
+    Ok(())
+}
+
 impl IoArgs {
-    pub fn read_input(&self) -> anyhow::Result<Input> {
-        Input::read(&Source::choose(self.input.as_deref(), self.no_input))
+    /// All input, read and checked; reading ends at `deadline`.
+    pub fn read_input(&self, deadline: std::time::Instant) -> anyhow::Result<Input> {
+        Input::read(&Source::choose(self.input.as_deref(), self.no_input), Some(deadline))
     }
 
     pub fn progress(&self, tool: &'static str) -> Arc<Progress> {

@@ -4,15 +4,27 @@
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::exit::Failure;
 
-/// The longest input line accepted, and the most input read.
+/// The longest input line accepted, the most input read, and the most records: a pipeline's
+/// report is a handful of records; anything near these limits is a mistake, not a report.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
-pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_INPUT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_RECORDS: usize = 10_000;
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a write to stdout found it closed (the reader of a pipeline went away).
+pub fn stdout_was_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FieldType {
@@ -82,22 +94,40 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn read(source: &Source) -> anyhow::Result<Input> {
-        let mut bytes = Vec::new();
-        let what = match source {
+    /// Reads and checks all input. Reading ends at `deadline`: stdin left open, or a FIFO no
+    /// one writes to, is exit 3 instead of a wait without end.
+    pub fn read(source: &Source, deadline: Option<Instant>) -> anyhow::Result<Input> {
+        let (what, path) = match source {
             Source::Nothing => return Ok(Input::default()),
-            Source::Stdin => {
-                read_capped(io::stdin().lock(), &mut bytes)
-                    .map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?;
-                "stdin".to_string()
+            Source::Stdin => ("stdin".to_string(), None),
+            Source::File(path) => (format!("--input {}", path.display()), Some(path.clone())),
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Opening a FIFO blocks until a writer comes; reading stdin blocks until it closes.
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let read = match path {
+                None => read_capped(io::stdin().lock(), &mut bytes),
+                Some(path) => std::fs::File::open(path).and_then(|file| read_capped(file, &mut bytes)),
+            };
+            let _ = sender.send(read.map(|()| bytes));
+        });
+        // Input that is already there takes a moment to read even with a --timeout of 0s.
+        let least = Instant::now() + std::time::Duration::from_secs(1);
+        let received = match deadline {
+            None => receiver.recv().map_err(|_| None),
+            Some(deadline) => receiver
+                .recv_timeout(deadline.max(least).saturating_duration_since(Instant::now()))
+                .map_err(|e| Some(e == std::sync::mpsc::RecvTimeoutError::Timeout)),
+        };
+        let bytes = match received {
+            Ok(read) => read.map_err(|e| Failure::usage(format!("cannot read {what}: {e}")))?,
+            Err(Some(true)) => {
+                return Err(Failure::deadline(format!(
+                    "{what} did not end within --timeout; close it, or pass --no-input to start a pipeline"
+                )))
             }
-            Source::File(path) => {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| Failure::usage(format!("cannot read --input {}: {e}", path.display())))?;
-                read_capped(file, &mut bytes)
-                    .map_err(|e| Failure::usage(format!("cannot read --input {}: {e}", path.display())))?;
-                path.display().to_string()
-            }
+            Err(_) => return Err(Failure::usage(format!("cannot read {what}"))),
         };
         Input::parse(&bytes).map_err(|message| Failure::usage(format!("{what}: {message}")))
     }
@@ -113,6 +143,11 @@ impl Input {
             let number = index + 1;
             if chunk.iter().all(u8::is_ascii_whitespace) {
                 continue;
+            }
+            if lines.len() == MAX_RECORDS {
+                return Err(format!(
+                    "line {number}: more than {MAX_RECORDS} records; a pipeline's report is a few records"
+                ));
             }
             let record = parse_line(chunk).map_err(|problem| format!("line {number}: {problem}"))?;
             lines.push(Line { number, raw: chunk.to_vec(), record });
@@ -136,9 +171,10 @@ fn read_capped(reader: impl Read, into: &mut Vec<u8>) -> io::Result<()> {
         // A closed stdin (CI with no standard input) is an empty input.
         Err(error) if error.raw_os_error() == Some(9) => Ok(()),
         Err(error) => Err(error),
-        Ok(_) if into.len() > MAX_INPUT_BYTES => {
-            Err(io::Error::other(format!("input is larger than {} MiB", MAX_INPUT_BYTES >> 20)))
-        }
+        Ok(_) if into.len() > MAX_INPUT_BYTES => Err(io::Error::other(format!(
+            "input is larger than {} MiB; a pipeline's report is a few records",
+            MAX_INPUT_BYTES >> 20
+        ))),
         Ok(_) => Ok(()),
     }
 }
@@ -149,6 +185,8 @@ fn parse_line(chunk: &[u8]) -> Result<Record, String> {
     }
     let text = std::str::from_utf8(chunk).map_err(|e| format!("not valid UTF-8 (at byte {})", e.valid_up_to()))?;
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    serde_json::from_str::<NoDuplicateKeys>(text)
+        .map_err(|e| e.to_string().split(" at line").next().unwrap_or("").to_string())?;
     let Value::Object(mut object) = value else {
         return Err("expected a JSON object like {\"kind\": ..., \"v\": 1, \"data\": {...}}".into());
     };
@@ -190,7 +228,63 @@ fn parse_line(chunk: &[u8]) -> Result<Record, String> {
     Ok(Record { kind, v, data })
 }
 
-/// Writes records to stdout: first the input lines unchanged, then the tool's own.
+/// Walks a JSON document and fails on an object with the same key twice (serde_json would keep
+/// the last one silently, so a record could say two things at once).
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(A::Error::custom(format!(
+                    "the key {key:?} appears twice in one object; a record must say each thing once"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(NoDuplicateKeys)
+    }
+}
+
+/// Writes records to stdout: first the input lines unchanged, then the tool's own. A reader
+/// that went away (a closed pipe) does not stop the work: later writes are dropped, and
+/// [`stdout_was_closed`] says so, so the exit code still tells the outcome.
 pub struct Output<W: Write> {
     writer: W,
 }
@@ -208,21 +302,47 @@ impl<W: Write> Output<W> {
 
     pub fn pass_through(&mut self, input: &Input) -> io::Result<()> {
         for line in &input.lines {
-            self.writer.write_all(&line.raw)?;
-            self.writer.write_all(b"\n")?;
+            self.write(&line.raw)?;
+            self.write(b"\n")?;
         }
-        self.writer.flush()
+        self.flush()
     }
 
+    /// Writes one record, redacted: server text inside it (an error body, a log line) cannot
+    /// carry a credential out.
     pub fn emit(&mut self, kind: &str, v: u64, data: &impl Serialize) -> io::Result<()> {
-        let line = record_line(kind, v, data)?;
-        self.writer.write_all(line.as_bytes())?;
-        self.writer.write_all(b"\n")?;
-        self.writer.flush()
+        let line = crate::redact::redact(&record_line(kind, v, data)?);
+        self.write(line.as_bytes())?;
+        self.write(b"\n")?;
+        self.flush()
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if stdout_was_closed() {
+            return Ok(());
+        }
+        closed_is_fine(self.writer.write_all(bytes))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if stdout_was_closed() {
+            return Ok(());
+        }
+        closed_is_fine(self.writer.flush())
     }
 
     pub fn into_inner(self) -> W {
         self.writer
+    }
+}
+
+fn closed_is_fine(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -290,6 +410,13 @@ mod tests {
             let error = Input::parse(input).unwrap_err();
             assert!(error.contains(expected), "{:?}: {error}", String::from_utf8_lossy(input));
         }
+        let twice = br#"{"kind":"tag","v":1,"data":{"tag":"v1","version":"1.0.0","commit":"c","tag":"v2"}}"#;
+        let error = Input::parse(&[b"\n".as_slice(), twice].concat()).unwrap_err();
+        assert!(error.starts_with("line 2: the key \"tag\" appears twice"), "{error}");
+        let nested = br#"{"kind":"x","v":1,"data":{"a":{"b":1,"b":2}}}"#;
+        assert!(Input::parse(nested).unwrap_err().contains("\"b\" appears twice"));
+        let many: String = (0..=MAX_RECORDS).map(|_| "{\"kind\":\"x\",\"v\":1,\"data\":{}}\n").collect();
+        assert!(Input::parse(many.as_bytes()).unwrap_err().contains("more than 10000 records"));
         let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
         assert!(Input::parse(deep.as_bytes()).unwrap_err().contains("not valid JSON"));
         let huge = format!("{{\"kind\":\"x\",\"v\":1,\"data\":{{\"s\":\"{}\"}}}}", "a".repeat(MAX_LINE_BYTES));

@@ -42,6 +42,10 @@ impl Failure {
     pub fn deadline(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Failure { exit: Exit::Deadline, message: message.into() })
     }
+    /// The deadline passed while a request was under way: as context, it makes the error exit 3.
+    pub fn deadline_reached() -> Failure {
+        Failure { exit: Exit::Deadline, message: "the deadline (--timeout) passed".into() }
+    }
     pub fn remote(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Failure { exit: Exit::RemoteFailed, message: message.into() })
     }
@@ -57,7 +61,11 @@ impl std::error::Error for Failure {}
 
 /// The exit code for an error: the first [`Failure`] in its chain decides, otherwise 1.
 pub fn exit_code_of(error: &anyhow::Error) -> Exit {
-    error.chain().find_map(|cause| cause.downcast_ref::<Failure>().map(|failure| failure.exit)).unwrap_or(Exit::Failed)
+    // A Failure attached as context is found by downcasting the error itself.
+    error
+        .downcast_ref::<Failure>()
+        .or_else(|| error.chain().find_map(|cause| cause.downcast_ref::<Failure>()))
+        .map_or(Exit::Failed, |failure| failure.exit)
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -67,14 +75,25 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 /// Runs a tool's body and turns its result into a process exit code, printing an error
-/// on stderr prefixed with the tool's name. A closed stdout ends quietly.
+/// (redacted) on stderr prefixed with the tool's name. The exit code is the outcome of the work:
+/// a stdout closed by the reader is said on stderr and never turns a failure into success.
 pub fn run_main(tool: &str, body: impl FnOnce() -> anyhow::Result<Exit>) -> i32 {
-    match body() {
+    let outcome = body();
+    if crate::contract::stdout_was_closed() {
+        eprintln!(
+            "{tool}: warning: stdout was closed before every record was written; the exit code still tells the outcome"
+        );
+    }
+    match outcome {
         Ok(exit) => exit as i32,
-        Err(error) if is_broken_pipe(&error) => 0,
         Err(error) => {
-            eprintln!("{tool}: error: {error:#}");
-            crate::github::error(tool, &format!("{error:#}"));
+            let shown = crate::redact::redact(&format!("{error:#}"));
+            if is_broken_pipe(&error) {
+                eprintln!("{tool}: error: {shown} (the reader of stdout went away)");
+            } else {
+                eprintln!("{tool}: error: {shown}");
+            }
+            crate::github::error(tool, &shown);
             exit_code_of(&error) as i32
         }
     }
@@ -92,12 +111,16 @@ mod tests {
         assert_eq!(exit_code_of(&anyhow::anyhow!("plain")), Exit::Failed);
         assert_eq!(exit_code_of(&Failure::deadline("late")), Exit::Deadline);
         assert_eq!(exit_code_of(&Failure::remote("gc failed")), Exit::RemoteFailed);
+        let cut_short = anyhow::anyhow!("GET /x timed out").context(Failure::deadline_reached());
+        assert_eq!(exit_code_of(&cut_short), Exit::Deadline);
+        assert_eq!(exit_code_of(&cut_short.context("while listing")), Exit::Deadline);
     }
 
     #[test]
-    fn broken_pipe_ends_quietly_with_zero() {
+    fn a_broken_pipe_never_turns_into_success() {
         let code = run_main("t", || Err(anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe))));
-        assert_eq!(code, 0);
+        assert_eq!(code, 1);
         assert_eq!(run_main("t", || Err(Failure::usage("x"))), 2);
+        assert_eq!(run_main("t", || Ok(Exit::RemoteFailed)), 4);
     }
 }

@@ -26,7 +26,7 @@ impl GitHub {
         let Some(path) = &self.output else { return Ok(()) };
         let mut text = String::new();
         for (name, value) in pairs {
-            text.push_str(&format!("{name}={}\n", value.replace(['\r', '\n'], " ")));
+            text.push_str(&format!("{name}={}\n", crate::redact::redact(value).replace(['\r', '\n'], " ")));
         }
         append(path, &text)
     }
@@ -34,7 +34,7 @@ impl GitHub {
     /// Appends Markdown to `$GITHUB_STEP_SUMMARY`.
     pub fn summary(&self, markdown: &str) -> std::io::Result<()> {
         match &self.summary {
-            Some(path) => append(path, &format!("{}\n", markdown.trim_end())),
+            Some(path) => append(path, &format!("{}\n", crate::redact::redact(markdown.trim_end()))),
             None => Ok(()),
         }
     }
@@ -58,14 +58,14 @@ pub fn escape(message: &str) -> String {
 /// An `::error::` annotation on stderr.
 pub fn error(tool: &str, message: &str) {
     if active() {
-        eprintln!("::error title={tool}::{}", escape(message));
+        eprintln!("::error title={tool}::{}", escape(&crate::redact::redact(message)));
     }
 }
 
 /// Starts a collapsible group in the log (GitHub Actions only).
 pub fn group(title: &str) {
     if active() {
-        eprintln!("::group::{}", escape(title));
+        eprintln!("::group::{}", escape(&crate::redact::redact(title)));
     }
 }
 

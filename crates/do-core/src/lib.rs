@@ -11,6 +11,7 @@ pub mod github;
 pub mod oci;
 pub mod poll;
 pub mod progress;
+pub mod redact;
 pub mod registry;
 pub mod types;
 pub mod validate;

@@ -183,6 +183,7 @@ pub struct RegistryClient {
     registry: String,
     credentials: Secret,
     retry: RetryPolicy,
+    request_timeout: Duration,
     deadline: Option<Instant>,
     progress: Arc<Progress>,
     challenge: Mutex<Option<Challenge>>,
@@ -206,6 +207,10 @@ pub fn registry_url_for(api_url: &str, given: Option<&str>) -> anyhow::Result<St
 impl RegistryClient {
     pub fn new(config: RegistryConfig, progress: Arc<Progress>) -> anyhow::Result<RegistryClient> {
         let url = crate::api::checked_base_url(&config.url)?;
+        crate::redact::register(config.credentials.expose());
+        if let Some((_, password)) = config.credentials.expose().split_once(':') {
+            crate::redact::register(password);
+        }
         let proxy = if is_loopback_url(&url) { None } else { ureq::Proxy::try_from_env() };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -223,6 +228,7 @@ impl RegistryClient {
             registry: config.registry,
             credentials: config.credentials,
             retry: config.retry,
+            request_timeout: config.request_timeout,
             deadline: config.deadline,
             progress,
             challenge: Mutex::new(None),
@@ -497,6 +503,7 @@ impl RegistryClient {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .context("the registry's token service sent no token")?;
+        crate::redact::register(token);
         Ok(Secret::new(token.to_string()))
     }
 
@@ -538,12 +545,22 @@ impl RegistryClient {
         let started = Instant::now();
         let mut retries = 0u32;
         loop {
-            if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Err(Failure::deadline(format!("{method} {shown}: the deadline (--timeout) passed")));
-            }
+            let timeout = match self.deadline {
+                None => self.request_timeout,
+                Some(deadline) => {
+                    match deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) {
+                        Some(left) => left.min(self.request_timeout),
+                        None => {
+                            return Err(Failure::deadline(format!(
+                                "{method} {shown} was not sent: the deadline (--timeout) has passed"
+                            )))
+                        }
+                    }
+                }
+            };
             self.requests.fetch_add(1, Ordering::Relaxed);
             let attempt = Instant::now();
-            let outcome = self.send_once(method, url, headers, body);
+            let outcome = self.send_once(method, url, headers, body, timeout);
             let problem = match outcome {
                 Ok((status, answer_headers, bytes)) => {
                     self.progress
@@ -557,9 +574,12 @@ impl RegistryClient {
                         wait.map(Duration::from_secs),
                     )
                 }
-                Err(message) => (format!("{method} {shown} failed: {message}"), None),
+                Err(message) => (format!("{method} {shown} failed: {}", crate::redact::redact(&message)), None),
             };
             let delay = problem.1.unwrap_or_else(|| self.retry.backoff(retries, crate::api::jitter_unit()));
+            if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(anyhow::anyhow!("{}", problem.0).context(Failure::deadline_reached()));
+            }
             let in_time = self.deadline.is_none_or(|deadline| Instant::now() + delay < deadline);
             if retries + 1 >= self.retry.max_attempts || started.elapsed() + delay > self.retry.max_elapsed || !in_time
             {
@@ -581,14 +601,21 @@ impl RegistryClient {
         url: &str,
         headers: &[(&str, String)],
         body: Option<&[u8]>,
+        timeout: Duration,
     ) -> Result<(u16, Headers, Vec<u8>), String> {
         let mut builder = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, value.as_str());
         }
         let response = match body {
-            Some(bytes) => self.agent.run(builder.body(bytes.to_vec()).map_err(|e| e.to_string())?),
-            None => self.agent.run(builder.body(()).map_err(|e| e.to_string())?),
+            Some(bytes) => {
+                let request = builder.body(bytes.to_vec()).map_err(|e| e.to_string())?;
+                self.agent.run(self.agent.configure_request(request).timeout_global(Some(timeout)).build())
+            }
+            None => {
+                let request = builder.body(()).map_err(|e| e.to_string())?;
+                self.agent.run(self.agent.configure_request(request).timeout_global(Some(timeout)).build())
+            }
         };
         let mut response = response.map_err(|error| describe_transport_error(&error))?;
         let status = response.status().as_u16();
@@ -631,7 +658,9 @@ fn registry_error(body: &[u8]) -> String {
     let text = |key: &str| first.and_then(|e| e.get(key)).and_then(Value::as_str).unwrap_or("");
     match (text("code"), text("message")) {
         ("", "") => String::new(),
-        (code, message) => format!(" {code}: {}", message.chars().take(200).collect::<String>()).replace("  ", " "),
+        (code, message) => crate::redact::redact(
+            &format!(" {code}: {}", message.chars().take(200).collect::<String>()).replace("  ", " "),
+        ),
     }
 }
 

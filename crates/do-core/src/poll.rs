@@ -54,7 +54,15 @@ impl Poller {
         let mut last_state = None;
         loop {
             polls += 1;
-            match check()? {
+            let looked = match check() {
+                // A request refused because the deadline passed ends the wait as the deadline does.
+                Err(error) if crate::exit::exit_code_of(&error) == crate::Exit::Deadline => {
+                    progress.finish();
+                    return Ok(Polled { outcome: None, polls, last_state, waited: started.elapsed() });
+                }
+                other => other?,
+            };
+            match looked {
                 Check::Done(value) => {
                     progress.finish();
                     return Ok(Polled { outcome: Some(value), polls, last_state, waited: started.elapsed() });

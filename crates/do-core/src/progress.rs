@@ -51,6 +51,7 @@ impl Progress {
     /// The state of a long wait. Shown once per change; on a terminal it replaces the previous one.
     /// `detail` (an elapsed time, say) refreshes the live line but never makes a new plain line.
     pub fn status(&self, status: &str, detail: &str) {
+        let status = &crate::redact::redact(status);
         let mut state = self.lock();
         let changed = state.last_status.as_deref() != Some(status);
         match self.mode {
@@ -104,6 +105,7 @@ impl Progress {
     }
 
     fn line(&self, message: &str) {
+        let message = crate::redact::redact(message);
         let mut state = self.lock();
         if state.live_line_shown {
             eprint!("\r\x1b[2K");

@@ -72,8 +72,14 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let input = cli.io.read_input()?;
+    let started = Instant::now();
+    let deadline = started + cli.timeout;
+    let input = cli.io.read_input(deadline)?;
     check_app_reference(&cli.app)?;
+    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
+    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
+    do_core::cli::check_duration("--interval", cli.interval, loopback)?;
+    do_core::cli::check_duration("--max-interval", cli.max_interval, loopback)?;
     for component in &cli.component {
         if component.is_empty()
             || component.len() > 32
@@ -99,13 +105,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     };
     let progress = cli.io.progress(TOOL);
     let client = cli.api.client(progress.clone())?;
-    let started = Instant::now();
-    let deadline = started + cli.timeout;
     client.set_deadline(deadline);
     let mut output = Output::stdout();
     output.pass_through(&input)?;
 
-    let deployer = Deployer { cli: &cli, client: &client, progress: &progress, started, deadline };
+    let deployer =
+        Deployer { cli: &cli, client: &client, progress: &progress, started, deadline, last_phase: Default::default() };
     let (record, exit) = deployer.deploy(target)?;
     output.emit("deploy", 1, &record)?;
     github_outputs(&record).context("cannot write the GitHub Actions output files")?;
@@ -190,6 +195,8 @@ struct Deployer<'a> {
     progress: &'a Progress,
     started: Instant,
     deadline: Instant,
+    /// The phase the followed deployment was last seen in.
+    last_phase: std::sync::Mutex<Option<String>>,
 }
 
 impl Deployer<'_> {
@@ -371,7 +378,8 @@ impl Deployer<'_> {
         };
         record.duration_ms = self.started.elapsed().as_millis() as u64;
         let Some(done) = followed else {
-            record.phase = self.current_phase(&app, &deployment.id).unwrap_or_else(|_| "UNKNOWN".into());
+            record.phase =
+                self.last_phase.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(|| "UNKNOWN".into());
             return Ok((record, Exit::Deadline));
         };
         record.phase = done.phase.to_string();
@@ -561,16 +569,15 @@ impl Deployer<'_> {
         self.client.get_object(&format!("/v2/apps/{}/deployments/{}", segment(&app.id), segment(id)), "deployment")
     }
 
-    fn current_phase(&self, app: &App, id: &str) -> anyhow::Result<String> {
-        Ok(self.deployment(app, id)?.phase.to_string())
-    }
-
     /// Follows a deployment to a terminal phase; `None` at the deadline.
+    /// Follows a deployment to a terminal phase; `None` at the deadline. The phase last seen
+    /// stays in `last_phase` (no request is sent after the deadline to ask again).
     fn follow(&self, app: &App, id: &str) -> anyhow::Result<Option<Deployment>> {
         let poller =
             Poller { interval: self.cli.interval, max_interval: self.cli.max_interval, deadline: self.deadline };
         let polled = poller.run(self.progress, || {
             let deployment = self.deployment(app, id)?;
+            *self.last_phase.lock().unwrap_or_else(|e| e.into_inner()) = Some(deployment.phase.to_string());
             if deployment.phase.is_terminal() {
                 return Ok(Check::Done(deployment));
             }
@@ -646,7 +653,8 @@ impl Deployer<'_> {
         let mut lines = Vec::new();
         for url in urls {
             let text = do_core::api::download_without_token(&url, Duration::from_secs(30), 32 * 1024 * 1024)?;
-            lines.extend(text.lines().map(str::to_string));
+            // An app's log can print anything, its secrets included.
+            lines.extend(text.lines().map(do_core::redact::redact));
         }
         let skip = lines.len().saturating_sub(self.cli.log_lines);
         Ok(Some(lines.split_off(skip)))

@@ -64,7 +64,13 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let input = cli.io.read_input()?;
+    let started = Instant::now();
+    let deadline = started + cli.timeout;
+    let input = cli.io.read_input(deadline)?;
+    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
+    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
+    do_core::cli::check_duration("--interval", cli.interval, loopback)?;
+    do_core::cli::check_duration("--max-interval", cli.max_interval, loopback)?;
     let registry_from_input = input.last("image").and_then(|record| record.str("registry")).map(str::to_string);
     let registry = cli.registry.clone().or(registry_from_input);
     if let Some(name) = &registry {
@@ -72,8 +78,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
     let progress = cli.io.progress(TOOL);
     let client = cli.api.client(progress.clone())?;
-    let started = Instant::now();
-    let deadline = started + cli.timeout;
     client.set_deadline(deadline);
 
     let mut output = Output::stdout();

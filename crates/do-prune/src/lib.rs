@@ -80,7 +80,11 @@ pub(crate) struct Prune<'a> {
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     // Everything given is checked before the first request.
-    let input = cli.io.read_input()?;
+    let deadline = Instant::now() + cli.timeout;
+    let input = cli.io.read_input(deadline)?;
+    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
+    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
+    do_core::cli::check_duration("--interval", cli.interval, loopback)?;
     if let Some(registry) = &cli.registry {
         validate::registry_name(registry)?;
     }
@@ -117,7 +121,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let progress = cli.io.progress(TOOL);
     let client = cli.api.client(progress.clone())?;
     let registry_url = do_core::oci::registry_url_for(client.base_url(), registry_url)?;
-    let deadline = Instant::now() + cli.timeout;
     client.set_deadline(deadline);
     let mut output = Output::stdout();
     output.pass_through(&input)?;
@@ -261,7 +264,7 @@ impl Prune<'_> {
                 policy: self.policy.clone(),
                 repositories: record.repositories.clone(),
             };
-            std::fs::write(path, serde_json::to_string_pretty(&saved)? + "\n")
+            std::fs::write(path, do_core::redact::redact(&serde_json::to_string_pretty(&saved)?) + "\n")
                 .with_context(|| format!("cannot write --plan-out {}", path.display()))?;
             self.progress.info(&format!("plan saved to {}", path.display()));
         }

@@ -63,6 +63,9 @@ pub fn handle(shared: &Shared, call: &RegistryCall, fault: Option<&FaultKind>) -
     let kind = authorization_kind(&state, call.authorization);
     let answer = match fault {
         Some(FaultKind::Status { status, .. }) => error(*status, "UNKNOWN", "injected fault"),
+        Some(FaultKind::Echo { status }) => {
+            error(*status, "DENIED", &format!("you sent Authorization: {}", call.authorization))
+        }
         Some(FaultKind::Body { status, body }) => RegistryAnswer {
             status: *status,
             headers: vec![("content-type".into(), "application/json".into())],

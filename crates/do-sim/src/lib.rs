@@ -213,7 +213,7 @@ Control API (no token needed) for tests, the demo and benchmarks:
                             platforms [\"linux/amd64\",…] pushes an index, as buildx does (409 while a GC runs)
   PUT    /_sim/registry-options  {\"registry\"?,\"hide_index_children\"?,\"gc_keeps_index_children\"?}
   POST   /_sim/gc           {\"type\"?,\"plan\"?:[{\"status\",\"ms\"}],\"final_status\"?}
-  POST   /_sim/faults       {\"path\",\"method\"?,\"kind\":\"status|drop|malformed|truncated|latency|drop_after_apply|body\",\"times\"?}
+  POST   /_sim/faults       {\"path\",\"method\"?,\"kind\":\"status|echo|drop|malformed|truncated|latency|drop_after_apply|body\",\"times\"?}
   GET    /_sim/requests     the request log;  DELETE clears it
   GET    /_sim/state        everything the simulator holds
   PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}
@@ -387,9 +387,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let sim = Sim::start(&cli.listen, state)?;
     println!("{}", sim.url());
     eprintln!(
-        "do-sim: serving the DigitalOcean API simulator on {} (token {:?}); Ctrl-C stops it",
-        sim.url(),
-        cli.token
+        "do-sim: serving the DigitalOcean API simulator on {} (clients send the token given by --token); Ctrl-C stops it",
+        sim.url()
     );
     sim.wait();
     Ok(())

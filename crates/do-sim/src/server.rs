@@ -124,6 +124,11 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     }
     let early = match &fault {
         Some(FaultKind::Status { status, retry_after }) => Some((fault_error(*status), *retry_after)),
+        Some(FaultKind::Echo { status }) => {
+            let mut error = fault_error(*status);
+            error.message = format!("{} (you sent Authorization: {authorization})", error.message);
+            Some((error, None))
+        }
         Some(FaultKind::Drop) | Some(FaultKind::Malformed) | Some(FaultKind::Truncated) => None,
         _ if !authorized => Some((SimError::new(401, "unauthorized", "Unable to authenticate you"), None)),
         _ => None,
@@ -251,7 +256,8 @@ fn serve_log(shared: &Shared, request: tiny_http::Request, rest: &str, had_autho
             .and_then(|a| a.deployments.iter().find(|d| d.id == *deployment))
             .and_then(|d| d.log(component, log_type, now)),
         _ => None,
-    };
+    }
+    .map(|text| state.extra_log_lines.iter().fold(text, |text, line| format!("{text}{line}\n")));
     drop(state);
     match text {
         Some(text) => send(request, 200, Vec::new(), text.as_bytes()),

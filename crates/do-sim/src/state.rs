@@ -589,6 +589,9 @@ pub enum FaultKind {
     Latency { ms: u64 },
     /// Do what was asked, then break the connection: the client cannot tell it happened.
     DropAfterApply,
+    /// Answer with this status and an error whose message repeats the request's Authorization
+    /// header, as a careless proxy or server does.
+    Echo { status: u16 },
     /// Answer with this status and JSON body instead (an answer shaped unlike the spec's).
     Body {
         #[serde(default = "ok_status")]
@@ -656,6 +659,8 @@ pub struct State {
     pub registry_tokens: BTreeMap<String, RegistryGrant>,
     /// Requests to the registry host (the OCI distribution API), kept apart from API requests.
     pub registry_requests: Vec<RegistryRequest>,
+    /// Lines every deployment log ends with (an app that prints its environment, say).
+    pub extra_log_lines: Vec<String>,
 }
 
 /// Registry credentials from `GET …/docker-credentials`.
@@ -706,6 +711,7 @@ impl State {
             credentials: Vec::new(),
             registry_tokens: BTreeMap::new(),
             registry_requests: Vec::new(),
+            extra_log_lines: Vec::new(),
         }
     }
 

@@ -30,7 +30,8 @@ Output: the input records, then one record
 Exit codes:
   0  done (also: HEAD already tagged and pushed)
   1  failed: a git error, or the remote refused the push (the local tag stays; rerun to push)
-  2  usage error, bad input or a safety refusal; nothing was changed";
+  2  usage error, bad input or a safety refusal; nothing was changed
+  3  deadline exceeded: the input did not end, or a git command did not finish, within --timeout";
 
 /// Compute the next semantic version from git tags, create an annotated tag and push only that tag.
 #[derive(Parser, Debug)]
@@ -115,6 +116,11 @@ pub struct Cli {
     /// Compute and report everything; change no ref anywhere
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Give up (exit 3) when the input has not ended, or a git command (a push to a remote that
+    /// does not answer) has not finished, after this long
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = do_core::duration::parse_duration)]
+    pub timeout: std::time::Duration,
 
     #[command(flatten)]
     pub io: IoArgs,

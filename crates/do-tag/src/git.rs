@@ -1,14 +1,20 @@
 //! Real git through xshell: every argument is passed as one argument, never through a shell.
 
+use std::io::Read;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use do_core::Failure;
 use xshell::{cmd, Shell};
 
 use crate::version::{parse_tag, Commit, VersionTag};
 
 pub struct Git {
     shell: Shell,
+    /// No git command runs past this: one that does is killed (exit 3).
+    deadline: Instant,
 }
 
 /// What `git ls-remote` said about a tag and a branch.
@@ -21,22 +27,18 @@ pub struct RemoteRefs {
 }
 
 impl Git {
-    pub fn open(dir: &Path) -> anyhow::Result<Git> {
+    pub fn open(dir: &Path, deadline: Instant) -> anyhow::Result<Git> {
         let shell = Shell::new()?;
         shell.change_dir(dir);
         // Never wait for a password prompt; keep git's messages stable to read.
         shell.set_var("GIT_TERMINAL_PROMPT", "0");
         shell.set_var("LC_ALL", "C");
-        Ok(Git { shell })
+        Ok(Git { shell, deadline })
     }
 
     /// Runs git and returns stdout trimmed; a failure carries git's own message.
     fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let output = cmd!(self.shell, "git {args...}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .context("cannot run git; is it installed?")?;
+        let output = self.output(args)?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             anyhow::bail!("git {} failed: {}", args.first().copied().unwrap_or(""), stderr.trim());
@@ -46,12 +48,50 @@ impl Git {
 
     /// Like `run`, but `None` when git exits non-zero (a question whose answer is "no").
     fn ask(&self, args: &[&str]) -> anyhow::Result<Option<String>> {
-        let output = cmd!(self.shell, "git {args...}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .context("cannot run git; is it installed?")?;
+        let output = self.output(args)?;
         Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim_end().to_string()))
+    }
+
+    /// Runs git to the end or to the deadline, whichever comes first; at the deadline git is
+    /// killed and the error is exit 3.
+    fn output(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut command: std::process::Command = cmd!(self.shell, "git {args...}").quiet().into();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run git; is it installed?")?;
+        let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let out = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout.read_to_end(&mut bytes);
+            bytes
+        });
+        let err = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes);
+            bytes
+        });
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= self.deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Failure::deadline(format!(
+                    "git {} did not finish within --timeout and was stopped",
+                    args.first().copied().unwrap_or("")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
     }
 
     pub fn is_work_tree(&self) -> anyhow::Result<bool> {

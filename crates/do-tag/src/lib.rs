@@ -57,10 +57,12 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let input = cli.io.read_input()?;
+    do_core::cli::check_duration("--timeout", cli.timeout, false)?;
+    let deadline = std::time::Instant::now() + cli.timeout;
+    let input = cli.io.read_input(deadline)?;
     check_flags(&cli)?;
     let progress = cli.io.progress(TOOL);
-    let git = Git::open(&cli.dir)?;
+    let git = Git::open(&cli.dir, deadline)?;
     if !git.is_work_tree()? {
         return Err(Failure::usage(format!("{} is not inside a git work tree; use -C DIR", cli.dir.display())));
     }

@@ -1,0 +1,155 @@
+//! One redaction function for every string that comes from outside (API error bodies, registry
+//! answers, deployment logs, git and docker output) before it reaches stderr, a record, GitHub
+//! outputs, a step summary, a plan file or a saved step output. A server that echoes the
+//! `Authorization` header, or an app that logs its environment, must not put a credential there.
+//!
+//! Two nets: the secrets this process holds (the API token, registry credentials and tokens) are
+//! registered when they are read and replaced wherever they appear, in any form a server might
+//! echo (plain, base64, after `Bearer`/`Basic`); and shapes that carry credentials whoever owns
+//! them (`Bearer …`, `Basic …`, docker `auth` values, passwords, DigitalOcean tokens) are masked.
+
+use std::sync::{Mutex, OnceLock};
+
+use base64::Engine;
+use regex::Regex;
+
+pub const MASK: &str = "***";
+/// Shorter strings are not registered: masking them everywhere would mangle ordinary text.
+const SHORTEST_SECRET: usize = 6;
+
+fn secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Remembers a secret this process holds, with its base64 form, so that [`redact`] masks both.
+pub fn register(secret: &str) {
+    let secret = secret.trim();
+    if secret.len() < SHORTEST_SECRET {
+        return;
+    }
+    let mut known = secrets().lock().unwrap_or_else(|e| e.into_inner());
+    for form in [secret.to_string(), base64::engine::general_purpose::STANDARD.encode(secret)] {
+        if !known.contains(&form) {
+            known.push(form);
+        }
+    }
+    // Longest first, so a secret containing another is masked whole.
+    known.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// Registers every credential of a docker config's `auths` (each `auth`, decoded, and its password).
+pub fn register_docker_auths(auths: &serde_json::Value) {
+    for entry in auths.as_object().into_iter().flat_map(|o| o.values()) {
+        let Some(encoded) = entry.get("auth").and_then(serde_json::Value::as_str) else { continue };
+        register(encoded);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        if let Some(decoded) = decoded {
+            register(&decoded);
+            if let Some((_, password)) = decoded.split_once(':') {
+                register(password);
+            }
+        }
+    }
+}
+
+struct Shapes {
+    scheme: Regex,
+    json_field: Regex,
+    url_userinfo: Regex,
+    do_token: Regex,
+}
+
+fn shapes() -> &'static Shapes {
+    static SHAPES: OnceLock<Shapes> = OnceLock::new();
+    SHAPES.get_or_init(|| Shapes {
+        // `Bearer xyz`, `Basic xyz` (an echoed Authorization header or WWW-Authenticate challenge
+        // never carries a credential after the scheme but a realm, which stays readable).
+        scheme: Regex::new(r#"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9\-._~+/]{6,}=*)"#).expect("valid"),
+        // "auth": "…", "password": "…", "token": "…" in JSON (docker configs, token answers).
+        json_field: Regex::new(
+            r#"(?i)("(?:auth|password|passwd|secret|token|access_token|identitytoken|registrytoken|refresh_token)"\s*:\s*")[^"]*(")"#,
+        )
+        .expect("valid"),
+        url_userinfo: Regex::new(r#"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@"']+:[^/\s@"']+@"#).expect("valid"),
+        // DigitalOcean personal, OAuth and refresh tokens.
+        do_token: Regex::new(r#"\bdo[opr]_v1_[A-Za-z0-9]{16,}"#).expect("valid"),
+    })
+}
+
+/// `text` with every known secret and every credential-shaped value replaced by `***`.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    {
+        let known = secrets().lock().unwrap_or_else(|e| e.into_inner());
+        for secret in known.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+    }
+    let shapes = shapes();
+    let out = shapes.scheme.replace_all(&out, |c: &regex::Captures| {
+        if c[3].starts_with("realm=") || &c[3] == MASK {
+            c[0].to_string()
+        } else {
+            format!("{}{}{MASK}", &c[1], &c[2])
+        }
+    });
+    let out = shapes.json_field.replace_all(&out, format!("${{1}}{MASK}${{2}}").as_str());
+    let out = shapes.url_userinfo.replace_all(&out, format!("${{1}}{MASK}@").as_str());
+    shapes.do_token.replace_all(&out, MASK).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secrets_are_masked_in_every_form() {
+        register("s3cr3t-api-token-value");
+        let echoed = format!(
+            "bad token s3cr3t-api-token-value; header Authorization: Bearer s3cr3t-api-token-value; b64 {}",
+            base64::engine::general_purpose::STANDARD.encode("s3cr3t-api-token-value")
+        );
+        let shown = redact(&echoed);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(shown.matches(MASK).count(), 3, "{shown}");
+        register("abc");
+        assert_eq!(redact("abc def"), "abc def", "too short to be a secret worth masking everywhere");
+    }
+
+    #[test]
+    fn credential_shapes_are_masked_whoever_owns_them() {
+        let cases = [
+            ("Authorization: Bearer eyJhbGciOi.x-y_z", "Authorization: Bearer ***"),
+            ("authorization: basic dXNlcjpwYXNz", "authorization: basic ***"),
+            (
+                r#"{"auths":{"registry.digitalocean.com":{"auth":"dXNlcjpwYXNz"}}}"#,
+                r#"{"auths":{"registry.digitalocean.com":{"auth":"***"}}}"#,
+            ),
+            (r#"{"token": "abc.def", "access_token":"x"}"#, r#"{"token": "***", "access_token":"***"}"#),
+            ("https://user:hunter2@registry.example.com/v2/", "https://***@registry.example.com/v2/"),
+            (&format!("token dop_v1_{}", "a1".repeat(32)), "token ***"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(redact(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn ordinary_text_stays_readable() {
+        for text in [
+            r#"Bearer realm="https://api.digitalocean.com/v2/registry/auth",service="registry.digitalocean.com""#,
+            "GET /v2/registries/reg/repositories/web/digests answered 404 not_found",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "the basic plan, a bearer of news",
+            "https://registry.digitalocean.com/v2/",
+        ] {
+            assert_eq!(redact(text), text);
+        }
+    }
+}
