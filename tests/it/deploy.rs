@@ -230,17 +230,26 @@ fn a_deploy_error_fetches_the_deploy_log() {
 }
 
 #[test]
-fn canceled_and_superseded_end_at_once_with_exit_4() {
-    for (outcome, phase) in [(Outcome::Canceled, "CANCELED"), (Outcome::Superseded, "SUPERSEDED")] {
-        let sim = sim(30);
-        next_deployment(&sim, outcome, 40);
-        let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0", "--timeout", "60s"]).run();
-        run.assert_code(4);
-        let record = run.record("deploy");
-        assert_eq!(record["phase"], phase);
-        assert!(record["duration_ms"].as_u64().unwrap() < 5_000, "ended at once, not at the timeout: {record}");
-        assert!(run.stderr.contains(&format!("ended {phase}")), "{}", run.stderr);
-    }
+fn canceled_ends_at_once_with_exit_4_and_superseded_by_the_same_image_is_followed() {
+    let canceled = sim(30);
+    next_deployment(&canceled, Outcome::Canceled, 40);
+    let run = deploy(&canceled).args(["--repository", "web", "--tag", "v1.0.0", "--timeout", "60s"]).run();
+    run.assert_code(4);
+    let record = run.record("deploy");
+    assert_eq!((record["phase"].as_str(), record["outcome"].as_str()), (Some("CANCELED"), Some("failed")));
+    assert!(record["duration_ms"].as_u64().unwrap() < 5_000, "ended at once, not at the timeout: {record}");
+    assert!(run.stderr.contains("ended CANCELED"), "{}", run.stderr);
+
+    // Superseded by a deployment of the same spec: that one is followed to its end.
+    let superseded = sim(30);
+    next_deployment(&superseded, Outcome::Superseded, 40);
+    let run = deploy(&superseded).args(["--repository", "web", "--tag", "v1.0.0", "--timeout", "60s"]).run();
+    run.assert_code(0);
+    let record = run.record("deploy");
+    assert_eq!((record["phase"].as_str(), record["outcome"].as_str()), (Some("ACTIVE"), Some("active")));
+    assert_eq!(record["superseded_by"]["adopted"], true);
+    assert_eq!(record["deployment_id"], record["superseded_by"]["deployment_id"]);
+    assert!(run.stderr.contains("which deploys the same image; following it"), "{}", run.stderr);
 }
 
 #[test]
@@ -250,7 +259,7 @@ fn the_deadline_is_exit_3_and_the_deployment_keeps_running() {
     let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0", "--timeout", "400ms"]).run();
     run.assert_code(3);
     let record = run.record("deploy");
-    assert_eq!(record["phase"], "DEPLOYING");
+    assert_eq!((record["phase"].as_str(), record["outcome"].as_str()), (Some("DEPLOYING"), Some("deadline")));
     let id = record["deployment_id"].as_str().unwrap();
     assert!(run.stderr.contains(&format!("deployment {id} is still DEPLOYING")), "{}", run.stderr);
     let deployments = sim.snapshot()["apps"][0]["deployments"].clone();

@@ -4,6 +4,7 @@
 mod client;
 mod contract;
 mod deploy;
+mod deploy_safety;
 mod faults;
 mod gc_wait;
 mod hardening;

@@ -69,7 +69,7 @@ fn a_lost_answer_to_a_spec_update_does_not_deploy_twice() {
         .args(["--app", "example-app", "--repository", "web", "--tag", "v1.0.0", "--interval", "30ms"])
         .run();
     run.assert_code(0);
-    assert!(run.stderr.contains("looking whether it happened"), "{}", run.stderr);
+    assert!(run.stderr.contains("looking at the app before saying anything"), "{}", run.stderr);
     let puts: Vec<u16> = sim.requests().into_iter().filter(|r| r.method == "PUT").map(|r| r.status).collect();
     assert_eq!(puts, [0], "one update, whose answer was lost, not sent again");
     let snapshot = sim.snapshot();

@@ -25,6 +25,8 @@ pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but reposito
   gc_type = "unreferenced blobs only"   # an untagged type only if nothing needs an untagged manifest
   gc_timeout = "30m"            # how long to wait for a running GC before pushing
   deploy_timeout = "30m"
+  check_path = ""               # after ACTIVE, GET this path on the app's live URL ("" = no check)
+  check_version_header = ""     # and expect the released tag in this header, e.g. "x-app-version"
   rollback_on_failure = true
   poll_interval = "5s"          # first pause between looks at GC and deployments
 "#;
@@ -51,6 +53,8 @@ pub struct Config {
     pub gc_type: String,
     pub gc_timeout: String,
     pub deploy_timeout: String,
+    pub check_path: String,
+    pub check_version_header: String,
     pub rollback_on_failure: bool,
     pub poll_interval: String,
 }
@@ -78,6 +82,8 @@ impl Default for Config {
             gc_type: "unreferenced blobs only".into(),
             gc_timeout: "30m".into(),
             deploy_timeout: "30m".into(),
+            check_path: String::new(),
+            check_version_header: String::new(),
             rollback_on_failure: true,
             poll_interval: "5s".into(),
         }
@@ -124,6 +130,15 @@ impl Config {
         for duration in [&self.gc_timeout, &self.deploy_timeout, &self.poll_interval] {
             do_core::duration::parse_duration(duration).map_err(|e| anyhow::anyhow!(e))?;
         }
+        anyhow::ensure!(
+            self.check_path.is_empty() || self.check_path.starts_with('/'),
+            "check_path must start with /, like \"/healthz\", not {:?}",
+            self.check_path
+        );
+        anyhow::ensure!(
+            self.check_version_header.is_empty() || !self.check_path.is_empty(),
+            "check_version_header needs check_path: the path to ask for the version"
+        );
         if !self.keep_within.is_empty() {
             do_core::duration::parse_duration(&self.keep_within).map_err(|e| anyhow::anyhow!(e))?;
         }
@@ -175,6 +190,8 @@ mod tests {
             "gc_type",
             "gc_timeout",
             "deploy_timeout",
+            "check_path",
+            "check_version_header",
             "rollback_on_failure",
             "poll_interval",
         ];

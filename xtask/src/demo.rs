@@ -87,6 +87,8 @@ pub fn config() -> Config {
         keep_last: 3,
         keep_within: String::new(),
         poll_interval: "300ms".into(),
+        check_path: "/".into(),
+        check_version_header: "x-app-version".into(),
         ..Config::default()
     }
 }

@@ -117,6 +117,10 @@ struct ReleaseArgs {
     gc_timeout: Option<String>,
     #[arg(long)]
     deploy_timeout: Option<String>,
+    #[arg(long, value_name = "PATH")]
+    check_path: Option<String>,
+    #[arg(long, value_name = "HEADER")]
+    check_version_header: Option<String>,
     #[arg(long)]
     rollback_on_failure: Option<bool>,
     #[arg(long)]
@@ -269,6 +273,8 @@ fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
         gc_type,
         gc_timeout,
         deploy_timeout,
+        check_path,
+        check_version_header,
         poll_interval
     );
     if let Some(value) = args.keep_last {

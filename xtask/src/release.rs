@@ -220,6 +220,13 @@ impl Runner<'_> {
         for component in &config.components {
             deploy_args.extend(["--component".into(), component.clone()]);
         }
+        if !config.check_path.is_empty() {
+            deploy_args.extend(["--check-path".into(), config.check_path.clone()]);
+        }
+        if !config.check_version_header.is_empty() {
+            let exact_tag = format!("^{}$", tag.replace('.', "\\.").replace('+', "\\+"));
+            deploy_args.extend(["--expect-header".into(), format!("{}={exact_tag}", config.check_version_header)]);
+        }
         if config.rollback_on_failure {
             deploy_args.push("--rollback-on-failure".into());
         }
@@ -557,8 +564,26 @@ impl Runner<'_> {
                 prune["gc"]["status"].as_str().unwrap_or("?")
             )
         };
+        let check = match deploy["check"].as_object() {
+            Some(check) if check.get("passed") == Some(&Value::Bool(true)) => {
+                let headers: Vec<String> = check
+                    .get("headers")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| format!("{name}: {}", value.as_str().unwrap_or("none")))
+                    .collect();
+                let seen = if headers.is_empty() { String::new() } else { format!(" ({})", headers.join(", ")) };
+                format!(
+                    "\n  check          {} answered {}{seen}",
+                    check.get("url").and_then(Value::as_str).unwrap_or("?"),
+                    check.get("status").unwrap_or(&Value::Null)
+                )
+            }
+            _ => String::new(),
+        };
         format!(
-            "released {} ({}):\n  waited for GC  {}\n  image          {}\n  deployment     {} {}\n  pruned         {deleted} deletion(s), about {} MiB freed once GC ends\n  GC started     {gc}\n",
+            "released {} ({}):\n  waited for GC  {}\n  image          {}\n  deployment     {} {}{check}\n  pruned         {deleted} deletion(s), about {} MiB freed once GC ends\n  GC started     {gc}\n",
             tag["tag"].as_str().unwrap_or("?"),
             tag["why"].as_str().unwrap_or(""),
             do_core::duration::human(Duration::from_millis(waited_ms)),

@@ -14,27 +14,46 @@ included), and follows the deployment that this update created, not the newest i
 Waiting is adaptive: one look after --interval (2s) at first, the pause growing by half each
 time up to --max-interval (10s), so the end is noticed within one interval and no more than one
 request is made per interval.
-ACTIVE is success; ERROR, CANCELED and SUPERSEDED end at once with exit 4, the failed step,
-its reason and the tail of its BUILD or DEPLOY log.
+
+ACTIVE is success, once the check (if any) passes. ERROR and CANCELED end with exit 4, the failed
+step, its reason and the tail of its BUILD or DEPLOY log. A deployment already in progress or
+pending that runs the same image is followed instead of starting another, so two runs of one
+image share one deployment. SUPERSEDED is not a failure: when the deployment that superseded
+ours runs the same image it is followed to its end; when it runs another, the run stops (exit
+1, outcome superseded, naming it) and never rolls back over it.
+
+Checking the release: a deployment can go ACTIVE while the app serves the old version, or
+nothing. With --check-path (on the app's live URL) or --check-url, the URL is asked until it
+answers with --expect-status (200), its body matches --expect-body and each --expect-header
+NAME=REGEX matches, or --check-timeout passes: then exit 4 with failure.step \"check\", the last
+status, the headers checked and the start of the body. No token is sent; plain http only to a
+loopback address.
+
+With --rollback-on-failure a failed deployment or check rolls back to the deployment that was
+ACTIVE when the run began, only while it (or ours) is still the ACTIVE one and nothing newer was
+made or runs; otherwise the record says why no rollback was made.
 
 Token scopes: app:read, app:update, registry:read.
 
 Examples:
   do-deploy --app shop --image registry.digitalocean.com/my-reg/web:v1.4.0
-  do-deploy --app shop --repository web --tag v1.4.0 --rollback-on-failure
+  do-deploy --app shop --repository web --tag v1.4.0 --rollback-on-failure \\
+    --check-path /healthz --expect-header 'x-app-version=^v1\\.4\\.0$'
   do-deploy --app shop --redeploy --force-rebuild
   do-tag --bump auto | ... push ... | do-deploy --app shop --dry-run
 
 Output: the input records, then one record
   {\"kind\":\"deploy\",\"v\":1,\"data\":{\"app_id\",\"app_name\",\"deployment_id\",\"previous_deployment_id\",
-   \"phase\",\"image\",\"components\",\"changed\",\"dry_run\",\"cause\",\"duration_ms\",\"live_url\",\"failure\",\"rollback\"}}
+   \"phase\",\"image\",\"components\",\"changed\",\"dry_run\",\"cause\",\"duration_ms\",\"live_url\",\"outcome\",
+   \"failure\",\"superseded_by\",\"check\",\"rollback\"}}
 
 Exit codes:
-  0  the deployment is ACTIVE (also: already running this image, or --no-wait/--dry-run)
-  1  failed: API error, or busy with --if-busy fail
+  0  the deployment is ACTIVE and the check passed (also: already running this image, or
+     --no-wait/--dry-run)
+  1  failed: API error, busy with --if-busy fail, or superseded by a deployment of another image
   2  usage error or bad input (unknown component, tag not in the registry); nothing was changed
-  3  deadline exceeded: the deployment is left running and reported
-  4  the deployment ended ERROR, CANCELED or SUPERSEDED";
+  3  deadline exceeded: nothing is sent after it; a deployment under way is reported and keeps running
+  4  the deployment ended ERROR or CANCELED, or the check failed";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum IfBusy {
@@ -118,13 +137,38 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub log_lines: usize,
 
-    /// On failure, roll back to the previous ACTIVE deployment and follow it (exit stays 4)
+    /// On failure, roll back to the deployment ACTIVE when the run began, unless something newer
+    /// was made since, and follow it (exit stays 4)
     #[arg(long)]
     pub rollback_on_failure: bool,
 
     /// Show which components would change from what to what; send nothing but reads
     #[arg(long)]
     pub dry_run: bool,
+
+    /// After ACTIVE, ask this path of the app's live URL until it answers as expected
+    #[arg(long, value_name = "PATH", conflicts_with = "check_url")]
+    pub check_path: Option<String>,
+
+    /// After ACTIVE, ask this URL (https, or http to a loopback address) until it answers as expected
+    #[arg(long, value_name = "URL")]
+    pub check_url: Option<String>,
+
+    /// The status the check expects
+    #[arg(long, value_name = "CODE", default_value_t = 200, value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub expect_status: u16,
+
+    /// A regular expression the check's body must match
+    #[arg(long, value_name = "REGEX")]
+    pub expect_body: Option<String>,
+
+    /// A header the check's answer must carry, its value matching REGEX (repeatable)
+    #[arg(long, value_name = "NAME=REGEX")]
+    pub expect_header: Vec<String>,
+
+    /// How long the check may take before it fails
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub check_timeout: Duration,
 
     #[command(flatten)]
     pub api: ApiArgs,

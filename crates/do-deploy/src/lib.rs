@@ -1,24 +1,34 @@
-//! do-deploy: point an App Platform app at a new image, follow the deployment to the end,
-//! explain failures, roll back.
+//! do-deploy: point an App Platform app at a new image, follow the deployment to the end (and
+//! the one that superseded it, when that runs the same image), verify the release answers,
+//! explain failures, and roll back without ever undoing someone else's newer work.
+//!
+//! Read top to bottom, `Deployer::deploy` is the run: find the app and the image; follow a
+//! deployment already running the image, or wait for (or cancel) another in progress; update
+//! the spec once (`update.rs`); follow to the end (`follow.rs`); on ACTIVE, check the live URL
+//! (`check.rs`); on failure, say why and roll back under the rules (`rollback.rs`). From the
+//! first request that may change something, every outcome is written to the record.
 
+mod check;
 mod cli;
+mod follow;
+mod rollback;
 pub mod spec;
 pub mod target;
+mod update;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use do_core::api::segment;
 use do_core::contract::Output;
-use do_core::poll::{Check, Poller};
 use do_core::progress::Progress;
-use do_core::types::{App, Deployment, Manifest, Phase, Tag};
+use do_core::types::{App, Manifest, Phase, Tag};
 use do_core::{validate, Client, Exit, Failure};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
+pub use check::CheckReport;
 pub use cli::{Cli, IfBusy};
 use spec::{ComponentChange, Pin, Wanted};
 use target::{ImageFlags, Reference, Target};
@@ -31,7 +41,8 @@ const LOG_EXCERPT_LINES: usize = 10;
 pub struct DeployRecord {
     pub app_id: String,
     pub app_name: String,
-    /// The deployment followed; null for a dry run.
+    /// The deployment followed to its end (the one that superseded ours, when adopted); null
+    /// for a dry run or when none could be found.
     pub deployment_id: Option<String>,
     /// The ACTIVE deployment before this run.
     pub previous_deployment_id: Option<String>,
@@ -44,12 +55,19 @@ pub struct DeployRecord {
     pub cause: Option<String>,
     pub duration_ms: u64,
     pub live_url: Option<String>,
+    /// How the run ended: `active`, `unchanged`, `dry_run`, `created` (--no-wait), `failed`,
+    /// `check_failed`, `superseded`, `deadline`, or `unknown` (lost track of it).
+    pub outcome: String,
     pub failure: Option<FailureReport>,
+    /// The deployment that superseded ours; `adopted` when it ran the same image and was followed.
+    pub superseded_by: Option<SupersededBy>,
+    pub check: Option<CheckReport>,
     pub rollback: Option<RollbackReport>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct FailureReport {
+    /// The failed step, or `check` when the live URL did not answer as expected.
     pub step: Option<String>,
     pub reason: Option<String>,
     pub component: Option<String>,
@@ -58,13 +76,23 @@ pub struct FailureReport {
 }
 
 #[derive(Debug, Serialize)]
+pub struct SupersededBy {
+    pub deployment_id: String,
+    pub cause: Option<String>,
+    pub phase: String,
+    pub adopted: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
 pub struct RollbackReport {
-    /// The deployment rolled back to.
+    /// The deployment rolled back to (the one ACTIVE when the run began).
     pub to_deployment_id: String,
     /// The rollback deployment, when one was created.
     pub deployment_id: Option<String>,
     pub phase: Option<String>,
     pub error: Option<String>,
+    /// Why no rollback was made (it would have undone newer work, say).
+    pub skipped: Option<String>,
 }
 
 pub fn main() -> i32 {
@@ -80,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
     do_core::cli::check_duration("--interval", cli.interval, loopback)?;
     do_core::cli::check_duration("--max-interval", cli.max_interval, loopback)?;
+    do_core::cli::check_duration("--check-timeout", cli.check_timeout, loopback)?;
     for component in &cli.component {
         if component.is_empty()
             || component.len() > 32
@@ -90,6 +119,19 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
     if cli.log_lines > 10_000 {
         return Err(Failure::usage("--log-lines is at most 10000"));
+    }
+    let expectations = check::parse_expectations(cli.expect_body.as_deref(), &cli.expect_header)?;
+    let checking = cli.check_path.is_some() || cli.check_url.is_some();
+    if !checking && (cli.expect_body.is_some() || !cli.expect_header.is_empty()) {
+        return Err(Failure::usage("--expect-body and --expect-header need --check-path or --check-url"));
+    }
+    if let Some(url) = &cli.check_url {
+        check::check_url(url)?;
+    }
+    if let Some(path) = &cli.check_path {
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Failure::usage(format!("--check-path {}: give a path like /healthz", validate::shown(path))));
+        }
     }
     let target = if cli.redeploy {
         None
@@ -109,30 +151,53 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let mut output = Output::stdout();
     output.pass_through(&input)?;
 
-    let deployer =
-        Deployer { cli: &cli, client: &client, progress: &progress, started, deadline, last_phase: Default::default() };
+    let deployer = Deployer {
+        cli: &cli,
+        client: &client,
+        progress: &progress,
+        started,
+        deadline,
+        expectations,
+        last_phase: Default::default(),
+    };
     let (record, exit) = deployer.deploy(target)?;
     output.emit("deploy", 1, &record)?;
     github_outputs(&record).context("cannot write the GitHub Actions output files")?;
-    match exit {
-        Exit::RemoteFailed => Err(Failure::remote(format!(
-            "deployment {} ended {}{}",
-            record.deployment_id.as_deref().unwrap_or("?"),
-            record.phase,
-            record.failure.as_ref().and_then(|f| f.reason.as_deref()).map(|r| format!(": {r}")).unwrap_or_default()
+    let reason = record.failure.as_ref().and_then(|f| f.reason.as_deref());
+    let deployment = record.deployment_id.as_deref().unwrap_or("?");
+    match (exit, record.outcome.as_str()) {
+        (Exit::RemoteFailed, "check_failed") => Err(Failure::remote(format!(
+            "deployment {deployment} is ACTIVE, but the check failed: {}",
+            reason.unwrap_or("no reason")
         ))),
-        Exit::Deadline => Err(Failure::deadline(format!(
-            "deployment {} is still {} after {} and keeps running; rerun do-deploy with the same image to follow it, or raise --timeout",
-            record.deployment_id.as_deref().unwrap_or("?"),
+        (Exit::RemoteFailed, _) => Err(Failure::remote(format!(
+            "deployment {deployment} ended {}{}",
+            record.phase,
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        ))),
+        (Exit::Deadline, _) if record.deployment_id.is_none() => Err(Failure::deadline(format!(
+            "the deadline ({}) passed before do-deploy saw the deployment it asked for; one may have started: rerun do-deploy with the same image to follow it, or raise --timeout",
+            do_core::duration::human(cli.timeout)
+        ))),
+        (Exit::Deadline, _) => Err(Failure::deadline(format!(
+            "deployment {deployment} is still {} after {} and keeps running; rerun do-deploy with the same image to follow it, or raise --timeout",
             record.phase,
             do_core::duration::human(cli.timeout)
         ))),
-        Exit::Failed => Err(anyhow::anyhow!(
-            "{}; deployment {} may still be running: rerun do-deploy with the same image to follow it",
-            record.failure.as_ref().and_then(|f| f.reason.as_deref()).unwrap_or("lost track of the deployment"),
-            record.deployment_id.as_deref().unwrap_or("?")
+        (Exit::Failed, "superseded") => {
+            let newer = record.superseded_by.as_ref();
+            Err(anyhow::anyhow!(
+                "deployment {} was superseded by {} ({}), which runs another image; nothing was rolled back",
+                record.previous_deployment_id.as_deref().map_or(deployment, |_| deployment),
+                newer.map_or("a deployment that cannot be found", |n| n.deployment_id.as_str()),
+                newer.and_then(|n| n.cause.as_deref()).unwrap_or("no cause given")
+            ))
+        }
+        (Exit::Failed, _) => Err(anyhow::anyhow!(
+            "{}; deployment {deployment} may still be running: rerun do-deploy with the same image to follow it",
+            reason.unwrap_or("lost track of the deployment")
         )),
-        other => Ok(other),
+        (other, _) => Ok(other),
     }
 }
 
@@ -195,6 +260,8 @@ struct Deployer<'a> {
     progress: &'a Progress,
     started: Instant,
     deadline: Instant,
+    /// What the check after ACTIVE expects of the body and the headers.
+    expectations: check::Expectations,
     /// The phase the followed deployment was last seen in.
     last_phase: std::sync::Mutex<Option<String>>,
 }
@@ -209,11 +276,13 @@ impl Deployer<'_> {
         if let Some(repository) = repository {
             spec::matching_components(&app.spec, repository, &cli.component).map_err(Failure::usage)?;
         }
+        // The one a rollback may return to: ACTIVE when this run began.
+        let began_active = app.active_deployment.as_ref().map(|d| d.id.clone());
         let mut record = DeployRecord {
             app_id: app.id.clone(),
             app_name: app.name().to_string(),
             deployment_id: None,
-            previous_deployment_id: app.active_deployment.as_ref().map(|d| d.id.clone()),
+            previous_deployment_id: began_active.clone(),
             phase: String::new(),
             image: wanted.as_ref().map(|wanted| match wanted.pin {
                 Pin::Digest => format!("{}@{}", wanted.repository, wanted.digest),
@@ -225,22 +294,29 @@ impl Deployer<'_> {
             cause: None,
             duration_ms: 0,
             live_url: app.live_url.clone(),
+            outcome: String::new(),
             failure: None,
+            superseded_by: None,
+            check: None,
             rollback: None,
         };
+        let runs_wanted = |spec: &serde_json::Value| match (&wanted, repository) {
+            (Some(wanted), Some(repository)) => self.runs_wanted(spec, wanted, repository),
+            _ => false,
+        };
 
-        // A deployment in progress that already runs the wanted image is ours from an earlier,
-        // interrupted run: follow it instead of starting another.
+        // A deployment in progress or pending that already runs the wanted image is ours (an
+        // earlier, interrupted run) or another run's of the same image: follow it.
         let mut adopted = None;
-        if let Some(busy) = app.in_progress_deployment.clone() {
-            let ours = match (&wanted, repository) {
-                (Some(wanted), Some(repository)) => spec::matching_components(&busy.spec, repository, &cli.component)
-                    .is_ok_and(|components| components.iter().all(|c| spec::runs(&busy.spec[c.list][c.index], wanted))),
-                _ => false,
-            };
-            if ours {
+        let busy = [&app.in_progress_deployment, &app.pending_deployment]
+            .into_iter()
+            .flatten()
+            .find(|d| !d.phase.is_terminal())
+            .cloned();
+        if let Some(busy) = busy {
+            if runs_wanted(&busy.spec) {
                 self.progress
-                    .info(&format!("deployment {} in progress already deploys this image; following it", busy.id));
+                    .info(&format!("deployment {} ({}) already deploys this image; following it", busy.id, busy.phase));
                 adopted = Some(busy);
             } else if cli.dry_run {
                 self.progress.info(&format!(
@@ -262,8 +338,8 @@ impl Deployer<'_> {
                 let active_spec = app.active_deployment.as_ref().map(|d| &d.spec).unwrap_or(&app.spec);
                 let already = app.in_progress_deployment.is_none()
                     && app.active_deployment.is_some()
-                    && components.iter().all(|c| spec::runs(&active_spec[c.list][c.index], wanted))
-                    && components.iter().all(|c| spec::runs(&app.spec[c.list][c.index], wanted));
+                    && runs_wanted(active_spec)
+                    && runs_wanted(&app.spec);
                 if already && !cli.force {
                     let active = app.active_deployment.as_ref().expect("checked above");
                     self.progress.info(&format!(
@@ -274,6 +350,7 @@ impl Deployer<'_> {
                     record.deployment_id = Some(active.id.clone());
                     record.phase = active.phase.to_string();
                     record.cause = active.cause.clone();
+                    record.outcome = "unchanged".into();
                     record.components.iter_mut().for_each(|c| c.image_before = c.image_after.clone());
                     return Ok((record, Exit::Done));
                 }
@@ -303,6 +380,7 @@ impl Deployer<'_> {
             }
             record.phase =
                 app.active_deployment.as_ref().map(|d| d.phase.to_string()).unwrap_or_else(|| "UNKNOWN".into());
+            record.outcome = "dry_run".into();
             return Ok((record, Exit::Done));
         }
 
@@ -314,37 +392,21 @@ impl Deployer<'_> {
                 ));
             }
         }
-        let deployment = match (adopted, update) {
-            (Some(adopted), _) => adopted,
-            (None, Some(new_spec)) => {
-                let known = self.deployment_ids(&app)?;
-                let ours = |d: &Deployment| d.spec == new_spec;
-                match self.client.put_once::<App>(&app_path, &json!({ "spec": new_spec }), "app") {
-                    Ok(updated) => match updated.pending_deployment {
-                        Some(pending) if !pending.id.is_empty() => pending,
-                        _ => self.find_created(&app, &known, ours, "the spec update")?,
-                    },
-                    Err(error) if do_core::api::is_ambiguous(&error) => {
-                        // The update may have happened: a second PUT would start a second deployment.
-                        self.progress.warn(&format!(
-                            "the spec update had no clear answer ({error:#}); looking whether it happened"
-                        ));
-                        let now: App = self.client.get_object(&app_path, "app")?;
-                        if now.spec != new_spec {
-                            return Err(
-                                error.context("could not update the app spec; it is unchanged, so rerun do-deploy")
-                            );
-                        }
-                        self.find_created(&app, &known, ours, "the spec update")?
-                    }
-                    Err(error) => return Err(error.context("could not update the app spec")),
-                }
+        // From here a request may change something: every outcome goes into the record.
+        let started = match (adopted, update, &wanted, repository) {
+            (Some(adopted), _, _, _) => Ok(adopted),
+            (None, Some(new_spec), Some(wanted), Some(repository)) => {
+                self.update_spec(&app, new_spec, wanted, repository)
             }
-            (None, None) => self.create_deployment(
+            _ => self.create_deployment(
                 &app,
                 &format!("{app_path}/deployments"),
                 &json!({"force_build": cli.force_rebuild}),
-            )?,
+            ),
+        };
+        let deployment = match started {
+            Ok(deployment) => deployment,
+            Err(error) => return Ok(self.lost(record, &error, "unknown")),
         };
         record.deployment_id = Some(deployment.id.clone());
         record.cause = deployment.cause.clone();
@@ -356,32 +418,68 @@ impl Deployer<'_> {
         ));
         if cli.no_wait {
             record.phase = deployment.phase.to_string();
+            record.outcome = "created".into();
             record.duration_ms = self.started.elapsed().as_millis() as u64;
             return Ok((record, Exit::Done));
         }
 
-        let followed = match self.follow(&app, &deployment.id) {
-            Ok(followed) => followed,
-            Err(error) => {
-                // The deployment exists and may still run: report it rather than only the error.
-                record.duration_ms = self.started.elapsed().as_millis() as u64;
-                record.phase = "UNKNOWN".into();
-                record.failure = Some(FailureReport {
-                    step: None,
-                    reason: Some(format!("lost track of the deployment: {error:#}")),
-                    component: None,
-                    log_type: None,
-                    log_excerpt: Vec::new(),
-                });
-                return Ok((record, Exit::Failed));
+        // Follow it to its end; a deployment that superseded it and runs the same image is followed in turn.
+        let mut current = deployment;
+        let done = loop {
+            let done = match self.follow(&app, &current.id) {
+                Ok(Some(done)) => done,
+                Ok(None) => {
+                    record.duration_ms = self.started.elapsed().as_millis() as u64;
+                    record.phase = self
+                        .last_phase
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                        .unwrap_or_else(|| "UNKNOWN".into());
+                    record.outcome = "deadline".into();
+                    return Ok((record, Exit::Deadline));
+                }
+                Err(error) => return Ok(self.lost(record, &error, "unknown")),
+            };
+            if done.phase != Phase::Superseded {
+                break done;
+            }
+            let newer = match self.superseded_by(&app, &done) {
+                Ok(newer) => newer,
+                Err(error) => return Ok(self.lost(record, &error, "superseded")),
+            };
+            let same = newer.as_ref().is_some_and(|newer| match &wanted {
+                Some(_) => runs_wanted(&newer.spec),
+                None => spec::normalized(&newer.spec) == spec::normalized(&done.spec),
+            });
+            record.superseded_by = newer.as_ref().map(|newer| SupersededBy {
+                deployment_id: newer.id.clone(),
+                cause: newer.cause.clone(),
+                phase: newer.phase.to_string(),
+                adopted: same,
+            });
+            match newer {
+                Some(newer) if same => {
+                    self.progress.info(&format!(
+                        "deployment {} was superseded by {} ({}), which deploys the same image; following it",
+                        done.id,
+                        newer.id,
+                        newer.cause.as_deref().unwrap_or("no cause given")
+                    ));
+                    record.deployment_id = Some(newer.id.clone());
+                    record.cause = newer.cause.clone();
+                    current = newer;
+                }
+                _ => {
+                    // Someone deployed something else: never roll back over it.
+                    record.phase = Phase::Superseded.to_string();
+                    record.outcome = "superseded".into();
+                    record.duration_ms = self.started.elapsed().as_millis() as u64;
+                    return Ok((record, Exit::Failed));
+                }
             }
         };
         record.duration_ms = self.started.elapsed().as_millis() as u64;
-        let Some(done) = followed else {
-            record.phase =
-                self.last_phase.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(|| "UNKNOWN".into());
-            return Ok((record, Exit::Deadline));
-        };
         record.phase = done.phase.to_string();
         if done.phase == Phase::Active {
             self.progress.info(&format!(
@@ -390,25 +488,117 @@ impl Deployer<'_> {
                 do_core::duration::human(self.started.elapsed()),
                 app.live_url.as_deref().map(|u| format!("; live at {u}")).unwrap_or_default()
             ));
+            if let Some(report) = self.check_release(&app) {
+                let passed = report.passed;
+                record.check = Some(report);
+                if !passed {
+                    let check = record.check.as_ref().expect("just set");
+                    self.progress.warn(&format!(
+                        "the check of {} failed after {} attempts: {} (status {}, headers {:?})",
+                        check.url,
+                        check.attempts,
+                        check.reason.as_deref().unwrap_or("?"),
+                        check.status.map_or("none".to_string(), |s| s.to_string()),
+                        check.headers
+                    ));
+                    if let Some(body) = &check.body_excerpt {
+                        self.progress.info(&format!("the answer began: {}", body.trim_end()));
+                    }
+                    record.failure = Some(FailureReport {
+                        step: Some("check".into()),
+                        reason: check.reason.clone(),
+                        component: None,
+                        log_type: None,
+                        log_excerpt: Vec::new(),
+                    });
+                    record.outcome = "check_failed".into();
+                    if cli.rollback_on_failure {
+                        record.rollback = Some(self.roll_back(&app, began_active.as_deref(), &done.id));
+                    }
+                    record.duration_ms = self.started.elapsed().as_millis() as u64;
+                    return Ok((record, Exit::RemoteFailed));
+                }
+                self.progress.info("the check passed");
+            }
+            record.outcome = "active".into();
+            record.duration_ms = self.started.elapsed().as_millis() as u64;
             return Ok((record, Exit::Done));
         }
         let first_component = record.components.first().map(|c| c.name.clone());
         record.failure = Some(self.explain_failure(&app, &done, first_component.as_deref()));
+        record.outcome = "failed".into();
         if cli.rollback_on_failure {
-            record.rollback = Some(match record.previous_deployment_id.clone() {
-                Some(previous) => self.roll_back(&app, &previous),
-                None => {
-                    self.progress.warn("no previous ACTIVE deployment to roll back to");
-                    RollbackReport {
-                        to_deployment_id: String::new(),
-                        deployment_id: None,
-                        phase: None,
-                        error: Some("no previous ACTIVE deployment".into()),
-                    }
-                }
-            });
+            record.rollback = Some(self.roll_back(&app, began_active.as_deref(), &done.id));
         }
+        record.duration_ms = self.started.elapsed().as_millis() as u64;
         Ok((record, Exit::RemoteFailed))
+    }
+
+    /// The record when something went wrong after a request that may have changed something:
+    /// what is known, and the exit code the error calls for (3 at the deadline, else 1).
+    fn lost(&self, mut record: DeployRecord, error: &anyhow::Error, outcome: &str) -> (DeployRecord, Exit) {
+        record.duration_ms = self.started.elapsed().as_millis() as u64;
+        record.phase =
+            self.last_phase.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(|| "UNKNOWN".into());
+        let exit = match do_core::exit::exit_code_of(error) {
+            Exit::Deadline => Exit::Deadline,
+            _ => Exit::Failed,
+        };
+        record.outcome = if exit == Exit::Deadline { "deadline".into() } else { outcome.into() };
+        let reason = if record.deployment_id.is_some() {
+            format!("lost track of the deployment: {error:#}")
+        } else {
+            format!("{error:#}")
+        };
+        record.failure = Some(FailureReport {
+            step: None,
+            reason: Some(reason),
+            component: None,
+            log_type: None,
+            log_excerpt: Vec::new(),
+        });
+        (record, exit)
+    }
+
+    /// Checks the release after ACTIVE, when asked: `--check-url`, or `--check-path` on the
+    /// app's live URL.
+    fn check_release(&self, app: &App) -> Option<CheckReport> {
+        let url = match (&self.cli.check_url, &self.cli.check_path) {
+            (Some(url), _) => url.clone(),
+            (None, Some(path)) => {
+                let live = app.live_url.clone().or_else(|| {
+                    let fresh: Option<App> =
+                        self.client.get_object(&format!("/v2/apps/{}", segment(&app.id)), "app").ok();
+                    fresh.and_then(|a| a.live_url)
+                });
+                let Some(live) = live else {
+                    return Some(CheckReport {
+                        url: path.clone(),
+                        reason: Some("the app has no live URL to check".into()),
+                        ..CheckReport::default()
+                    });
+                };
+                if let Err(error) = check::check_url(&live) {
+                    return Some(CheckReport {
+                        url: live,
+                        reason: Some(format!("{error:#}")),
+                        ..CheckReport::default()
+                    });
+                }
+                format!("{}{path}", live.trim_end_matches('/'))
+            }
+            (None, None) => return None,
+        };
+        self.progress.info(&format!("checking {url}"));
+        let spec = check::CheckSpec {
+            url,
+            status: self.cli.expect_status,
+            body: self.expectations.body.clone(),
+            headers: self.expectations.headers.clone(),
+            timeout: self.cli.check_timeout,
+            interval: self.cli.interval.min(Duration::from_secs(2)),
+        };
+        Some(check::run(&spec, self.deadline, self.progress))
     }
 
     fn find_app(&self, name_or_id: &str) -> anyhow::Result<App> {
@@ -490,298 +680,11 @@ impl Deployer<'_> {
             }
         }
     }
-
-    fn handle_busy(&self, app: &App, busy: &Deployment) -> anyhow::Result<()> {
-        match self.cli.if_busy {
-            IfBusy::Fail => anyhow::bail!(
-                "deployment {} is in progress ({}); rerun later or use --if-busy wait|cancel",
-                busy.id,
-                busy.phase
-            ),
-            IfBusy::Cancel => {
-                self.progress.info(&format!("cancelling deployment {} in progress ({})", busy.id, busy.phase));
-                let path = format!("/v2/apps/{}/deployments/{}/cancel", segment(&app.id), segment(&busy.id));
-                match self.client.post_raw(&path, None) {
-                    Ok(_) => Ok(()),
-                    // It may have ended between our look and the cancel.
-                    Err(error) if do_core::api::has_status(&error, 400) => Ok(()),
-                    Err(error) => Err(error.context("could not cancel the deployment in progress")),
-                }
-            }
-            IfBusy::Wait => {
-                self.progress
-                    .info(&format!("waiting for deployment {} in progress ({}) to end first", busy.id, busy.phase));
-                match self.follow(app, &busy.id)? {
-                    Some(_) => Ok(()),
-                    None => Err(Failure::deadline(format!(
-                        "deployment {} was still in progress at the deadline; nothing was changed",
-                        busy.id
-                    ))),
-                }
-            }
-        }
-    }
-
-    /// Creates a deployment (a redeploy). After an ambiguous failure it looks whether the
-    /// deployment was created before doing anything else, so it is never created twice.
-    fn create_deployment(&self, app: &App, path: &str, body: &Value) -> anyhow::Result<Deployment> {
-        let known = self.deployment_ids(app)?;
-        match self.client.post_create::<Deployment>(path, Some(body), "deployment") {
-            Ok(deployment) => Ok(deployment),
-            Err(error) if do_core::api::is_ambiguous(&error) => {
-                self.progress
-                    .warn(&format!("the create request had no clear answer ({error:#}); looking whether it happened"));
-                self.find_created(app, &known, |_| true, "the create request")
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// The ids on the newest page of the app's deployments, taken right before a create so
-    /// that what the create made can be told apart afterwards.
-    fn deployment_ids(&self, app: &App) -> anyhow::Result<BTreeSet<String>> {
-        let recent: Vec<Deployment> = self
-            .client
-            .get_object(&format!("/v2/apps/{}/deployments?page=1&per_page=20", segment(&app.id)), "deployments")?;
-        Ok(recent.into_iter().map(|d| d.id).collect())
-    }
-
-    /// The newest deployment that is not in `known` and that `ours` recognises: the one our
-    /// request created.
-    fn find_created(
-        &self,
-        app: &App,
-        known: &BTreeSet<String>,
-        ours: impl Fn(&Deployment) -> bool,
-        what: &str,
-    ) -> anyhow::Result<Deployment> {
-        let recent: Vec<Deployment> = self
-            .client
-            .get_object(&format!("/v2/apps/{}/deployments?page=1&per_page=20", segment(&app.id)), "deployments")?;
-        recent.into_iter().find(|d| !known.contains(&d.id) && ours(d)).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{what} created no deployment that can be found; check the app in the control panel before retrying"
-            )
-        })
-    }
-
-    fn deployment(&self, app: &App, id: &str) -> anyhow::Result<Deployment> {
-        self.client.get_object(&format!("/v2/apps/{}/deployments/{}", segment(&app.id), segment(id)), "deployment")
-    }
-
-    /// Follows a deployment to a terminal phase; `None` at the deadline.
-    /// Follows a deployment to a terminal phase; `None` at the deadline. The phase last seen
-    /// stays in `last_phase` (no request is sent after the deadline to ask again).
-    fn follow(&self, app: &App, id: &str) -> anyhow::Result<Option<Deployment>> {
-        let poller =
-            Poller { interval: self.cli.interval, max_interval: self.cli.max_interval, deadline: self.deadline };
-        let polled = poller.run(self.progress, || {
-            let deployment = self.deployment(app, id)?;
-            *self.last_phase.lock().unwrap_or_else(|e| e.into_inner()) = Some(deployment.phase.to_string());
-            if deployment.phase.is_terminal() {
-                return Ok(Check::Done(deployment));
-            }
-            Ok(Check::Waiting(describe_progress(&deployment)))
-        })?;
-        Ok(polled.outcome)
-    }
-
-    fn explain_failure(&self, app: &App, deployment: &Deployment, fallback_component: Option<&str>) -> FailureReport {
-        let failed = deployment
-            .progress
-            .as_ref()
-            .and_then(|p| serde_json::to_value(p).ok())
-            .and_then(|p| find_error_step(&p, None));
-        let (step, reason, component, top) = match &failed {
-            Some(found) => (found.step.clone(), found.reason.clone(), found.component.clone(), found.top.clone()),
-            None => (None, None, None, None),
-        };
-        let component = component.or(fallback_component.map(str::to_string));
-        let log_type = match (deployment.phase.clone(), top.as_deref()) {
-            (Phase::Error, Some(top)) if top.contains("build") => Some("BUILD"),
-            (Phase::Error, _) => Some("DEPLOY"),
-            _ => None,
-        };
-        self.progress.warn(&format!(
-            "deployment {} ended {}{}{}",
-            deployment.id,
-            deployment.phase,
-            step.as_deref().map(|s| format!(" in step {s}")).unwrap_or_default(),
-            reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-        ));
-        let mut log_excerpt = Vec::new();
-        if let (Some(log_type), Some(component)) = (log_type, component.as_deref()) {
-            match self.log_tail(app, deployment, component, log_type) {
-                Ok(Some(lines)) => {
-                    self.progress.info(&format!("last {} lines of the {log_type} log of {component}:", lines.len()));
-                    do_core::github::group(&format!("{log_type} log of {component}"));
-                    for line in &lines {
-                        eprintln!("  {line}");
-                    }
-                    do_core::github::end_group();
-                    log_excerpt = lines.iter().rev().take(LOG_EXCERPT_LINES).rev().cloned().collect();
-                }
-                Ok(None) => self.progress.info(&format!("no {log_type} log: the deployment never reached that phase")),
-                Err(error) => self.progress.warn(&format!("could not fetch the {log_type} log: {error:#}")),
-            }
-        }
-        FailureReport { step, reason, component, log_type: log_type.map(str::to_string), log_excerpt }
-    }
-
-    /// The last `--log-lines` lines of a phase's log. The historic URLs are downloaded without the token.
-    fn log_tail(
-        &self,
-        app: &App,
-        deployment: &Deployment,
-        component: &str,
-        log_type: &str,
-    ) -> anyhow::Result<Option<Vec<String>>> {
-        let path = format!(
-            "/v2/apps/{}/deployments/{}/components/{}/logs?type={log_type}",
-            segment(&app.id),
-            segment(&deployment.id),
-            segment(component)
-        );
-        let answer: Value = match self.client.get_object_or_none::<Value>(&path, "historic_urls") {
-            Ok(Some(urls)) => urls,
-            Ok(None) => return Ok(None),
-            Err(error) if do_core::api::has_status(&error, 400) => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        let urls: Vec<String> =
-            answer.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
-        let mut lines = Vec::new();
-        for url in urls {
-            let text = do_core::api::download_without_token(&url, Duration::from_secs(30), 32 * 1024 * 1024)?;
-            // An app's log can print anything, its secrets included.
-            lines.extend(text.lines().map(do_core::redact::redact));
-        }
-        let skip = lines.len().saturating_sub(self.cli.log_lines);
-        Ok(Some(lines.split_off(skip)))
-    }
-
-    fn roll_back(&self, app: &App, to: &str) -> RollbackReport {
-        let mut report =
-            RollbackReport { to_deployment_id: to.to_string(), deployment_id: None, phase: None, error: None };
-        let body = json!({"deployment_id": to, "skip_pin": true});
-        let base = format!("/v2/apps/{}/rollback", segment(&app.id));
-        let mut attempt = || -> anyhow::Result<Option<Deployment>> {
-            let validation = self.client.post_raw(&format!("{base}/validate"), Some(&body))?;
-            let verdict: Value = serde_json::from_slice(&validation.body).unwrap_or(Value::Null);
-            if verdict.get("valid").and_then(Value::as_bool) != Some(true) {
-                let why = verdict.pointer("/error/message").and_then(Value::as_str).unwrap_or("the API gave no reason");
-                anyhow::bail!("rollback to {to} is not valid: {why}");
-            }
-            self.progress.info(&format!("rolling back to deployment {to}"));
-            let known = self.deployment_ids(app)?;
-            let rollback = match self.client.post_create::<Deployment>(&base, Some(&body), "deployment") {
-                Ok(deployment) => deployment,
-                Err(error) if do_core::api::is_ambiguous(&error) => {
-                    let clones_target = |d: &Deployment| d.cloned_from.as_deref().is_none_or(|from| from == to);
-                    self.find_created(app, &known, clones_target, "the rollback request")?
-                }
-                Err(error) => return Err(error),
-            };
-            report.deployment_id = Some(rollback.id.clone());
-            self.follow(app, &rollback.id)
-        };
-        let outcome = attempt();
-        match outcome {
-            Ok(Some(done)) => {
-                report.phase = Some(done.phase.to_string());
-                if done.phase == Phase::Active {
-                    self.progress.info(&format!("rolled back: deployment {} is ACTIVE", done.id));
-                } else {
-                    self.progress.warn(&format!("the rollback deployment {} ended {}", done.id, done.phase));
-                }
-            }
-            Ok(None) => {
-                report.phase = Some("TIMEOUT".into());
-                self.progress.warn("the rollback was still running at the deadline");
-            }
-            Err(error) => {
-                self.progress.warn(&format!("rollback failed: {error:#}"));
-                report.error = Some(format!("{error:#}"));
-            }
-        }
-        report
-    }
-}
-
-struct ErrorStep {
-    step: Option<String>,
-    reason: Option<String>,
-    component: Option<String>,
-    top: Option<String>,
-}
-
-/// The deepest step with status ERROR, its reason, component and top-level step name.
-fn find_error_step(progress: &Value, top: Option<&str>) -> Option<ErrorStep> {
-    let steps = progress.get("steps").and_then(Value::as_array)?;
-    for step in steps {
-        if step.get("status").and_then(Value::as_str) != Some("ERROR") {
-            continue;
-        }
-        let name = step.get("name").and_then(Value::as_str);
-        let top_name = top.or(name);
-        if let Some(deeper) = find_error_step(step, top_name) {
-            return Some(deeper);
-        }
-        let text = |pointer: &str| step.pointer(pointer).and_then(Value::as_str).map(str::to_string);
-        return Some(ErrorStep {
-            step: name.map(str::to_string),
-            reason: text("/reason/message").or_else(|| text("/reason/code")),
-            component: text("/component_name"),
-            top: top_name.map(str::to_string),
-        });
-    }
-    None
-}
-
-/// `BUILDING 1/4 Building web`: the phase, the step count and what runs now.
-fn describe_progress(deployment: &Deployment) -> String {
-    let mut text = deployment.phase.to_string();
-    if let Some(progress) = &deployment.progress {
-        if let (Some(done), Some(total)) = (progress.success_steps, progress.total_steps) {
-            text.push_str(&format!(" {done}/{total}"));
-        }
-        let running = progress
-            .summary_steps
-            .iter()
-            .chain(progress.steps.iter())
-            .find(|s| s.status == do_core::types::StepStatus::Running);
-        if let Some(step) = running {
-            let what = step.message_base.clone().or(step.name.clone()).unwrap_or_default().to_lowercase();
-            for word in [what, step.component_name.clone().unwrap_or_default()] {
-                if !word.is_empty() {
-                    text.push(' ');
-                    text.push_str(&word);
-                }
-            }
-        }
-    }
-    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_deepest_error_step_is_found_with_its_reason() {
-        let progress = json!({"steps": [
-            {"name": "build", "status": "SUCCESS"},
-            {"name": "deploy", "status": "ERROR", "steps": [
-                {"name": "deploy-web", "status": "ERROR", "component_name": "web", "reason": {"code": "HealthCheck", "message": "health checks failed"}}
-            ]}
-        ]});
-        let found = find_error_step(&progress, None).unwrap();
-        assert_eq!(found.step.as_deref(), Some("deploy-web"));
-        assert_eq!(found.reason.as_deref(), Some("health checks failed"));
-        assert_eq!(found.component.as_deref(), Some("web"));
-        assert_eq!(found.top.as_deref(), Some("deploy"));
-        assert!(find_error_step(&json!({"steps": []}), None).is_none());
-    }
 
     #[test]
     fn app_ids_are_told_from_names() {

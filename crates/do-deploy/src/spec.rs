@@ -151,6 +151,36 @@ pub fn runs(component: &Value, wanted: &Wanted) -> bool {
     }
 }
 
+/// Whether every component of `spec` that runs the repository (or the named ones) runs
+/// `wanted`. Only the image fields are compared, so a spec the API normalised (dropping false,
+/// empty and null values) or extended with fields it adds still counts as the same.
+pub fn runs_everywhere(spec: &Value, repository: &str, only: &[String], wanted: &Wanted) -> bool {
+    matching_components(spec, repository, only)
+        .is_ok_and(|components| components.iter().all(|c| runs(&spec[c.list][c.index], wanted)))
+}
+
+/// A spec as proto3 JSON writes it (and App Platform answers it): false, empty strings, empty
+/// lists and objects, and nulls left out at every depth. Specs are compared in this form.
+pub fn normalized(value: &Value) -> Value {
+    fn inner(value: &Value) -> Option<Value> {
+        match value {
+            Value::Null | Value::Bool(false) => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::Array(items) => {
+                let kept: Vec<Value> = items.iter().filter_map(inner).collect();
+                (!kept.is_empty()).then_some(Value::Array(kept))
+            }
+            Value::Object(map) => {
+                let kept: Map<String, Value> =
+                    map.iter().filter_map(|(k, v)| inner(v).map(|v| (k.clone(), v))).collect();
+                (!kept.is_empty()).then_some(Value::Object(kept))
+            }
+            other => Some(other.clone()),
+        }
+    }
+    inner(value).unwrap_or_else(|| Value::Object(Map::new()))
+}
+
 /// The spec with the matched components pointed at `wanted`, and what changed.
 pub fn pin(spec: &Value, components: &[ComponentRef], wanted: &Wanted) -> (Value, Vec<ComponentChange>) {
     let mut updated = spec.clone();
@@ -194,6 +224,18 @@ mod tests {
 
     fn wanted(pin: Pin) -> Wanted {
         Wanted { repository: "web".into(), tag: Some("v2".into()), digest: "sha256:new".into(), pin }
+    }
+
+    #[test]
+    fn specs_compare_in_normalised_form_and_by_image_fields() {
+        let full = json!({"name": "shop", "maintenance": {}, "features": [], "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": "sha256:new", "tag": "", "deploy_on_push": {"enabled": false}}, "instance_count": 1}]});
+        let answered = json!({"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": "sha256:new"}, "instance_count": 1}]});
+        assert_eq!(normalized(&full), normalized(&answered));
+        let wanted = Wanted { repository: "web".into(), tag: None, digest: "sha256:new".into(), pin: Pin::Digest };
+        assert!(runs_everywhere(&full, "web", &[], &wanted) && runs_everywhere(&answered, "web", &[], &wanted));
+        let old = json!({"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": "sha256:old"}}]});
+        assert!(!runs_everywhere(&old, "web", &[], &wanted));
+        assert!(!runs_everywhere(&json!({}), "web", &[], &wanted), "no component at all runs nothing");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod content;
 mod distribution;
+mod live;
 mod seed;
 mod server;
 pub mod state;
@@ -17,7 +18,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 pub use seed::{default_app_spec, Seed, DEFAULT_APP, DEFAULT_REGISTRY, DEFAULT_REPOSITORY, DEFAULT_TOKEN};
-pub use state::{Fault, FaultKind, LoggedRequest, Outcome, RateLimit, SimError, State, Timing};
+pub use state::{Fault, FaultKind, Live, LoggedRequest, Outcome, Quirks, RateLimit, SimError, State, Timing};
 
 /// A running simulator. Dropping it stops the server.
 pub struct Sim {
@@ -217,7 +218,10 @@ Control API (no token needed) for tests, the demo and benchmarks:
   GET    /_sim/requests     the request log;  DELETE clears it
   GET    /_sim/state        everything the simulator holds
   PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}
-  POST   /_sim/apps/ID/next-deployment  {\"outcome\":\"success|build_error|deploy_error|hang\",\"phase_ms\"?}
+  POST   /_sim/apps/ID/next-deployment  {\"outcome\":\"success|build_error|deploy_error|hang|canceled|superseded\",\"phase_ms\"?,
+                            \"live\"?:{\"scenario\":\"healthy|failing|failing_for|wrong_version\",\"ms\"?,\"version\"?}}
+  PUT    /_sim/quirks       {\"update_without_pending\"?,\"normalized_specs\"?}  the live API's ways
+  GET    /_sim/live/APP/…   the app's live URL: answers per its ACTIVE deployment (x-app-version)
 
 Pushing an image from a shell (what `docker push` is in the demo):
   do-sim push --api-url http://127.0.0.1:8080 --repository web --tag v2.0.0

@@ -87,7 +87,15 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         serve_registry(shared, request, &incoming, &url, &raw_body, &authorization);
         return;
     }
+    if let Some(rest) = incoming.path.strip_prefix("/_sim/live/") {
+        let (status, headers, body) = crate::live::answer(&mut shared.lock(), rest, Instant::now());
+        send(request, status, headers, body.as_bytes());
+        return;
+    }
     if let Some(rest) = incoming.path.strip_prefix("/_sim/logs/") {
+        if let Some(FaultKind::Latency { ms }) = take_fault(&mut shared.lock(), &method, &incoming.path) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         serve_log(shared, request, rest, !authorization.is_empty(), &url);
         return;
     }
@@ -166,7 +174,12 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     }
     state.settle(now);
     let link_base = state.link_base.clone().unwrap_or_else(|| shared.base_url.clone());
-    let answer = route(&mut state, &incoming, &link_base, now);
+    let mut answer = route(&mut state, &incoming, &link_base, now);
+    if state.quirks.normalized_specs {
+        if let Ok((_, Some(body))) = &mut answer {
+            crate::state::normalize_specs(body);
+        }
+    }
     let headers = rate_headers(&state.rate_limit, &state.request_times, now);
     match fault {
         Some(FaultKind::Malformed) => {
@@ -174,6 +187,13 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
             state.requests.push(log);
             drop(state);
             send(request, 200, headers, b"{\"this is\": not json");
+        }
+        Some(FaultKind::AnswerAfterApply { status, body, content_type }) => {
+            log.status = status;
+            state.requests.push(log);
+            drop(state);
+            let headers = content_type.map(|t| vec![("content-type".to_string(), t)]).unwrap_or_default();
+            send(request, status, headers, body.as_bytes());
         }
         Some(FaultKind::Truncated) | Some(FaultKind::DropAfterApply) => {
             log.status = 0;
@@ -687,20 +707,23 @@ fn token_listing(items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Answ
     Ok((200, Some(body)))
 }
 
-fn live_url(app: &crate::state::App) -> String {
-    format!("https://{}-sim.ondigitalocean.app", app.spec.get("name").and_then(Value::as_str).unwrap_or("app"))
+/// The app's live URL: served by the simulator itself, answering per its ACTIVE deployment.
+fn live_url(base_url: &str, app: &crate::state::App) -> String {
+    format!("{base_url}/_sim/live/{}", app.spec.get("name").and_then(Value::as_str).unwrap_or("app"))
 }
 
 fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Instant, rest: &[&str]) -> Answer {
     match (incoming.method.as_str(), rest) {
         ("GET", []) => {
-            let apps = state.apps.iter().map(|app| app.to_json(now, &live_url(app))).collect();
+            let apps = state.apps.iter().map(|app| app.to_json(now, &live_url(base_url, app))).collect();
             listing("apps", apps, incoming, base_url)
         }
         (method, [app_id, rest @ ..]) => {
             let index = state.apps.iter().position(|app| app.id == *app_id).ok_or_else(SimError::not_found)?;
             match (method, rest) {
-                ("GET", []) => ok(json!({"app": state.apps[index].to_json(now, &live_url(&state.apps[index]))})),
+                ("GET", []) => {
+                    ok(json!({"app": state.apps[index].to_json(now, &live_url(base_url, &state.apps[index]))}))
+                }
                 ("PUT", []) | ("POST", ["deployments"]) if state.apps[index].pinned.is_some() => Err(SimError::new(
                     409,
                     "conflict",
@@ -717,8 +740,10 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
                     state.apps[index].spec = spec;
                     let deployment = state.create_deployment(index, "app spec updated", now);
                     let app = &state.apps[index];
-                    let mut shown = app.to_json(now, &live_url(app));
-                    shown["pending_deployment"] = deployment;
+                    let mut shown = app.to_json(now, &live_url(base_url, app));
+                    if !state.quirks.update_without_pending {
+                        shown["pending_deployment"] = deployment;
+                    }
                     ok(json!({ "app": shown }))
                 }
                 ("GET", ["deployments"]) => {
@@ -944,6 +969,11 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
             };
             Ok((201, Some(json!({"manifest": manifest}))))
         }
+        ("PUT", ["quirks"]) => {
+            state.quirks =
+                serde_json::from_value(body).map_err(|e| SimError::bad_request(format!("invalid quirks: {e}")))?;
+            Ok((204, None))
+        }
         ("PUT", ["registry-options"]) => {
             let registry =
                 body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
@@ -980,6 +1010,10 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
             state.apps[index].next_outcome = outcome;
             state.apps[index].next_phase_duration =
                 body.get("phase_ms").and_then(Value::as_u64).map(Duration::from_millis);
+            if let Some(live) = body.get("live") {
+                state.apps[index].next_live = serde_json::from_value(live.clone())
+                    .map_err(|e| SimError::bad_request(format!("invalid live scenario: {e}")))?;
+            }
             Ok((204, None))
         }
         _ => Err(SimError::not_found()),

@@ -324,6 +324,25 @@ pub struct Deployment {
     pub cloned_from: Option<String>,
     /// Whether it was ever ACTIVE (rollback targets must have been).
     pub was_active: bool,
+    /// When it became ACTIVE.
+    pub active_since: Option<Instant>,
+    /// How the app answers at its live URL while this deployment is ACTIVE.
+    pub live: Live,
+}
+
+/// How an app answers at its live URL (the simulator serves it) while a deployment is ACTIVE.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "scenario")]
+pub enum Live {
+    /// 200, with the version it runs in the `x-app-version` header and the body.
+    #[default]
+    Healthy,
+    /// 500 for this long after becoming ACTIVE, then healthy (a slow start).
+    FailingFor { ms: u64 },
+    /// 500 always.
+    Failing,
+    /// 200, but it reports this version (the old image still serving).
+    WrongVersion { version: String },
 }
 
 impl Deployment {
@@ -468,6 +487,8 @@ pub struct App {
     /// The outcome and phase length for the next deployments (tests script these).
     pub next_outcome: Outcome,
     pub next_phase_duration: Option<Duration>,
+    /// How the next deployment answers at the live URL once ACTIVE.
+    pub next_live: Live,
     /// The rollback deployment the app is pinned to, until commit or revert.
     pub pinned: Option<String>,
 }
@@ -489,6 +510,9 @@ impl App {
             if deployment.settled.is_none() && deployment.is_terminal(now) {
                 let phase = deployment.phase_at(now);
                 deployment.was_active |= phase == "ACTIVE";
+                if phase == "ACTIVE" {
+                    deployment.active_since.get_or_insert(now);
+                }
                 if phase == "SUPERSEDED" {
                     replacements.push(Deployment {
                         id: String::new(),
@@ -501,6 +525,8 @@ impl App {
                         settled: None,
                         cloned_from: None,
                         was_active: false,
+                        active_since: None,
+                        live: Live::Healthy,
                     });
                 }
                 deployment.settled = Some((phase, now_rfc3339()));
@@ -592,6 +618,15 @@ pub enum FaultKind {
     /// Answer with this status and an error whose message repeats the request's Authorization
     /// header, as a careless proxy or server does.
     Echo { status: u16 },
+    /// Do what was asked, then answer with this status and raw body instead (an edge proxy's
+    /// HTML 524 after the origin acted, a 204 where a body is expected).
+    AnswerAfterApply {
+        status: u16,
+        #[serde(default)]
+        body: String,
+        #[serde(default)]
+        content_type: Option<String>,
+    },
     /// Answer with this status and JSON body instead (an answer shaped unlike the spec's).
     Body {
         #[serde(default = "ok_status")]
@@ -661,6 +696,55 @@ pub struct State {
     pub registry_requests: Vec<RegistryRequest>,
     /// Lines every deployment log ends with (an app that prints its environment, say).
     pub extra_log_lines: Vec<String>,
+    /// Ways the live API answers that the spec does not show.
+    pub quirks: Quirks,
+}
+
+/// Ways the live App Platform API answers that the published spec does not show, each off by
+/// default so the spec's shape is the baseline.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quirks {
+    /// The app update's answer has no `pending_deployment` (digitalocean/godo#601).
+    pub update_without_pending: bool,
+    /// Specs in answers are normalised as proto3 JSON does: false, empty and null values left out.
+    pub normalized_specs: bool,
+}
+
+/// A spec as proto3 JSON writes it: false, empty strings, empty lists and objects, and nulls
+/// left out, at every depth.
+pub fn normalized(value: &Value) -> Option<Value> {
+    match value {
+        Value::Null | Value::Bool(false) => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(items) => {
+            let kept: Vec<Value> = items.iter().filter_map(normalized).collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
+        Value::Object(map) => {
+            let kept: serde_json::Map<String, Value> =
+                map.iter().filter_map(|(k, v)| normalized(v).map(|v| (k.clone(), v))).collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// Normalises every `spec` in an answer, when the quirk is on.
+pub fn normalize_specs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if key == "spec" {
+                    *inner = normalized(inner).unwrap_or_else(|| json!({}));
+                } else {
+                    normalize_specs(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_specs),
+        _ => {}
+    }
 }
 
 /// Registry credentials from `GET …/docker-credentials`.
@@ -712,6 +796,7 @@ impl State {
             registry_tokens: BTreeMap::new(),
             registry_requests: Vec::new(),
             extra_log_lines: Vec::new(),
+            quirks: Quirks::default(),
         }
     }
 
@@ -865,6 +950,7 @@ impl State {
             deployments: Vec::new(),
             next_outcome: Outcome::Success,
             next_phase_duration: None,
+            next_live: Live::Healthy,
             pinned: None,
         };
         if active {
@@ -879,6 +965,8 @@ impl State {
                 settled: Some(("ACTIVE".into(), "2026-01-05T09:05:00Z".into())),
                 cloned_from: None,
                 was_active: true,
+                active_since: Some(now),
+                live: Live::Healthy,
             });
         }
         self.apps.push(app);
@@ -929,6 +1017,8 @@ impl State {
             settled: None,
             cloned_from,
             was_active: false,
+            active_since: None,
+            live: std::mem::take(&mut app.next_live),
         };
         let shown = deployment.to_json(now);
         app.deployments.push(deployment);
