@@ -10,7 +10,7 @@
 #   DO_REGISTRY          the registry; empty finds the account's only one
 #   DO_BUMP              patch | minor | major | auto (default auto)
 #   DO_ALLOW_BRANCH      release only from this branch glob (default: any)
-#   DO_KEEP_LAST         do-prune --keep-last (default 10)
+#   DO_KEEP_LAST         do-prune --keep-last (default: do-prune's own, 10)
 #   DO_INTERVAL          first pause between looks at GC and deployments (default 5s)
 #   RELEASE_BUILD_PUSH   a command called as `CMD IMAGE TAG` that builds and pushes the image
 #                        (default: docker build and docker push; log in first, for example with
@@ -18,7 +18,7 @@
 #   DIGITALOCEAN_ACCESS_TOKEN, DIGITALOCEAN_API_URL as for every tool.
 #
 # Each tool copies its input and appends its record, so the report is the pipeline's output
-# (release-report.jsonl). A step runs only when every step before it succeeded; the script
+# (RELEASE_REPORT, by default a file under $TMPDIR). A step runs only when every step before it succeeded; the script
 # exits with the first failing step's exit code. The shell cannot resolve digests, so there is
 # no image record: do-deploy resolves the tag record's tag to its digest itself.
 set -eu
@@ -28,9 +28,10 @@ set -eu
 DO_REGISTRY=${DO_REGISTRY:-}
 DO_BUMP=${DO_BUMP:-auto}
 DO_ALLOW_BRANCH=${DO_ALLOW_BRANCH:-}
-DO_KEEP_LAST=${DO_KEEP_LAST:-10}
+DO_KEEP_LAST=${DO_KEEP_LAST:-}
 DO_INTERVAL=${DO_INTERVAL:-5s}
-REPORT=${RELEASE_REPORT:-release-report.jsonl}
+# The report goes outside the app repository unless asked, so the release leaves it clean.
+REPORT=${RELEASE_REPORT:-${TMPDIR:-/tmp}/do-release-report.$$.jsonl}
 
 state=$(mktemp -d)
 trap 'rm -rf "$state"' EXIT
@@ -40,7 +41,7 @@ registry_flag() {
 }
 
 default_build_push() {
-    docker build --tag "$1" . >&2 || return $?
+    docker build --label "org.opencontainers.image.revision=$(git rev-parse HEAD)" --tag "$1" . >&2 || return $?
     docker push "$1" >&2
 }
 
@@ -90,6 +91,10 @@ build_and_push() {
     cat "$state/push.out"
 }
 
+keep_last() {
+    if [ -n "$DO_KEEP_LAST" ]; then printf -- '--keep-last\n%s\n' "$DO_KEEP_LAST"; fi
+}
+
 allow_branch() {
     if [ -n "$DO_ALLOW_BRANCH" ]; then printf -- '--allow-branch\n%s\n' "$DO_ALLOW_BRANCH"; fi
 }
@@ -99,7 +104,7 @@ allow_branch() {
   | step tag do-tag --bump "$DO_BUMP" $(allow_branch) \
   | step push build_and_push \
   | step deploy do-deploy --app "$DO_APP" --repository "$DO_REPOSITORY" $(registry_flag) --interval "$DO_INTERVAL" --rollback-on-failure \
-  | step prune do-prune $(registry_flag) --keep-last "$DO_KEEP_LAST" --execute \
+  | step prune do-prune $(registry_flag) $(keep_last) --execute \
   > "$REPORT"
 
 for failed in "$state"/*.failed; do

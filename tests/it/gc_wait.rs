@@ -273,7 +273,11 @@ fn a_registry_must_be_named_when_there_are_several_and_must_exist() {
     assert!(run.stderr.contains("2 registries (alpha, beta); choose one with --registry"), "{}", run.stderr);
     let missing = gc_wait(&sim).args(["--registry", "gamma"]).run();
     missing.assert_code(1);
-    assert!(missing.stderr.contains("registry \"gamma\" does not exist"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("registry \"gamma\" does not exist in this account, which has: alpha, beta"),
+        "{}",
+        missing.stderr
+    );
     gc_wait(&sim).args(["--registry", "beta"]).run().assert_code(0);
 }
 

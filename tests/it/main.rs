@@ -14,6 +14,7 @@ mod prune_protection;
 mod prune_safety;
 mod registry;
 mod release;
+mod release_preflight;
 mod reliability;
 mod sim;
 mod spec;

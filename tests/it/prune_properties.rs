@@ -123,7 +123,7 @@ fn build(scenario: &Scenario) -> (Sim, Vec<Pushed>) {
             (Kind::Index { platforms, attestations }, _) => {
                 let platforms: Vec<String> =
                     ["linux/amd64", "linux/arm64"][..*platforms].iter().map(|p| p.to_string()).collect();
-                content::index(&label, &platforms, *attestations, 1000)
+                content::index(&label, &platforms, *attestations, 1000, &serde_json::Value::Null)
             }
             (Kind::SharingIndex, Some(previous)) if previous.children.is_empty() => {
                 vec![content::index_over(&[&previous])]

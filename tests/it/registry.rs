@@ -111,7 +111,13 @@ fn push_image(
     layer_type: &str,
     subject: Option<(&str, &str, usize)>,
 ) -> (String, usize) {
-    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{}},\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}},\"name\":\"{name}\"}}");
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": {"org.opencontainers.image.revision": format!("revision of {name}")}},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    })
+    .to_string();
     let layer = format!("the layer of {name}").repeat(40);
     let config_digest = registry.push_blob(repository, config.as_bytes()).unwrap();
     let layer_digest = registry.push_blob(repository, layer.as_bytes()).unwrap();
@@ -201,6 +207,31 @@ fn the_reader_reads_a_multi_arch_index_from_a_real_registry() {
 
 /// Why do-prune never lets an untagged GC run while an index is kept: distribution's own GC
 /// deletes the untagged manifests an index holds (distribution/distribution#3178, fixed only in v3).
+#[test]
+fn image_labels_are_read_through_the_index_from_a_real_registry_and_the_simulator() {
+    let real = start_real_registry();
+    let registry = client(&real.url, PASSWORD);
+    let (index, _) = push_index(&registry, "web", "v1");
+    let (digest, labels) = registry.image_labels("web", "v1").unwrap().expect("v1 is there");
+    assert_eq!(digest, index);
+    assert_eq!(
+        labels["org.opencontainers.image.revision"], "revision of v1 amd64",
+        "the first platform image's config"
+    );
+    assert!(registry.image_labels("web", "v404").unwrap().is_none(), "no such tag: none, not an error");
+
+    // The simulator keeps configs' bytes, so the same reading works through its token challenge.
+    let sim = sim(30);
+    let body = json!({"repository": "web", "tag": "v9", "platforms": ["linux/amd64", "linux/arm64"],
+                      "labels": {"org.opencontainers.image.revision": "abc123"}});
+    assert_eq!(call(&sim, "POST", "/_sim/push", Some(body), None).0, 201);
+    let reader = registry_reader(&sim, "example-registry");
+    let (_, labels) = reader.image_labels("web", "v9").unwrap().unwrap();
+    assert_eq!(labels.get("org.opencontainers.image.revision").map(String::as_str), Some("abc123"));
+    let (_, unlabelled) = reader.image_labels("web", "v1.0.0").unwrap().unwrap();
+    assert!(unlabelled.is_empty());
+}
+
 #[test]
 fn a_real_registry_gc_of_untagged_manifests_breaks_an_index() {
     let real = start_real_registry();

@@ -11,15 +11,15 @@ use xtask::release::{release, Options, Outcome};
 
 use crate::support::{mutating_requests, Tool, DEPLOY, DO_SIM, DO_TAG, GC_WAIT, PRUNE};
 
-struct World {
-    sim: Sim,
-    scratch: tempfile::TempDir,
-    repo: PathBuf,
+pub(crate) struct World {
+    pub(crate) sim: Sim,
+    pub(crate) scratch: tempfile::TempDir,
+    pub(crate) repo: PathBuf,
 }
 
 impl World {
     /// The demo's world without the running GC, and its app repository.
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let mut state = xtask::demo::world().unwrap();
         state.registries.values_mut().for_each(|r| r.gcs.clear());
         state.timing = do_sim::Timing { gc_step_ms: 60, deploy_phase_ms: 40 };
@@ -29,7 +29,7 @@ impl World {
         World { sim, scratch, repo }
     }
 
-    fn options(&self, execute: bool, config: Config) -> Options {
+    pub(crate) fn options(&self, execute: bool, config: Config) -> Options {
         let mut env: Vec<(String, String)> = [
             ("GIT_AUTHOR_NAME", "t"),
             ("GIT_AUTHOR_EMAIL", "t@do-release.invalid"),
@@ -56,21 +56,21 @@ impl World {
         }
     }
 
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config { poll_interval: "30ms".into(), gc_timeout: "20s".into(), ..xtask::demo::config() }
     }
 
-    fn run(&self, execute: bool, config: Config) -> Outcome {
+    pub(crate) fn run(&self, execute: bool, config: Config) -> Outcome {
         release(&self.options(execute, config)).unwrap()
     }
 
-    fn remote_tags(&self) -> Vec<String> {
+    pub(crate) fn remote_tags(&self) -> Vec<String> {
         let remote = self.scratch.path().join("app-origin.git");
         let output = Command::new("git").current_dir(&remote).args(["tag", "--list"]).output().unwrap();
         String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
     }
 
-    fn refs(&self) -> String {
+    pub(crate) fn refs(&self) -> String {
         let mut all = String::new();
         for dir in [self.repo.clone(), self.scratch.path().join("app-origin.git")] {
             let output = Command::new("git")
@@ -84,7 +84,7 @@ impl World {
     }
 
     /// Manifests tagged `tag`, and every manifest's digest.
-    fn manifests_tagged(&self, tag: &str) -> Vec<String> {
+    pub(crate) fn manifests_tagged(&self, tag: &str) -> Vec<String> {
         let snapshot = self.sim.snapshot();
         snapshot["registries"][0]["repositories"][0]["manifests"]
             .as_array()
@@ -96,7 +96,7 @@ impl World {
     }
 
     /// Deployments of the app that run `digest` and reached ACTIVE.
-    fn successful_deployments_of(&self, digest: &str) -> usize {
+    pub(crate) fn successful_deployments_of(&self, digest: &str) -> usize {
         let snapshot = self.sim.snapshot();
         snapshot["apps"][0]["deployments"]
             .as_array()
@@ -107,7 +107,7 @@ impl World {
             .count()
     }
 
-    fn assert_released_once(&self, outcome: &Outcome) {
+    pub(crate) fn assert_released_once(&self, outcome: &Outcome) {
         assert_eq!(outcome.exit, 0, "{outcome:#?}");
         assert_eq!(self.remote_tags(), ["v1.4.2", "v1.5.0"], "exactly one new tag on the remote");
         let pushed = self.manifests_tagged("v1.5.0");
@@ -129,7 +129,7 @@ fn an_executed_release_runs_every_step_and_saves_their_outputs() {
     let world = World::new();
     let outcome = world.run(true, world.config());
     world.assert_released_once(&outcome);
-    assert_eq!(kinds(&outcome), ["gc-wait", "tag", "gc-wait", "image", "deploy", "prune"]);
+    assert_eq!(kinds(&outcome), ["gc-wait", "tag", "image", "deploy", "prune"]);
     let image = outcome.last("image").unwrap();
     assert_eq!(image["image"], "registry.digitalocean.com/demo-registry/web:v1.5.0");
     assert_eq!(outcome.last("deploy").unwrap()["image"], format!("web@{}", image["digest"].as_str().unwrap()));
@@ -137,14 +137,16 @@ fn an_executed_release_runs_every_step_and_saves_their_outputs() {
     let dir = outcome.out_dir.clone().unwrap();
     assert!(dir.ends_with("release-v1.5.0"), "{dir:?}");
     for file in [
-        "1-gc-wait.jsonl",
-        "2-tag.jsonl",
+        "1-preflight.log",
+        "1-preflight.do-tag.jsonl",
         "3-gc-wait.jsonl",
-        "4-image.jsonl",
-        "5-deploy.jsonl",
-        "6-prune.jsonl",
+        "4-tag.jsonl",
+        "4-tag.log",
+        "5-push.jsonl",
+        "6-deploy.jsonl",
+        "7-prune.jsonl",
+        "7-prune.log",
         "report.jsonl",
-        "2-tag.log",
     ] {
         assert!(dir.join(file).exists(), "{file} missing in {dir:?}");
     }
@@ -167,11 +169,14 @@ fn the_dry_run_changes_nothing_anywhere_and_explains_the_plan() {
     assert_eq!(after["apps"], before["apps"]);
     for expected in [
         "release plan (dry run",
+        "[1/7] preflight  every check passed",
+        "[2/7] build      registry.digitalocean.com/demo-registry/web:v1.5.0 from",
         "is scanning manifests: the release would wait",
-        "tag       v1.5.0",
-        "image     registry.digitalocean.com/demo-registry/web:v1.5.0",
-        "deploy    demo-app service web: web:v1.4.2 -> web:v1.5.0",
-        "prune     ",
+        "[4/7] tag        v1.5.0 on ",
+        "[5/7] push       registry.digitalocean.com/demo-registry/web:v1.5.0",
+        "[6/7] deploy     demo-app service web: web:v1.4.2 -> web:v1.5.0",
+        "[7/7] prune      ",
+        " MiB",
     ] {
         assert!(outcome.text.contains(expected), "{expected:?} not in:\n{}", outcome.text);
     }
@@ -250,10 +255,14 @@ fn a_failure_at_each_step_then_a_rerun_releases_exactly_once() {
 fn a_push_refused_by_a_gc_that_started_meanwhile_waits_and_retries_once() {
     let world = World::new();
     let url = world.sim.url().to_string();
+    // The remote's hook starts a GC when the tag arrives: the registry turns read-only after the
+    // wait and before the push.
+    let hook = world.scratch.path().join("app-origin.git/hooks/pre-receive");
+    std::fs::write(&hook, format!("#!/bin/sh\n'{DO_SIM}' gc --api-url {url} --step 100ms > /dev/null\n")).unwrap();
+    make_executable(&hook);
     let config = Config {
         builder: "commands".into(),
-        // The "build" starts a GC, so the registry turns read-only just before the push.
-        build: vec![DO_SIM.into(), "gc".into(), "--api-url".into(), url.clone(), "--step".into(), "100ms".into()],
+        build: vec!["true".into()],
         push: vec![
             DO_SIM.into(),
             "push".into(),
@@ -268,12 +277,16 @@ fn a_push_refused_by_a_gc_that_started_meanwhile_waits_and_retries_once() {
     };
     let outcome = world.run(true, config);
     world.assert_released_once(&outcome);
-    let names: Vec<&str> = outcome.steps.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["gc-wait", "tag", "gc-wait", "gc-wait", "push", "deploy", "prune"],
-        "a third wait, for the GC that refused the push"
-    );
+    let runs: Vec<(&str, &str, i32)> =
+        outcome.steps.iter().map(|s| (s.name.as_str(), s.what.as_str(), s.code)).collect();
+    let at = |run: (&str, &str, i32)| {
+        runs.iter().position(|r| *r == run).unwrap_or_else(|| panic!("{run:?} not in {runs:?}"))
+    };
+    let refused = at(("push", "builder", 1));
+    let waited = at(("push", "do-gc-wait", 0));
+    let pushed = at(("push", "builder", 0));
+    assert!(refused < waited && waited < pushed, "refused, waited for the GC, pushed once more: {runs:?}");
+    assert_eq!(runs.iter().filter(|r| r.1 == "do-tag" && r.0 == "tag").count(), 1, "one tag step");
 }
 
 #[test]
@@ -282,7 +295,7 @@ fn the_demo_report_has_every_step() {
     let started = std::time::Instant::now();
     let outcome = xtask::demo::run(crate::release_binaries(), out.path(), false).unwrap();
     assert_eq!(outcome.exit, 0, "{outcome:#?}");
-    assert_eq!(kinds(&outcome), ["gc-wait", "tag", "gc-wait", "image", "deploy", "prune"]);
+    assert_eq!(kinds(&outcome), ["gc-wait", "tag", "image", "deploy", "prune"]);
     let first_wait = &outcome.records()[0]["data"];
     assert_eq!(first_wait["outcome"], "succeeded", "the demo shows a GC being waited for");
     assert!(first_wait["waited_ms"].as_u64().unwrap() > 1000);
@@ -442,7 +455,7 @@ fn scripts_release_sh_runs_the_chain_against_the_simulator() {
     assert_eq!(mutating_requests(&world.sim).len(), before, "no deploy or prune after the failed push");
 }
 
-fn make_executable(path: &Path) {
+pub(crate) fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

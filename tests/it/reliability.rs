@@ -299,7 +299,7 @@ fn hostile_cases(dir: &Path) -> Vec<Hostile> {
         // Flags of do-tag (it does not talk to the API; nothing may change in git either).
         flags(DO_TAG, &["--prefix", "v/../"], "invalid --prefix"),
         flags(DO_TAG, &["--pre", "rc 1"], "invalid --pre \"rc 1\""),
-        flags(DO_TAG, &["--version", "1.2"], "invalid value '1.2' for '--version <X.Y.Z>'"),
+        flags(DO_TAG, &["--set-version", "1.2"], "invalid value '1.2' for '--set-version <X.Y.Z>'"),
         flags(DO_TAG, &["--remote=-x"], "invalid --remote \"-x\""),
         flags(DO_TAG, &["--allow-branch", "\u{7}"], "invalid --allow-branch"),
         flags(DO_TAG, &["--bump", "huge"], "invalid value 'huge' for '--bump <BUMP>'"),

@@ -439,13 +439,13 @@ fn bad_flags_are_exit_2_with_nothing_changed() {
     let repo = Repo::new();
     let cases: &[(&[&str], &str)] = &[
         (&["--bump", "huge"], "invalid value 'huge'"),
-        (&["--version", "1.2"], "--version"),
+        (&["--set-version", "1.2"], "--set-version"),
         (&["--prefix=-x"], "invalid --prefix"),
         (&["--prefix", "v\n"], "invalid --prefix"),
         (&["--pre", "r c"], "invalid --pre"),
         (&["--remote", "nowhere"], "no git remote named \"nowhere\""),
         (&["--message", "  "], "--message is empty"),
-        (&["--version", "1.0.0", "--bump", "minor"], "cannot be used with"),
+        (&["--set-version", "1.0.0", "--bump", "minor"], "cannot be used with"),
     ];
     for (args, message) in cases {
         refused(repo_ref(&repo), args, message);

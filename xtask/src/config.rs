@@ -15,10 +15,11 @@ pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but reposito
   tag_prefix = "v"
   bump = "auto"                 # patch | minor | major | auto (conventional commits)
   builder = "docker"            # docker | commands | simulator
-  build = ["docker", "build", "--tag", "{image}", "."]   # {image} {tag} {registry} {repository}
+  build = ["docker", "build", "--label", "org.opencontainers.image.revision={revision}", "--tag", "{image}", "."]
+                                # {image} {tag} {registry} {repository} {revision} (the commit)
   push = ["docker", "push", "{image}"]
-  keep_last = 10                # do-prune --keep-last
-  keep_within = "30d"           # do-prune --keep-within ("" = off)
+  keep_last = 10                # do-prune --keep-last (do-prune's default)
+  keep_within = ""              # do-prune --keep-within, like "30d" ("" = off)
   keep_tags = []                # do-prune --keep-tag
   keep_rollback = 2             # do-prune --keep-rollback
   gc = "start"                  # start | wait | off, after pruning
@@ -72,10 +73,18 @@ impl Default for Config {
             tag_prefix: "v".into(),
             bump: "auto".into(),
             builder: "docker".into(),
-            build: words(&["docker", "build", "--tag", "{image}", "."]),
+            build: words(&[
+                "docker",
+                "build",
+                "--label",
+                "org.opencontainers.image.revision={revision}",
+                "--tag",
+                "{image}",
+                ".",
+            ]),
             push: words(&["docker", "push", "{image}"]),
-            keep_last: 10,
-            keep_within: "30d".into(),
+            keep_last: do_prune::policy::DEFAULT_KEEP_LAST,
+            keep_within: String::new(),
             keep_tags: Vec::new(),
             keep_rollback: 2,
             gc: "start".into(),
@@ -87,6 +96,26 @@ impl Default for Config {
             rollback_on_failure: true,
             poll_interval: "5s".into(),
         }
+    }
+}
+
+/// The settings of the app repository `dir`: `explicit` (`--config`), else `dir/do-release.toml`.
+/// A missing file is allowed only when the flags give what it must (`flags_suffice`). Every
+/// problem is a usage error that says where it looked.
+pub fn read(dir: &std::path::Path, explicit: Option<&std::path::Path>, flags_suffice: bool) -> anyhow::Result<Config> {
+    let usage = |message: String| do_core::Failure::usage(message);
+    let path = explicit.map(std::path::Path::to_path_buf).unwrap_or_else(|| dir.join(CONFIG_FILE));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Config::from_toml(&text, &path.display().to_string()).map_err(|e| usage(format!("{e:#}"))),
+        Err(_) if explicit.is_none() && flags_suffice => Ok(Config::default()),
+        Err(_) if explicit.is_none() => {
+            let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            Err(usage(format!(
+                "no {CONFIG_FILE} in {}: run cargo xtask from the do-release checkout with -C naming your app repository, and write DIR/{CONFIG_FILE} there (its keys: cargo xtask release --help), or pass --repository and --app",
+                shown.display()
+            )))
+        }
+        Err(error) => Err(usage(format!("cannot read --config {}: {error}", path.display()))),
     }
 }
 
@@ -166,6 +195,21 @@ mod tests {
         let config = Config::from_toml("repository = \"web\"\napp = \"shop\"\nbump = \"huge\"", "t").unwrap();
         assert!(config.check().unwrap_err().to_string().contains("bump must be"));
         assert!(Config::default().check().unwrap_err().to_string().contains("repository is not set"));
+    }
+
+    #[test]
+    fn a_missing_file_names_where_it_looked_and_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = read(dir.path(), None, false).unwrap_err();
+        assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage);
+        let shown = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(error.to_string().contains(&format!("no do-release.toml in {}", shown.display())), "{error}");
+        assert_eq!(read(dir.path(), None, true).unwrap(), Config::default(), "the flags give what it needs");
+        let missing = dir.path().join("other.toml");
+        let error = read(dir.path(), Some(&missing), true).unwrap_err();
+        assert!(error.to_string().contains("cannot read --config"), "{error}");
+        std::fs::write(dir.path().join("do-release.toml"), "repositry = 1").unwrap();
+        assert_eq!(do_core::exit::exit_code_of(&read(dir.path(), None, false).unwrap_err()), do_core::Exit::Usage);
     }
 
     #[test]

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use xshell::{cmd, Shell};
-use xtask::config::{Config, CONFIG_FILE, CONFIG_HELP};
+use xtask::config::{Config, CONFIG_HELP};
 use xtask::release::{release, Binaries, Options};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "do-release project automation")]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "do-release project automation", version)]
 struct Cli {
     #[command(subcommand)]
     command: Task,
@@ -21,8 +21,8 @@ enum Task {
     Ci,
     /// The whole release offline against the simulator: no docker, token or configuration
     Demo,
-    /// Release an app: gc-wait, tag, gc-wait, build and push, deploy, prune (a dry run unless --execute)
-    #[command(after_help = CONFIG_HELP)]
+    /// Release an app: preflight, build, gc-wait, tag, push, deploy, prune (a dry run unless --execute)
+    #[command(after_help = format!("{RELEASE_HELP}{CONFIG_HELP}"))]
     Release(Box<ReleaseArgs>),
     /// Generate shell completions and man pages into target/xtask/
     Docs,
@@ -65,73 +65,132 @@ struct GcCanaryArgs {
     keep: bool,
 }
 
+const RELEASE_HELP: &str = "\
+Steps, in this order (numbers as in the output and the saved files):
+  1 preflight  the next version (do-tag's dry run: clean tree, allowed branch, on the remote),
+               the builder (docker answering and a Dockerfile, or the commands found), the token
+               against the registry and the app, the app running the repository, and whether
+               the image tag already exists (reused only when built from HEAD's commit);
+               any failure is exit 2 with nothing changed
+  2 build      the image, locally, labelled org.opencontainers.image.revision=COMMIT
+  3 gc-wait    no push while a garbage collection keeps the registry read-only
+  4 tag        the git tag, created and pushed (only after a good build)
+  5 push       the image, with short-lived registry credentials only the push sees
+  6 deploy     do-deploy, followed to the end (and checked, with check_path)
+  7 prune      do-prune, then GC
+Without --execute every tool runs in its dry-run mode and nothing is built or pushed. A rerun
+after a failure at any step continues without a second tag, push or deployment. Each step's
+output is saved under target/xtask/release-TAG/.
+
+Run it from the do-release checkout (where the cargo xtask alias lives), with -C naming the
+app repository; DIR/do-release.toml holds the settings, and every key can be overridden by
+the flag of the same name.
+
+The token comes from DIGITALOCEAN_ACCESS_TOKEN (scopes: registry read and update, app read
+and update); DIGITALOCEAN_API_URL points the tools at another API (a do-sim on 127.0.0.1).
+
+Examples:
+  cargo xtask release -C ../shop                      # the dry run: checks and the plan
+  cargo xtask release -C ../shop --execute            # release
+  cargo xtask release -C ../shop --execute --keep-last 5 --bump minor
+
+Exit codes:
+  0  released (or, without --execute, the plan is ready)
+  1  a step failed (the output names it); rerun to continue
+  2  bad configuration, or a preflight check failed; nothing was changed
+  3  a deadline passed (a GC or the deployment outlasted its timeout)
+  4  the deployment ended ERROR or CANCELED, or its check failed
+
+";
+
 /// Flags override the keys of do-release.toml of the same name.
 #[derive(clap::Args)]
 struct ReleaseArgs {
-    /// The app repository
+    /// The app repository (its do-release.toml is read)
     #[arg(short = 'C', value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// The configuration file (default: DIR/do-release.toml)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Release; without it every step runs in its dry-run mode
+    /// Release; without it every step runs in its dry-run mode and nothing changes
     #[arg(long)]
     execute: bool,
-    #[arg(long)]
+    /// The DOCR registry (default: the account's only one)
+    #[arg(long, value_name = "NAME")]
     registry: Option<String>,
-    #[arg(long)]
+    /// The DOCR repository the app runs
+    #[arg(long, value_name = "NAME")]
     repository: Option<String>,
-    #[arg(long)]
+    /// The App Platform app, by name or id
+    #[arg(long, value_name = "NAME_OR_ID")]
     app: Option<String>,
+    /// Deploy only these components (repeatable; default: every one running the repository)
     #[arg(long = "component", value_name = "NAME")]
     components: Vec<String>,
-    #[arg(long)]
+    /// The git remote the tag is pushed to
+    #[arg(long, value_name = "NAME")]
     remote: Option<String>,
+    /// Release only from a branch matching GLOB (repeatable)
     #[arg(long = "allow-branch", value_name = "GLOB")]
     allow_branch: Vec<String>,
-    #[arg(long)]
+    /// The prefix of version tags
+    #[arg(long, value_name = "PREFIX")]
     tag_prefix: Option<String>,
-    #[arg(long)]
+    /// patch, minor, major, or auto (from conventional commits)
+    #[arg(long, value_name = "BUMP")]
     bump: Option<String>,
-    #[arg(long)]
+    /// docker, commands (the build and push keys) or simulator (do-sim only)
+    #[arg(long, value_name = "BUILDER")]
     builder: Option<String>,
-    /// The build command, as one shell-free list of words separated by spaces
+    /// The build command, as words separated by spaces ({image} {tag} {registry} {repository} {revision})
     #[arg(long, value_name = "WORDS")]
     build: Option<String>,
     /// The push command, as words separated by spaces
     #[arg(long, value_name = "WORDS")]
     push: Option<String>,
-    #[arg(long)]
+    /// Keep the N most recent tagged images of each repository
+    #[arg(long, value_name = "N")]
     keep_last: Option<usize>,
-    #[arg(long)]
+    /// Keep images pushed within this long ("" = off)
+    #[arg(long, value_name = "DURATION")]
     keep_within: Option<String>,
+    /// Keep tags matching REGEX (repeatable)
     #[arg(long = "keep-tag", value_name = "REGEX")]
     keep_tags: Vec<String>,
-    #[arg(long)]
+    /// Keep the images of the last N deployments each app may roll back to
+    #[arg(long, value_name = "N")]
     keep_rollback: Option<usize>,
-    #[arg(long)]
+    /// After pruning: start, wait (start and wait for the end) or off
+    #[arg(long, value_name = "WHAT")]
     gc: Option<String>,
-    #[arg(long)]
+    /// The GC type ("unreferenced blobs only" unless nothing needs an untagged manifest)
+    #[arg(long, value_name = "TYPE")]
     gc_type: Option<String>,
-    #[arg(long)]
+    /// How long to wait for a running GC before the push
+    #[arg(long, value_name = "DURATION")]
     gc_timeout: Option<String>,
-    #[arg(long)]
+    /// How long to follow the deployment
+    #[arg(long, value_name = "DURATION")]
     deploy_timeout: Option<String>,
+    /// After ACTIVE, ask this path of the app's live URL until it answers 200
     #[arg(long, value_name = "PATH")]
     check_path: Option<String>,
+    /// And expect the released tag in this header (x-app-version, say)
     #[arg(long, value_name = "HEADER")]
     check_version_header: Option<String>,
-    #[arg(long)]
+    /// Roll back when the deployment or its check fails (true or false)
+    #[arg(long, value_name = "BOOL")]
     rollback_on_failure: Option<bool>,
-    #[arg(long)]
+    /// The first pause between looks at GC and deployments
+    #[arg(long, value_name = "DURATION")]
     poll_interval: Option<String>,
 }
 
 fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli.command) {
-        eprintln!("xtask: error: {error:#}");
-        std::process::exit(1);
+        eprintln!("xtask: error: {}", do_core::redact::redact(&format!("{error:#}")));
+        std::process::exit(do_core::exit::exit_code_of(&error) as i32);
     }
 }
 
@@ -154,13 +213,14 @@ fn run(task: Task) -> anyhow::Result<()> {
             let binaries = Binaries::build(&root)?;
             let started = std::time::Instant::now();
             let outcome = xtask::demo::run(binaries, &root.join("target/xtask/demo"), true)?;
-            println!(
-                "\nrun report ({}):",
-                outcome.out_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default()
-            );
-            print!("{}", String::from_utf8_lossy(&outcome.report));
-            println!("\n{}", outcome.text);
-            println!("demo finished in {}", do_core::duration::human(started.elapsed()));
+            eprintln!("\n{}", outcome.text);
+            if let Some(dir) = &outcome.out_dir {
+                eprintln!(
+                    "report: {} (every record of every step; each step's output beside it)",
+                    dir.join("report.jsonl").display()
+                );
+            }
+            eprintln!("demo finished in {}", do_core::duration::human(started.elapsed()));
             anyhow::ensure!(outcome.exit == 0, "the demo release failed with exit {}", outcome.exit);
             Ok(())
         }
@@ -250,12 +310,8 @@ fn run(task: Task) -> anyhow::Result<()> {
 }
 
 fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
-    let path = args.config.clone().unwrap_or_else(|| args.dir.join(CONFIG_FILE));
-    let mut config = match std::fs::read_to_string(&path) {
-        Ok(text) => Config::from_toml(&text, &path.display().to_string())?,
-        Err(_) if args.config.is_none() => Config::default(),
-        Err(error) => anyhow::bail!("cannot read --config {}: {error}", path.display()),
-    };
+    let mut config =
+        xtask::config::read(&args.dir, args.config.as_deref(), args.repository.is_some() && args.app.is_some())?;
     let words = |text: &String| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(value) = &args.$field { config.$field = value.clone(); } )* };
@@ -301,6 +357,6 @@ fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
             *list = extra.clone();
         }
     }
-    config.check()?;
+    config.check().map_err(|e| do_core::Failure::usage(format!("{e:#}")))?;
     Ok(config)
 }

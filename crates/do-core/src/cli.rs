@@ -93,7 +93,7 @@ pub struct IoArgs {
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Print every request (method, path, status, time, request id) on stderr; never the token
+    /// Print every request (HTTP: method, path, status, time, request id; do-tag: each git command) on stderr; never the token
     #[arg(short, long)]
     pub verbose: bool,
 }

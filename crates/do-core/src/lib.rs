@@ -14,6 +14,7 @@ pub mod progress;
 pub mod redact;
 pub mod registry;
 pub mod types;
+pub mod units;
 pub mod validate;
 
 pub use api::{ApiError, Client};

@@ -72,6 +72,8 @@ pub struct ManifestInfo {
     pub children: Vec<Descriptor>,
     /// The manifest this one refers to (OCI 1.1 `subject`: signatures, SBOMs, attestations).
     pub subject: Option<String>,
+    /// An image manifest's config blob.
+    pub config: Option<String>,
     pub size: u64,
 }
 
@@ -128,7 +130,8 @@ impl ManifestInfo {
             }
         }
         let subject = object.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str).map(normalize_digest);
-        Ok(ManifestInfo { digest: digest.to_string(), media_type, children, subject, size: body.len() as u64 })
+        let config = object.get("config").and_then(|c| c.get("digest")).and_then(Value::as_str).map(normalize_digest);
+        Ok(ManifestInfo { digest: digest.to_string(), media_type, children, subject, config, size: body.len() as u64 })
     }
 }
 
@@ -299,6 +302,71 @@ impl RegistryClient {
         };
         ManifestInfo::parse(&digest, header(&headers, "content-type").as_deref(), &body)
             .map_err(|problem| anyhow::anyhow!("GET {path}: {problem}"))
+    }
+
+    /// GETs a small blob (an image config) by digest and checks that it hashes to the digest. A
+    /// redirect (registries serve blobs from storage elsewhere) is followed once, without
+    /// credentials.
+    pub fn blob(&self, repository: &str, digest: &str) -> anyhow::Result<Vec<u8>> {
+        let wanted = normalize_digest(digest);
+        let path = format!("/v2/{}/blobs/{}", self.name(repository), segment(&wanted));
+        let (status, headers, mut body) = self.authorized("GET", &path, repository, false, &[], None)?;
+        if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            let location = header(&headers, "location")
+                .with_context(|| format!("GET {path} answered {status} without a location"))?;
+            let target = if location.starts_with('/') { format!("{}{location}", self.url) } else { location };
+            anyhow::ensure!(
+                target.starts_with("https://") || is_loopback_url(&target),
+                "GET {path} redirected to plain http on another host; not followed"
+            );
+            let (status, _, redirected) = self.send_to("GET", &target, &[], None)?;
+            self.expect_success("GET", &path, status, &redirected, || format!("blob {repository}@{wanted}"))?;
+            body = redirected;
+        } else {
+            self.expect_success("GET", &path, status, &body, || format!("blob {repository}@{wanted}"))?;
+        }
+        let actual = sha256_digest(&body);
+        anyhow::ensure!(
+            actual == wanted,
+            "GET {path}: the body's digest is {actual}, not the {wanted} asked for; the registry answer cannot be trusted"
+        );
+        Ok(body)
+    }
+
+    /// The labels of the image `reference` names (for an index, of its first platform image),
+    /// with the digest `reference` resolves to; `None` when the registry has no such manifest.
+    pub fn image_labels(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> anyhow::Result<Option<(String, BTreeMap<String, String>)>> {
+        let top = match self.manifest(repository, reference) {
+            Ok(top) => top,
+            Err(error) if error.downcast_ref::<NotInRegistry>().is_some() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let image = if top.is_index() {
+            let first = top
+                .children
+                .iter()
+                .find(|c| {
+                    c.attestation_of.is_none() && c.platform.as_deref().is_some_and(|p| !p.starts_with("unknown/"))
+                })
+                .or_else(|| top.children.iter().find(|c| c.attestation_of.is_none()))
+                .with_context(|| format!("the index {} holds no image", top.digest))?;
+            self.manifest(repository, &first.digest)?
+        } else {
+            top.clone()
+        };
+        let Some(config) = &image.config else { return Ok(Some((top.digest, BTreeMap::new()))) };
+        let bytes = self.blob(repository, config)?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let labels = value
+            .pointer("/config/Labels")
+            .and_then(Value::as_object)
+            .map(|labels| labels.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        Ok(Some((top.digest, labels)))
     }
 
     /// HEADs a manifest: its media type and digest, or `None` when the registry has no such manifest.

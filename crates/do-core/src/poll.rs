@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::duration::human;
 use crate::progress::Progress;
 
 /// What one look at the remote state found.
@@ -68,7 +67,7 @@ impl Poller {
                     return Ok(Polled { outcome: Some(value), polls, last_state, waited: started.elapsed() });
                 }
                 Check::Waiting(state) => {
-                    progress.status(&state, &format!("({})", human(started.elapsed())));
+                    progress.status(&state);
                     last_state = Some(state);
                 }
             }

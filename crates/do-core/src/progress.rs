@@ -1,9 +1,12 @@
 //! Human progress on stderr, prefixed with the tool's name. On a terminal a long wait shows a
-//! live status line that is rewritten in place; in CI (no terminal, or `CI` set) every change
-//! of status is one plain line. Nothing here ever writes to stdout.
+//! live status line that is rewritten in place and whose elapsed time ticks every second; in
+//! CI (no terminal, or `CI` set) each new state is one plain line, and a counter (`3/9`) is
+//! shown at most every few seconds. `DO_RELEASE_PROGRESS=live|plain` overrides the choice (the
+//! xtask passes its own terminal on). Nothing here ever writes to stdout.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -15,29 +18,49 @@ pub enum Mode {
     Quiet,
 }
 
+/// The variable that overrides the live or plain choice.
+pub const MODE_VARIABLE: &str = "DO_RELEASE_PROGRESS";
+
+/// A counter's plain line is repeated at most this often.
+const PLAIN_COUNTER_EVERY: Duration = Duration::from_secs(5);
+
 pub struct Progress {
     tool: &'static str,
     mode: Mode,
     verbose: bool,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
 struct State {
     last_status: Option<String>,
+    /// The plain line last printed, digits removed, and when.
+    last_plain: Option<(String, Instant)>,
     live_line_shown: bool,
+    /// When the live line's wait began: its elapsed time counts from here.
+    live_since: Option<Instant>,
+    ticker_started: bool,
+}
+
+/// The status with its digits taken out: `deleting 3/9` and `deleting 4/9` are one state.
+fn shape(status: &str) -> String {
+    status.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
 impl Progress {
     pub fn new(tool: &'static str, quiet: bool, verbose: bool) -> Progress {
+        let forced = std::env::var(MODE_VARIABLE).ok();
         let mode = if quiet {
             Mode::Quiet
-        } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
-            Mode::Live
         } else {
-            Mode::Plain
+            match forced.as_deref() {
+                Some("live") => Mode::Live,
+                Some("plain") => Mode::Plain,
+                _ if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() => Mode::Live,
+                _ => Mode::Plain,
+            }
         };
-        Progress { tool, mode, verbose, state: Mutex::new(State::default()) }
+        Progress { tool, mode, verbose, state: Arc::new(Mutex::new(State::default())) }
     }
 
     pub fn tool(&self) -> &'static str {
@@ -48,23 +71,34 @@ impl Progress {
         self.mode
     }
 
-    /// The state of a long wait. Shown once per change; on a terminal it replaces the previous one.
-    /// `detail` (an elapsed time, say) refreshes the live line but never makes a new plain line.
-    pub fn status(&self, status: &str, detail: &str) {
+    /// The state of a long wait. On a terminal it replaces the previous one, with the time
+    /// since the wait began (ticking every second); in plain mode each new state is one line.
+    pub fn status(&self, status: &str) {
         let status = &crate::redact::redact(status);
         let mut state = self.lock();
         let changed = state.last_status.as_deref() != Some(status);
         match self.mode {
             Mode::Quiet => {}
             Mode::Plain if changed => {
-                eprintln!("{}: {status}", self.tool);
+                let now = Instant::now();
+                let due = match &state.last_plain {
+                    Some((last, at)) => *last != shape(status) || now.duration_since(*at) >= PLAIN_COUNTER_EVERY,
+                    None => true,
+                };
+                if due {
+                    eprintln!("{}: {status}", self.tool);
+                    state.last_plain = Some((shape(status), now));
+                }
             }
             Mode::Plain => {}
             Mode::Live => {
-                let separator = if detail.is_empty() { "" } else { " " };
-                eprint!("\r\x1b[2K{}: {status}{separator}{detail}", self.tool);
-                let _ = std::io::stderr().flush();
+                let since = *state.live_since.get_or_insert_with(Instant::now);
+                draw(self.tool, status, since);
                 state.live_line_shown = true;
+                if !state.ticker_started {
+                    state.ticker_started = true;
+                    start_ticker(self.tool, Arc::downgrade(&self.state));
+                }
             }
         }
         if changed {
@@ -102,6 +136,8 @@ impl Progress {
             eprintln!();
             state.live_line_shown = false;
         }
+        state.live_since = None;
+        state.last_status = None;
     }
 
     fn line(&self, message: &str) {
@@ -111,11 +147,42 @@ impl Progress {
             eprint!("\r\x1b[2K");
             state.live_line_shown = false;
             state.last_status = None;
+            state.live_since = None;
         }
         eprintln!("{}: {message}", self.tool);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn draw(tool: &str, status: &str, since: Instant) {
+    let elapsed = crate::duration::human(Duration::from_secs(since.elapsed().as_secs()));
+    eprint!("\r\x1b[2K{tool}: {status} ({elapsed})");
+    let _ = std::io::stderr().flush();
+}
+
+/// Redraws the live line every second while one is shown, so its elapsed time moves even when
+/// nothing else does; ends with the `Progress`.
+fn start_ticker(tool: &'static str, state: Weak<Mutex<State>>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(state) = state.upgrade() else { return };
+        let state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let (true, Some(status), Some(since)) = (state.live_line_shown, &state.last_status, state.live_since) {
+            draw(tool, status, since);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_one_state_and_statuses_are_not() {
+        assert_eq!(shape("deleting in web: 3/9"), shape("deleting in web: 9/9"));
+        assert_ne!(shape("scanning manifests"), shape("deleting unreferenced blobs"));
     }
 }

@@ -8,10 +8,13 @@ use crate::Client;
 /// Several registries and no name is a usage error that lists them.
 pub fn choose<'a>(registries: &'a [Registry], wanted: Option<&str>) -> anyhow::Result<&'a Registry> {
     match (wanted, registries) {
-        (Some(name), _) => registries
-            .iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| anyhow::anyhow!("registry {name:?} does not exist in this account; check --registry")),
+        (Some(name), _) => registries.iter().find(|r| r.name == name).ok_or_else(|| {
+            let names: Vec<&str> = registries.iter().map(|r| r.name.as_str()).collect();
+            let has = if names.is_empty() { "no registry".to_string() } else { names.join(", ") };
+            Failure::usage(format!(
+                "registry {name:?} does not exist in this account, which has: {has}; check --registry"
+            ))
+        }),
         (None, [only]) => Ok(only),
         (None, []) => anyhow::bail!("this account has no container registry; create one or check the token's account"),
         (None, many) => Err(Failure::usage(format!(
@@ -45,7 +48,9 @@ mod tests {
         let error = choose(&two, None).unwrap_err();
         assert_eq!(crate::exit::exit_code_of(&error), crate::Exit::Usage);
         assert!(error.to_string().contains("2 registries (a, b)"));
-        assert!(choose(&two, Some("c")).unwrap_err().to_string().contains("\"c\" does not exist"));
+        let missing = choose(&two, Some("c")).unwrap_err();
+        assert!(missing.to_string().contains("\"c\" does not exist in this account, which has: a, b"), "{missing}");
+        assert_eq!(crate::exit::exit_code_of(&missing), crate::Exit::Usage);
         assert!(choose(&[], None).is_err());
     }
 }

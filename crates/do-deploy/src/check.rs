@@ -141,7 +141,7 @@ pub fn run(spec: &CheckSpec, deadline: Instant, progress: &do_core::progress::Pr
                 break;
             }
             Err(reason) => {
-                progress.status(&format!("checking {}: {reason}", spec.url), "");
+                progress.status(&format!("checking {}: {reason}", spec.url));
                 report.reason = Some(do_core::redact::redact(&reason));
                 if let Some(body) = body {
                     report.body_excerpt = Some(do_core::redact::redact(&excerpt(&body)));

@@ -214,6 +214,11 @@ fn confirm_registry(client: &Client, name: &str) -> anyhow::Result<String> {
     let path = format!("/v2/registries/{}", segment(name));
     match client.get_object_or_none::<Registry>(&path, "registry")? {
         Some(_) => Ok(name.to_string()),
-        None => anyhow::bail!("registry {name:?} does not exist in this account; check --registry"),
+        None => {
+            let listed: Vec<Registry> = client.get_object("/v2/registries", "registries").unwrap_or_default();
+            let names: Vec<&str> = listed.iter().map(|r| r.name.as_str()).collect();
+            let has = if names.is_empty() { "no registry".to_string() } else { names.join(", ") };
+            anyhow::bail!("registry {name:?} does not exist in this account, which has: {has}; check --registry")
+        }
     }
 }

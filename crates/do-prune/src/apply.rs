@@ -218,7 +218,7 @@ impl Prune<'_> {
                         let count = done.fetch_add(1, Ordering::Relaxed) + 1;
                         // Every tenth part, so CI logs get about ten lines however many deletions there are.
                         if count.is_multiple_of((total / 10).max(1)) || count == total {
-                            self.progress.status(&format!("deleting in {repository}: {count}/{total}"), "");
+                            self.progress.status(&format!("deleting in {repository}: {count}/{total}"));
                         }
                     });
                 }

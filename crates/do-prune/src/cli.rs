@@ -74,7 +74,7 @@ pub struct Cli {
     pub keep_tag: Vec<String>,
 
     /// Keep the N most recent tagged manifests of each repository
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = crate::policy::DEFAULT_KEEP_LAST)]
     pub keep_last: usize,
 
     /// Keep manifests updated within this long (30d, 12h)

@@ -202,6 +202,7 @@ mod tests {
             media_type: OCI_MANIFEST.into(),
             children: vec![],
             subject: None,
+            config: None,
             size: 1,
         })
     }
@@ -212,6 +213,7 @@ mod tests {
             media_type: OCI_MANIFEST.into(),
             children: vec![],
             subject: Some(subject.into()),
+            config: None,
             size: 1,
         })
     }
@@ -230,6 +232,7 @@ mod tests {
                 })
                 .collect(),
             subject: None,
+            config: None,
             size: 1,
         })
     }

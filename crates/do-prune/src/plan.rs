@@ -23,7 +23,7 @@ pub struct Untagged {
     pub bytes: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RepositoryPlan {
     pub name: String,
     pub kept: Vec<Kept>,
@@ -118,7 +118,7 @@ impl<'a> Reads<'a> {
                         .insert(digest.clone(), read);
                     let count = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if count.is_multiple_of((total / 10).max(1)) || count == total {
-                        self.progress.status(&format!("reading manifests of {repository}: {count}/{total}"), "");
+                        self.progress.status(&format!("reading manifests of {repository}: {count}/{total}"));
                     }
                 });
             }
@@ -338,9 +338,7 @@ fn newest_tagged(listing: &[Manifest]) -> Option<&str> {
     if let Some(unreadable) = tagged.clone().find(|m| policy::epoch(m).is_none()) {
         return Some(&unreadable.digest);
     }
-    tagged
-        .min_by(|a, b| policy::epoch(b).cmp(&policy::epoch(a)).then_with(|| a.digest.cmp(&b.digest)))
-        .map(|m| m.digest.as_str())
+    tagged.min_by(|a, b| policy::newest_first(a, b)).map(|m| m.digest.as_str())
 }
 
 /// Whether a GC of `gc_type` is safe: an untagged type only when no repository's closure holds

@@ -82,8 +82,7 @@ pub fn plan_tagged(
     let mut plan = TaggedPlan::default();
     let (mut readable, unreadable): (Vec<&Manifest>, Vec<&Manifest>) =
         manifests.iter().filter(|m| !m.tags.is_empty()).partition(|m| epoch(m).is_some());
-    // Most recent first; the digest breaks ties so the order never depends on listing order.
-    readable.sort_by(|a, b| epoch(b).cmp(&epoch(a)).then_with(|| a.digest.cmp(&b.digest)));
+    readable.sort_by(|a, b| newest_first(a, b));
     for manifest in &unreadable {
         plan.unreadable_times.push((manifest.digest.clone(), manifest.updated_at.clone()));
         let reason = protected.digests.get(&manifest.digest).cloned().unwrap_or_else(|| {
@@ -176,6 +175,32 @@ pub fn bytes(manifest: &Manifest) -> u64 {
         .unwrap_or_else(|| manifest.blobs.iter().filter_map(|b| b.compressed_size_bytes).sum())
 }
 
+/// The default retention, the one place it is set: do-prune's `--keep-last`, the xtask's
+/// `keep_last` and `scripts/release.sh` all use it (with `--keep-rollback 2`, `latest` and each
+/// repository's newest image, and every image an app runs or may roll back to).
+pub const DEFAULT_KEEP_LAST: usize = 10;
+
+/// The order of recency: newest `updated_at` first; images pushed in the same second by the
+/// highest semantic version among their tags (`v2.0.10` above `v2.0.9`), then the greatest tag,
+/// then the digest, so the order never depends on the listing's.
+pub fn newest_first(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
+    epoch(b)
+        .cmp(&epoch(a))
+        .then_with(|| highest_version(b).cmp(&highest_version(a)))
+        .then_with(|| b.tags.iter().max().cmp(&a.tags.iter().max()))
+        .then_with(|| a.digest.cmp(&b.digest))
+}
+
+/// The highest semantic version among the tags (a leading `v` or other letters are ignored:
+/// `v1.2.3`, `release-1.2.3`).
+fn highest_version(manifest: &Manifest) -> Option<semver::Version> {
+    manifest
+        .tags
+        .iter()
+        .filter_map(|tag| semver::Version::parse(tag.trim_start_matches(|c: char| !c.is_ascii_digit())).ok())
+        .max()
+}
+
 pub fn epoch(manifest: &Manifest) -> Option<i64> {
     manifest.updated_at.as_deref().and_then(do_core::duration::parse_timestamp).map(|t| t.as_second())
 }
@@ -245,6 +270,31 @@ mod tests {
     }
 
     #[test]
+    fn images_pushed_in_the_same_second_are_ordered_by_version_then_tag_then_digest() {
+        let keep = |manifests: &[Manifest], n: usize| {
+            let p = plan(manifests, &Policy { keep_last: n, ..Policy::default() }, &Protected::default());
+            let mut kept: Vec<String> = p.kept.iter().map(|k| k.digest.clone()).collect();
+            kept.sort();
+            kept
+        };
+        // Semantic versions, not text: v2.0.10 is newer than v2.0.9 and v2.0.7 than v2.0.2.
+        let same_second =
+            [manifest("a", &["v2.0.2"], 1), manifest("b", &["v2.0.10"], 1), manifest("c", &["v2.0.9"], 1)];
+        assert_eq!(keep(&same_second, 1), ["b"]);
+        assert_eq!(keep(&same_second, 2), ["b", "c"]);
+        // A prefix other than v, and a tag that is not a version, which counts below any version.
+        let mixed = [manifest("a", &["build-7"], 1), manifest("b", &["release-1.0.0"], 1)];
+        assert_eq!(keep(&mixed, 1), ["b"]);
+        // No versions: the greatest tag; the same tags: the smallest digest.
+        assert_eq!(keep(&[manifest("a", &["alpha"], 1), manifest("b", &["beta"], 1)], 1), ["b"]);
+        assert_eq!(keep(&[manifest("b", &["x"], 1), manifest("a", &["x"], 1)], 1), ["a"]);
+        // Time still comes first.
+        assert_eq!(keep(&[manifest("a", &["v9.0.0"], 2), manifest("b", &["v1.0.0"], 1)], 1), ["b"]);
+        // The highest version among several tags counts.
+        assert_eq!(keep(&[manifest("a", &["v3.0.0", "v1.0.0"], 1), manifest("b", &["v2.0.0"], 1)], 1), ["a"]);
+    }
+
+    #[test]
     fn keep_last_keeps_the_most_recent_by_updated_at() {
         let p = plan(&registry(), &Policy { keep_last: 2, ..Policy::default() }, &Protected::default());
         assert_eq!(deleted(&p), [("c", Action::Tags), ("b", Action::Manifest), ("a", Action::Manifest)]);
@@ -258,10 +308,10 @@ mod tests {
     }
 
     #[test]
-    fn keep_last_ranks_by_time_then_digest() {
+    fn keep_last_ranks_by_time_then_tag() {
         let mut tied = vec![manifest("b", &["v2"], 3), manifest("a", &["v1"], 3), manifest("c", &["v3"], 9)];
         let p = plan(&tied, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
-        assert_eq!(deleted(&p), [("b", Action::Manifest), ("c", Action::Manifest)], "a wins the tie by digest");
+        assert_eq!(deleted(&p), [("a", Action::Manifest), ("c", Action::Manifest)], "b wins the tie by its tag");
         tied.reverse();
         let again = plan(&tied, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
         assert_eq!(deleted(&again), deleted(&p), "the listing order does not matter");
@@ -491,7 +541,7 @@ mod properties {
             }
             // The N most recent readable ones are kept.
             let mut readable: Vec<&&Manifest> = tagged.iter().filter(|m| epoch(m).is_some()).collect();
-            readable.sort_by(|a, b| epoch(b).cmp(&epoch(a)).then_with(|| a.digest.cmp(&b.digest)));
+            readable.sort_by(|a, b| newest_first(a, b));
             for recent in readable.iter().take(policy.keep_last) {
                 prop_assert!(!plan.deleted.iter().any(|d| d.digest == recent.digest && d.action == Action::Manifest));
             }

@@ -78,22 +78,65 @@ pub fn percent_of(bytes: Option<u64>, included: Option<u64>) -> Option<f64> {
     }
 }
 
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
+pub use do_core::units::bytes as size;
+
+/// At most this many kept and this many deleted images are listed per repository on stderr;
+/// the record has them all.
+const LINES_PER_LIST: usize = 12;
+
+/// A repository's plan for people: what stays and why, what goes and why (tag by tag, the
+/// untagged manifests as one line), each list cut at `limit` with a count of the rest.
+pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<String> {
+    let tags = |tags: &[String], digest: &str| {
+        if tags.is_empty() {
+            digest.get(..19).unwrap_or(digest).to_string()
+        } else {
+            tags.join(", ")
+        }
+    };
+    let mut lines = Vec::new();
+    for (index, kept) in plan.kept.iter().enumerate() {
+        if index == limit {
+            lines.push(format!(
+                "  {}: and {} more kept (the prune record lists them)",
+                plan.name,
+                plan.kept.len() - limit
+            ));
+            break;
+        }
+        lines.push(format!("  {}: keep    {:<24} {}", plan.name, tags(&kept.tags, &kept.digest), kept.reason));
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+    let verb = if dry_run { "would delete" } else { "delete" };
+    let (untagged, tagged): (Vec<_>, Vec<_>) = plan.deleted.iter().partition(|d| d.all_tags.is_empty());
+    for (index, deletion) in tagged.iter().enumerate() {
+        if index == limit {
+            lines.push(format!(
+                "  {}: and {} more to delete (the prune record lists them)",
+                plan.name,
+                tagged.len() - limit
+            ));
+            break;
+        }
+        let what = match deletion.action {
+            Action::Manifest => tags(&deletion.all_tags, &deletion.digest),
+            Action::Tags => format!("tag {} only", deletion.tags.join(", ")),
+        };
+        lines.push(format!("  {}: {verb:<7} {what:<24} {}", plan.name, deletion.reason));
     }
+    if !untagged.is_empty() {
+        let bytes: u64 = untagged.iter().map(|d| d.bytes).sum();
+        lines.push(format!(
+            "  {}: {verb:<7} {} untagged manifest(s), {}: nothing kept holds or refers to them",
+            plan.name,
+            untagged.len(),
+            size(bytes)
+        ));
+    }
+    lines
 }
 
-/// The plan on stderr: one line per repository, then the usage estimate.
+/// The plan on stderr: one line per repository, each repository's keeps and deletions with
+/// their reasons, then the usage estimate.
 pub fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage, dry_run: bool) {
     let width = plans.iter().map(|p| p.name.len()).max().unwrap_or(10).max(10);
     progress.info(&format!(
@@ -114,6 +157,11 @@ pub fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage,
         ));
         if let Some(why) = &plan.blocked {
             progress.warn(&format!("{}: {why}", plan.name));
+        }
+    }
+    for plan in plans {
+        for line in plan_lines(plan, dry_run, LINES_PER_LIST) {
+            progress.info(&line);
         }
     }
     if let (Some(before), Some(after)) = (usage.before_bytes, usage.estimated_after_bytes) {
@@ -170,4 +218,55 @@ pub fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
     summary.push('\n');
     github.summary(&summary)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Deletion, Kept};
+
+    fn deletion(tags: &[&str], action: Action, bytes: u64) -> Deletion {
+        Deletion {
+            digest: format!("sha256:{}", "d".repeat(64)),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            all_tags: tags.iter().map(|t| t.to_string()).collect(),
+            updated_at: None,
+            bytes,
+            action,
+            reason: "kept by no rule".into(),
+        }
+    }
+
+    #[test]
+    fn the_plan_for_people_names_each_tag_and_why_and_cuts_long_lists() {
+        let plan = RepositoryPlan {
+            name: "web".into(),
+            kept: (0..4)
+                .map(|i| Kept {
+                    digest: format!("sha256:{i}"),
+                    tags: vec![format!("v1.{i}")],
+                    reason: format!("reason {i}"),
+                })
+                .collect(),
+            deleted: vec![
+                deletion(&["v0.9"], Action::Manifest, 10),
+                deletion(&["v0.8", "old"], Action::Manifest, 10),
+                deletion(&[], Action::Manifest, 2048),
+                deletion(&[], Action::Manifest, 2048),
+            ],
+            ..RepositoryPlan::default()
+        };
+        let lines = plan_lines(&plan, true, 3);
+        assert_eq!(lines[0], "  web: keep    v1.0                     reason 0");
+        assert_eq!(lines[3], "  web: and 1 more kept (the prune record lists them)");
+        assert_eq!(lines[4], "  web: would delete v0.9                     kept by no rule");
+        assert_eq!(lines[5], "  web: would delete v0.8, old                kept by no rule");
+        assert_eq!(
+            lines[6],
+            "  web: would delete 2 untagged manifest(s), 4.0 KiB: nothing kept holds or refers to them"
+        );
+        assert_eq!(lines.len(), 7);
+        let executed = plan_lines(&plan, false, 3);
+        assert!(executed[4].starts_with("  web: delete  v0.9"), "{}", executed[4]);
+    }
 }

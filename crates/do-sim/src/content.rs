@@ -29,6 +29,8 @@ pub struct Document {
     /// The manifests an index holds.
     pub children: Vec<String>,
     pub subject: Option<String>,
+    /// The bytes of the blobs the simulator keeps (configs): (digest, bytes).
+    pub bodies: Vec<(String, Arc<Vec<u8>>)>,
 }
 
 impl Document {
@@ -47,6 +49,7 @@ impl Document {
             blobs,
             children,
             subject,
+            bodies: Vec::new(),
         }
     }
 
@@ -82,6 +85,7 @@ impl Document {
             blobs,
             children,
             subject,
+            bodies: Vec::new(),
         })
     }
 }
@@ -89,11 +93,25 @@ impl Document {
 /// An image manifest with one config and one layer, `size_bytes` in all. `label` makes every
 /// build distinct (two builds of one tag have different digests, as real rebuilds do).
 pub fn image(label: &str, size_bytes: u64) -> Document {
-    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"created_by\":{label:?}}}");
+    image_labelled(label, size_bytes, &Value::Null)
+}
+
+/// An image whose config carries `labels` (an object of strings), as `docker build --label` writes them.
+pub fn image_labelled(label: &str, size_bytes: u64, labels: &Value) -> Document {
+    let config = if labels.as_object().is_some_and(|l| !l.is_empty()) {
+        serde_json::to_string(
+            &json!({"architecture": "amd64", "os": "linux", "config": {"Labels": labels}, "created_by": label}),
+        )
+        .expect("a JSON value serialises")
+    } else {
+        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"created_by\":{label:?}}}")
+    };
     let config_digest = sha256(config.as_bytes());
     let layer_digest = sha256(format!("layer of {label}").as_bytes());
     let layer_bytes = size_bytes.saturating_sub(config.len() as u64);
-    image_of(&config_digest, config.len() as u64, &[(layer_digest, layer_bytes)], OCI_LAYER, None)
+    let mut document = image_of(&config_digest, config.len() as u64, &[(layer_digest, layer_bytes)], OCI_LAYER, None);
+    document.bodies.push((config_digest, Arc::new(config.into_bytes())));
+    document
 }
 
 fn image_of(
@@ -133,13 +151,13 @@ pub fn referrer(label: &str, of: &Document) -> Document {
 /// A multi-platform image as buildx pushes it: one image per platform, with an attestation
 /// manifest for each when `attestations`; the index (to be tagged) comes last. Each platform's
 /// image is `size_bytes`.
-pub fn index(label: &str, platforms: &[String], attestations: bool, size_bytes: u64) -> Vec<Document> {
+pub fn index(label: &str, platforms: &[String], attestations: bool, size_bytes: u64, labels: &Value) -> Vec<Document> {
     let mut documents = Vec::new();
     let mut entries = Vec::new();
     for platform in platforms {
         let mut parts = platform.split('/');
         let (os, architecture) = (parts.next().unwrap_or("linux"), parts.next().unwrap_or("amd64"));
-        let image = image(&format!("{label} {platform}"), size_bytes);
+        let image = image_labelled(&format!("{label} {platform}"), size_bytes, labels);
         entries.push(json!({"mediaType": OCI_MANIFEST, "digest": image.digest, "size": image.size(), "platform": {"os": os, "architecture": architecture}}));
         if attestations {
             let config = "{\"architecture\":\"unknown\",\"os\":\"unknown\"}";
@@ -199,7 +217,7 @@ mod tests {
 
     #[test]
     fn an_index_holds_platform_and_attestation_children() {
-        let docs = index("web:v2 #3", &["linux/amd64".into(), "linux/arm64".into()], true, 10);
+        let docs = index("web:v2 #3", &["linux/amd64".into(), "linux/arm64".into()], true, 10, &Value::Null);
         assert_eq!(docs.len(), 5);
         let index = docs.last().unwrap();
         assert_eq!(index.children, docs[..4].iter().map(|d| d.digest.clone()).collect::<Vec<_>>());

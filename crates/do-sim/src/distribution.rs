@@ -15,6 +15,9 @@ use crate::content::{self, Document};
 use crate::server::Shared;
 use crate::state::{now_rfc3339, FaultKind, Manifest, RegistryGrant, RegistryRequest, State};
 
+/// Uploaded blobs up to this size keep their bytes, so configs can be read back.
+const SMALL_BLOB_BYTES: usize = 1024 * 1024;
+
 /// What the request paths of the registry host look like.
 pub fn is_registry_path(path: &str) -> bool {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -184,6 +187,22 @@ fn route(state: &mut State, base_url: &str, call: &RegistryCall, now: Instant) -
             },
             None => error(404, "BLOB_UNKNOWN", "blob unknown"),
         },
+        ("GET", ["blobs", digest]) => match registry.blob_bodies.get(*digest) {
+            Some(bytes) => RegistryAnswer {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "application/octet-stream".into()),
+                    ("docker-content-digest".into(), digest.to_string()),
+                ],
+                body: bytes.to_vec(),
+            },
+            // Layers are kept as sizes only: their bytes cannot be served.
+            None => error(
+                404,
+                "BLOB_UNKNOWN",
+                "blob unknown (the simulator keeps the bytes of configs and small uploads only)",
+            ),
+        },
         ("POST", ["blobs", "uploads"]) => {
             let id = format!("upload-{}", registry.uploads.len() + 1);
             registry.uploads.insert(id.clone(), repository.to_string());
@@ -203,6 +222,9 @@ fn route(state: &mut State, base_url: &str, call: &RegistryCall, now: Instant) -
                 return error(400, "DIGEST_INVALID", "the content does not match the digest");
             }
             registry.blob_store.insert(actual.clone(), call.body.len() as u64);
+            if call.body.len() <= SMALL_BLOB_BYTES {
+                registry.blob_bodies.insert(actual.clone(), std::sync::Arc::new(call.body.to_vec()));
+            }
             RegistryAnswer {
                 status: 201,
                 headers: vec![

@@ -77,7 +77,7 @@ impl Sim {
 
     /// Pushes an image as `docker push` would (refused while a GC runs).
     pub fn push(&self, registry: &str, repository: &str, tag: &str, size_bytes: u64) -> Result<Value, SimError> {
-        self.state().push(registry, repository, tag, size_bytes, Instant::now())
+        self.state().push(registry, repository, tag, size_bytes, &Value::Null, Instant::now())
     }
 
     /// Pushes a multi-platform image as buildx does: an index (tagged) holding an untagged image
@@ -98,6 +98,7 @@ impl Sim {
             platforms: platforms.iter().map(|p| p.to_string()).collect(),
             attestations,
             size_bytes,
+            labels: Value::Null,
         };
         self.state().push_index(&push, Instant::now())
     }
@@ -210,7 +211,7 @@ The registry host (the OCI distribution API, as docker uses it) is served on the
   from GET /v2/registries/NAME/docker-credentials. No pushes while a GC runs.
 
 Control API (no token needed) for tests, the demo and benchmarks:
-  POST   /_sim/push         {\"repository\",\"tag\",\"size_bytes\"?,\"registry\"?,\"platforms\"?,\"attestations\"?}
+  POST   /_sim/push         {\"repository\",\"tag\",\"size_bytes\"?,\"registry\"?,\"platforms\"?,\"attestations\"?,\"labels\"?}
                             platforms [\"linux/amd64\",…] pushes an index, as buildx does (409 while a GC runs)
   PUT    /_sim/registry-options  {\"registry\"?,\"hide_index_children\"?,\"gc_keeps_index_children\"?}
   POST   /_sim/gc           {\"type\"?,\"plan\"?:[{\"status\",\"ms\"}],\"final_status\"?}
@@ -224,7 +225,8 @@ Control API (no token needed) for tests, the demo and benchmarks:
   GET    /_sim/live/APP/…   the app's live URL: answers per its ACTIVE deployment (x-app-version)
 
 Pushing an image from a shell (what `docker push` is in the demo):
-  do-sim push --api-url http://127.0.0.1:8080 --repository web --tag v2.0.0
+  do-sim push --api-url http://127.0.0.1:8080 --repository web --tag v2.0.0 \\
+    --label org.opencontainers.image.revision=$(git rev-parse HEAD)
 
 Example:
   do-sim --listen 127.0.0.1:8080 &
@@ -278,26 +280,44 @@ enum Command {
         /// The simulator's URL
         #[arg(long, value_name = "URL", env = "DIGITALOCEAN_API_URL")]
         api_url: String,
+        /// The registry (default: the simulator's first)
         #[arg(long, value_name = "NAME")]
         registry: Option<String>,
+        /// The repository to push to (created when new)
         #[arg(long, value_name = "REPO")]
         repository: String,
+        /// The tag the image gets (moved from any image that had it)
         #[arg(long, value_name = "TAG")]
         tag: String,
+        /// The size of each image's layer
         #[arg(long, value_name = "BYTES", default_value_t = 20 * 1024 * 1024)]
         size_bytes: u64,
+        /// Push a multi-platform index with an image per platform, as buildx does (repeatable)
+        #[arg(long = "platform", value_name = "OS/ARCH")]
+        platforms: Vec<String>,
+        /// A label in the image's config, as `docker build --label` sets it (repeatable)
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// Start a garbage collection in a running simulator (the registry is read-only while it runs)
     Gc {
         /// The simulator's URL
         #[arg(long, value_name = "URL", env = "DIGITALOCEAN_API_URL")]
         api_url: String,
+        /// The registry (default: the simulator's first)
         #[arg(long, value_name = "NAME")]
         registry: Option<String>,
         /// How long each of its statuses lasts
         #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
         step: Duration,
     },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("give KEY=VALUE, not {text:?}")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -310,8 +330,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let (result, failure_code) = match cli.command {
-        Some(Command::Push { api_url, registry, repository, tag, size_bytes }) => {
-            (push_to(&api_url, registry.as_deref(), &repository, &tag, size_bytes), 1)
+        Some(Command::Push { api_url, registry, repository, tag, size_bytes, platforms, labels }) => {
+            let image =
+                PushRequest { registry, repository, tag, size_bytes, platforms, labels: labels.into_iter().collect() };
+            (push_to(&api_url, &image), 1)
         }
         Some(Command::Gc { api_url, registry, step }) => (start_gc_at(&api_url, registry.as_deref(), step), 1),
         None => (run(cli), 2),
@@ -325,17 +347,29 @@ pub fn main() -> i32 {
     }
 }
 
+/// An image to push through the control API.
+#[derive(Clone, Debug, Default)]
+pub struct PushRequest {
+    pub registry: Option<String>,
+    pub repository: String,
+    pub tag: String,
+    pub size_bytes: u64,
+    /// Empty: one image; otherwise an index with an image per platform (and attestations).
+    pub platforms: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
 /// Pushes through the control API of a simulator at `api_url`; prints the manifest.
-pub fn push_to(
-    api_url: &str,
-    registry: Option<&str>,
-    repository: &str,
-    tag: &str,
-    size_bytes: u64,
-) -> anyhow::Result<()> {
-    let mut body = json!({"repository": repository, "tag": tag, "size_bytes": size_bytes});
-    if let Some(registry) = registry {
+pub fn push_to(api_url: &str, image: &PushRequest) -> anyhow::Result<()> {
+    let mut body = json!({"repository": image.repository, "tag": image.tag, "size_bytes": image.size_bytes});
+    if let Some(registry) = &image.registry {
         body["registry"] = json!(registry);
+    }
+    if !image.platforms.is_empty() {
+        body["platforms"] = json!(image.platforms);
+    }
+    if !image.labels.is_empty() {
+        body["labels"] = json!(image.labels);
     }
     control_post(api_url, "push", &body)
 }
@@ -388,7 +422,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         window_scale: cli.rate_window_scale,
     });
     let state = seed.into_state(&cli.token, timing)?;
-    let sim = Sim::start(&cli.listen, state)?;
+    let sim = Sim::start(&cli.listen, state).map_err(|error| {
+        if error.to_string().to_ascii_lowercase().contains("address already in use") {
+            anyhow::anyhow!("cannot listen on {}: the address is in use; pass --listen 127.0.0.1:0 to pick a free port (the URL is printed)", cli.listen)
+        } else {
+            error
+        }
+    })?;
     println!("{}", sim.url());
     eprintln!(
         "do-sim: serving the DigitalOcean API simulator on {} (clients send the token given by --token); Ctrl-C stops it",

@@ -177,6 +177,7 @@ impl Seed {
                 created_at: "2026-01-05T09:00:00Z".into(),
                 repositories: BTreeMap::new(),
                 blob_store: BTreeMap::new(),
+                blob_bodies: BTreeMap::new(),
                 gcs: Vec::new(),
                 hide_index_children: seed.hide_index_children,
                 gc_keeps_index_children: seed.gc_keeps_index_children,
@@ -192,7 +193,13 @@ impl Seed {
                     let documents = if manifest.platforms.is_empty() {
                         vec![content::image(&label, manifest.size_bytes)]
                     } else {
-                        content::index(&label, &manifest.platforms, manifest.attestations, manifest.size_bytes)
+                        content::index(
+                            &label,
+                            &manifest.platforms,
+                            manifest.attestations,
+                            manifest.size_bytes,
+                            &Value::Null,
+                        )
                     };
                     let updated_at = manifest.updated_at.unwrap_or_else(|| {
                         let at = jiff::Timestamp::now().as_second() - 3600 * 24 * (age + 1);
@@ -201,6 +208,7 @@ impl Seed {
                     let last = documents.len() - 1;
                     for (index, document) in documents.into_iter().enumerate() {
                         registry.blob_store.extend(document.blobs.iter().cloned());
+                        registry.blob_bodies.extend(document.bodies.iter().cloned());
                         let tags = if index == last { manifest.tags.clone() } else { Vec::new() };
                         manifests.push(Manifest::from_document(document, tags, updated_at.clone(), state.next_id()));
                     }

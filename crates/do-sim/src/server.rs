@@ -954,8 +954,12 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
                 .and_then(Value::as_array)
                 .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
                 .unwrap_or_default();
+            let labels = body.get("labels").cloned().unwrap_or(Value::Null);
+            if !(labels.is_null() || labels.as_object().is_some_and(|l| l.values().all(Value::is_string))) {
+                return Err(SimError::bad_request("labels must be an object of strings"));
+            }
             let manifest = if platforms.is_empty() {
-                state.push(&registry, repository, tag, size, now)?
+                state.push(&registry, repository, tag, size, &labels, now)?
             } else {
                 let push = crate::state::IndexPush {
                     registry,
@@ -964,6 +968,7 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
                     platforms,
                     attestations: body.get("attestations").and_then(Value::as_bool).unwrap_or(true),
                     size_bytes: size,
+                    labels,
                 };
                 state.push_index(&push, now)?
             };

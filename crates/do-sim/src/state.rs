@@ -208,6 +208,8 @@ pub struct Registry {
     pub repositories: BTreeMap<String, Repository>,
     /// Every blob stored, referenced or not: what storage usage counts.
     pub blob_store: BTreeMap<String, u64>,
+    /// The bytes of the blobs small enough to keep (configs, small uploads); GET serves these.
+    pub blob_bodies: BTreeMap<String, std::sync::Arc<Vec<u8>>>,
     pub gcs: Vec<GcRun>,
     /// The API's digests listing leaves out untagged manifests that an index holds.
     pub hide_index_children: bool,
@@ -270,6 +272,7 @@ impl Registry {
                     let referenced = self.referenced_blobs();
                     let before = (self.blob_store.len() as u64, self.storage_usage_bytes());
                     self.blob_store.retain(|digest, _| referenced.contains(digest));
+                    self.blob_bodies.retain(|digest, _| referenced.contains(digest));
                     self.gcs[index].blobs_deleted = before.0 - self.blob_store.len() as u64;
                     self.gcs[index].freed_bytes = before.1 - self.storage_usage_bytes();
                 }
@@ -289,6 +292,8 @@ pub struct IndexPush {
     pub platforms: Vec<String>,
     pub attestations: bool,
     pub size_bytes: u64,
+    /// Labels of each platform image's config (`org.opencontainers.image.revision`, say).
+    pub labels: Value,
 }
 
 /// How a deployment ends on its own.
@@ -837,10 +842,11 @@ impl State {
         repository: &str,
         tag: &str,
         size_bytes: u64,
+        labels: &Value,
         now: Instant,
     ) -> Result<Value, SimError> {
         let label = format!("{registry}/{repository}:{tag} #{}", self.next_id());
-        self.store(registry, repository, vec![content::image(&label, size_bytes)], Some(tag), now)
+        self.store(registry, repository, vec![content::image_labelled(&label, size_bytes, labels)], Some(tag), now)
     }
 
     /// Pushes a multi-platform image as `docker buildx build --push` does: an untagged image
@@ -848,7 +854,7 @@ impl State {
     /// index, tagged. Each platform gets its own layer of `size_bytes`.
     pub fn push_index(&mut self, image: &IndexPush, now: Instant) -> Result<Value, SimError> {
         let label = format!("{}/{}:{} #{}", image.registry, image.repository, image.tag, self.next_id());
-        let documents = content::index(&label, &image.platforms, image.attestations, image.size_bytes);
+        let documents = content::index(&label, &image.platforms, image.attestations, image.size_bytes, &image.labels);
         self.store(&image.registry, &image.repository, documents, Some(&image.tag), now)
     }
 
@@ -879,6 +885,7 @@ impl State {
                 }
             }
             blobs.extend(document.blobs.iter().cloned());
+            registry_state.blob_bodies.extend(document.bodies.iter().cloned());
             let position = match repository_state.manifests.iter().position(|m| m.digest == document.digest) {
                 Some(position) => position,
                 None => {

@@ -19,7 +19,7 @@ Refused with exit 2 and nothing changed, unless overridden:
 Examples:
   do-tag --bump auto                       # feat: minor, fix: patch, feat!: major
   do-tag --bump minor --pre rc             # v1.3.0-rc.1, then v1.3.0-rc.2
-  do-tag --version 2.0.0 --message 'Release 2.0'
+  do-tag --set-version 2.0.0 --message 'Release 2.0'
   do-tag --dry-run --no-push -C ../my-app
   do-gc-wait --no-input | do-tag --bump auto --allow-branch main | ...
 
@@ -35,12 +35,8 @@ Exit codes:
 
 /// Compute the next semantic version from git tags, create an annotated tag and push only that tag.
 #[derive(Parser, Debug)]
-#[command(name = "do-tag", version, disable_version_flag = true, after_help = AFTER_HELP)]
+#[command(name = "do-tag", version, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Print do-tag's own version (--version sets the tag's version)
-    #[arg(short = 'V', long = "tool-version", action = clap::ArgAction::Version)]
-    pub tool_version: (),
-
     /// Run in this repository
     #[arg(short = 'C', value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
@@ -62,7 +58,7 @@ pub struct Cli {
     pub bump: Bump,
 
     /// Set the version instead of bumping (it must be above the highest tag)
-    #[arg(long = "version", value_name = "X.Y.Z", conflicts_with_all = ["bump", "pre"])]
+    #[arg(long = "set-version", value_name = "X.Y.Z", conflicts_with_all = ["bump", "pre"])]
     pub set_version: Option<semver::Version>,
 
     /// Make or advance a pre-release with this name: -rc.1, then -rc.2

@@ -15,6 +15,8 @@ pub struct Git {
     shell: Shell,
     /// No git command runs past this: one that does is killed (exit 3).
     deadline: Instant,
+    /// `-v`: each git command, its exit status and time, on stderr.
+    progress: Option<std::sync::Arc<do_core::progress::Progress>>,
 }
 
 /// What `git ls-remote` said about a tag and a branch.
@@ -27,13 +29,18 @@ pub struct RemoteRefs {
 }
 
 impl Git {
-    pub fn open(dir: &Path, deadline: Instant) -> anyhow::Result<Git> {
+    pub fn open(
+        dir: &Path,
+        deadline: Instant,
+        progress: std::sync::Arc<do_core::progress::Progress>,
+    ) -> anyhow::Result<Git> {
         let shell = Shell::new()?;
         shell.change_dir(dir);
         // Never wait for a password prompt; keep git's messages stable to read.
         shell.set_var("GIT_TERMINAL_PROMPT", "0");
         shell.set_var("LC_ALL", "C");
-        Ok(Git { shell, deadline })
+        let progress = progress.verbose().then_some(progress);
+        Ok(Git { shell, deadline, progress })
     }
 
     /// Runs git and returns stdout trimmed; a failure carries git's own message.
@@ -55,6 +62,20 @@ impl Git {
     /// Runs git to the end or to the deadline, whichever comes first; at the deadline git is
     /// killed and the error is exit 3.
     fn output(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let started = Instant::now();
+        let output = self.output_unlogged(args);
+        if let (Some(progress), Ok(output)) = (&self.progress, &output) {
+            progress.debug(&format!(
+                "git {} -> {} in {}ms",
+                args.join(" "),
+                output.status,
+                started.elapsed().as_millis()
+            ));
+        }
+        output
+    }
+
+    fn output_unlogged(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut command: std::process::Command = cmd!(self.shell, "git {args...}").quiet().into();
         let mut child = command
             .stdin(Stdio::null())

@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let input = cli.io.read_input(deadline)?;
     check_flags(&cli)?;
     let progress = cli.io.progress(TOOL);
-    let git = Git::open(&cli.dir, deadline)?;
+    let git = Git::open(&cli.dir, deadline, progress.clone())?;
     if !git.is_work_tree()? {
         return Err(Failure::usage(format!("{} is not inside a git work tree; use -C DIR", cli.dir.display())));
     }
@@ -250,14 +250,17 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
     let previous_tag = previous.map(|t| t.name.clone());
     if let Some(version) = &cli.set_version {
         if let Some(previous) = previous.filter(|p| version.cmp_precedence(&p.version) != std::cmp::Ordering::Greater) {
-            return Err(Failure::usage(format!("--version {version} is not above the highest tag {}", previous.name)));
+            return Err(Failure::usage(format!(
+                "--set-version {version} is not above the highest tag {}",
+                previous.name
+            )));
         }
         return Ok(Plan {
             version: version.clone(),
             previous_tag,
             created: true,
             bump: "set".into(),
-            why: format!("--version {version}"),
+            why: format!("--set-version {version}"),
         });
     }
     let Some(previous) = previous else {
