@@ -12,6 +12,7 @@
 #   DO_ALLOW_BRANCH      release only from this branch glob (default: any)
 #   DO_KEEP_LAST         do-prune --keep-last (default: do-prune's own, 10)
 #   DO_INTERVAL          first pause between looks at GC and deployments (default 5s)
+#   DO_BUILDER           docker (default) or simulator (do-sim push, against a do-sim)
 #   RELEASE_BUILD_PUSH   a command called as `CMD IMAGE TAG` that builds and pushes the image
 #                        (default: docker build and docker push; log in first, for example with
 #                        `doctl registry login --expiry-seconds 600`)
@@ -30,6 +31,7 @@ DO_BUMP=${DO_BUMP:-auto}
 DO_ALLOW_BRANCH=${DO_ALLOW_BRANCH:-}
 DO_KEEP_LAST=${DO_KEEP_LAST:-}
 DO_INTERVAL=${DO_INTERVAL:-5s}
+DO_BUILDER=${DO_BUILDER:-docker}
 # The report goes outside the app repository unless asked, so the release leaves it clean.
 REPORT=${RELEASE_REPORT:-${TMPDIR:-/tmp}/do-release-report.$$.jsonl}
 
@@ -38,6 +40,12 @@ trap 'rm -rf "$state"' EXIT
 
 registry_flag() {
     if [ -n "$DO_REGISTRY" ]; then printf -- '--registry\n%s\n' "$DO_REGISTRY"; fi
+}
+
+# What docker build and push make, in a do-sim: a multi-platform image labelled with the commit.
+simulator_push() {
+    do-sim push --registry "$registry" --repository "$DO_REPOSITORY" --tag "$2" --platform linux/amd64 --platform linux/arm64 \
+        --label "org.opencontainers.image.revision=$(git rev-parse HEAD)" > /dev/null
 }
 
 default_build_push() {
@@ -85,6 +93,8 @@ build_and_push() {
     echo "release.sh: building and pushing $image" >&2
     if [ -n "${RELEASE_BUILD_PUSH:-}" ]; then
         $RELEASE_BUILD_PUSH "$image" "$tag" >&2 || return $?
+    elif [ "$DO_BUILDER" = simulator ]; then
+        simulator_push "$image" "$tag" || return $?
     else
         default_build_push "$image" "$tag" || return $?
     fi

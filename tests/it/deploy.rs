@@ -447,3 +447,26 @@ fn help_shows_flags_exit_codes_and_examples() {
         assert!(run.stdout.contains(expected), "{expected:?} missing:\n{}", run.stdout);
     }
 }
+
+#[test]
+fn an_older_version_than_the_running_one_is_deployed_with_a_warning_unless_allowed() {
+    // The app runs web:v1.2.0 by tag.
+    let sim = sim(30);
+    let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("warning: service web runs v1.2.0, newer than v1.1.0: this deploys an older version (pass --allow-downgrade"),
+        "{}",
+        run.stderr
+    );
+    // Now pinned by the digest of v1.1.0: going back to v1.0.0 is told through the registry's tags.
+    let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0", "--allow-downgrade"]).run();
+    run.assert_code(0);
+    assert!(!run.stderr.contains("older version"), "{}", run.stderr);
+    let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    assert!(!run.stderr.contains("older version"), "an upgrade: {}", run.stderr);
+    let sim = crate::support::sim(30);
+    deploy(&sim).args(["--repository", "web", "--tag", "v1.1.0", "--allow-downgrade"]).run().assert_code(0);
+    let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0"]).run();
+    assert!(run.stderr.contains("runs v1.1.0, newer than v1.0.0"), "by the digest's tags: {}", run.stderr);
+}

@@ -464,8 +464,13 @@ pub(crate) fn make_executable(path: &Path) {
 fn completions_and_man_pages_are_generated_for_every_tool() {
     let out = tempfile::tempdir().unwrap();
     let written = xtask::docs::generate(out.path()).unwrap();
-    assert_eq!(written.len(), 4 * 4, "bash, zsh, fish and a man page for each of the four tools");
-    for tool in ["do-gc-wait", "do-tag", "do-deploy", "do-prune"] {
+    let names = ["do-gc-wait", "do-tag", "do-deploy", "do-prune", "do-sim", "cargo-xtask"];
+    assert_eq!(
+        written.len(),
+        names.len() * 4,
+        "bash, zsh, fish and a man page for each of the tools, do-sim and the xtask"
+    );
+    for tool in names {
         let bash = std::fs::read_to_string(out.path().join(format!("completions/{tool}.bash"))).unwrap();
         assert!(bash.contains("--help"), "{tool} bash completion");
         assert!(out.path().join(format!("completions/_{tool}")).exists());
@@ -475,6 +480,22 @@ fn completions_and_man_pages_are_generated_for_every_tool() {
     }
     let deploy = std::fs::read_to_string(out.path().join("man/do-deploy.1")).unwrap();
     assert!(deploy.contains("rollback\\-on\\-failure"), "options are in the man page");
+}
+
+#[test]
+fn every_flag_of_every_command_is_described_and_version_prints_the_version() {
+    let missing = xtask::docs::undescribed();
+    assert!(missing.is_empty(), "flags or subcommands without a description: {missing:#?}");
+    for tool in [GC_WAIT, DO_TAG, DEPLOY, PRUNE, DO_SIM] {
+        let output = Command::new(tool).arg("--version").output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && text.trim().ends_with(env!("CARGO_PKG_VERSION")),
+            "{tool} --version: {text:?}"
+        );
+    }
+    let release = xtask::docs::usage_of("release");
+    assert!(release.starts_with("Usage: cargo xtask release"), "{release}");
 }
 
 #[test]

@@ -511,3 +511,15 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn verbose_shows_each_git_command_with_its_status_and_time() {
+    let repo = Repo::new();
+    let run = repo.do_tag().args(["--dry-run", "-v"]).run();
+    run.assert_code(0);
+    for expected in ["do-tag: git rev-parse --is-inside-work-tree -> exit status: 0 in ", "do-tag: git ls-remote"] {
+        assert!(run.stderr.contains(expected), "{expected:?} not in:\n{}", run.stderr);
+    }
+    let quiet = repo.do_tag().args(["--dry-run"]).run();
+    assert!(!quiet.stderr.contains("-> exit status"), "{}", quiet.stderr);
+}

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod canary;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod docs;

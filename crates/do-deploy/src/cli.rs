@@ -113,6 +113,10 @@ pub struct Cli {
     #[arg(long)]
     pub force: bool,
 
+    /// Deploy an older version than the one running without the warning
+    #[arg(long)]
+    pub allow_downgrade: bool,
+
     /// What to do when a deployment is already in progress
     #[arg(long, value_enum, default_value_t = IfBusy::Wait)]
     pub if_busy: IfBusy,

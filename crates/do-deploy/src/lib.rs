@@ -334,6 +334,9 @@ impl Deployer<'_> {
                 let components =
                     spec::matching_components(&app.spec, repository, &cli.component).map_err(Failure::usage)?;
                 let (new_spec, changes) = spec::pin(&app.spec, &components, wanted);
+                if !cli.allow_downgrade {
+                    self.warn_if_downgrade(target.as_ref(), &changes, wanted);
+                }
                 record.components = changes;
                 let active_spec = app.active_deployment.as_ref().map(|d| &d.spec).unwrap_or(&app.spec);
                 let already = app.in_progress_deployment.is_none()
@@ -617,6 +620,25 @@ impl Deployer<'_> {
                 "no app named {name_or_id:?}; the account has: {}",
                 if names.is_empty() { "no apps".to_string() } else { names.join(", ") }
             ))),
+        }
+    }
+
+    /// Warns when the change would run an older version than the one running (a quick start's
+    /// `--tag v1.1.0` over v1.2.0, say); a digest-pinned component's version comes from its tags.
+    fn warn_if_downgrade(&self, target: Option<&Target>, changes: &[spec::ComponentChange], wanted: &Wanted) {
+        let (Some(target), Some(tag)) = (target, wanted.tag.as_deref()) else { return };
+        let tags_of = |digest: &str| -> Vec<String> {
+            let Ok(registry) = self.registry(target) else { return Vec::new() };
+            let path =
+                format!("/v2/registries/{}/repositories/{}/tags", segment(&registry), segment(&target.repository));
+            let tags: Vec<Tag> = self.client.get_all(&path, "tags").unwrap_or_default();
+            tags.into_iter().filter(|t| t.manifest_digest.as_deref() == Some(digest)).map(|t| t.tag).collect()
+        };
+        if let Some((change, running)) = spec::downgrade(changes, tag, tags_of) {
+            self.progress.warn(&format!(
+                "{} {} runs {running}, newer than {tag}: this deploys an older version (pass --allow-downgrade if that is what you want)",
+                change.kind, change.name
+            ));
         }
     }
 

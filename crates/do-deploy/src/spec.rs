@@ -203,6 +203,29 @@ pub fn pin(spec: &Value, components: &[ComponentRef], wanted: &Wanted) -> (Value
     (updated, changes)
 }
 
+/// The semantic version a tag names (`v1.2.3`, `release-1.2.3`), if it names one.
+pub fn version_in(tag: &str) -> Option<semver::Version> {
+    semver::Version::parse(tag.trim_start_matches(|c: char| !c.is_ascii_digit())).ok()
+}
+
+/// The first change that would put a component on an older version than it runs: the change
+/// and the running tag. `tags_of` gives the tags of a digest the component is pinned to.
+pub fn downgrade<'c>(
+    changes: &'c [ComponentChange],
+    wanted_tag: &str,
+    tags_of: impl Fn(&str) -> Vec<String>,
+) -> Option<(&'c ComponentChange, String)> {
+    let wanted = version_in(wanted_tag)?;
+    changes.iter().find_map(|change| {
+        let running: Vec<String> = match change.image_before.split_once('@') {
+            Some((_, digest)) => tags_of(digest),
+            None => change.image_before.rsplit_once(':').map(|(_, tag)| vec![tag.to_string()]).unwrap_or_default(),
+        };
+        let newest = running.iter().filter_map(|t| version_in(t).map(|v| (v, t))).max()?;
+        (newest.0 > wanted).then(|| (change, newest.1.clone()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +316,26 @@ mod tests {
         assert_eq!(changes[0].image_after, "web:v2");
         assert!(runs(&updated["workers"][0], &wanted(Pin::Tag)));
         assert!(!runs(&updated["workers"][0], &wanted(Pin::Digest)));
+    }
+
+    #[test]
+    fn a_downgrade_is_told_by_version_whether_the_running_image_is_pinned_by_tag_or_digest() {
+        let change = |before: &str| ComponentChange {
+            name: "web".into(),
+            kind: "service".into(),
+            image_before: before.into(),
+            image_after: "web:v1.1.0".into(),
+            deploy_on_push_disabled: false,
+        };
+        let none = |_: &str| Vec::new();
+        let by_tag = [change("web:v1.2.0")];
+        assert_eq!(downgrade(&by_tag, "v1.1.0", none).map(|(_, t)| t), Some("v1.2.0".to_string()));
+        assert!(downgrade(&by_tag, "v1.2.0", none).is_none(), "the same version");
+        assert!(downgrade(&by_tag, "v1.10.0", none).is_none(), "by version, not text");
+        assert!(downgrade(&by_tag, "latest", none).is_none(), "no version to compare");
+        let by_digest = [change("web@sha256:abc")];
+        let tags = |digest: &str| if digest == "sha256:abc" { vec!["latest".into(), "v2.0.0".into()] } else { vec![] };
+        assert_eq!(downgrade(&by_digest, "v1.9.9", tags).map(|(_, t)| t), Some("v2.0.0".to_string()));
+        assert!(downgrade(&by_digest, "v2.0.1", tags).is_none());
     }
 }

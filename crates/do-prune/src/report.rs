@@ -84,49 +84,51 @@ pub use do_core::units::bytes as size;
 /// the record has them all.
 const LINES_PER_LIST: usize = 12;
 
-/// A repository's plan for people: what stays and why, what goes and why (tag by tag, the
-/// untagged manifests as one line), each list cut at `limit` with a count of the rest.
+/// A repository's plan for people: what stays and why, one line each; what goes, one line per
+/// reason naming the tags (the untagged manifests as a count); each list cut at `limit` with a
+/// count of the rest (the record has them all).
 pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<String> {
-    let tags = |tags: &[String], digest: &str| {
+    let name = |tags: &[String], digest: &str| {
         if tags.is_empty() {
             digest.get(..19).unwrap_or(digest).to_string()
         } else {
-            tags.join(", ")
+            tags.join(" ")
         }
     };
     let mut lines = Vec::new();
     for (index, kept) in plan.kept.iter().enumerate() {
         if index == limit {
             lines.push(format!(
-                "  {}: and {} more kept (the prune record lists them)",
+                "{}: and {} more kept (the prune record lists them)",
                 plan.name,
                 plan.kept.len() - limit
             ));
             break;
         }
-        lines.push(format!("  {}: keep    {:<24} {}", plan.name, tags(&kept.tags, &kept.digest), kept.reason));
+        lines.push(format!("{}: keep {}: {}", plan.name, name(&kept.tags, &kept.digest), kept.reason));
     }
     let verb = if dry_run { "would delete" } else { "delete" };
-    let (untagged, tagged): (Vec<_>, Vec<_>) = plan.deleted.iter().partition(|d| d.all_tags.is_empty());
-    for (index, deletion) in tagged.iter().enumerate() {
-        if index == limit {
-            lines.push(format!(
-                "  {}: and {} more to delete (the prune record lists them)",
-                plan.name,
-                tagged.len() - limit
-            ));
-            break;
-        }
+    let mut reasons: Vec<(&str, Vec<String>)> = Vec::new();
+    for deletion in plan.deleted.iter().filter(|d| !d.all_tags.is_empty()) {
         let what = match deletion.action {
-            Action::Manifest => tags(&deletion.all_tags, &deletion.digest),
-            Action::Tags => format!("tag {} only", deletion.tags.join(", ")),
+            Action::Manifest => name(&deletion.all_tags, &deletion.digest),
+            Action::Tags => format!("{} (the tag only)", deletion.tags.join(" ")),
         };
-        lines.push(format!("  {}: {verb:<7} {what:<24} {}", plan.name, deletion.reason));
+        match reasons.iter_mut().find(|(reason, _)| *reason == deletion.reason) {
+            Some((_, names)) => names.push(what),
+            None => reasons.push((&deletion.reason, vec![what])),
+        }
     }
+    for (reason, names) in reasons {
+        let shown = names.iter().take(limit).cloned().collect::<Vec<_>>().join(", ");
+        let more = if names.len() > limit { format!(" and {} more", names.len() - limit) } else { String::new() };
+        lines.push(format!("{}: {verb} {shown}{more}: {reason}", plan.name));
+    }
+    let untagged: Vec<_> = plan.deleted.iter().filter(|d| d.all_tags.is_empty()).collect();
     if !untagged.is_empty() {
         let bytes: u64 = untagged.iter().map(|d| d.bytes).sum();
         lines.push(format!(
-            "  {}: {verb:<7} {} untagged manifest(s), {}: nothing kept holds or refers to them",
+            "{}: {verb} {} untagged manifest(s), {}: nothing kept holds or refers to them",
             plan.name,
             untagged.len(),
             size(bytes)
@@ -251,22 +253,28 @@ mod tests {
             deleted: vec![
                 deletion(&["v0.9"], Action::Manifest, 10),
                 deletion(&["v0.8", "old"], Action::Manifest, 10),
+                deletion(&["v0.7"], Action::Manifest, 10),
+                deletion(&["v0.6"], Action::Manifest, 10),
+                Deletion { reason: "tags kept by no rule".into(), ..deletion(&["dev"], Action::Tags, 0) },
                 deletion(&[], Action::Manifest, 2048),
                 deletion(&[], Action::Manifest, 2048),
             ],
             ..RepositoryPlan::default()
         };
         let lines = plan_lines(&plan, true, 3);
-        assert_eq!(lines[0], "  web: keep    v1.0                     reason 0");
-        assert_eq!(lines[3], "  web: and 1 more kept (the prune record lists them)");
-        assert_eq!(lines[4], "  web: would delete v0.9                     kept by no rule");
-        assert_eq!(lines[5], "  web: would delete v0.8, old                kept by no rule");
         assert_eq!(
-            lines[6],
-            "  web: would delete 2 untagged manifest(s), 4.0 KiB: nothing kept holds or refers to them"
+            lines,
+            [
+                "web: keep v1.0: reason 0",
+                "web: keep v1.1: reason 1",
+                "web: keep v1.2: reason 2",
+                "web: and 1 more kept (the prune record lists them)",
+                "web: would delete v0.9, v0.8 old, v0.7 and 1 more: kept by no rule",
+                "web: would delete dev (the tag only): tags kept by no rule",
+                "web: would delete 2 untagged manifest(s), 4.0 KiB: nothing kept holds or refers to them",
+            ]
         );
-        assert_eq!(lines.len(), 7);
-        let executed = plan_lines(&plan, false, 3);
-        assert!(executed[4].starts_with("  web: delete  v0.9"), "{}", executed[4]);
+        let executed = plan_lines(&plan, false, 4);
+        assert_eq!(executed[4], "web: delete v0.9, v0.8 old, v0.7, v0.6: kept by no rule");
     }
 }

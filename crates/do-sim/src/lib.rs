@@ -236,7 +236,7 @@ Example:
 /// A local simulator of the DigitalOcean API parts do-release uses.
 #[derive(Parser, Debug)]
 #[command(name = "do-sim", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
@@ -274,7 +274,7 @@ struct Cli {
 }
 
 #[derive(clap::Subcommand, Debug)]
-enum Command {
+pub enum Command {
     /// Push an image to a running simulator, as `docker push` would (refused while a GC runs)
     Push {
         /// The simulator's URL
