@@ -759,3 +759,45 @@ fn two_thousand_manifests_cost_the_listing_the_reads_and_1400_deletions() {
     );
     assert_eq!(figures.recorded_requests as usize, figures.api_requests, "the record counts every request");
 }
+
+#[test]
+fn a_protection_record_protects_in_its_own_repository_and_registry_only() {
+    // web and api both have an "old" image; a newer one keeps each repository non-empty.
+    let both = || vec![image(&["old"], 1), image(&["new"], 1)];
+    let sim = world(vec![("web", both()), ("api", both())], json!({}));
+    let records = [
+        // api's old, deployed: protects api:old, not web:old.
+        r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"image":"api:old"}}"#
+            .to_string(),
+        // web's old digest, but in another registry: protects nothing here.
+        format!(
+            r#"{{"kind":"image","v":1,"data":{{"registry":"other-registry","repository":"web","digest":"{}"}}}}"#,
+            digest_of(&sim, "web", "old")
+        ),
+    ];
+    let run = prune(&sim).args(["--keep-last", "1"]).stdin(records.join("\n")).run();
+    run.assert_code(0);
+    let record = run.record("prune");
+    let repository =
+        |name: &str| record["repositories"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone();
+    let deleted_tags = |name: &str| -> Vec<String> {
+        repository(name)["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d["all_tags"].as_array().unwrap().clone())
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(deleted_tags("web"), ["old"], "web:old is named by no record of this registry's web");
+    assert!(deleted_tags("api").is_empty(), "api:old is deployed");
+    let api_old = repository("api")["kept"].as_array().unwrap().iter().find(|k| k["tags"][0] == "old").unwrap().clone();
+    assert_eq!(api_old["reason"], "deployed by the deploy record");
+
+    // A host with a port is not a repository, and its port is never read as a tag.
+    let bad =
+        r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"image":"localhost:5000/web"}}"#;
+    let run = prune(&sim).args(["--keep-last", "1"]).stdin(bad).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("invalid repository name \"localhost:5000/web\""), "{}", run.stderr);
+}
