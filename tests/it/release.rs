@@ -496,6 +496,10 @@ fn every_flag_of_every_command_is_described_and_version_prints_the_version() {
     }
     let release = xtask::docs::usage_of("release");
     assert!(release.starts_with("Usage: cargo xtask release"), "{release}");
+    let help = xtask::docs::help_of("release");
+    for expected in ["Examples:", "Exit codes:", "DIGITALOCEAN_ACCESS_TOKEN", "1 preflight", "keep_last"] {
+        assert!(help.contains(expected), "{expected:?} not in cargo xtask release --help:\n{help}");
+    }
 }
 
 #[test]

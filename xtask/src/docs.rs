@@ -48,6 +48,13 @@ pub fn usage_of(task: &str) -> String {
     command.find_subcommand_mut(task).map(|c| c.render_usage().to_string()).unwrap_or_default()
 }
 
+/// The long help of an xtask subcommand.
+pub fn help_of(task: &str) -> String {
+    let mut command = crate::cli::Cli::command();
+    command.build();
+    command.find_subcommand_mut(task).map(|c| c.render_long_help().to_string()).unwrap_or_default()
+}
+
 /// Writes `completions/` (bash, zsh, fish) and `man/` (section 1) under `out`.
 pub fn generate(out: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
