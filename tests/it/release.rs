@@ -393,7 +393,13 @@ fn github_actions_outputs_summaries_and_annotations() {
         .run()
         .assert_code(0);
     let outputs = std::fs::read_to_string(&tag_output).unwrap();
-    assert_eq!(outputs, "tag=v0.1.0\nversion=0.1.0\nprevious_tag=\ncreated=true\npushed=false\n");
+    assert_eq!(
+        outputs,
+        "tag=v0.1.0\nversion=0.1.0\nprevious_tag=\ncreated=true\npushed=false\nnotes<<DO_RELEASE_EOF\n### Features\n\n- first ("
+            .to_string()
+            + &outputs[outputs.find("- first (").unwrap() + 9..]
+    );
+    assert!(outputs.ends_with(")\nDO_RELEASE_EOF\n"), "{outputs}");
 }
 
 fn git(dir: &Path, args: &[&str]) {

@@ -127,10 +127,11 @@ fn the_first_tag_is_the_initial_version_pushed_alone() {
     assert_eq!(record["dry_run"], false);
     assert_eq!(repo.remote_tags(), ["v0.1.0"]);
     assert_eq!(repo.git(&["cat-file", "-t", "v0.1.0"]), "tag", "the tag is annotated");
-    assert_eq!(
-        repo.git(&["for-each-ref", "--format=%(contents:subject)", "refs/tags/v0.1.0"]),
-        "chore: initial commit"
-    );
+    // The tag's message is the release notes under the tag's name.
+    assert_eq!(repo.git(&["for-each-ref", "--format=%(contents:subject)", "refs/tags/v0.1.0"]), "v0.1.0");
+    let body = repo.git(&["for-each-ref", "--format=%(contents:body)", "refs/tags/v0.1.0"]);
+    assert!(body.starts_with("### Other\n\n- chore: initial commit ("), "{body}");
+    assert_eq!(record["notes"].as_str().unwrap().trim_end(), body.trim_end());
     let custom = Repo::new();
     assert_eq!(tagged(&custom.do_tag().args(["--initial", "1.0.0"]).run())["tag"], "v1.0.0");
 }
@@ -522,4 +523,158 @@ fn verbose_shows_each_git_command_with_its_status_and_time() {
     }
     let quiet = repo.do_tag().args(["--dry-run"]).run();
     assert!(!quiet.stderr.contains("-> exit status"), "{}", quiet.stderr);
+}
+
+impl Repo {
+    /// Commits a change to `file` (a path under the work tree, directories made as needed).
+    fn commit_file(&self, file: &str, message: &str) -> String {
+        let path = self.work.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let before = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, format!("{before}{message}\n")).unwrap();
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["push", "-q", "origin", "HEAD:main"]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+#[test]
+fn release_notes_group_the_commits_link_them_on_github_and_reach_every_output() {
+    let repo = Repo::new();
+    repo.tag("v1.0.0");
+    repo.git(&["push", "-q", "origin", "v1.0.0"]);
+    let feat = repo.commit_file("ui.txt", "feat(ui): dark mode");
+    repo.commit_file("a.txt", "fix: a typo on the home page");
+    repo.commit_file("b.txt", "refactor: the config loader\n\nBREAKING CHANGE: the config file moved");
+    repo.commit_file("c.txt", "perf: cache the index");
+    repo.commit_file("d.txt", "docs: the README");
+    repo.git(&["remote", "add", "github", "git@github.com:acme/shop.git"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (notes_file, output, summary) =
+        (dir.path().join("notes.md"), dir.path().join("output"), dir.path().join("summary.md"));
+    let run = repo
+        .do_tag()
+        .args([
+            "--bump",
+            "auto",
+            "--remote",
+            "github",
+            "--no-push",
+            "--dry-run",
+            "--notes-file",
+            notes_file.to_str().unwrap(),
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .run();
+    let record = tagged(&run);
+    assert_eq!(record["tag"], "v2.0.0", "the breaking footer makes it major");
+    let notes = record["notes"].as_str().unwrap();
+    let headings: Vec<&str> = notes.lines().filter(|l| l.starts_with("### ")).collect();
+    assert_eq!(headings, ["### Breaking changes", "### Features", "### Fixes", "### Performance", "### Other"]);
+    assert!(
+        notes.contains(&format!("- **ui:** dark mode ([{}](https://github.com/acme/shop/commit/{feat}))", &feat[..7])),
+        "{notes}"
+    );
+    assert!(notes.contains("- the config loader ([") && notes.contains("- docs: the README (["), "{notes}");
+    assert_eq!(std::fs::read_to_string(&notes_file).unwrap(), notes, "the notes file, even in a dry run");
+    let output = std::fs::read_to_string(&output).unwrap();
+    assert!(output.contains(&format!("notes<<DO_RELEASE_EOF\n{}\nDO_RELEASE_EOF\n", notes.trim_end())), "{output}");
+    assert!(std::fs::read_to_string(&summary).unwrap().contains("- **ui:** dark mode"));
+    assert_eq!(repo.local_tags(), ["v1.0.0"], "the dry run tagged nothing");
+
+    // Without a GitHub remote, the short hash alone.
+    let plain = tagged(&repo.do_tag().args(["--bump", "auto", "--dry-run"]).run());
+    assert!(plain["notes"].as_str().unwrap().contains(&format!("- **ui:** dark mode ({})", &feat[..7])));
+}
+
+#[test]
+fn the_changelog_gets_the_release_above_the_older_ones_and_is_committed_only_when_asked() {
+    let repo = Repo::new();
+    repo.tag("v1.0.0");
+    repo.git(&["push", "-q", "origin", "v1.0.0"]);
+    std::fs::write(
+        repo.work.join("CHANGELOG.md"),
+        "# Changelog\n\n## [Unreleased]\n\n## [1.0.0] - 2026-01-01\n\n- first\n",
+    )
+    .unwrap();
+    repo.git(&["add", "CHANGELOG.md"]);
+    repo.git(&["commit", "-q", "-m", "docs: a changelog"]);
+    repo.commit_file("x.txt", "feat: search");
+    let changelog = repo.work.join("CHANGELOG.md");
+    let original = std::fs::read_to_string(&changelog).unwrap();
+
+    let dry = repo
+        .do_tag()
+        .args(["--bump", "auto", "--dry-run", "--changelog", changelog.to_str().unwrap(), "--commit-changelog"])
+        .run();
+    tagged(&dry);
+    assert_eq!(std::fs::read_to_string(&changelog).unwrap(), original, "a dry run writes no changelog");
+    assert!(dry.stderr.contains("would add v1.1.0 to") && dry.stderr.contains("and commit it"), "{}", dry.stderr);
+
+    let head_before = repo.git(&["rev-parse", "HEAD"]);
+    let record = tagged(
+        &repo.do_tag().args(["--bump", "auto", "--changelog", changelog.to_str().unwrap(), "--commit-changelog"]).run(),
+    );
+    let text = std::fs::read_to_string(&changelog).unwrap();
+    let release = text.find("## [1.1.0] - ").expect("the release is in the changelog");
+    assert!(text.find("## [Unreleased]").unwrap() < release && release < text.find("## [1.0.0]").unwrap(), "{text}");
+    assert!(text.contains("### Features\n\n- search ("), "{text}");
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    assert_ne!(head, head_before, "the changelog was committed");
+    assert_eq!(repo.git(&["log", "-1", "--format=%s"]), "chore(release): v1.1.0");
+    assert_eq!(record["commit"], head.as_str(), "the tag is on the changelog commit");
+    assert_eq!(repo.git(&["rev-parse", "v1.1.0^{commit}"]), head);
+    assert_eq!(repo.git_in(&repo.remote, &["rev-parse", "main"]), head, "the branch went with the tag");
+    assert_eq!(repo.remote_tags(), ["v1.0.0", "v1.1.0"]);
+    assert_eq!(repo.git(&["status", "--porcelain"]), "", "nothing left uncommitted");
+
+    // Without --commit-changelog the file is written and left for the user to commit.
+    repo.commit_file("y.txt", "fix: the search box");
+    let record = tagged(&repo.do_tag().args(["--bump", "auto", "--changelog", changelog.to_str().unwrap()]).run());
+    assert_eq!(record["tag"], "v1.1.1");
+    assert_eq!(repo.git(&["status", "--porcelain"]), "M CHANGELOG.md");
+    assert!(std::fs::read_to_string(&changelog).unwrap().contains("## [1.1.1] - "));
+}
+
+#[test]
+fn two_apps_in_one_repository_are_versioned_by_their_own_paths() {
+    let repo = Repo::new();
+    repo.commit_file("api/main.go", "feat: the api");
+    repo.commit_file("web/index.html", "feat: the web");
+    for tag in ["api/v1.0.0", "web/v2.0.0"] {
+        repo.tag(tag);
+        repo.git(&["push", "-q", "origin", tag]);
+    }
+    repo.commit_file("web/style.css", "feat: dark mode");
+    repo.commit_file("api/handler.go", "fix: a nil check");
+    let api = tagged(&repo.do_tag().args(["--prefix", "api/v", "--path", "api", "--bump", "auto"]).run());
+    assert_eq!(
+        (api["tag"].as_str(), api["previous_tag"].as_str()),
+        (Some("api/v1.0.1"), Some("api/v1.0.0")),
+        "the web feature does not bump api"
+    );
+    let notes = api["notes"].as_str().unwrap();
+    assert!(notes.contains("a nil check") && !notes.contains("dark mode"), "{notes}");
+    let web = tagged(&repo.do_tag().args(["--prefix", "web/v", "--path", "web", "--bump", "auto"]).run());
+    assert_eq!(web["tag"], "web/v2.1.0");
+    assert!(!web["notes"].as_str().unwrap().contains("nil check"));
+}
+
+#[test]
+fn a_lower_version_tag_on_head_is_ignored_and_said_so() {
+    let repo = Repo::new();
+    repo.tag("v2.0.0");
+    repo.commit_pushed("fix: after two");
+    repo.tag("v0.0.1-junk");
+    let run = repo.do_tag().args(["--bump", "patch"]).run();
+    let record = tagged(&run);
+    assert_eq!((record["tag"].as_str(), record["created"].as_bool()), (Some("v2.0.1"), Some(true)));
+    assert!(record["why"].as_str().unwrap().contains("HEAD's lower tag v0.0.1-junk ignored"), "{}", record["why"]);
+    assert!(run.stderr.contains("HEAD carries v0.0.1-junk, lower than v2.0.0: ignored"), "{}", run.stderr);
+    // HEAD's tag when it is the highest is still the result (a rerun).
+    let again = tagged(&repo.do_tag().args(["--bump", "patch"]).run());
+    assert_eq!((again["tag"].as_str(), again["created"].as_bool()), (Some("v2.0.1"), Some(false)));
 }

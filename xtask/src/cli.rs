@@ -135,6 +135,9 @@ pub struct ReleaseArgs {
     /// The prefix of version tags
     #[arg(long, value_name = "PREFIX")]
     pub tag_prefix: Option<String>,
+    /// Count only commits touching DIR for the version and the notes (repeatable)
+    #[arg(long = "path", value_name = "DIR")]
+    pub paths: Vec<String>,
     /// patch, minor, major, or auto (from conventional commits)
     #[arg(long, value_name = "BUMP")]
     pub bump: Option<String>,

@@ -12,7 +12,8 @@ pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but reposito
   components = []               # only these components; [] = all that run the repository
   remote = "origin"             # git remote for the tag
   allow_branch = []             # release only from branches matching these globs; [] = any
-  tag_prefix = "v"
+  tag_prefix = "v"              # "api/v" for one app of several in the repository
+  paths = []                    # with it, only commits touching these paths count (bump, notes)
   bump = "auto"                 # patch | minor | major | auto (conventional commits)
   builder = "docker"            # docker | commands | simulator
   build = ["docker", "build", "--label", "org.opencontainers.image.revision={revision}", "--tag", "{image}", "."]
@@ -42,6 +43,7 @@ pub struct Config {
     pub remote: String,
     pub allow_branch: Vec<String>,
     pub tag_prefix: String,
+    pub paths: Vec<String>,
     pub bump: String,
     pub builder: String,
     pub build: Vec<String>,
@@ -71,6 +73,7 @@ impl Default for Config {
             remote: "origin".into(),
             allow_branch: Vec::new(),
             tag_prefix: "v".into(),
+            paths: Vec::new(),
             bump: "auto".into(),
             builder: "docker".into(),
             build: words(&[
@@ -222,6 +225,7 @@ mod tests {
             "remote",
             "allow_branch",
             "tag_prefix",
+            "paths",
             "bump",
             "builder",
             "build",

@@ -95,6 +95,10 @@ pub fn config() -> Config {
 
 /// Runs the demo; `out_root` receives the step outputs.
 pub fn run(binaries: Binaries, out_root: &Path, echo: bool) -> anyhow::Result<Outcome> {
+    // Each demo starts from nothing: no step output of an earlier demo is left beside this one's.
+    if out_root.exists() {
+        std::fs::remove_dir_all(out_root).with_context(|| format!("cannot clear {}", out_root.display()))?;
+    }
     let sim = do_sim::Sim::start("127.0.0.1:0", world()?)?;
     let scratch = tempfile::tempdir()?;
     let repo = app_repository(scratch.path())?;

@@ -174,6 +174,7 @@ fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
     for (list, extra) in [
         (&mut config.components, &args.components),
         (&mut config.allow_branch, &args.allow_branch),
+        (&mut config.paths, &args.paths),
         (&mut config.keep_tags, &args.keep_tags),
     ] {
         if !extra.is_empty() {

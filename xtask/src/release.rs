@@ -319,6 +319,11 @@ impl Runner<'_> {
             for glob in &config.allow_branch {
                 tag_args.extend(["--allow-branch".into(), glob.clone()]);
             }
+            for path in &config.paths {
+                tag_args.extend(["--path".into(), path.clone()]);
+            }
+            let notes = self.staging.path().join("notes.md");
+            tag_args.extend(["--notes-file".into(), notes.display().to_string()]);
             let code = self.tool("tag", "do-tag", &self.options.binaries.tag.clone(), &tag_args)?;
             if code != 0 {
                 return Ok((code, format!("step 4 tag failed with exit {code}; the image was built but not pushed")));
@@ -443,6 +448,9 @@ impl Runner<'_> {
         for glob in &config.allow_branch {
             tag_args.extend(["--allow-branch".into(), glob.clone()]);
         }
+        for path in &config.paths {
+            tag_args.extend(["--path".into(), path.clone()]);
+        }
         tag_args.extend(["--dry-run".into(), "--no-input".into(), "--quiet".into()]);
         let code = self
             .tool("preflight", "do-tag", &self.options.binaries.tag.clone(), &tag_args)
@@ -463,6 +471,8 @@ impl Runner<'_> {
         self.plan.version = text("version");
         self.plan.commit = text("commit");
         self.plan.why = text("why");
+        std::fs::write(self.staging.path().join("notes.md"), text("notes"))
+            .map_err(|e| fail("git", format!("cannot save the notes: {e}")))?;
         self.ok(
             lines,
             "git",

@@ -31,6 +31,13 @@ impl GitHub {
         append(path, &text)
     }
 
+    /// Appends a multi-line output with GitHub's delimiter syntax (`name<<DELIMITER`), the
+    /// delimiter chosen so that no line of the value can end it early.
+    pub fn multiline_output(&self, name: &str, value: &str) -> std::io::Result<()> {
+        let Some(path) = &self.output else { return Ok(()) };
+        append(path, &multiline(name, &crate::redact::redact(value)))
+    }
+
     /// Appends Markdown to `$GITHUB_STEP_SUMMARY`.
     pub fn summary(&self, markdown: &str) -> std::io::Result<()> {
         match &self.summary {
@@ -38,6 +45,14 @@ impl GitHub {
             None => Ok(()),
         }
     }
+}
+
+fn multiline(name: &str, value: &str) -> String {
+    let mut delimiter = "DO_RELEASE_EOF".to_string();
+    while value.lines().any(|line| line.trim_end() == delimiter) {
+        delimiter.push('_');
+    }
+    format!("{name}<<{delimiter}\n{}\n{delimiter}\n", value.trim_end_matches('\n'))
 }
 
 fn append(path: &PathBuf, text: &str) -> std::io::Result<()> {
@@ -78,6 +93,15 @@ pub fn end_group() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multiline_output_uses_a_delimiter_no_line_of_it_equals() {
+        assert_eq!(multiline("notes", "a\nb\n"), "notes<<DO_RELEASE_EOF\na\nb\nDO_RELEASE_EOF\n");
+        assert_eq!(
+            multiline("notes", "DO_RELEASE_EOF\nx"),
+            "notes<<DO_RELEASE_EOF_\nDO_RELEASE_EOF\nx\nDO_RELEASE_EOF_\n"
+        );
+    }
 
     #[test]
     fn messages_are_escaped() {

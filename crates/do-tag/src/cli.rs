@@ -7,8 +7,14 @@ use crate::version::Bump;
 
 const AFTER_HELP: &str = "\
 The version is the highest tag PREFIX+semver reachable from HEAD (by semver precedence, not by
-date or nearness), bumped. If HEAD already carries a version tag, that tag is the result and it
-is pushed if the remote lacks it, so a rerun after a failed push completes the job.
+date or nearness), bumped. If HEAD already carries the highest version tag, that tag is the result and
+it is pushed if the remote lacks it, so a rerun after a failed push completes the job; a lower
+version tag on HEAD is ignored (and said so).
+
+Release notes come from the commits since the previous tag (only those touching --path, when
+given): breaking changes, features, fixes, performance, other, each with its short hash (a link
+when the remote is on GitHub). They are the tag's message, the record's `notes`, the GitHub
+`notes` output and step summary, and --notes-file; --changelog adds them to CHANGELOG.md.
 Only that one tag is pushed (git push REMOTE refs/tags/TAG), never --tags.
 
 Refused with exit 2 and nothing changed, unless overridden:
@@ -20,12 +26,14 @@ Examples:
   do-tag --bump auto                       # feat: minor, fix: patch, feat!: major
   do-tag --bump minor --pre rc             # v1.3.0-rc.1, then v1.3.0-rc.2
   do-tag --set-version 2.0.0 --message 'Release 2.0'
-  do-tag --dry-run --no-push -C ../my-app
+  do-tag --dry-run --no-push -C ../my-app --notes-file notes.md
+  do-tag --prefix api/v --path api --bump auto   # one app of several in the repository
+  do-tag --bump auto --changelog CHANGELOG.md --commit-changelog
   do-gc-wait --no-input | do-tag --bump auto --allow-branch main | ...
 
 Output: the input records, then one record
   {\"kind\":\"tag\",\"v\":1,\"data\":{\"tag\",\"version\",\"previous_tag\",\"commit\",\"remote\",
-   \"created\",\"pushed\",\"bump\",\"why\",\"dry_run\"}}
+   \"created\",\"pushed\",\"bump\",\"why\",\"dry_run\",\"notes\"}}
 
 Exit codes:
   0  done (also: HEAD already tagged and pushed)
@@ -93,9 +101,26 @@ pub struct Cli {
     #[arg(long)]
     pub new_tag: bool,
 
-    /// Tag message (default: the last commit's subject)
+    /// Tag message (default: the release notes)
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
+
+    /// Count only commits touching these paths, for the bump and the notes (repeatable; with
+    /// --prefix, one app of several in the repository)
+    #[arg(long = "path", value_name = "DIR")]
+    pub paths: Vec<String>,
+
+    /// Write the release notes (Markdown) to FILE, also in a dry run
+    #[arg(long, value_name = "FILE")]
+    pub notes_file: Option<PathBuf>,
+
+    /// Add the release to this changelog (Keep a Changelog layout), above the releases in it
+    #[arg(long, value_name = "FILE")]
+    pub changelog: Option<PathBuf>,
+
+    /// Commit the changelog and tag that commit (the branch is pushed with the tag)
+    #[arg(long, requires = "changelog")]
+    pub commit_changelog: bool,
 
     /// Create a signed tag (git tag -s)
     #[arg(long)]

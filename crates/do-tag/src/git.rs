@@ -163,23 +163,44 @@ impl Git {
         self.ask(&["rev-parse", "--verify", "-q", &format!("refs/tags/{name}^{{commit}}")])
     }
 
-    /// Commits in `since..HEAD` (all of HEAD's history when `since` is None). One git call.
-    pub fn commits_since(&self, since: Option<&str>) -> anyhow::Result<Vec<Commit>> {
+    /// Commits in `since..HEAD` (all of HEAD's history when `since` is None), newest first;
+    /// with `paths`, only those touching them. One git call.
+    pub fn commits_since(&self, since: Option<&str>, paths: &[String]) -> anyhow::Result<Vec<Commit>> {
         let range = since.map(|tag| format!("refs/tags/{tag}..HEAD")).unwrap_or_else(|| "HEAD".to_string());
-        let log = self.run(&["log", "--format=%s%x1f%b%x1e", &range])?;
+        let mut args = vec!["log", "--format=%H%x1f%s%x1f%b%x1e", range.as_str()];
+        if !paths.is_empty() {
+            args.push("--");
+            args.extend(paths.iter().map(String::as_str));
+        }
+        let log = self.run(&args)?;
         Ok(log
             .split('\x1e')
             .map(|entry| entry.trim_start_matches('\n'))
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
-                let (subject, body) = entry.split_once('\x1f').unwrap_or((entry, ""));
-                Commit { subject: subject.to_string(), body: body.trim().to_string() }
+                let mut fields = entry.splitn(3, '\x1f');
+                let hash = fields.next().unwrap_or("").to_string();
+                let subject = fields.next().unwrap_or("").to_string();
+                Commit { hash, subject, body: fields.next().unwrap_or("").trim().to_string() }
             })
             .collect())
     }
 
-    pub fn last_subject(&self) -> anyhow::Result<String> {
-        self.run(&["log", "-1", "--format=%s", "HEAD"])
+    /// The URL of a remote, if it has one.
+    pub fn remote_url(&self, remote: &str) -> anyhow::Result<Option<String>> {
+        self.ask(&["remote", "get-url", remote])
+    }
+
+    /// Commits `file` alone with `message`; returns the new HEAD.
+    pub fn commit_file(&self, file: &str, message: &str) -> anyhow::Result<String> {
+        self.run(&["add", "--", file])?;
+        self.run(&["commit", "-q", "-m", message, "--", file])?;
+        self.run(&["rev-parse", "HEAD"])
+    }
+
+    /// The top level of the work tree.
+    pub fn top_level(&self) -> anyhow::Result<String> {
+        self.run(&["rev-parse", "--show-toplevel"])
     }
 
     pub fn remote_exists(&self, remote: &str) -> anyhow::Result<bool> {
@@ -223,7 +244,8 @@ impl Git {
 
     pub fn create_tag(&self, name: &str, message: &str, sign: bool) -> anyhow::Result<()> {
         let kind = if sign { "-s" } else { "-a" };
-        self.run(&["tag", kind, name, "-m", message, "HEAD"]).map(|_| ())
+        // Verbatim: the notes' `### ` headings are not comments to strip.
+        self.run(&["tag", kind, "--cleanup=verbatim", name, "-m", message, "HEAD"]).map(|_| ())
     }
 
     pub fn push_ref(&self, remote: &str, refspec: &str) -> anyhow::Result<()> {

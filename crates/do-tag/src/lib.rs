@@ -2,8 +2,10 @@
 
 mod cli;
 mod git;
+pub mod notes;
 pub mod version;
 
+use anyhow::Context;
 use clap::Parser;
 use do_core::contract::Output;
 use do_core::{Exit, Failure};
@@ -29,6 +31,8 @@ pub struct TagRecord {
     pub bump: String,
     pub why: String,
     pub dry_run: bool,
+    /// The release notes (Markdown) from the commits since the previous tag.
+    pub notes: String,
 }
 
 fn github_outputs(record: &TagRecord) -> anyhow::Result<()> {
@@ -40,14 +44,17 @@ fn github_outputs(record: &TagRecord) -> anyhow::Result<()> {
         ("created", record.created.to_string()),
         ("pushed", record.pushed.to_string()),
     ])?;
+    github.multiline_output("notes", &record.notes)?;
     github.summary(&format!(
-        "### do-tag\n\n| tag | previous | commit | created | pushed | why |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} |\n",
+        "### do-tag\n\n| tag | previous | commit | created | pushed | why |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} |\n\n#### {} release notes\n\n{}",
         record.tag,
         record.previous_tag.as_deref().unwrap_or("none"),
         short(&record.commit),
         record.created,
         record.pushed,
-        record.why
+        record.why,
+        record.tag,
+        record.notes
     ))?;
     Ok(())
 }
@@ -109,7 +116,58 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let previous = highest(&tags).cloned();
     let on_head: Vec<&VersionTag> = tags.iter().filter(|t| t.commit == head).collect();
     let plan = plan_version(&cli, &git, previous.as_ref(), &on_head)?;
+    if let Some(ignored) = &plan.ignored_head_tag {
+        progress.info(&format!(
+            "HEAD carries {ignored}, lower than {}: ignored",
+            previous.as_ref().map_or("?", |p| p.name.as_str())
+        ));
+    }
     let tag_name = format!("{}{}", cli.prefix, plan.version);
+    let commits = git.commits_since(plan.previous_tag.as_deref(), &cli.paths)?;
+    let github = match git.remote_url(&cli.remote)? {
+        Some(url) => notes::github_url(&url),
+        None => None,
+    };
+    let release_notes = notes::notes(&commits, github.as_deref());
+    if let Some(file) = &cli.notes_file {
+        std::fs::write(file, &release_notes)
+            .with_context(|| format!("cannot write --notes-file {}", file.display()))?;
+    }
+    let changelog = match &cli.changelog {
+        Some(file) if plan.created => {
+            let existing = match std::fs::read_to_string(file) {
+                Ok(text) => Some(text),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    return Err(Failure::usage(format!("cannot read --changelog {}: {error}", file.display())))
+                }
+            };
+            let date = jiff::Zoned::now().date().to_string();
+            let section = notes::changelog_section(&plan.version.to_string(), &date, &release_notes);
+            Some((file.clone(), notes::prepend(existing.as_deref(), &section)))
+        }
+        Some(file) => {
+            progress.info(&format!("HEAD already carries its tag; {} is left as it is", file.display()));
+            None
+        }
+        None => None,
+    };
+    if let (Some((file, _)), true) = (&changelog, cli.commit_changelog) {
+        if branch.is_none() {
+            return Err(Failure::usage("--commit-changelog needs a branch to commit on; HEAD is detached"));
+        }
+        let top = std::path::PathBuf::from(git.top_level()?);
+        let parent = std::path::absolute(file)?.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let inside = std::fs::canonicalize(&parent)
+            .is_ok_and(|dir| dir.starts_with(std::fs::canonicalize(&top).unwrap_or(top.clone())));
+        if !inside {
+            return Err(Failure::usage(format!(
+                "--commit-changelog: {} is outside the repository {}",
+                file.display(),
+                top.display()
+            )));
+        }
+    }
 
     if plan.created {
         if let Some(commit) = git.local_tag_commit(&tag_name)? {
@@ -172,8 +230,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         bump: plan.bump.clone(),
         why: plan.why.clone(),
         dry_run: cli.dry_run,
+        notes: release_notes.clone(),
     };
     if cli.dry_run {
+        if let Some((file, _)) = &changelog {
+            progress.info(&format!(
+                "dry run: would add {tag_name} to {}{}",
+                file.display(),
+                if cli.commit_changelog { " and commit it" } else { "" }
+            ));
+        }
         progress.info(&format!(
             "dry run: would {} {tag_name} on {}{} ({})",
             if plan.created { "create" } else { "keep" },
@@ -186,6 +252,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         return Ok(Exit::Done);
     }
 
+    if let (Some((file, text)), true) = (&changelog, cli.commit_changelog) {
+        std::fs::write(file, text).with_context(|| format!("cannot write --changelog {}", file.display()))?;
+        let relative = std::path::absolute(file)?;
+        let head = git.commit_file(&relative.display().to_string(), &format!("chore(release): {tag_name}"))?;
+        progress.info(&format!("committed {} as {}", file.display(), short(&head)));
+        record.commit = head;
+        push_branch_first = pushing;
+    }
     if push_branch_first {
         let branch = branch.as_deref().expect("a branch, checked above");
         progress.info(&format!("pushing branch {branch} to {} first", cli.remote));
@@ -194,7 +268,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     if plan.created {
         let message = match &cli.message {
             Some(message) => message.clone(),
-            None => git.last_subject()?,
+            None => format!("{tag_name}\n\n{release_notes}"),
         };
         git.create_tag(&tag_name, &message, cli.sign)?;
         progress.info(&format!("created {tag_name} on {} ({})", short(&head), plan.why));
@@ -215,6 +289,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     } else if remote_has_tag {
         progress.info(&format!("{} already has {tag_name}", cli.remote));
     }
+    if let (Some((file, text)), false) = (&changelog, cli.commit_changelog) {
+        std::fs::write(file, text).with_context(|| format!("cannot write --changelog {}", file.display()))?;
+        progress.info(&format!("added {tag_name} to {} (not committed)", file.display()));
+    }
     output.emit("tag", 1, &record)?;
     github_outputs(&record)?;
     Ok(Exit::Done)
@@ -226,10 +304,22 @@ struct Plan {
     created: bool,
     bump: String,
     why: String,
+    /// A version tag on HEAD below the highest, not reused.
+    ignored_head_tag: Option<String>,
 }
 
 fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[&VersionTag]) -> anyhow::Result<Plan> {
     let head_tag = highest(&on_head.iter().map(|t| (*t).clone()).collect::<Vec<_>>()).cloned();
+    // HEAD's tag is the release only when it is the highest: a lower one (v0.0.1-junk while
+    // v2.0.0 exists) is ignored and the next version computed as usual.
+    let (head_tag, ignored_head_tag) = match (head_tag, previous) {
+        (Some(head), Some(highest_tag))
+            if head.version.cmp_precedence(&highest_tag.version) == std::cmp::Ordering::Less =>
+        {
+            (None, Some(head.name))
+        }
+        (head, _) => (head, None),
+    };
     if let Some(existing) = head_tag.filter(|_| !cli.new_tag) {
         let wanted = cli.set_version.as_ref();
         if wanted.is_some_and(|wanted| *wanted != existing.version) {
@@ -245,6 +335,7 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
             created: false,
             bump: "none".into(),
             why: format!("HEAD already carries {}", existing.name),
+            ignored_head_tag: None,
         });
     }
     let previous_tag = previous.map(|t| t.name.clone());
@@ -261,6 +352,7 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
             created: true,
             bump: "set".into(),
             why: format!("--set-version {version}"),
+            ignored_head_tag,
         });
     }
     let Some(previous) = previous else {
@@ -275,17 +367,22 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
             created: true,
             bump: "initial".into(),
             why: format!("no {}X.Y.Z tag yet: --initial {}", cli.prefix, cli.initial),
+            ignored_head_tag,
         });
     };
     let (bump, why) = match cli.bump {
         Bump::Auto => {
-            let commits = git.commits_since(Some(&previous.name))?;
+            let commits = git.commits_since(Some(&previous.name), &cli.paths)?;
             bump_from_commits(&commits, Some(&previous.version), cli.major_zero_breaking, &previous.name)
         }
         explicit => (explicit, format!("{explicit}: --bump {explicit} from {}", previous.name)),
     };
     let version = next_version(&previous.version, bump, cli.pre.as_deref()).map_err(Failure::usage)?;
-    Ok(Plan { version, previous_tag, created: true, bump: bump.to_string(), why })
+    let why = match &ignored_head_tag {
+        Some(ignored) => format!("{why}; HEAD's lower tag {ignored} ignored"),
+        None => why,
+    };
+    Ok(Plan { version, previous_tag, created: true, bump: bump.to_string(), why, ignored_head_tag })
 }
 
 /// For an existing tag on HEAD, the highest version tag below it (the release before).

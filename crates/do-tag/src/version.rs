@@ -90,6 +90,8 @@ fn pre_number(version: &Version, identifier: &str) -> Option<u64> {
 /// A commit as `git log` gives it.
 #[derive(Clone, Debug)]
 pub struct Commit {
+    /// The full hash.
+    pub hash: String,
     pub subject: String,
     pub body: String,
 }
@@ -194,7 +196,7 @@ mod tests {
     }
 
     fn commits(subjects: &[&str]) -> Vec<Commit> {
-        subjects.iter().map(|s| Commit { subject: s.to_string(), body: String::new() }).collect()
+        subjects.iter().map(|s| Commit { hash: String::new(), subject: s.to_string(), body: String::new() }).collect()
     }
 
     #[test]
@@ -211,6 +213,7 @@ mod tests {
         let (bump, why) = bump_from_commits(&commits(&["feat!: drop v1 api", "feat: x"]), Some(&base), false, "v1.4.2");
         assert_eq!((bump, why.as_str()), (Bump::Major, "major: 1 breaking commit since v1.4.2"));
         let body = vec![Commit {
+            hash: String::new(),
             subject: "refactor(core): rename".into(),
             body: "details\n\nBREAKING CHANGE: renamed".into(),
         }];
