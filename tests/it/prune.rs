@@ -222,7 +222,7 @@ fn a_stale_saved_plan_is_refused_entry_by_entry() {
     };
     let (v1, v2, v3) = (digest_of("v1"), digest_of("v2"), digest_of("v3"));
     let with_manifests = |change: &dyn Fn(&mut Vec<do_sim::state::Manifest>)| {
-        change(&mut sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().manifests)
+        sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(change)
     };
     with_manifests(&|manifests| manifests.retain(|m| m.digest != v1));
     with_manifests(&|manifests| manifests.iter_mut().find(|m| m.digest == v2).unwrap().tags.push("hotfix".into()));

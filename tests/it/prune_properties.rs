@@ -145,11 +145,13 @@ fn build(scenario: &Scenario) -> (Sim, Vec<Pushed>) {
         let registry = state.registries.get_mut("reg").unwrap();
         for (repository, digest, children, days_old) in ages {
             let at = days_ago(days_old);
-            for manifest in &mut registry.repositories.get_mut(repository).unwrap().manifests {
-                if manifest.digest == digest || children.contains(&manifest.digest) {
-                    manifest.updated_at = at.clone();
+            registry.repositories.get_mut(repository).unwrap().edit(|manifests| {
+                for manifest in manifests {
+                    if manifest.digest == digest || children.contains(&manifest.digest) {
+                        manifest.updated_at = at.clone();
+                    }
                 }
-            }
+            });
         }
     }
     (sim, pushed)

@@ -198,11 +198,13 @@ fn deployed_untagged_in_api() -> (Sim, String) {
     add_app(&sim, app_on("backend", "api", json!({"digest": pinned})));
     sim.push("reg", "api", "v1", 1000).unwrap();
     // Make the pinned one old, so no grace period keeps it.
-    for manifest in &mut sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("api").unwrap().manifests {
-        if manifest.digest == pinned {
-            manifest.updated_at = "2026-01-01T00:00:00Z".into();
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("api").unwrap().edit(|manifests| {
+        for manifest in manifests {
+            if manifest.digest == pinned {
+                manifest.updated_at = "2026-01-01T00:00:00Z".into();
+            }
         }
-    }
+    });
     (sim, pinned)
 }
 
@@ -392,11 +394,13 @@ fn a_repository_that_changed_since_it_was_listed_is_planned_again() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // A release tags v2 again as a hotfix while do-prune plans.
-    for manifest in &mut sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().manifests {
-        if manifest.digest == v2 {
-            manifest.tags.push("hotfix".into());
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        for manifest in manifests {
+            if manifest.digest == v2 {
+                manifest.tags.push("hotfix".into());
+            }
         }
-    }
+    });
     let run = child.join().unwrap();
     run.assert_code(0);
     assert!(run.stderr.contains("web changed since it was listed; planning it again"), "{}", run.stderr);
@@ -558,13 +562,15 @@ fn a_manifest_whose_time_cannot_be_read_counts_as_newest() {
     {
         let mut state = sim.state();
         let web = state.registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap();
-        for manifest in &mut web.manifests {
-            match manifest.tags[0].as_str() {
-                "no-zone" => manifest.updated_at = "2026-11-29 10:00".into(),
-                "empty" => manifest.updated_at = String::new(),
-                _ => {}
+        web.edit(|manifests| {
+            for manifest in manifests {
+                match manifest.tags[0].as_str() {
+                    "no-zone" => manifest.updated_at = "2026-11-29 10:00".into(),
+                    "empty" => manifest.updated_at = String::new(),
+                    _ => {}
+                }
             }
-        }
+        });
     }
     // The API answering a number where a timestamp belongs.
     let mut listing: Value =

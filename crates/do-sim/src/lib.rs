@@ -159,7 +159,7 @@ pub(crate) fn snapshot(state: &mut State, now: Instant) -> Value {
                 "read_only": registry.active_gc(now).is_some(),
                 "repositories": registry.repositories.iter().map(|(name, repository)| json!({
                     "name": name,
-                    "manifests": repository.manifests.iter().map(|m| distribution::snapshot_manifest(&registry.name, name, m)).collect::<Vec<_>>(),
+                    "manifests": repository.manifests().map(|m| distribution::snapshot_manifest(&registry.name, name, m)).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "garbage_collections": registry.gcs.iter().map(|gc| {
                     let mut shown = gc.to_json(&registry.name, now);

@@ -56,8 +56,7 @@ fn version_of(state: &State, spec: &Value) -> String {
         .registries
         .values()
         .filter_map(|registry| registry.repositories.get(&repository))
-        .flat_map(|r| r.manifests.iter())
-        .filter(|m| m.digest == digest)
+        .filter_map(|r| r.get(&digest))
         .flat_map(|m| m.tags.clone())
         .collect();
     tags.iter().find(|t| *t != "latest").or(tags.first()).cloned().unwrap_or(digest)

@@ -213,7 +213,7 @@ impl Seed {
                         manifests.push(Manifest::from_document(document, tags, updated_at.clone(), state.next_id()));
                     }
                 }
-                registry.repositories.insert(repository.name, crate::state::Repository { manifests });
+                registry.repositories.insert(repository.name, crate::state::Repository::from_manifests(manifests));
             }
             let name = registry.name.clone();
             state.registries.insert(name.clone(), registry);

@@ -445,13 +445,19 @@ pub(crate) fn percent_decode(text: &str) -> String {
 }
 
 /// Page-number pagination: `page` from 1, `per_page` 1 to 200 (default 20).
-fn paginate(items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Result<(Vec<Value>, Value, usize), SimError> {
+/// The page a page-number listing asks for: which items (`skip`, `take`) and the links.
+struct PageWindow {
+    skip: usize,
+    take: usize,
+    links: Value,
+}
+
+fn page_window(total: usize, incoming: &Incoming, base_url: &str) -> Result<PageWindow, SimError> {
     let per_page = number_param(incoming, "per_page", 20)?;
     let page = number_param(incoming, "page", 1)?;
     if !(1..=200).contains(&per_page) || page < 1 {
         return Err(SimError::bad_request("per_page must be between 1 and 200 and page at least 1"));
     }
-    let total = items.len();
     let last = total.div_ceil(per_page).max(1);
     let link = |n: usize| format!("{base_url}{}?page={n}&per_page={per_page}", incoming.path);
     let mut pages = serde_json::Map::new();
@@ -463,8 +469,14 @@ fn paginate(items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Result<(V
         pages.insert("next".into(), json!(link(page + 1)));
         pages.insert("last".into(), json!(link(last)));
     }
-    let slice = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
-    Ok((slice, json!({"pages": pages}), total))
+    Ok(PageWindow { skip: (page - 1).saturating_mul(per_page), take: per_page, links: json!({"pages": pages}) })
+}
+
+fn paginate(items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Result<(Vec<Value>, Value, usize), SimError> {
+    let total = items.len();
+    let window = page_window(total, incoming, base_url)?;
+    let slice = items.into_iter().skip(window.skip).take(window.take).collect();
+    Ok((slice, window.links, total))
 }
 
 fn number_param(incoming: &Incoming, key: &str, default: usize) -> Result<usize, SimError> {
@@ -475,10 +487,25 @@ fn number_param(incoming: &Incoming, key: &str, default: usize) -> Result<usize,
 }
 
 fn listing(key: &str, items: Vec<Value>, incoming: &Incoming, base_url: &str) -> Answer {
-    let (page, links, total) = paginate(items, incoming, base_url)?;
+    let total = items.len();
+    listing_page(key, total, items.into_iter(), |item| item, incoming, base_url)
+}
+
+/// One page of a listing of `total` items: only the page's items are turned into JSON, so a
+/// page costs the same whatever the listing's length (skipping is a walk, not a copy).
+fn listing_page<T>(
+    key: &str,
+    total: usize,
+    items: impl Iterator<Item = T>,
+    to_json: impl Fn(T) -> Value,
+    incoming: &Incoming,
+    base_url: &str,
+) -> Answer {
+    let window = page_window(total, incoming, base_url)?;
+    let page: Vec<Value> = items.skip(window.skip).take(window.take).map(to_json).collect();
     let mut body = json!({ key: page, "meta": {"total": total} });
-    if !links["pages"].as_object().is_some_and(|p| p.is_empty()) {
-        body["links"] = links;
+    if !window.links["pages"].as_object().is_some_and(|p| p.is_empty()) {
+        body["links"] = window.links;
     }
     Ok((200, Some(body)))
 }
@@ -553,13 +580,12 @@ fn registry_route(
                 .repositories
                 .iter()
                 .map(|(repo_name, repository)| {
-                    let latest = repository.manifests.iter().max_by_key(|m| m.sequence);
                     json!({
                         "registry_name": registry.name,
                         "name": repo_name,
-                        "tag_count": repository.manifests.iter().map(|m| m.tags.len()).sum::<usize>(),
-                        "manifest_count": repository.manifests.len(),
-                        "latest_manifest": latest.map(|m| manifest_json(&registry.name, repo_name, m)),
+                        "tag_count": repository.tag_count(),
+                        "manifest_count": repository.len(),
+                        "latest_manifest": repository.newest().map(|m| manifest_json(&registry.name, repo_name, m)),
                     })
                 })
                 .collect();
@@ -567,44 +593,42 @@ fn registry_route(
         }
         ("GET", ["repositories", repository, "tags"]) => {
             let repo = registry.repositories.get(*repository).ok_or_else(SimError::not_found)?;
-            let mut manifests: Vec<_> = repo.manifests.iter().collect();
-            manifests.sort_by_key(|m| std::cmp::Reverse(m.sequence));
-            let tags: Vec<Value> = manifests
-                .iter()
-                .flat_map(|m| {
-                    m.tags.iter().map(|tag| {
-                        json!({"registry_name": registry.name, "repository": repository, "tag": tag, "manifest_digest": m.digest,
-                               "compressed_size_bytes": m.compressed_size(), "size_bytes": m.size_bytes, "updated_at": m.updated_at})
-                    })
-                })
-                .collect();
-            listing("tags", tags, incoming, base_url)
+            let name = registry.name.as_str();
+            let tags = repo.manifests().rev().flat_map(|m| m.tags.iter().map(move |tag| (m, tag)));
+            let to_json = |(m, tag): (&crate::state::Manifest, &String)| {
+                json!({"registry_name": name, "repository": repository, "tag": tag, "manifest_digest": m.digest,
+                       "compressed_size_bytes": m.compressed_size(), "size_bytes": m.size_bytes, "updated_at": m.updated_at})
+            };
+            listing_page("tags", repo.tag_count(), tags, to_json, incoming, base_url)
         }
         ("GET", ["repositories", repository, "digests"]) => {
             let repo = registry.repositories.get(*repository).ok_or_else(SimError::not_found)?;
-            let hidden = if registry.hide_index_children { repo.index_children() } else { Default::default() };
-            let mut manifests: Vec<_> =
-                repo.manifests.iter().filter(|m| !(m.tags.is_empty() && hidden.contains(m.digest.as_str()))).collect();
-            manifests.sort_by_key(|m| std::cmp::Reverse(m.sequence));
-            let items = manifests.iter().map(|m| manifest_json(&registry.name, repository, m)).collect();
-            listing("manifests", items, incoming, base_url)
+            let name = registry.name.as_str();
+            let to_json = |m: &crate::state::Manifest| manifest_json(name, repository, m);
+            if registry.hide_index_children {
+                let hidden = repo.index_children();
+                let shown: Vec<_> = repo
+                    .manifests()
+                    .rev()
+                    .filter(|m| !(m.tags.is_empty() && hidden.contains(m.digest.as_str())))
+                    .collect();
+                listing_page("manifests", shown.len(), shown.into_iter(), to_json, incoming, base_url)
+            } else {
+                listing_page("manifests", repo.len(), repo.manifests().rev(), to_json, incoming, base_url)
+            }
         }
         ("DELETE", ["repositories", repository, "tags", tag]) => {
             registry.check_writable(now)?;
             let repo = registry.repositories.get_mut(*repository).ok_or_else(SimError::not_found)?;
-            let manifest =
-                repo.manifests.iter_mut().find(|m| m.tags.iter().any(|t| t == tag)).ok_or_else(SimError::not_found)?;
-            manifest.tags.retain(|t| t != tag);
+            if !repo.untag(tag) {
+                return Err(SimError::not_found());
+            }
             Ok((204, None))
         }
         ("DELETE", ["repositories", repository, "digests", digest]) => {
             registry.check_writable(now)?;
             let repo = registry.repositories.get_mut(*repository).ok_or_else(SimError::not_found)?;
-            let before = repo.manifests.len();
-            repo.manifests.retain(|m| m.digest != *digest);
-            if repo.manifests.len() == before {
-                return Err(SimError::not_found());
-            }
+            repo.remove(digest).ok_or_else(SimError::not_found)?;
             Ok((204, None))
         }
         ("DELETE", ["repositories", repository]) => {

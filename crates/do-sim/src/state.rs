@@ -2,7 +2,7 @@
 //! Time-driven states (GC status, deployment phase) are derived from the time elapsed since
 //! they started, and their effects are applied once, the first time a request sees them end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,20 +105,117 @@ impl Manifest {
     }
 }
 
+/// A repository's manifests, indexed so that a listing page, a delete, a push and a look-up by
+/// digest or tag cost time independent of how many manifests the repository holds.
 #[derive(Clone, Debug, Default)]
 pub struct Repository {
-    pub manifests: Vec<Manifest>,
+    /// By `sequence`, oldest first: the listing is this map read backwards.
+    by_sequence: BTreeMap<u64, Manifest>,
+    by_digest: HashMap<String, u64>,
+    by_tag: HashMap<String, u64>,
 }
 
 impl Repository {
+    pub fn from_manifests(manifests: Vec<Manifest>) -> Repository {
+        let mut repository = Repository::default();
+        for manifest in manifests {
+            repository.insert(manifest);
+        }
+        repository
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_sequence.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_sequence.is_empty()
+    }
+
+    /// Oldest first; `.rev()` for the listing's newest-first order.
+    pub fn manifests(&self) -> impl DoubleEndedIterator<Item = &Manifest> + ExactSizeIterator {
+        self.by_sequence.values()
+    }
+
+    pub fn newest(&self) -> Option<&Manifest> {
+        self.by_sequence.values().next_back()
+    }
+
+    pub fn tag_count(&self) -> usize {
+        self.by_tag.len()
+    }
+
+    pub fn get(&self, digest: &str) -> Option<&Manifest> {
+        self.by_digest.get(digest).and_then(|sequence| self.by_sequence.get(sequence))
+    }
+
+    pub fn tagged(&self, tag: &str) -> Option<&Manifest> {
+        self.by_tag.get(tag).and_then(|sequence| self.by_sequence.get(sequence))
+    }
+
+    /// Adds a manifest (replacing one of the same digest); its tags move to it.
+    pub fn insert(&mut self, manifest: Manifest) {
+        self.remove(&manifest.digest);
+        for tag in &manifest.tags {
+            self.untag(tag);
+        }
+        self.by_digest.insert(manifest.digest.clone(), manifest.sequence);
+        for tag in &manifest.tags {
+            self.by_tag.insert(tag.clone(), manifest.sequence);
+        }
+        self.by_sequence.insert(manifest.sequence, manifest);
+    }
+
+    pub fn remove(&mut self, digest: &str) -> Option<Manifest> {
+        let sequence = self.by_digest.remove(digest)?;
+        let manifest = self.by_sequence.remove(&sequence)?;
+        for tag in &manifest.tags {
+            self.by_tag.remove(tag);
+        }
+        Some(manifest)
+    }
+
+    /// Takes `tag` off whichever manifest has it; false when none has.
+    pub fn untag(&mut self, tag: &str) -> bool {
+        let Some(sequence) = self.by_tag.remove(tag) else { return false };
+        if let Some(manifest) = self.by_sequence.get_mut(&sequence) {
+            manifest.tags.retain(|t| t != tag);
+        }
+        true
+    }
+
+    /// Tags the manifest `digest` as a push does: the tag moves to it and it becomes the newest.
+    pub fn tag(&mut self, digest: &str, tag: &str, sequence: u64, updated_at: String) -> Option<&Manifest> {
+        self.untag(tag);
+        let mut manifest = self.remove(digest)?;
+        manifest.tags.push(tag.to_string());
+        manifest.sequence = sequence;
+        manifest.updated_at = updated_at;
+        self.insert(manifest);
+        self.by_sequence.get(&sequence)
+    }
+
+    pub fn retain(&mut self, keep: impl Fn(&Manifest) -> bool) {
+        let gone: Vec<String> = self.manifests().filter(|m| !keep(m)).map(|m| m.digest.clone()).collect();
+        for digest in gone {
+            self.remove(&digest);
+        }
+    }
+
+    /// Edits the manifests freely (tests and hostile scenarios); the indexes are rebuilt after.
+    pub fn edit<R>(&mut self, change: impl FnOnce(&mut Vec<Manifest>) -> R) -> R {
+        let mut manifests: Vec<Manifest> = std::mem::take(&mut self.by_sequence).into_values().collect();
+        let result = change(&mut manifests);
+        *self = Repository::from_manifests(manifests);
+        result
+    }
+
     /// Digests held, directly or through nested indexes, by tagged manifests.
     pub fn held_by_tagged(&self) -> BTreeSet<String> {
-        let by_digest: BTreeMap<&str, &Manifest> = self.manifests.iter().map(|m| (m.digest.as_str(), m)).collect();
         let mut held = BTreeSet::new();
-        let mut queue: Vec<&str> =
-            self.manifests.iter().filter(|m| !m.tags.is_empty()).map(|m| m.digest.as_str()).collect();
+        let mut queue: Vec<&str> = self.manifests().filter(|m| !m.tags.is_empty()).map(|m| m.digest.as_str()).collect();
         while let Some(digest) = queue.pop() {
-            for child in by_digest.get(digest).map(|m| m.children.as_slice()).unwrap_or_default() {
+            for child in self.get(digest).map(|m| m.children.as_slice()).unwrap_or_default() {
                 if held.insert(child.clone()) {
                     queue.push(child);
                 }
@@ -129,14 +226,14 @@ impl Repository {
 
     /// Untagged manifests that some manifest of the repository holds as an index child.
     pub fn index_children(&self) -> BTreeSet<&str> {
-        self.manifests.iter().flat_map(|m| m.children.iter().map(String::as_str)).collect()
+        self.manifests().flat_map(|m| m.children.iter().map(String::as_str)).collect()
     }
 
     pub fn find(&self, reference: &str) -> Option<&Manifest> {
         if reference.contains(':') {
-            self.manifests.iter().find(|m| m.digest == reference)
+            self.get(reference)
         } else {
-            self.manifests.iter().find(|m| m.tags.iter().any(|t| t == reference))
+            self.tagged(reference)
         }
     }
 }
@@ -244,7 +341,7 @@ impl Registry {
     fn referenced_blobs(&self) -> BTreeSet<String> {
         self.repositories
             .values()
-            .flat_map(|r| r.manifests.iter())
+            .flat_map(|r| r.manifests())
             .flat_map(|m| m.blobs.iter().map(|(d, _)| d.clone()))
             .collect()
     }
@@ -265,7 +362,7 @@ impl Registry {
                     let keeps_children = self.gc_keeps_index_children;
                     for repository in self.repositories.values_mut() {
                         let spared = if keeps_children { repository.held_by_tagged() } else { BTreeSet::new() };
-                        repository.manifests.retain(|m| !m.tags.is_empty() || spared.contains(&m.digest));
+                        repository.retain(|m| !m.tags.is_empty() || spared.contains(&m.digest));
                     }
                 }
                 if gc_type.contains("unreferenced blobs") {
@@ -879,32 +976,17 @@ impl State {
         let mut blobs = Vec::new();
         for (index, (document, sequence)) in documents.into_iter().zip(sequences).enumerate() {
             let tag = tag.filter(|_| index == last);
-            if let Some(tag) = tag {
-                for manifest in &mut repository_state.manifests {
-                    manifest.tags.retain(|t| t != tag);
-                }
-            }
             blobs.extend(document.blobs.iter().cloned());
             registry_state.blob_bodies.extend(document.bodies.iter().cloned());
-            let position = match repository_state.manifests.iter().position(|m| m.digest == document.digest) {
-                Some(position) => position,
-                None => {
-                    repository_state.manifests.push(Manifest::from_document(
-                        document,
-                        Vec::new(),
-                        now_rfc3339(),
-                        sequence,
-                    ));
-                    repository_state.manifests.len() - 1
-                }
-            };
-            let manifest = &mut repository_state.manifests[position];
-            if let Some(tag) = tag {
-                manifest.tags.push(tag.to_string());
-                manifest.updated_at = now_rfc3339();
-                manifest.sequence = sequence;
+            let digest = document.digest.clone();
+            if repository_state.get(&digest).is_none() {
+                repository_state.insert(Manifest::from_document(document, Vec::new(), now_rfc3339(), sequence));
             }
-            shown = manifest_json(registry, repository, manifest);
+            let manifest = match tag {
+                Some(tag) => repository_state.tag(&digest, tag, sequence, now_rfc3339()),
+                None => repository_state.get(&digest),
+            };
+            shown = manifest_json(registry, repository, manifest.expect("just stored"));
         }
         registry_state.blob_store.extend(blobs);
         Ok(shown)
@@ -1079,4 +1161,53 @@ fn hash64(value: &impl Hash) -> u64 {
 pub fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
     jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(label: &str, tags: &[&str], sequence: u64) -> Manifest {
+        let tags = tags.iter().map(|t| t.to_string()).collect();
+        Manifest::from_document(content::image(label, 10), tags, "2026-01-01T00:00:00Z".into(), sequence)
+    }
+
+    fn listing(repository: &Repository) -> Vec<(u64, Vec<String>)> {
+        repository.manifests().rev().map(|m| (m.sequence, m.tags.clone())).collect()
+    }
+
+    #[test]
+    fn the_indexes_follow_every_change() {
+        let (a, b, c) = (manifest("a", &["v1"], 1), manifest("b", &["v2", "latest"], 2), manifest("c", &[], 3));
+        let (a_digest, b_digest, c_digest) = (a.digest.clone(), b.digest.clone(), c.digest.clone());
+        let mut repository = Repository::from_manifests(vec![c, a, b]);
+        assert_eq!(
+            listing(&repository),
+            vec![(3, vec![]), (2, vec!["v2".into(), "latest".into()]), (1, vec!["v1".into()])]
+        );
+        assert_eq!((repository.len(), repository.tag_count()), (3, 3));
+        assert_eq!(repository.find("latest").map(|m| &m.digest), Some(&b_digest));
+        assert_eq!(repository.newest().map(|m| &m.digest), Some(&c_digest));
+
+        // A push moves `latest` to the untagged manifest, which becomes the newest.
+        repository.tag(&c_digest, "latest", 4, "2026-01-02T00:00:00Z".into());
+        assert_eq!(repository.find("latest").map(|m| &m.digest), Some(&c_digest));
+        assert_eq!(repository.get(&b_digest).map(|m| m.tags.clone()), Some(vec!["v2".to_string()]));
+        assert_eq!(listing(&repository)[0], (4, vec!["latest".to_string()]));
+        assert_eq!(repository.tag_count(), 3);
+
+        assert!(repository.untag("v2"));
+        assert!(!repository.untag("v2"));
+        assert!(repository.find("v2").is_none());
+        assert_eq!(repository.remove(&a_digest).map(|m| m.sequence), Some(1));
+        assert!(repository.remove(&a_digest).is_none());
+        assert!(repository.find("v1").is_none() && repository.find(&a_digest).is_none());
+        assert_eq!((repository.len(), repository.tag_count()), (2, 1));
+
+        repository.retain(|m| !m.tags.is_empty());
+        assert_eq!(listing(&repository), vec![(4, vec!["latest".to_string()])]);
+        repository.edit(|manifests| manifests[0].tags.push("v9".into()));
+        assert_eq!(repository.find("v9").map(|m| &m.digest), Some(&c_digest));
+        assert_eq!(repository.tag_count(), 2);
+    }
 }
