@@ -138,3 +138,79 @@ fn a_slow_answer_past_the_request_timeout_is_retried() {
     assert_eq!(registries.len(), 1);
     assert_eq!(config_client.requests_made(), 2);
 }
+
+/// Several repositories, one of them six pages long, another with an index and its children.
+fn many_repositories() -> Sim {
+    let long: Vec<_> = (0..1_050).map(|i| json!({"tags": [format!("v{i}")], "size_bytes": 100 + i})).collect();
+    let mut repositories = vec![
+        json!({"name": "long", "manifests": long}),
+        json!({"name": "team/web", "manifests": [{"tags": ["v1"], "size_bytes": 10, "platforms": ["linux/amd64", "linux/arm64"], "attestations": true}]}),
+        json!({"name": "empty-ish", "manifests": [{"tags": [], "size_bytes": 1}]}),
+    ];
+    repositories.extend((0..12).map(|r| {
+        let manifests: Vec<_> =
+            (0..(r * 37 % 230)).map(|i| json!({"tags": [format!("t{i}")], "size_bytes": 5})).collect();
+        json!({"name": format!("repo-{r:02}"), "manifests": manifests})
+    }));
+    seeded(json!(repositories))
+}
+
+fn digests_paths(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| format!("/v2/registries/reg/repositories/{}/digests", segment(name))).collect()
+}
+
+#[test]
+fn a_concurrent_listing_gives_exactly_what_the_sequential_one_gives_for_the_same_requests() {
+    let sim = many_repositories();
+    let client = client(&sim);
+    let repositories: Vec<Repository> = client.get_all("/v2/registries/reg/repositoriesV2", "repositories").unwrap();
+    let names: Vec<&str> = repositories.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 15);
+    let paths = digests_paths(&names);
+    sim.state().requests.clear();
+    let sequential: Vec<Vec<serde_json::Value>> =
+        paths.iter().map(|p| client.get_all(p, "manifests").unwrap()).collect();
+    let sequential_requests: std::collections::BTreeSet<String> = sim.requests().into_iter().map(|r| r.url).collect();
+    for concurrency in [1, 2, 4, 32] {
+        sim.state().requests.clear();
+        let concurrent: Vec<Vec<serde_json::Value>> =
+            client.get_all_concurrently(&paths, "manifests", concurrency).unwrap();
+        assert_eq!(concurrent, sequential, "concurrency {concurrency}");
+        let urls: Vec<String> = sim.requests().into_iter().map(|r| r.url).collect();
+        assert_eq!(urls.len(), sequential_requests.len(), "no page read twice at concurrency {concurrency}");
+        assert_eq!(urls.into_iter().collect::<std::collections::BTreeSet<_>>(), sequential_requests);
+    }
+    assert_eq!(sequential[names.iter().position(|n| *n == "long").unwrap()].len(), 1_050);
+}
+
+#[test]
+fn a_listing_that_changes_while_it_is_read_is_read_again_page_by_page() {
+    let sim = many_repositories();
+    let client = client(&sim);
+    let paths = digests_paths(&["long"]);
+    let truth: Vec<serde_json::Value> = client.get_all(&paths[0], "manifests").unwrap();
+    // The first page claims 2,000 manifests (pages 7 to 10 come back empty), or 400 (pages 3 to
+    // 6 would be missed): either way the totals disagree with the other pages'.
+    for claimed in [2000, 400] {
+        let (_, mut first) = crate::support::call(&sim, "GET", &format!("{}?per_page=200", paths[0]), None, Some("t"));
+        first["meta"]["total"] = json!(claimed);
+        first["links"]["pages"]["last"] =
+            json!(format!("{}{}?page={}&per_page=200", sim.url(), paths[0], claimed / 200));
+        sim.add_fault(do_sim::Fault {
+            method: Some("GET".into()),
+            path: paths[0].clone(),
+            kind: do_sim::FaultKind::Body { status: 200, body: first },
+            times: 1,
+        });
+        sim.state().requests.clear();
+        let listed: Vec<Vec<serde_json::Value>> = client.get_all_concurrently(&paths, "manifests", 4).unwrap();
+        assert!(listed == vec![truth.clone()], "claimed {claimed}: {} listed", listed[0].len());
+        let urls: Vec<String> = sim.requests().into_iter().map(|r| r.url).collect();
+        let last_promised = format!("page={}&", claimed / 200);
+        assert!(
+            urls.iter().any(|u| u.contains(&last_promised)),
+            "the pages the first one promised were read: {urls:?}"
+        );
+        assert_eq!(urls.iter().filter(|u| u.ends_with("digests?per_page=200")).count(), 2, "then all again: {urls:?}");
+    }
+}

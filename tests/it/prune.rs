@@ -468,3 +468,34 @@ fn help_shows_flags_exit_codes_and_examples() {
         assert!(run.stdout.contains(expected), "{expected:?} missing:\n{}", run.stdout);
     }
 }
+
+#[test]
+fn listing_at_any_concurrency_plans_exactly_the_same_prune() {
+    let manifests = |n: usize| -> Vec<Value> {
+        (0..n).map(|i| json!({"tags": if i % 3 == 0 { json!([]) } else { json!([format!("v1.{i}.0")]) }, "size_bytes": 1000 + i})).collect()
+    };
+    let mut repositories: Vec<Value> =
+        (0..9).map(|r| json!({"name": format!("svc-{r}"), "manifests": manifests(r * 61)})).collect();
+    repositories.push(json!({"name": "big", "manifests": manifests(730)}));
+    let seed: do_sim::Seed = serde_json::from_value(json!({
+        "registries": [{"name": "reg", "tier": "professional", "repositories": repositories}],
+        "apps": [{"spec": do_sim::default_app_spec("shop", "big", "v1.728.0")}],
+    }))
+    .unwrap();
+    let sim = Sim::start("127.0.0.1:0", seed.into_state(do_sim::DEFAULT_TOKEN, Default::default()).unwrap()).unwrap();
+    let planned = |concurrency: &str| {
+        let run = prune(&sim).args(["--keep-last", "5", "--untagged-grace", "0s", "--concurrency", concurrency]).run();
+        run.assert_code(0);
+        let mut record = run.record("prune");
+        record["usage"]["reported_bytes"] = Value::Null;
+        record
+    };
+    let sequential = planned("1");
+    assert!(sequential["repositories"].as_array().unwrap().len() == 10);
+    let deleted: usize =
+        sequential["repositories"].as_array().unwrap().iter().map(|r| r["deleted"].as_array().unwrap().len()).sum();
+    assert!(deleted > 500, "a plan worth comparing: {deleted} deletions");
+    for concurrency in ["4", "16"] {
+        assert_eq!(planned(concurrency), sequential, "--concurrency {concurrency}");
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod concurrent;
 pub mod contract;
 pub mod duration;
 pub mod exit;

@@ -128,7 +128,7 @@ pub struct Cli {
           value_parser = ["untagged manifests only", "unreferenced blobs only", "untagged manifests and unreferenced blobs"])]
     pub gc_type: String,
 
-    /// Deletions and manifest reads running at once
+    /// Requests running at once: listing pages, manifest reads, deletions (all within the rate limit)
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub concurrency: u16,
 

@@ -311,31 +311,42 @@ impl Prune<'_> {
         }
     }
 
-    /// Every repository of the registry with its manifests.
+    /// Every repository of the registry with its manifests, listed `--concurrency` requests at
+    /// a time (repositories at once, and the pages of each once the first gives the total).
     fn list_everything(&self) -> anyhow::Result<BTreeMap<String, Vec<Manifest>>> {
         let repositories: Vec<Repository> =
             self.client.get_all(&format!("{}/repositoriesV2", self.registry_path), "repositories")?;
-        let mut listings = BTreeMap::new();
-        for repository in repositories {
-            let manifests = self.list_repository(&repository.name)?;
-            listings.insert(repository.name, manifests);
+        let names: Vec<String> = repositories.into_iter().map(|r| r.name).collect();
+        let paths: Vec<String> = names.iter().map(|name| self.digests_path(name)).collect();
+        let listings = self
+            .client
+            .get_all_concurrently(&paths, "manifests", usize::from(self.cli.concurrency))
+            .map_err(|error| self.missing_repository(error, &names))?;
+        Ok(names.into_iter().zip(listings.into_iter().map(normalized)).collect())
+    }
+
+    /// A 404 on a listing names the repository: it is not (or no longer) in the registry.
+    fn missing_repository(&self, error: anyhow::Error, names: &[String]) -> anyhow::Error {
+        let failed = error.downcast_ref::<do_core::api::FailedListing>().and_then(|f| names.get(f.index));
+        match failed {
+            Some(name) if has_status(&error, 404) => {
+                Failure::usage(format!("repository {name:?} is not in registry {}", self.registry))
+            }
+            _ => error,
         }
-        Ok(listings)
+    }
+
+    fn digests_path(&self, name: &str) -> String {
+        format!("{}/repositories/{}/digests", self.registry_path, segment(name))
     }
 
     pub(crate) fn list_repository(&self, name: &str) -> anyhow::Result<Vec<Manifest>> {
-        let path = format!("{}/repositories/{}/digests", self.registry_path, segment(name));
-        let mut manifests: Vec<Manifest> = self.client.get_all(&path, "manifests").map_err(|error| {
-            if has_status(&error, 404) {
-                Failure::usage(format!("repository {name:?} is not in registry {}", self.registry))
-            } else {
-                error
-            }
-        })?;
-        for manifest in &mut manifests {
-            manifest.digest = do_core::oci::normalize_digest(&manifest.digest);
-        }
-        Ok(manifests)
+        let paths = [self.digests_path(name)];
+        let mut listings = self
+            .client
+            .get_all_concurrently(&paths, "manifests", usize::from(self.cli.concurrency))
+            .map_err(|error| self.missing_repository(error, &[name.to_string()]))?;
+        Ok(normalized(listings.pop().unwrap_or_default()))
     }
 
     /// The repositories to prune: --repository, the saved plan's, or all.
@@ -543,6 +554,14 @@ impl Prune<'_> {
 }
 
 /// A run where some repository could not be planned safely did not do all it was asked: exit 1.
+/// Digests as the registry host writes them, whatever case the listing used.
+fn normalized(mut manifests: Vec<Manifest>) -> Vec<Manifest> {
+    for manifest in &mut manifests {
+        manifest.digest = do_core::oci::normalize_digest(&manifest.digest);
+    }
+    manifests
+}
+
 fn blocked_error(record: &PruneRecord) -> Option<anyhow::Error> {
     let blocked: Vec<&str> =
         record.repositories.iter().filter(|r| r.blocked.is_some()).map(|r| r.name.as_str()).collect();

@@ -219,6 +219,7 @@ Control API (no token needed) for tests, the demo and benchmarks:
   GET    /_sim/requests     the request log;  DELETE clears it
   GET    /_sim/state        everything the simulator holds
   PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}
+  PUT    /_sim/latency      {\"ms\"}  added to every API and registry-host request
   POST   /_sim/apps/ID/next-deployment  {\"outcome\":\"success|build_error|deploy_error|hang|canceled|superseded\",\"phase_ms\"?,
                             \"live\"?:{\"scenario\":\"healthy|failing|failing_for|wrong_version\",\"ms\"?,\"version\"?}}
   PUT    /_sim/quirks       {\"update_without_pending\"?,\"normalized_specs\"?}  the live API's ways
@@ -271,6 +272,11 @@ pub struct Cli {
     /// Shrink the rate-limit windows: 0.01 makes the hour 36 seconds and the minute 0.6
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
     rate_window_scale: f64,
+
+    /// Add this delay to every API and registry-host request, as a round trip to the real API
+    /// would (100ms is typical); overrides the state file's latency_ms
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    latency: Option<Duration>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -421,6 +427,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         per_minute: cli.rate_limit_per_minute,
         window_scale: cli.rate_window_scale,
     });
+    if let Some(latency) = cli.latency {
+        seed.latency_ms = Some(latency.as_millis() as u64);
+    }
     let state = seed.into_state(&cli.token, timing)?;
     let sim = Sim::start(&cli.listen, state).map_err(|error| {
         if error.to_string().to_ascii_lowercase().contains("address already in use") {

@@ -21,6 +21,8 @@ pub struct Seed {
     pub token: Option<String>,
     pub timing: Option<Timing>,
     pub rate_limit: Option<RateLimit>,
+    /// Milliseconds added to every API and registry-host request.
+    pub latency_ms: Option<u64>,
     pub registries: Vec<SeedRegistry>,
     pub apps: Vec<SeedApp>,
 }
@@ -163,6 +165,7 @@ impl Seed {
         if let Some(rate_limit) = self.rate_limit {
             state.rate_limit = rate_limit;
         }
+        state.latency = Duration::from_millis(self.latency_ms.unwrap_or(0));
         for seed in self.registries {
             crate::check_name(&seed.name)?;
             anyhow::ensure!(

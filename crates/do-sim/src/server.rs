@@ -83,6 +83,13 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         .map(|h| h.value.as_str().to_string())
         .unwrap_or_default();
 
+    let is_control = incoming.path.starts_with("/_sim/") || incoming.path == "/_sim";
+    if !is_control {
+        let latency = shared.lock().latency;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
+    }
     if crate::distribution::is_registry_path(&incoming.path) {
         serve_registry(shared, request, &incoming, &url, &raw_body, &authorization);
         return;
@@ -99,7 +106,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         serve_log(shared, request, rest, !authorization.is_empty(), &url);
         return;
     }
-    if incoming.path.starts_with("/_sim/") || incoming.path == "/_sim" {
+    if is_control {
         let answer = control(shared, &incoming);
         respond(request, answer, Vec::new());
         return;
@@ -956,6 +963,11 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
         ("DELETE", ["faults"]) => {
             state.faults.clear();
             Ok((204, None))
+        }
+        ("PUT", ["latency"]) => {
+            let ms = body.get("ms").and_then(Value::as_u64).ok_or_else(|| SimError::bad_request("give {\"ms\": N}"))?;
+            state.latency = Duration::from_millis(ms);
+            ok(json!({"latency_ms": ms}))
         }
         ("PUT", ["rate-limit"]) => {
             state.rate_limit =

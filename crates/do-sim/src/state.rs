@@ -782,6 +782,8 @@ pub struct State {
     pub faults: Vec<Fault>,
     pub requests: Vec<LoggedRequest>,
     pub rate_limit: RateLimit,
+    /// Added to every request to the API and the registry host (not the control API): a round trip.
+    pub latency: Duration,
     pub request_times: std::collections::VecDeque<Instant>,
     pub counter: u64,
     pub started: Instant,
@@ -889,6 +891,7 @@ impl State {
             faults: Vec::new(),
             requests: Vec::new(),
             rate_limit: RateLimit::default(),
+            latency: Duration::ZERO,
             request_times: Default::default(),
             counter: 0,
             started: Instant::now(),
