@@ -406,11 +406,11 @@ impl Prune<'_> {
         reads: &Reads,
         limit: Option<&BTreeSet<String>>,
     ) -> anyhow::Result<Vec<Planned>> {
+        // Repositories are planned side by side; `reads` keeps the manifest reads within --concurrency.
         let empty = Vec::new();
-        selected
-            .iter()
-            .map(|name| self.plan_one(name, listings.get(name).unwrap_or(&empty), images, reads, limit))
-            .collect()
+        do_core::concurrent::try_map(selected, usize::from(self.cli.concurrency), |name| {
+            self.plan_one(name, listings.get(name).unwrap_or(&empty), images, reads, limit)
+        })
     }
 
     /// Usage before, from the listing; the included storage from the subscription. Without

@@ -4,7 +4,7 @@
 //! deletion at all (fail closed).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use do_core::oci::{NotInRegistry, RegistryClient};
 use do_core::progress::Progress;
@@ -58,12 +58,36 @@ pub struct Reads<'a> {
     reader: &'a RegistryClient,
     cache: Mutex<BTreeMap<String, BTreeMap<String, Read>>>,
     concurrency: usize,
+    /// Reads under way, over every repository planned at once: never more than `concurrency`.
+    in_flight: (Mutex<usize>, Condvar),
     progress: &'a Progress,
 }
 
 impl<'a> Reads<'a> {
     pub fn new(reader: &'a RegistryClient, concurrency: usize, progress: &'a Progress) -> Reads<'a> {
-        Reads { reader, cache: Mutex::new(BTreeMap::new()), concurrency: concurrency.max(1), progress }
+        Reads {
+            reader,
+            cache: Mutex::new(BTreeMap::new()),
+            concurrency: concurrency.max(1),
+            in_flight: (Mutex::new(0), Condvar::new()),
+            progress,
+        }
+    }
+
+    /// One manifest read, waiting for a free place when `concurrency` reads are under way.
+    fn read_one(&self, repository: &str, digest: &str) -> anyhow::Result<do_core::oci::ManifestInfo> {
+        let (count, freed) = &self.in_flight;
+        {
+            let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+            while *running >= self.concurrency {
+                running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+            }
+            *running += 1;
+        }
+        let result = self.reader.manifest(repository, digest);
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+        result
     }
 
     /// The repository's closure of `roots`, reading until it is complete. A deadline reached
@@ -101,7 +125,7 @@ impl<'a> Reads<'a> {
             for _ in 0..self.concurrency.min(total) {
                 scope.spawn(|| loop {
                     let Some(digest) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else { break };
-                    let read = match self.reader.manifest(repository, digest) {
+                    let read = match self.read_one(repository, digest) {
                         Ok(info) => Read::Info(info),
                         Err(error) if error.chain().any(|c| c.is::<NotInRegistry>()) => Read::Missing,
                         Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => {
