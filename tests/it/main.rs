@@ -1,6 +1,7 @@
 //! One integration-test binary: the real tool binaries against an in-process do-sim on
 //! 127.0.0.1:0 (and, for do-tag, real git with bare remotes in temp dirs).
 
+mod bench;
 mod client;
 mod contract;
 mod deploy;
@@ -22,6 +23,15 @@ mod sim;
 mod spec;
 mod support;
 mod tag;
+
+/// The binaries of this build, for the xtask's benchmark.
+pub fn bench_binaries() -> xtask::bench::BenchBinaries {
+    xtask::bench::BenchBinaries {
+        prune: support::PRUNE.into(),
+        deploy: support::DEPLOY.into(),
+        sim: support::DO_SIM.into(),
+    }
+}
 
 /// The tool binaries of this build, for the xtask library.
 pub fn release_binaries() -> xtask::release::Binaries {

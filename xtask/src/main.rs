@@ -67,31 +67,17 @@ fn run(task: Task) -> anyhow::Result<()> {
             }
             std::process::exit(outcome.exit);
         }
-        Task::Bench => {
-            let binaries = Binaries::build(&root)?;
-            eprintln!("bench: the request economy of a prune of 2,000 manifests (issue 10's acceptance)...");
-            let economy = xtask::bench::prune_economy(&binaries)?;
-            eprint!("{}", economy.table());
+        Task::Bench(args) => {
+            let binaries = xtask::bench::BenchBinaries::build_release(&root)?;
+            let rows = xtask::bench::run(&binaries, args.quick)?;
             let out = root.join("target/xtask/bench");
             std::fs::create_dir_all(&out)?;
-            std::fs::write(out.join("prune-economy.json"), serde_json::to_string_pretty(&economy)? + "\n")?;
-            eprintln!("bench: pruning 3000 manifests under a limit of 300 requests per 3 s (100/s)...");
-            let figures = xtask::bench::prune_load(&binaries, 3000, 300, 0.05)?;
-            let out = root.join("target/xtask/bench");
-            std::fs::create_dir_all(&out)?;
-            std::fs::write(out.join("prune-load.json"), serde_json::to_string_pretty(&figures)? + "\n")?;
-            println!("{}", serde_json::to_string_pretty(&figures)?);
-            eprintln!(
-                "bench: {} of {} deleted, {} failed; {} requests accepted, {} answered 429 and retried; {:.1} s against an ideal {:.1} s: {:.1}% of the limit",
-                figures.deleted,
-                figures.deletions,
-                figures.failed,
-                figures.accepted_requests,
-                figures.rejected_429,
-                figures.elapsed_seconds,
-                figures.ideal_seconds,
-                figures.throughput_of_limit * 100.0
-            );
+            std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&rows)? + "\n")?;
+            print!("{}", xtask::bench::table(&rows));
+            eprintln!("bench: figures saved to {}", out.join("bench.json").display());
+            let broken: Vec<&str> =
+                rows.iter().filter(|r| r.holds == Some(false)).map(|r| r.measure.as_str()).collect();
+            anyhow::ensure!(broken.is_empty(), "bounds not kept: {}", broken.join("; "));
             Ok(())
         }
         Task::GcCanary(args) => {

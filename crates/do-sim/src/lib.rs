@@ -217,6 +217,7 @@ Control API (no token needed) for tests, the demo and benchmarks:
   POST   /_sim/gc           {\"type\"?,\"plan\"?:[{\"status\",\"ms\"}],\"final_status\"?}
   POST   /_sim/faults       {\"path\",\"method\"?,\"kind\":\"status|echo|drop|malformed|truncated|latency|drop_after_apply|body\",\"times\"?}
   GET    /_sim/requests     the request log;  DELETE clears it
+  GET    /_sim/registry-requests  the registry host's request log
   GET    /_sim/state        everything the simulator holds
   PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}
   PUT    /_sim/latency      {\"ms\"}  added to every API and registry-host request

@@ -947,6 +947,7 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
     match (incoming.method.as_str(), &segments[1..]) {
         ("GET", ["state"]) => ok(crate::snapshot(&mut state, now)),
         ("GET", ["requests"]) => ok(json!({"requests": state.requests})),
+        ("GET", ["registry-requests"]) => ok(json!({"requests": state.registry_requests})),
         ("DELETE", ["requests"]) => {
             state.requests.clear();
             Ok((204, None))
