@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use do_sim::{Fault, FaultKind, Outcome, Sim};
 use serde_json::json;
 
-use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, DO_TAG, GC_WAIT, PRUNE};
+use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, DO_TAG, GC_WAIT, LOGIN, PRUNE};
 
 const SECRET: &str = "dop_v1_0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
@@ -81,6 +81,12 @@ fn credentials_a_server_echoes_reach_no_output_record_file_or_saved_step() {
             format!("prune registry {status}"),
             tool(PRUNE).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run(),
         ));
+        sim.state().faults.clear();
+        echo(&sim, "GET", "/v2/registries/example-registry/docker-credentials", status);
+        runs.push((
+            format!("login {status}"),
+            tool(LOGIN).args(["--docker-config", dir.path().join("docker").to_str().unwrap()]).run(),
+        ));
     }
     sim.state().faults.clear();
     sim.push("example-registry", "web", "v9", 1000).unwrap();
@@ -104,14 +110,14 @@ fn credentials_a_server_echoes_reach_no_output_record_file_or_saved_step() {
     ));
 
     let codes: Vec<i32> = runs.iter().map(|(_, r)| r.code).collect();
-    assert!(codes.iter().filter(|c| **c != 0).count() >= 13, "the error paths ran: {codes:?}");
+    assert!(codes.iter().filter(|c| **c != 0).count() >= 17, "the error paths ran: {codes:?}");
     let echoed = runs
         .iter()
         .filter(|(_, r)| {
             r.stderr.contains("you sent Authorization: Bearer ***") || r.stdout.contains("Authorization: Bearer ***")
         })
         .count();
-    assert!(echoed >= 8, "the echoes reached the output, masked: {echoed}");
+    assert!(echoed >= 12, "the echoes reached the output, masked: {echoed}");
     assert!(
         runs.last().unwrap().1.stderr.contains("DIGITALOCEAN_ACCESS_TOKEN=***"),
         "{}",
@@ -254,7 +260,7 @@ fn input_that_never_ends_is_bounded_by_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    for binary in [GC_WAIT, DEPLOY, PRUNE, DO_TAG] {
+    for binary in [GC_WAIT, DEPLOY, PRUNE, DO_TAG, LOGIN] {
         let started = Instant::now();
         let run = Tool::against(binary, &sim)
             .args(job(binary))
@@ -408,7 +414,7 @@ fn a_pagination_link_that_cycles_ends_the_listing_with_an_error() {
 fn a_record_with_a_key_twice_is_a_usage_error_naming_the_line() {
     let sim = sim(30);
     let input = "{\"kind\":\"x\",\"v\":1,\"data\":{}}\n{\"kind\":\"image\",\"v\":1,\"data\":{\"registry\":\"example-registry\",\"repository\":\"web\",\"digest\":\"sha256:aa\",\"repository\":\"api\"}}\n";
-    for binary in [GC_WAIT, DEPLOY, PRUNE, DO_TAG] {
+    for binary in [GC_WAIT, DEPLOY, PRUNE, DO_TAG, LOGIN] {
         let run = Tool::against(binary, &sim).args(job(binary)).stdin(input).run();
         run.assert_code(2);
         assert!(run.stderr.contains("stdin: line 2: the key \"repository\" appears twice"), "{}", run.stderr);

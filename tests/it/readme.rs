@@ -96,7 +96,7 @@ fn every_command_in_the_readme_runs() {
     assert!(output.status.success(), "the README's commands failed ({}):\n{stderr}\n{stdout}", output.status);
 
     // What the commands say they do, they did.
-    for tool in ["do-gc-wait", "do-tag", "do-deploy", "do-prune", "do-sim"] {
+    for tool in ["do-gc-wait", "do-tag", "do-deploy", "do-prune", "do-login", "do-sim"] {
         assert!(user_bin.join(tool).is_file(), "{tool} installed into ~/.cargo/bin");
     }
     assert!(home.path().join(".local/share/bash-completion/completions/do-prune.bash").is_file());
@@ -138,6 +138,7 @@ fn every_tool_command_quoted_inline_in_the_readme_parses() {
             "do-tag" => do_tag::Cli::try_parse_from(&words).map(drop),
             "do-deploy" => do_deploy::Cli::try_parse_from(&words).map(drop),
             "do-prune" => do_prune::Cli::try_parse_from(&words).map(drop),
+            "do-login" => do_login::Cli::try_parse_from(&words).map(drop),
             "do-sim" => do_sim::Cli::try_parse_from(&words).map(drop),
             "cargo" if words[1] == "xtask" && words.len() > 2 => xtask::cli::Cli::try_parse_from(&words[1..]).map(drop),
             _ => continue,

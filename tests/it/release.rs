@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use xtask::config::Config;
 use xtask::release::{release, Options, Outcome};
 
-use crate::support::{mutating_requests, Tool, DEPLOY, DO_SIM, DO_TAG, GC_WAIT, PRUNE};
+use crate::support::{mutating_requests, Tool, DEPLOY, DO_SIM, DO_TAG, GC_WAIT, LOGIN, PRUNE};
 
 pub(crate) struct World {
     pub(crate) sim: Sim,
@@ -470,7 +470,7 @@ pub(crate) fn make_executable(path: &Path) {
 fn completions_and_man_pages_are_generated_for_every_tool() {
     let out = tempfile::tempdir().unwrap();
     let written = xtask::docs::generate(out.path()).unwrap();
-    let names = ["do-gc-wait", "do-tag", "do-deploy", "do-prune", "do-sim", "cargo-xtask"];
+    let names = ["do-gc-wait", "do-tag", "do-deploy", "do-prune", "do-login", "do-sim", "cargo-xtask"];
     assert_eq!(
         written.len(),
         names.len() * 4,
@@ -492,7 +492,7 @@ fn completions_and_man_pages_are_generated_for_every_tool() {
 fn every_flag_of_every_command_is_described_and_version_prints_the_version() {
     let missing = xtask::docs::undescribed();
     assert!(missing.is_empty(), "flags or subcommands without a description: {missing:#?}");
-    for tool in [GC_WAIT, DO_TAG, DEPLOY, PRUNE, DO_SIM] {
+    for tool in [GC_WAIT, DO_TAG, DEPLOY, PRUNE, LOGIN, DO_SIM] {
         let output = Command::new(tool).arg("--version").output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(

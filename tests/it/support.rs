@@ -146,6 +146,7 @@ pub const DO_SIM: &str = env!("CARGO_BIN_EXE_do-sim");
 pub const DO_TAG: &str = env!("CARGO_BIN_EXE_do-tag");
 pub const DEPLOY: &str = env!("CARGO_BIN_EXE_do-deploy");
 pub const PRUNE: &str = env!("CARGO_BIN_EXE_do-prune");
+pub const LOGIN: &str = env!("CARGO_BIN_EXE_do-login");
 
 /// The default simulated world with GC steps and deployment phases of `step_ms`.
 pub fn sim(step_ms: u64) -> Sim {

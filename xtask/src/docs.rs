@@ -12,6 +12,7 @@ pub fn commands() -> Vec<clap::Command> {
         do_tag::Cli::command(),
         do_deploy::Cli::command(),
         do_prune::Cli::command(),
+        do_login::Cli::command(),
         do_sim::Cli::command(),
         crate::cli::Cli::command().name("cargo-xtask"),
     ]

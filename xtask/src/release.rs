@@ -813,19 +813,11 @@ impl Runner<'_> {
                 Ok(())
             }
             "docker" => {
-                // Short-lived read-write credentials, in a DOCKER_CONFIG only the push sees
-                // (removed when dropped).
+                // Short-lived read-write credentials (do-login's), in a DOCKER_CONFIG only the
+                // push sees (removed when dropped).
                 let docker_config = tempfile::tempdir()?;
-                let path = format!(
-                    "/v2/registries/{}/docker-credentials?read_write=true&expiry_seconds=900",
-                    segment(&self.plan.registry)
-                );
-                let auths: Value = client.get_object(&path, "auths")?;
-                do_core::redact::register_docker_auths(&auths);
-                let file = docker_config.path().join("config.json");
-                std::fs::write(&file, json!({ "auths": auths }).to_string())?;
-                #[cfg(unix)]
-                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                do_login::login_into(client, &self.plan.registry, Duration::from_secs(900), docker_config.path())
+                    .context("cannot log docker in to the registry")?;
                 let command = self.fill(&config.push);
                 self.run_builder("push", &command, Some(docker_config.path()))
             }
