@@ -9,6 +9,7 @@ mod deploy_safety;
 mod faults;
 mod gc_wait;
 mod hardening;
+mod install;
 mod login;
 mod progress;
 mod prune;

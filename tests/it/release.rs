@@ -581,4 +581,25 @@ fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as
         "outputs are used between steps"
     );
     assert!(!text.contains("--tags"), "never pushes every tag");
+    // The token only where the API is called; docker logs in with do-login and out always.
+    assert!(workflow["env"].get("DIGITALOCEAN_ACCESS_TOKEN").is_none(), "the token is not workflow-wide");
+    for step in steps {
+        let run = step["run"].as_str().unwrap_or("");
+        let calls_api = ["do-gc-wait", "do-deploy", "do-prune"].iter().any(|t| run.contains(t))
+            || (run.contains("do-login") && !run.contains("--logout"));
+        assert_eq!(step["env"].get("DIGITALOCEAN_ACCESS_TOKEN").is_some(), calls_api, "{step:?}");
+    }
+    assert!(runs.contains("do-login --registry") && !text.contains("docker login"), "docker logs in through do-login");
+    let logout = steps.iter().find(|s| s["run"].as_str().is_some_and(|r| r.contains("--logout"))).unwrap();
+    assert_eq!(logout["if"], "always()");
+    let action = steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.contains("/do-release@"))).unwrap();
+    assert!(action.get("with").is_none_or(|w| w.get("version").is_none()), "the action's own tag is the version");
+    // The job outlives every deadline it sets.
+    let deadlines: u64 = runs
+        .split("--timeout ")
+        .skip(1)
+        .map(|rest| rest.split_whitespace().next().unwrap().trim_end_matches('m').parse::<u64>().unwrap())
+        .sum();
+    let limit = workflow["jobs"]["release"]["timeout-minutes"].as_u64().unwrap();
+    assert!(limit > deadlines, "timeout-minutes {limit} is not above the {deadlines} minutes of deadlines");
 }

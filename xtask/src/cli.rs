@@ -25,12 +25,33 @@ pub enum Task {
     Release(Box<ReleaseArgs>),
     /// Generate shell completions and man pages into target/xtask/
     Docs,
+    /// Release archives: build with --release, check each binary's size, pack with a SHA-256 file
+    #[command(after_help = DIST_HELP)]
+    Dist(DistArgs),
     /// Settle what DOCR's untagged GC does to an index's children, on a scratch registry of yours
     #[command(after_help = GC_CANARY_HELP)]
     GcCanary(GcCanaryArgs),
     /// Benchmarks, each figure beside its bound: request economy, scale, latency, rate limit, polling, memory
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+}
+
+const DIST_HELP: &str = "\
+Writes target/dist/do-release-<version>-<target>.tar.gz (do-tag, do-gc-wait, do-deploy,
+do-prune, do-login, do-sim) and a .sha256 file beside it; exit 1 if a binary is over 8 MB.
+
+Examples:
+  cargo xtask dist
+  cargo xtask dist --target x86_64-unknown-linux-musl";
+
+#[derive(clap::Args, Debug)]
+pub struct DistArgs {
+    /// The target triple to build for [default: this machine's]
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+    /// Where the archive goes
+    #[arg(long, value_name = "DIR", default_value = "target/dist")]
+    pub out: PathBuf,
 }
 
 const BENCH_HELP: &str = "\

@@ -5,5 +5,6 @@ pub mod canary;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod dist;
 pub mod docs;
 pub mod release;

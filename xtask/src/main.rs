@@ -109,6 +109,21 @@ fn run(task: Task) -> anyhow::Result<()> {
                 }
             }
         }
+        Task::Dist(args) => {
+            let target = match &args.target {
+                Some(target) => target.clone(),
+                None => xtask::dist::host_target()?,
+            };
+            let binaries = xtask::dist::build(&root, args.target.as_deref())?;
+            let out = if args.out.is_absolute() { args.out.clone() } else { root.join(&args.out) };
+            let archive =
+                xtask::dist::pack(&binaries, env!("CARGO_PKG_VERSION"), &target, &out, xtask::dist::SIZE_BUDGET)?;
+            for (tool, size) in &archive.sizes {
+                eprintln!("dist: {tool:<11} {:>5.1} MB", *size as f64 / 1e6);
+            }
+            println!("{}  {}", archive.sha256, archive.path.display());
+            Ok(())
+        }
         Task::Docs => {
             let out = root.join("target/xtask");
             let written = xtask::docs::generate(&out)?;
