@@ -258,6 +258,7 @@ mod tests {
             if closure.is_complete() {
                 return (closure, rounds);
             }
+            assert!(closure.pending.iter().any(|d| !known.contains_key(d)), "a round that reads nothing new");
             for digest in &closure.pending {
                 known.insert(digest.clone(), world.get(digest).cloned().unwrap_or(Read::Missing));
             }

@@ -99,14 +99,22 @@ impl<'a> Reads<'a> {
         roots: &BTreeMap<String, String>,
     ) -> anyhow::Result<Closure> {
         loop {
-            let closure = {
+            let (closure, progress) = {
                 let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
                 let empty = BTreeMap::new();
-                closure::compute(listing, roots, cache.get(repository).unwrap_or(&empty))
+                let read = cache.get(repository).unwrap_or(&empty);
+                let closure = closure::compute(listing, roots, read);
+                let progress = closure.pending.iter().any(|digest| !read.contains_key(digest));
+                (closure, progress)
             };
             if closure.is_complete() {
                 return Ok(closure);
             }
+            // Each round reads something new, so the loop ends; fail closed if it would not.
+            anyhow::ensure!(
+                progress,
+                "the keep closure of {repository} asks again for manifests already read; nothing was deleted"
+            );
             self.read_all(repository, &closure.pending)?;
         }
     }
