@@ -199,3 +199,33 @@ fn the_login_record_has_the_shape_its_sample_pins() {
     let pinned: Value = serde_json::from_str(&crate::contract::sample("login")).unwrap();
     assert_eq!(crate::contract::shape(&fresh), crate::contract::shape(&pinned));
 }
+
+#[test]
+fn a_config_changed_while_the_api_answers_keeps_both_changes() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"auths": {}}"#).unwrap();
+    sim.add_fault(do_sim::Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries/example-registry/docker-credentials".into(),
+        kind: do_sim::FaultKind::Latency { ms: 1500 },
+        times: 1,
+    });
+    let path = dir.path().to_path_buf();
+    let login = std::thread::spawn({
+        let tool = login(&sim, &path);
+        move || tool.run()
+    });
+    // `docker login` to another registry lands while do-login waits for its credentials.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sim.requests().iter().any(|r| r.url == "/v2/registries") {
+        assert!(std::time::Instant::now() < deadline, "do-login never asked");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(dir.path().join("config.json"), r#"{"auths": {"ghcr.io": {"auth": "eDp5"}}}"#).unwrap();
+    login.join().unwrap().assert_code(0);
+    let after = config(dir.path());
+    assert_eq!(after["auths"]["ghcr.io"]["auth"], "eDp5", "the other login survived");
+    assert!(after["auths"]["registry.digitalocean.com"]["auth"].is_string());
+}
