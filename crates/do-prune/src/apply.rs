@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use do_core::api::{has_status, is_ambiguous, segment};
@@ -187,46 +186,39 @@ impl Prune<'_> {
         }
         let total: usize = waves.iter().map(Vec::len).sum();
         let done = AtomicUsize::new(0);
-        let failed = Mutex::new(Vec::new());
+        let mut failed = Vec::new();
         for wave in waves.into_iter().filter(|w| !w.is_empty()) {
-            let queue = Mutex::new(wave.into_iter());
-            std::thread::scope(|scope| {
-                for _ in 0..usize::from(self.cli.concurrency) {
-                    scope.spawn(|| loop {
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                        let Some((deletion, path)) = next else { break };
-                        let outcome = if Instant::now() >= self.deadline {
-                            Err(DEADLINE_PASSED.to_string())
-                        } else {
-                            match self.client.delete(&path) {
-                                Ok(()) => Ok(()),
-                                Err(error) if has_status(&error, 404) => {
-                                    self.progress.debug(&format!("{path}: already gone"));
-                                    Ok(())
-                                }
-                                Err(error) => Err(format!("{error:#}")),
+            let outcomes =
+                do_core::concurrent::try_map(&wave, usize::from(self.cli.concurrency), |(deletion, path)| {
+                    let outcome = if Instant::now() >= self.deadline {
+                        Err(DEADLINE_PASSED.to_string())
+                    } else {
+                        match self.client.delete(path) {
+                            Ok(()) => Ok(()),
+                            Err(error) if has_status(&error, 404) => {
+                                self.progress.debug(&format!("{path}: already gone"));
+                                Ok(())
                             }
-                        };
-                        if let Err(error) = outcome {
-                            failed.lock().unwrap_or_else(|e| e.into_inner()).push(Failed {
-                                repository: repository.to_string(),
-                                digest: deletion.digest.clone(),
-                                tags: deletion.tags.clone(),
-                                error,
-                            });
+                            Err(error) => Err(format!("{error:#}")),
                         }
-                        let count = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        // Every tenth part, so CI logs get about ten lines however many deletions there are.
-                        if count.is_multiple_of((total / 10).max(1)) || count == total {
-                            self.progress.status(&format!("deleting in {repository}: {count}/{total}"));
-                        }
-                    });
-                }
-            });
+                    };
+                    let count = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    // Every tenth part, so CI logs get about ten lines however many deletions there are.
+                    if count.is_multiple_of((total / 10).max(1)) || count == total {
+                        self.progress.status(&format!("deleting in {repository}: {count}/{total}"));
+                    }
+                    Ok::<_, std::convert::Infallible>(outcome.err().map(|error| Failed {
+                        repository: repository.to_string(),
+                        digest: deletion.digest.clone(),
+                        tags: deletion.tags.clone(),
+                        error,
+                    }))
+                });
+            failed.extend(outcomes.unwrap_or_else(|never| match never {}).into_iter().flatten());
         }
         self.progress.finish();
-        let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
-        // A manifest with several tag deletions counts once.
+        // A manifest with several tag deletions counts once (its tags are next to each other:
+        // outcomes come back in the wave's order).
         failed.dedup_by(|a, b| a.digest == b.digest && a.error == b.error);
         self.progress.info(&format!(
             "{repository}: {} of {} deletions done{}",

@@ -126,40 +126,30 @@ impl<'a> Reads<'a> {
 
     fn read_all(&self, repository: &str, digests: &[String]) -> anyhow::Result<()> {
         let total = digests.len();
-        let queue = Mutex::new(digests.iter());
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let deadline_hit = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..self.concurrency.min(total) {
-                scope.spawn(|| loop {
-                    let Some(digest) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else { break };
-                    let read = match self.read_one(repository, digest) {
-                        Ok(info) => Read::Info(info),
-                        Err(error) if error.chain().any(|c| c.is::<NotInRegistry>()) => Read::Missing,
-                        Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => {
-                            *deadline_hit.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
-                            break;
-                        }
-                        Err(error) => Read::Failed(format!("{error:#}")),
-                    };
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(repository.to_string())
-                        .or_default()
-                        .insert(digest.clone(), read);
-                    let count = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if count.is_multiple_of((total / 10).max(1)) || count == total {
-                        self.progress.status(&format!("reading manifests of {repository}: {count}/{total}"));
-                    }
-                });
+        let read = do_core::concurrent::try_map(digests, self.concurrency, |digest| {
+            let read = match self.read_one(repository, digest) {
+                Ok(info) => Read::Info(info),
+                Err(error) if error.chain().any(|c| c.is::<NotInRegistry>()) => Read::Missing,
+                // The deadline stops the reads; any other failure is recorded (and fails closed).
+                Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => return Err(error),
+                Err(error) => Read::Failed(format!("{error:#}")),
+            };
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(repository.to_string())
+                .or_default()
+                .insert(digest.clone(), read);
+            let count = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if count.is_multiple_of((total / 10).max(1)) || count == total {
+                self.progress.status(&format!("reading manifests of {repository}: {count}/{total}"));
             }
+            Ok(())
         });
         self.progress.finish();
-        match deadline_hit.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(error) => Err(error.context("the deadline passed while reading manifests; nothing was deleted")),
-            None => Ok(()),
-        }
+        read.map(drop)
+            .map_err(|error| error.context("the deadline passed while reading manifests; nothing was deleted"))
     }
 }
 
