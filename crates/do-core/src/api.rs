@@ -310,7 +310,7 @@ impl Client {
 
     /// Every listing in `paths`, each complete and in order, with at most `concurrency`
     /// requests at once over all of them: first pages, then, for each page-number listing whose
-    /// first page gives the total, the other pages at once. A listing whose pages disagree
+    /// first page gives the total, the other pages several at a time. A listing whose pages disagree
     /// (it changed while it was read) is read again one page after another, so the result is
     /// always what [`Client::get_all`] would give.
     pub fn get_all_concurrently<T: DeserializeOwned + Send>(
@@ -327,25 +327,46 @@ impl Client {
             self.get_listing_page(&with_per_page(&paths[n]), field).map_err(of(n))
         })?;
         let rest: Vec<Option<Vec<String>>> = firsts.iter().map(remaining_pages).collect();
-        let jobs: Vec<(usize, &String)> =
-            rest.iter().enumerate().flat_map(|(n, pages)| pages.iter().flatten().map(move |p| (n, p))).collect();
-        let fetched: Vec<ListingPage<T>> = crate::concurrent::try_map(&jobs, concurrency, |&(n, path)| {
-            self.get_listing_page(path, field).map_err(of(n))
-        })?;
-        let mut fetched = jobs.iter().map(|(n, _)| *n).zip(fetched).peekable();
+        let totals: Vec<Option<u64>> = firsts.iter().map(|first| first.total).collect();
+        // The remaining pages, in rounds of at most `concurrency` per listing, so a first page
+        // that promises more than there is costs one round, not every page it promised: a page
+        // that disagrees with the first, or comes back empty, stops that listing's reading ahead.
+        let mut read: Vec<Vec<ListingPage<T>>> = paths.iter().map(|_| Vec::new()).collect();
+        let mut stopped = vec![false; paths.len()];
+        loop {
+            let jobs: Vec<(usize, &String)> = rest
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| !stopped[*n])
+                .flat_map(|(n, pages)| {
+                    pages.iter().flatten().skip(read[n].len()).take(concurrency.max(1)).map(move |p| (n, p))
+                })
+                .collect();
+            if jobs.is_empty() {
+                break;
+            }
+            let fetched = crate::concurrent::try_map(&jobs, concurrency, |&(n, path)| {
+                self.get_listing_page::<T>(path, field).map_err(of(n))
+            })?;
+            for (&(n, _), page) in jobs.iter().zip(fetched) {
+                if page.total != totals[n] || page.items.is_empty() {
+                    stopped[n] = true;
+                }
+                read[n].push(page);
+            }
+        }
         let mut listings = Vec::with_capacity(paths.len());
-        for (index, (first, rest)) in firsts.into_iter().zip(&rest).enumerate() {
+        for (index, ((first, rest), more)) in firsts.into_iter().zip(&rest).zip(read).enumerate() {
             let path = &paths[index];
-            if rest.is_none() {
+            let Some(planned) = rest else {
                 listings.push(self.follow_pages(path, field, first).map_err(of(index))?);
                 continue;
-            }
+            };
             let total = first.total;
             let mut pages = vec![first];
-            while let Some((_, page)) = fetched.next_if(|(n, _)| *n == index) {
-                pages.push(page);
-            }
-            let consistent = pages.iter().all(|p| p.total == total)
+            pages.extend(more);
+            let consistent = pages.len() == planned.len() + 1
+                && pages.iter().all(|p| p.total == total)
                 && pages.last().is_some_and(|p| p.next.is_none())
                 && Some(pages.iter().map(|p| p.items.len() as u64).sum::<u64>()) == total;
             if consistent {
