@@ -114,8 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
     let registry = do_core::registry::find(&client, registry.as_deref())?.name;
     let credentials = fetch(&client, &registry, cli.expiry, !cli.read_only)?;
-    let expires_at = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(cli.expiry.as_secs() as i64))
+    let expires_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + cli.expiry.as_secs() as i64)
         .map(|t| t.to_string())
         .ok();
     let hosts: Vec<String> = credentials.keys().cloned().collect();
