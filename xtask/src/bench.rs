@@ -165,9 +165,7 @@ impl SimProcess {
 
     /// What the process holds in memory now (VmRSS), in bytes.
     pub fn resident_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+        proc_status_bytes(&self.child.id().to_string(), "VmRSS:")
     }
 }
 
@@ -180,8 +178,13 @@ impl Drop for SimProcess {
 
 /// This process's peak resident memory (VmHWM), in bytes.
 fn own_peak_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    proc_status_bytes("self", "VmHWM:")
+}
+
+/// A memory figure (`VmRSS:`, `VmHWM:`) of /proc/PROCESS/status, in bytes.
+fn proc_status_bytes(process: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
 }
 

@@ -75,6 +75,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         (None, false) => Some(default_config_dir()?),
     };
     let file = config_dir.as_ref().map(|dir| dir.join("config.json"));
+    // Read before any request: a config that cannot be merged into stops the run before a
+    // credential is issued (and `merge_into` reads it again right before writing).
     let existing = match &file {
         Some(file) => read_config(file)?,
         None => Map::new(),
@@ -118,12 +120,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         .map(|t| t.to_string())
         .ok();
     let hosts: Vec<String> = credentials.keys().cloned().collect();
-    // Read again: another program may have written the config while the API answered.
-    let mut config = match &file {
-        Some(file) => read_config(file)?,
-        None => existing,
-    };
-    merge(&mut config, credentials);
     let access = if cli.read_only { "read-only" } else { "read-write" };
     let record = LoginRecord {
         registry: Some(registry.clone()),
@@ -135,6 +131,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     };
     match &file {
         None => {
+            let mut config = Map::new();
+            merge(&mut config, credentials);
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", Value::Object(config))
                 .and_then(|()| stdout.flush())
@@ -142,7 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             progress.info(&format!("{access} credentials for {registry} on stdout, valid for {}", human(cli.expiry)));
         }
         Some(file) => {
-            write_config(file, &config)?;
+            merge_into(file, credentials)?;
             output.emit("login", 1, &record)?;
             progress.info(&format!(
                 "logged in to {} ({registry}, {access}) in {}, valid for {}",
@@ -193,11 +191,16 @@ pub fn fetch(
 pub fn login_into(client: &Client, registry: &str, expiry: Duration, dir: &Path) -> anyhow::Result<PathBuf> {
     let file = dir.join("config.json");
     read_config(&file)?;
-    let credentials = fetch(client, registry, expiry, true)?;
-    let mut config = read_config(&file)?;
-    merge(&mut config, credentials);
-    write_config(&file, &config)?;
+    merge_into(&file, fetch(client, registry, expiry, true)?)?;
     Ok(file)
+}
+
+/// Merges credentials into the config at `file`, read again right before writing: another
+/// program may have written it while the API answered.
+fn merge_into(file: &Path, credentials: Map<String, Value>) -> anyhow::Result<()> {
+    let mut config = read_config(file)?;
+    merge(&mut config, credentials);
+    write_config(file, &config)
 }
 
 fn default_config_dir() -> anyhow::Result<PathBuf> {

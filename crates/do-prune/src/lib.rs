@@ -553,7 +553,6 @@ impl Prune<'_> {
     }
 }
 
-/// A run where some repository could not be planned safely did not do all it was asked: exit 1.
 /// Digests as the registry host writes them, whatever case the listing used.
 fn normalized(mut manifests: Vec<Manifest>) -> Vec<Manifest> {
     for manifest in &mut manifests {
@@ -562,6 +561,7 @@ fn normalized(mut manifests: Vec<Manifest>) -> Vec<Manifest> {
     manifests
 }
 
+/// A run where some repository could not be planned safely did not do all it was asked: exit 1.
 fn blocked_error(record: &PruneRecord) -> Option<anyhow::Error> {
     let blocked: Vec<&str> =
         record.repositories.iter().filter(|r| r.blocked.is_some()).map(|r| r.name.as_str()).collect();

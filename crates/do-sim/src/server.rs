@@ -451,7 +451,6 @@ pub(crate) fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Page-number pagination: `page` from 1, `per_page` 1 to 200 (default 20).
 /// The page a page-number listing asks for: which items (`skip`, `take`) and the links.
 struct PageWindow {
     skip: usize,
@@ -459,6 +458,7 @@ struct PageWindow {
     links: Value,
 }
 
+/// Page-number pagination: `page` from 1, `per_page` 1 to 200 (default 20).
 fn page_window(total: usize, incoming: &Incoming, base_url: &str) -> Result<PageWindow, SimError> {
     let per_page = number_param(incoming, "per_page", 20)?;
     let page = number_param(incoming, "page", 1)?;
