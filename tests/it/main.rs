@@ -1,6 +1,7 @@
 //! One integration-test binary: the real tool binaries against an in-process do-sim on
 //! 127.0.0.1:0 (and, for do-tag, real git with bare remotes in temp dirs).
 
+mod app_spec;
 mod bench;
 mod client;
 mod contract;

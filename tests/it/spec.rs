@@ -15,7 +15,7 @@ fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec/digitalocean-openapi-registry-apps.yaml");
-        serde_yaml::from_str(&std::fs::read_to_string(path).expect("the spec is in the repository"))
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("the spec is in the repository"))
             .expect("the spec parses")
     })
 }
@@ -257,6 +257,15 @@ fn every_simulator_answer_matches_the_spec_field_for_field() {
     expect("POST", &format!("{a}/rollback"), Some(json!({"deployment_id": previous, "skip_pin": false})), 200);
     expect("PUT", &a, Some(json!({"spec": spec})), 409);
     expect("POST", &format!("{a}/rollback/commit"), None, 200);
+    let new_spec = do_sim::default_app_spec("spec-shop", "web", "v1.1.0");
+    expect("POST", "/v2/apps/propose", Some(json!({"spec": new_spec})), 200);
+    expect("POST", "/v2/apps/propose", Some(json!({"spec": spec, "app_id": app})), 200);
+    expect("POST", "/v2/apps/propose", Some(json!({"spec": {"name": "Not_A_Name"}})), 400);
+    let created = expect("POST", "/v2/apps", Some(json!({"spec": new_spec})), 200);
+    expect("POST", "/v2/apps", Some(json!({"spec": new_spec})), 409);
+    let new_app = created["app"]["id"].as_str().unwrap().to_string();
+    expect("DELETE", &format!("/v2/apps/{new_app}"), None, 200);
+    expect("GET", &format!("/v2/apps/{new_app}"), None, 404);
     let (status, unauthorized) = {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).proxy(None).build().into();
         let mut response = agent.get(format!("{}/v2/registries", sim.url())).call().unwrap();
@@ -306,6 +315,19 @@ fn every_request_the_tools_send_matches_the_spec() {
         .run()
         .assert_code(0);
     assert!(sim.requests().iter().any(|r| r.url.ends_with("/cancel")), "a deployment was cancelled");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.json");
+    std::fs::write(&file, do_sim::default_app_spec("example-app", "web", "v1.2.0").to_string()).unwrap();
+    let file = file.display().to_string();
+    for args in [
+        vec!["--spec", &file, "--repository", "web", "--tag", "v1.1.0"],
+        vec!["--spec", &file, "--repository", "web", "--tag", "v1.1.0", "--preview", "pr-1", "--preview-env", "A=b"],
+        vec!["--spec", &file, "--delete-preview", "pr-1"],
+    ] {
+        Tool::against(DEPLOY, &sim).args(fast).args(args).run().assert_code(0);
+    }
+    let spec_paths = ["/v2/apps/propose", "/v2/apps"];
+    assert!(spec_paths.iter().all(|p| sim.requests().iter().any(|r| r.method == "POST" && r.url == *p)));
     sim.push("example-registry", "web", "scratch", 1000).unwrap();
     sim.push("example-registry", "web", "newest", 1000).unwrap();
     let prune = Tool::against(PRUNE, &sim)

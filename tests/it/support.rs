@@ -82,6 +82,11 @@ impl Tool {
         self
     }
 
+    pub fn env_remove(mut self, key: &str) -> Tool {
+        self.command.env_remove(key);
+        self
+    }
+
     pub fn arg_verbose(self) -> Tool {
         self.args(["-v"])
     }

@@ -412,6 +412,12 @@ impl Client {
         decode_field(&reply.body, field, "POST", path)
     }
 
+    /// POST that changes nothing (an app spec proposal): retried like a GET; the whole answer.
+    pub fn post_read(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let reply = self.send("POST", path, Some(body), Retry::Idempotent)?;
+        decode(&reply.body, "POST", path)
+    }
+
     /// POST whose answer has no useful body, or whose body the caller reads itself.
     pub fn post_raw(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
         self.send("POST", path, body, Retry::CreateOnce)

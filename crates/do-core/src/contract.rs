@@ -44,6 +44,7 @@ const KNOWN_KINDS: &[(&str, u64, RequiredFields)] = &[
     ("deploy", 1, &[("app_id", FieldType::String), ("phase", FieldType::String), ("changed", FieldType::Bool)]),
     ("prune", 2, &[("registry", FieldType::String), ("dry_run", FieldType::Bool), ("requests", FieldType::Integer)]),
     ("login", 1, &[("host", FieldType::String), ("logged_out", FieldType::Bool)]),
+    ("preview-delete", 1, &[("app_name", FieldType::String), ("deleted", FieldType::Bool)]),
 ];
 
 /// One checked input line: the exact bytes it arrived as, and its parsed record.

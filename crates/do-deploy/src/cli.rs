@@ -33,10 +33,28 @@ With --rollback-on-failure a failed deployment or check rolls back to the deploy
 ACTIVE when the run began, only while it (or ours) is still the ACTIVE one and nothing newer was
 made or runs; otherwise the record says why no rollback was made.
 
-Token scopes: app:read, app:update, registry:read.
+Token scopes: app:read, app:update, registry:read; app:create with --create or --preview,
+app:delete with --delete-preview.
+
+The app spec in the repository (--spec FILE): the file, with ${NAME} expanded for each
+--spec-env NAME (unset is exit 2; the token never), becomes the app's spec. Components that run
+the released repository are pinned to its digest; secrets the file leaves empty keep the live
+app's. The spec is checked with App Platform's propose first: errors are listed per field (exit 2,
+nothing changed). A dry run prints what would change, field by field, ignoring what the API
+fills in (region, alerts, ingress, instance size and count). --create creates a missing app.
+
+Preview apps (--spec FILE --preview pr-42): a separate app SPECNAME-pr-42 (at most 32
+characters: longer names keep their start and a stable hash), created when missing, without
+the spec's domains and alerts, each component marked with DO_RELEASE_PREVIEW=pr-42 and given
+each --preview-env KEY=VALUE.
+--delete-preview pr-42 deletes it, and only an app carrying that mark (else exit 2); an absent
+one is exit 0.
 
 Examples:
   do-deploy --app shop --image registry.digitalocean.com/my-reg/web:v1.4.0
+  do-deploy --spec .do/app.yaml --spec-env GITHUB_SHA --repository web --tag v1.4.0 --dry-run
+  do-deploy --spec .do/app.yaml --repository web --tag pr-42-1a2b3c4 --preview pr-42
+  do-deploy --spec .do/app.yaml --delete-preview pr-42
   do-deploy --app shop --repository web --tag v1.4.0 --rollback-on-failure \\
     --check-path /healthz --expect-header 'x-app-version=^v1\\.4\\.0$'
   do-deploy --app shop --redeploy --force-rebuild
@@ -45,7 +63,9 @@ Examples:
 Output: the input records, then one record
   {\"kind\":\"deploy\",\"v\":1,\"data\":{\"app_id\",\"app_name\",\"deployment_id\",\"previous_deployment_id\",
    \"phase\",\"image\",\"components\",\"changed\",\"dry_run\",\"cause\",\"duration_ms\",\"live_url\",\"outcome\",
-   \"failure\",\"superseded_by\",\"check\",\"rollback\"}}
+   \"failure\",\"superseded_by\",\"check\",\"rollback\",\"created\",\"preview\",\"spec_changes\"}}
+  (--delete-preview: {\"kind\":\"preview-delete\",\"v\":1,\"data\":{\"app_name\",\"app_id\",\"preview\",
+   \"deleted\",\"dry_run\",\"outcome\"}})
 
 Exit codes:
   0  the deployment is ACTIVE and the check passed (also: already running this image, or
@@ -69,9 +89,36 @@ pub enum IfBusy {
 #[derive(Parser, Debug)]
 #[command(name = "do-deploy", version, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// The app, by name or id
-    #[arg(long, value_name = "NAME_OR_ID")]
-    pub app: String,
+    /// The app, by name or id (with --spec, the app is the one the spec names)
+    #[arg(long, value_name = "NAME_OR_ID", required_unless_present = "spec", conflicts_with = "spec")]
+    pub app: Option<String>,
+
+    /// The app spec in the repository (YAML or JSON, like .do/app.yaml): it becomes the app's
+    /// spec, with the released repository's components pinned to the image
+    #[arg(long, value_name = "FILE", conflicts_with = "redeploy")]
+    pub spec: Option<std::path::PathBuf>,
+
+    /// Expand ${NAME} in the spec from this environment variable (repeatable); other ${…} are
+    /// left for App Platform (${APP_URL}, ${db.DATABASE_URL})
+    #[arg(long, value_name = "NAME", requires = "spec")]
+    pub spec_env: Vec<String>,
+
+    /// With --spec: create the app when no app of the spec's name exists
+    #[arg(long, requires = "spec")]
+    pub create: bool,
+
+    /// With --spec: deploy to the preview app SPECNAME-NAME (created when missing), without the
+    /// spec's domains and alerts
+    #[arg(long, value_name = "NAME", requires = "spec", conflicts_with = "delete_preview")]
+    pub preview: Option<String>,
+
+    /// With --preview: set an app-wide variable of the preview (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", requires = "preview")]
+    pub preview_env: Vec<String>,
+
+    /// With --spec: delete the preview app SPECNAME-NAME, if do-deploy made it
+    #[arg(long, value_name = "NAME", requires = "spec", conflicts_with_all = ["create", "image", "repository", "tag", "digest", "check_path", "check_url", "rollback_on_failure"])]
+    pub delete_preview: Option<String>,
 
     /// The image: registry.digitalocean.com/REGISTRY/REPO[:TAG|@DIGEST]
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["tag", "digest"])]

@@ -10,9 +10,13 @@
 
 mod check;
 mod cli;
+mod create;
+pub mod diff;
 mod follow;
+mod preview;
 mod rollback;
 pub mod spec;
+pub mod specfile;
 pub mod target;
 mod update;
 
@@ -26,7 +30,7 @@ use do_core::progress::Progress;
 use do_core::types::{App, Manifest, Phase, Tag};
 use do_core::{validate, Client, Exit, Failure};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub use check::CheckReport;
 pub use cli::{Cli, IfBusy};
@@ -63,7 +67,32 @@ pub struct DeployRecord {
     pub superseded_by: Option<SupersededBy>,
     pub check: Option<CheckReport>,
     pub rollback: Option<RollbackReport>,
+    /// The app was created by this run (--create or --preview).
+    pub created: bool,
+    /// The preview name, with --preview.
+    pub preview: Option<String>,
+    /// With --spec: each field the spec sent changes (or, in a dry run, would change).
+    pub spec_changes: Vec<diff::SpecChange>,
 }
+
+/// What `--spec` asks for, read and checked before any request.
+#[derive(Debug, Clone)]
+pub struct SpecPlan {
+    /// The file's spec, expanded, made a preview's when asked; components not yet pinned.
+    pub spec: Value,
+    pub preview: Option<String>,
+    /// Whether a missing app is created (--create, --preview).
+    pub may_create: bool,
+}
+
+impl SpecPlan {
+    pub fn app_name(&self) -> &str {
+        self.spec.get("name").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+/// The app id a dry run reports for an app it would create.
+pub const NOT_CREATED_YET: &str = "(not created yet)";
 
 #[derive(Debug, Serialize)]
 pub struct FailureReport {
@@ -103,7 +132,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let deadline = started + cli.timeout;
     let input = cli.io.read_input(deadline)?;
-    check_app_reference(&cli.app)?;
+    if let Some(app) = &cli.app {
+        check_app_reference(app)?;
+    }
     let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
     do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
     do_core::cli::check_duration("--interval", cli.interval, loopback)?;
@@ -133,6 +164,55 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             return Err(Failure::usage(format!("--check-path {}: give a path like /healthz", validate::shown(path))));
         }
     }
+    let preview_envs =
+        cli.preview_env.iter().map(|text| specfile::parse_preview_env(text)).collect::<anyhow::Result<Vec<_>>>()?;
+    for name in cli.preview.iter().chain(&cli.delete_preview) {
+        specfile::check_preview_name(name)?;
+    }
+    let progress = cli.io.progress(TOOL);
+    let read_spec = |names_only: bool| -> anyhow::Result<Option<Value>> {
+        let Some(path) = &cli.spec else { return Ok(None) };
+        let token = cli.api.token(&progress)?;
+        let env = |name: &str| std::env::var(name).ok();
+        specfile::check_allowed(&cli.spec_env, Some(token.expose()), &env)?;
+        let mut spec = specfile::read(path)?;
+        if names_only {
+            spec = json!({"name": spec["name"].clone()});
+        }
+        let expansion = specfile::expand(&mut spec, &cli.spec_env, &env)?;
+        expansion.secret_values.iter().for_each(|secret| do_core::redact::register(secret));
+        for name in &expansion.left_as_written {
+            progress.warn(&format!(
+                "the spec's ${{{name}}} was left as written for App Platform; pass --spec-env {name} to expand it"
+            ));
+        }
+        if !spec.get("name").and_then(Value::as_str).is_some_and(spec::valid_app_name) {
+            return Err(Failure::usage(format!(
+                "--spec names the app {}: App Platform wants 2 to 32 lowercase letters, digits and dashes, starting with a letter",
+                validate::shown(spec["name"].as_str().unwrap_or(""))
+            )));
+        }
+        Ok(Some(spec))
+    };
+    if let Some(preview) = &cli.delete_preview {
+        let spec = read_spec(true)?.expect("--delete-preview requires --spec");
+        let base = spec["name"].as_str().unwrap_or_default();
+        let client = cli.api.client(progress.clone())?;
+        client.set_deadline(deadline);
+        let mut output = Output::stdout();
+        output.pass_through(&input)?;
+        let (record, exit) = preview::delete(&client, &progress, base, preview, cli.dry_run)?;
+        output.emit("preview-delete", 1, &record)?;
+        return Ok(exit);
+    }
+    let plan = read_spec(false)?.map(|spec| SpecPlan {
+        spec: match &cli.preview {
+            Some(preview) => specfile::for_preview(&spec, preview, &preview_envs),
+            None => spec,
+        },
+        preview: cli.preview.clone(),
+        may_create: cli.create || cli.preview.is_some(),
+    });
     let target = if cli.redeploy {
         None
     } else {
@@ -145,7 +225,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         };
         Some(target::choose(&flags, &input)?)
     };
-    let progress = cli.io.progress(TOOL);
     let client = cli.api.client(progress.clone())?;
     client.set_deadline(deadline);
     let mut output = Output::stdout();
@@ -159,6 +238,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         deadline,
         expectations,
         last_phase: Default::default(),
+        plan,
+        intended_spec: Default::default(),
     };
     let (record, exit) = deployer.deploy(target)?;
     output.emit("deploy", 1, &record)?;
@@ -212,6 +293,8 @@ fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
         ("digest", digest),
         ("image", record.image.clone().unwrap_or_default()),
         ("changed", record.changed.to_string()),
+        ("app_name", record.app_name.clone()),
+        ("live_url", record.live_url.clone().unwrap_or_default()),
     ])?;
     let mut summary = format!(
         "### do-deploy\n\n**{}**: deployment `{}` is **{}**{}\n\n| component | before | after |\n|---|---|---|\n",
@@ -235,6 +318,21 @@ fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
     }
     github.summary(&summary)?;
     Ok(())
+}
+
+/// A preview run changes only an app that do-deploy made as that preview: an app that merely
+/// has the name (a production app called `shop-pr-42`, say) is not overwritten.
+fn check_is_preview(plan: &SpecPlan, app: &App) -> anyhow::Result<()> {
+    let Some(preview) = &plan.preview else { return Ok(()) };
+    if specfile::preview_marker(&app.spec) == Some(preview.as_str()) {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "app {} ({}) exists but is not the preview {preview} made by do-deploy (no {}={preview} on its components); not touching it: pick another --preview name",
+        app.name(),
+        app.id,
+        specfile::PREVIEW_MARKER
+    )))
 }
 
 fn check_app_reference(app: &str) -> anyhow::Result<()> {
@@ -264,18 +362,64 @@ struct Deployer<'a> {
     expectations: check::Expectations,
     /// The phase the followed deployment was last seen in.
     last_phase: std::sync::Mutex<Option<String>>,
+    /// With --spec: the app spec file, checked.
+    plan: Option<SpecPlan>,
+    /// With --spec: the whole spec this run sends. A deployment is this run's intent only when
+    /// its spec is this one, not merely when it runs the image.
+    intended_spec: std::sync::OnceLock<Value>,
 }
 
 impl Deployer<'_> {
     fn deploy(&self, target: Option<Target>) -> anyhow::Result<(DeployRecord, Exit)> {
         let cli = self.cli;
-        let mut app = self.find_app(&cli.app)?;
-        let app_path = format!("/v2/apps/{}", segment(&app.id));
         let wanted = target.as_ref().map(|target| self.resolve(target)).transpose()?;
         let repository = target.as_ref().map(|t| t.repository.as_str());
-        if let Some(repository) = repository {
-            spec::matching_components(&app.spec, repository, &cli.component).map_err(Failure::usage)?;
-        }
+        let mut created = false;
+        // With --spec: the file's spec pinned to the image, and what pinning changed in it.
+        let mut from_file = None;
+        let mut app = match (&self.plan, &wanted, repository) {
+            (Some(plan), Some(wanted), Some(repository)) => {
+                let components =
+                    spec::matching_components(&plan.spec, repository, &cli.component).map_err(Failure::usage)?;
+                let (mut new_spec, file_changes) = spec::pin(&plan.spec, &components, wanted);
+                let existing = self.find_app_named(plan.app_name())?;
+                if existing.is_none() && !plan.may_create {
+                    return Err(Failure::usage(format!(
+                        "no app named {:?}: pass --create to create it from the spec",
+                        plan.app_name()
+                    )));
+                }
+                if let Some(live) = &existing {
+                    check_is_preview(plan, live)?;
+                    specfile::keep_live_secrets(&mut new_spec, &live.spec);
+                }
+                self.propose(&new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
+                let _ = self.intended_spec.set(new_spec.clone());
+                let app = match existing {
+                    Some(app) => app,
+                    None if cli.dry_run => return Ok(self.dry_run_create(plan, &new_spec, file_changes, wanted)),
+                    None => {
+                        let (app, made) = self.create_app(plan, &new_spec)?;
+                        if !made {
+                            check_is_preview(plan, &app)?;
+                        }
+                        created = made;
+                        app
+                    }
+                };
+                from_file = Some((new_spec, file_changes, components));
+                app
+            }
+            (Some(_), _, _) => return Err(Failure::usage("--spec needs the image to pin: --image, --repository with --tag or --digest, or an image record on stdin")),
+            (None, _, _) => {
+                let app = self.find_app(cli.app.as_deref().unwrap_or_default())?;
+                if let Some(repository) = repository {
+                    spec::matching_components(&app.spec, repository, &cli.component).map_err(Failure::usage)?;
+                }
+                app
+            }
+        };
+        let app_path = format!("/v2/apps/{}", segment(&app.id));
         // The one a rollback may return to: ACTIVE when this run began.
         let began_active = app.active_deployment.as_ref().map(|d| d.id.clone());
         let mut record = DeployRecord {
@@ -299,6 +443,9 @@ impl Deployer<'_> {
             superseded_by: None,
             check: None,
             rollback: None,
+            created,
+            preview: self.plan.as_ref().and_then(|plan| plan.preview.clone()),
+            spec_changes: Vec::new(),
         };
         let runs_wanted = |spec: &serde_json::Value| match (&wanted, repository) {
             (Some(wanted), Some(repository)) => self.runs_wanted(spec, wanted, repository),
@@ -331,9 +478,17 @@ impl Deployer<'_> {
 
         let update = match (&wanted, repository, &adopted) {
             (Some(wanted), Some(repository), None) => {
-                let components =
-                    spec::matching_components(&app.spec, repository, &cli.component).map_err(Failure::usage)?;
-                let (new_spec, changes) = spec::pin(&app.spec, &components, wanted);
+                let (new_spec, changes) = match &from_file {
+                    Some((new_spec, file_changes, components)) => {
+                        record.spec_changes = diff::changes(&app.spec, new_spec);
+                        (new_spec.clone(), spec::told_against_live(file_changes.clone(), components, &app.spec))
+                    }
+                    None => {
+                        let components =
+                            spec::matching_components(&app.spec, repository, &cli.component).map_err(Failure::usage)?;
+                        spec::pin(&app.spec, &components, wanted)
+                    }
+                };
                 if !cli.allow_downgrade {
                     self.warn_if_downgrade(target.as_ref(), &changes, wanted);
                 }
@@ -342,7 +497,8 @@ impl Deployer<'_> {
                 let already = app.in_progress_deployment.is_none()
                     && app.active_deployment.is_some()
                     && runs_wanted(active_spec)
-                    && runs_wanted(&app.spec);
+                    && runs_wanted(&app.spec)
+                    && record.spec_changes.is_empty();
                 if already && !cli.force {
                     let active = app.active_deployment.as_ref().expect("checked above");
                     self.progress.info(&format!(
@@ -364,6 +520,18 @@ impl Deployer<'_> {
         record.changed = true;
 
         if cli.dry_run {
+            if from_file.is_some() {
+                self.progress.info(&format!(
+                    "dry run: the spec would change {} field{} of {}{}",
+                    record.spec_changes.len(),
+                    if record.spec_changes.len() == 1 { "" } else { "s" },
+                    app.name(),
+                    if record.spec_changes.is_empty() { "" } else { ":" }
+                ));
+                for change in &record.spec_changes {
+                    self.progress.info(&format!("  {change}"));
+                }
+            }
             for change in &record.components {
                 self.progress.info(&format!(
                     "dry run: {} {}: {} -> {}{}",
@@ -484,6 +652,13 @@ impl Deployer<'_> {
         };
         record.duration_ms = self.started.elapsed().as_millis() as u64;
         record.phase = done.phase.to_string();
+        if done.phase == Phase::Active && app.live_url.is_none() {
+            // A new app gets its URL with its first ACTIVE deployment.
+            if let Ok(fresh) = self.client.get_object::<App>(&app_path, "app") {
+                app.live_url = fresh.live_url;
+            }
+            record.live_url = app.live_url.clone();
+        }
         if done.phase == Phase::Active {
             self.progress.info(&format!(
                 "deployment {} is ACTIVE after {}{}",

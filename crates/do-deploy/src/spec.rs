@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 
 /// Component kinds that run a container image.
 pub const IMAGE_KINDS: [(&str, &str); 3] = [("services", "service"), ("workers", "worker"), ("jobs", "job")];
+/// Every list of components in a spec.
+pub const COMPONENT_LISTS: [&str; 5] = ["services", "workers", "jobs", "static_sites", "functions"];
 
 /// How the new image is written into the spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +46,40 @@ pub struct ComponentRef {
     pub kind: &'static str,
     pub index: usize,
     pub name: String,
+}
+
+/// App Platform's rule for app and component names: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$`.
+pub fn valid_app_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (2..=32).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// The changes `pin` made to a file's spec, told against the live spec: each component's image
+/// before is the live app's (`none` for a component the app does not have yet).
+pub fn told_against_live(
+    changes: Vec<ComponentChange>,
+    components: &[ComponentRef],
+    live: &Value,
+) -> Vec<ComponentChange> {
+    changes
+        .into_iter()
+        .zip(components)
+        .map(|(mut change, reference)| {
+            let live_component = live
+                .get(reference.list)
+                .and_then(Value::as_array)
+                .and_then(|all| all.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(&reference.name)));
+            change.image_before = match live_component.and_then(|c| c.get("image")) {
+                Some(image) => image_text(image),
+                None if live_component.is_some() => "built from source".into(),
+                None => "none".into(),
+            };
+            change
+        })
+        .collect()
 }
 
 /// Every image component in the spec, whatever its image.

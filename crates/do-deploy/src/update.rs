@@ -94,9 +94,11 @@ impl Deployer<'_> {
         Ok(None)
     }
 
-    /// Whether every matched component of `spec` runs the wanted image (image fields only).
+    /// Whether every matched component of `spec` runs the wanted image (image fields only), and,
+    /// with --spec, whether `spec` is the whole spec this run sends.
     pub(crate) fn runs_wanted(&self, spec: &Value, wanted: &Wanted, repository: &str) -> bool {
         spec::runs_everywhere(spec, repository, &self.cli.component, wanted)
+            && self.intended_spec.get().is_none_or(|intended| crate::diff::same_intent(spec, intended))
     }
 
     pub(crate) fn handle_busy(&self, app: &App, busy: &Deployment) -> anyhow::Result<()> {

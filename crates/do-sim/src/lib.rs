@@ -2,6 +2,7 @@
 //! (Container Registry, App Platform, Account). Tests start it in-process on 127.0.0.1:0;
 //! people run it as `do-sim --listen ADDR`.
 
+pub mod appspec;
 pub mod content;
 mod distribution;
 mod live;

@@ -749,6 +749,38 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
             let apps = state.apps.iter().map(|app| app.to_json(now, &live_url(base_url, app))).collect();
             listing("apps", apps, incoming, base_url)
         }
+        ("POST", []) => {
+            let spec = spec_in_body(incoming)?;
+            check_spec(&spec)?;
+            let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
+            if state.apps.iter().any(|app| app.spec.get("name").and_then(Value::as_str) == Some(name)) {
+                return Err(SimError::new(409, "conflict", format!("an app named {name:?} already exists")));
+            }
+            let id = state.add_app(None, crate::appspec::as_stored(&spec), false, now);
+            let index = state.apps.iter().position(|app| app.id == id).expect("just added");
+            state.apps[index].created_at = crate::state::now_rfc3339();
+            let deployment = state.create_deployment(index, "initial deployment", now);
+            let app = &state.apps[index];
+            let mut shown = app.to_json(now, &live_url(base_url, app));
+            shown["pending_deployment"] = deployment;
+            ok(json!({ "app": shown }))
+        }
+        ("POST", ["propose"]) => {
+            let spec = spec_in_body(incoming)?;
+            check_spec(&spec)?;
+            let app_id = incoming.body.as_ref().and_then(|b| b.get("app_id")).and_then(Value::as_str);
+            if let Some(app_id) = app_id {
+                if !state.apps.iter().any(|app| app.id == app_id) {
+                    return Err(SimError::not_found());
+                }
+            }
+            let name = spec.get("name").and_then(Value::as_str);
+            let available = !state
+                .apps
+                .iter()
+                .any(|app| app.spec.get("name").and_then(Value::as_str) == name && Some(app.id.as_str()) != app_id);
+            ok(crate::appspec::proposal(&spec, available))
+        }
         (method, [app_id, rest @ ..]) => {
             let index = state.apps.iter().position(|app| app.id == *app_id).ok_or_else(SimError::not_found)?;
             match (method, rest) {
@@ -760,15 +792,23 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
                     "conflict",
                     "app_pinned: the app is pinned to a rollback; commit or revert it first",
                 )),
+                ("DELETE", []) => {
+                    let app = state.apps.remove(index);
+                    ok(json!({ "id": app.id }))
+                }
                 ("PUT", []) => {
-                    let spec = incoming
-                        .body
-                        .as_ref()
-                        .and_then(|b| b.get("spec"))
-                        .cloned()
-                        .ok_or_else(|| SimError::new(400, "bad_request", "the body must be {\"spec\": {...}}"))?;
+                    let spec = spec_in_body(incoming)?;
                     check_spec(&spec)?;
-                    state.apps[index].spec = spec;
+                    let name = spec.get("name").and_then(Value::as_str);
+                    let taken = state
+                        .apps
+                        .iter()
+                        .enumerate()
+                        .any(|(other, app)| other != index && app.spec.get("name").and_then(Value::as_str) == name);
+                    if taken {
+                        return Err(SimError::new(409, "conflict", format!("an app named {name:?} already exists")));
+                    }
+                    state.apps[index].spec = crate::appspec::as_stored(&spec);
                     let deployment = state.create_deployment(index, "app spec updated", now);
                     let app = &state.apps[index];
                     let mut shown = app.to_json(now, &live_url(base_url, app));
@@ -916,26 +956,24 @@ fn rollback_target(
     Ok(Ok(index))
 }
 
-/// The checks App Platform makes on an image source that the toolkit can get wrong.
+/// `{"spec": {...}}` from the request body.
+fn spec_in_body(incoming: &Incoming) -> Result<Value, SimError> {
+    incoming
+        .body
+        .as_ref()
+        .and_then(|b| b.get("spec"))
+        .cloned()
+        .ok_or_else(|| SimError::new(400, "bad_request", "the body must be {\"spec\": {...}}"))
+}
+
+/// The checks App Platform makes on a spec: every problem found, one per line.
 fn check_spec(spec: &Value) -> Result<(), SimError> {
-    let name = spec.get("name").and_then(Value::as_str).unwrap_or("");
-    if name.len() < 2 || name.len() > 32 {
-        return Err(SimError::bad_request("spec.name must be 2 to 32 characters"));
+    let problems = crate::appspec::problems(spec);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SimError::new(400, "bad_request", problems.join("\n")))
     }
-    for kind in ["services", "workers", "jobs"] {
-        for component in spec.get(kind).and_then(Value::as_array).into_iter().flatten() {
-            let Some(image) = component.get("image") else { continue };
-            let has = |key: &str| image.get(key).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
-            if has("tag") && has("digest") {
-                return Err(SimError::bad_request("image tag and digest are mutually exclusive"));
-            }
-            let deploy_on_push = image.pointer("/deploy_on_push/enabled").and_then(Value::as_bool) == Some(true);
-            if deploy_on_push && has("digest") {
-                return Err(SimError::bad_request("deploy_on_push cannot be used with an image digest"));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn control(shared: &Shared, incoming: &Incoming) -> Answer {

@@ -652,15 +652,18 @@ impl App {
             "id": self.id,
             "owner_uuid": "00000000-0000-4000-8000-0000000000aa",
             "spec": self.spec,
-            "default_ingress": live_url,
-            "live_url": live_url,
-            "live_url_base": live_url,
-            "live_domain": live_url.trim_start_matches("https://"),
             "created_at": self.created_at,
             "updated_at": now_rfc3339(),
             "tier_slug": "basic",
             "region": {"slug": "fra", "label": "Frankfurt", "flag": "germany", "continent": "Europe", "data_centers": ["fra1"]},
         });
+        // A new app has no URL until its first deployment is ACTIVE.
+        if self.deployments.iter().any(|d| d.was_active || d.phase_at(now) == "ACTIVE") {
+            app["default_ingress"] = json!(live_url);
+            app["live_url"] = json!(live_url);
+            app["live_url_base"] = json!(live_url);
+            app["live_domain"] = json!(live_url.trim_start_matches("https://").trim_start_matches("http://"));
+        }
         if let Some(last) = self.deployments.last() {
             app["last_deployment_created_at"] = json!(last.created_at);
         }

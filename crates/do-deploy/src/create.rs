@@ -1,0 +1,133 @@
+//! With --spec: checking the spec with App Platform before anything changes, and creating the
+//! app when it is missing. Names are unique on App Platform, so an app of the spec's name found
+//! after a create failed, or refused as taken, is the one a lost answer or another run made,
+//! and the run goes on with it as with any existing app.
+
+use do_core::api::ApiError;
+use do_core::types::App;
+use do_core::{Exit, Failure};
+use serde_json::{json, Value};
+
+use crate::spec::{ComponentChange, Pin, Wanted};
+use crate::{diff, specfile, DeployRecord, Deployer, SpecPlan, NOT_CREATED_YET};
+
+impl Deployer<'_> {
+    /// The app of exactly this name, if the account has one.
+    pub(crate) fn find_app_named(&self, name: &str) -> anyhow::Result<Option<App>> {
+        let apps: Vec<App> = self.client.get_all("/v2/apps", "apps")?;
+        Ok(apps.into_iter().find(|app| app.name() == name))
+    }
+
+    /// Asks App Platform whether it would take `spec` (for the app `app_id`, or a new one); a
+    /// refusal is exit 2 listing each field's error.
+    pub(crate) fn propose(&self, spec: &Value, app_id: Option<&str>) -> anyhow::Result<()> {
+        let mut body = json!({ "spec": spec });
+        if let Some(app_id) = app_id {
+            body["app_id"] = json!(app_id);
+        }
+        match self.client.post_read("/v2/apps/propose", &body) {
+            Ok(answer) => {
+                if app_id.is_none() && answer.get("app_name_available").and_then(Value::as_bool) == Some(false) {
+                    // Another run may be creating it right now: the create will tell.
+                    self.progress.warn(&format!(
+                        "App Platform says the name {:?} is taken, though no app of that name can be seen",
+                        spec.get("name").and_then(Value::as_str).unwrap_or("")
+                    ));
+                }
+                Ok(())
+            }
+            Err(error) => Err(refusal(error, "the spec does not pass App Platform's checks; nothing was changed")),
+        }
+    }
+
+    /// Creates the app; the app and whether this run created it (false when an app of the name
+    /// turned up meanwhile, made by a lost answer's create or by another run).
+    pub(crate) fn create_app(&self, plan: &SpecPlan, spec: &Value) -> anyhow::Result<(App, bool)> {
+        let name = plan.app_name();
+        self.progress.info(&format!("creating app {name}"));
+        match self.client.post_create::<App>("/v2/apps", Some(&json!({ "spec": spec })), "app") {
+            Ok(app) => {
+                self.progress.info(&format!("created app {name} ({})", app.id));
+                Ok((app, true))
+            }
+            Err(error) => {
+                self.progress.warn(&format!("the create got no usable answer ({error:#}); looking for app {name}"));
+                if let Some(app) = self.find_app_named(name)? {
+                    self.progress.info(&format!("app {name} exists now ({}); going on with it", app.id));
+                    return Ok((app, false));
+                }
+                if refused(&error) {
+                    return Err(refusal(error, "App Platform refused to create the app; nothing was changed"));
+                }
+                Err(error.context(format!(
+                    "creating app {name} got no answer and no app of that name exists: nothing was created; rerun do-deploy"
+                )))
+            }
+        }
+    }
+
+    /// The record of a dry run that would create the app.
+    pub(crate) fn dry_run_create(
+        &self,
+        plan: &SpecPlan,
+        spec: &Value,
+        mut changes: Vec<ComponentChange>,
+        wanted: &Wanted,
+    ) -> (DeployRecord, Exit) {
+        let spec_changes = diff::changes(&specfile::nothing(), spec);
+        self.progress.info(&format!(
+            "dry run: would create app {} with {} field{}:",
+            plan.app_name(),
+            spec_changes.len(),
+            if spec_changes.len() == 1 { "" } else { "s" }
+        ));
+        for change in &spec_changes {
+            self.progress.info(&format!("  {change}"));
+        }
+        changes.iter_mut().for_each(|change| change.image_before = "none".into());
+        let record = DeployRecord {
+            app_id: NOT_CREATED_YET.into(),
+            app_name: plan.app_name().to_string(),
+            deployment_id: None,
+            previous_deployment_id: None,
+            phase: "UNKNOWN".into(),
+            image: Some(match wanted.pin {
+                Pin::Digest => format!("{}@{}", wanted.repository, wanted.digest),
+                Pin::Tag => format!("{}:{}", wanted.repository, wanted.tag.as_deref().unwrap_or("latest")),
+            }),
+            components: changes,
+            changed: true,
+            dry_run: true,
+            cause: None,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            live_url: None,
+            outcome: "dry_run".into(),
+            failure: None,
+            superseded_by: None,
+            check: None,
+            rollback: None,
+            created: false,
+            preview: plan.preview.clone(),
+            spec_changes,
+        };
+        (record, Exit::Done)
+    }
+}
+
+/// Whether the API answered the request with a refusal (4xx): nothing happened.
+fn refused(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|c| c.downcast_ref::<ApiError>().is_some_and(|a| (400..500).contains(&a.status) && a.status != 429))
+}
+
+/// A refusal of the spec as exit 2, one line per field; other errors as they are.
+fn refusal(error: anyhow::Error, headline: &str) -> anyhow::Error {
+    let api = error.chain().find_map(|c| c.downcast_ref::<ApiError>()).filter(|a| [400, 409, 422].contains(&a.status));
+    let Some(api) = api else { return error };
+    let lines: Vec<String> = specfile::field_errors(&api.message)
+        .into_iter()
+        .map(|(field, why)| format!("  {field}: {}", do_core::redact::redact(&why)))
+        .collect();
+    Failure::usage(format!("{headline}:\n{}", lines.join("\n")))
+}

@@ -1,0 +1,78 @@
+//! `--delete-preview NAME`: deletes the preview app SPECNAME-NAME, and nothing else. The app
+//! must carry do-deploy's preview mark for that very preview, checked on a fresh read right
+//! before the delete; an app that is already gone is success, so a closed pull request's job
+//! can run twice.
+
+use do_core::api::segment;
+use do_core::progress::Progress;
+use do_core::types::App;
+use do_core::{Client, Exit, Failure};
+use serde::Serialize;
+
+use crate::specfile::{self, PREVIEW_MARKER};
+
+/// The `preview-delete` record, v1.
+#[derive(Debug, Serialize)]
+pub struct PreviewDeleteRecord {
+    pub app_name: String,
+    /// Null when no app of that name exists.
+    pub app_id: Option<String>,
+    pub preview: String,
+    pub deleted: bool,
+    pub dry_run: bool,
+    /// `deleted`, `absent` (nothing to delete) or `dry_run`.
+    pub outcome: String,
+}
+
+pub fn delete(
+    client: &Client,
+    progress: &Progress,
+    base: &str,
+    preview: &str,
+    dry_run: bool,
+) -> anyhow::Result<(PreviewDeleteRecord, Exit)> {
+    let name = specfile::preview_app_name(base, preview);
+    let mut record = PreviewDeleteRecord {
+        app_name: name.clone(),
+        app_id: None,
+        preview: preview.to_string(),
+        deleted: false,
+        dry_run,
+        outcome: "absent".into(),
+    };
+    let apps: Vec<App> = client.get_all("/v2/apps", "apps")?;
+    let Some(found) = apps.into_iter().find(|app| app.name() == name) else {
+        progress.info(&format!("no app named {name}; nothing to delete"));
+        return Ok((record, Exit::Done));
+    };
+    let path = format!("/v2/apps/{}", segment(&found.id));
+    record.app_id = Some(found.id.clone());
+    // Read again right before deleting: the mark is checked on what the delete will hit.
+    let Some(app) = client.get_object_or_none::<App>(&path, "app")? else {
+        progress.info(&format!("app {name} is gone already; nothing to delete"));
+        return Ok((record, Exit::Done));
+    };
+    if app.name() != name || specfile::preview_marker(&app.spec) != Some(preview) {
+        return Err(Failure::usage(format!(
+            "app {name} ({}) was not made by do-deploy --preview {preview} (its spec has no {PREVIEW_MARKER}={preview}); not deleting it",
+            app.id
+        )));
+    }
+    if dry_run {
+        progress.info(&format!("dry run: would delete preview app {name} ({})", app.id));
+        record.outcome = "dry_run".into();
+        return Ok((record, Exit::Done));
+    }
+    progress.info(&format!("deleting preview app {name} ({})", app.id));
+    if let Err(error) = client.delete(&path) {
+        // A retried delete whose first try went through answers 404.
+        match client.get_object_or_none::<App>(&path, "app") {
+            Ok(None) => {}
+            _ => return Err(error.context(format!("could not delete preview app {name}"))),
+        }
+    }
+    record.deleted = true;
+    record.outcome = "deleted".into();
+    progress.info(&format!("deleted preview app {name}"));
+    Ok((record, Exit::Done))
+}

@@ -1,0 +1,459 @@
+//! The app spec kept in the repository (`.do/app.yaml`): read as YAML or JSON, `${VAR}`
+//! references expanded from an allow-list only, and turned into a preview app's spec. Pure
+//! functions, checked before any request.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use do_core::{validate, Failure};
+use regex::Regex;
+use serde_json::{json, Map, Value};
+
+/// The variable, on every component, that marks an app as a preview made by do-deploy; its
+/// value is the preview's name. `--delete-preview` deletes nothing that lacks it.
+pub const PREVIEW_MARKER: &str = "DO_RELEASE_PREVIEW";
+/// App Platform's limit on app names.
+pub const MAX_APP_NAME: usize = 32;
+const MAX_SPEC_BYTES: u64 = 1 << 20;
+/// Variables whose value is a DigitalOcean token: never written into a spec.
+const TOKEN_VARIABLES: [&str; 2] = [do_core::api::TOKEN_VARIABLE, "DIGITALOCEAN_TOKEN"];
+/// App Platform fills these in itself; a reference to one is not a mistake.
+const APP_WIDE_VARIABLES: [&str; 3] = ["APP_URL", "APP_DOMAIN", "APP_ID"];
+
+fn reference() -> &'static Regex {
+    static REFERENCE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    REFERENCE.get_or_init(|| Regex::new(r"\$\{([^}]*)\}").expect("a valid pattern"))
+}
+
+/// Reads the spec file: JSON when it is named `*.json`, else YAML (which JSON also is).
+pub fn read(path: &Path) -> anyhow::Result<Value> {
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).map_err(|e| Failure::usage(format!("cannot read --spec {shown}: {e}")))?;
+    if metadata.len() > MAX_SPEC_BYTES {
+        return Err(Failure::usage(format!("--spec {shown} is over 1 MiB; an app spec is a few KB")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("cannot read --spec {shown}: {e}")))?;
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let spec: Value = if is_json {
+        serde_json::from_str(&text).map_err(|e| Failure::usage(format!("--spec {shown} is not valid JSON: {e}")))?
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| Failure::usage(format!("--spec {shown} is not valid YAML: {e}")))?
+    };
+    let Some(object) = spec.as_object() else {
+        return Err(Failure::usage(format!(
+            "--spec {shown} must be an app spec (a mapping with a name), not {}",
+            kind_of(&spec)
+        )));
+    };
+    if object.contains_key("spec") && !object.contains_key("name") {
+        return Err(Failure::usage(format!(
+            "--spec {shown} wraps the spec in `spec:`; give the spec itself (what `doctl apps spec get` prints)"
+        )));
+    }
+    match object.get("name").and_then(Value::as_str) {
+        Some(name) if !name.is_empty() => Ok(spec),
+        _ => Err(Failure::usage(format!("--spec {shown} has no name: App Platform names the app by spec.name"))),
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Checks the `--spec-env` names: variable names, none of them a token's.
+pub fn check_allowed(
+    names: &[String],
+    token: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    for name in names {
+        let valid = !name.is_empty()
+            && !name.as_bytes()[0].is_ascii_digit()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(Failure::usage(format!(
+                "invalid --spec-env {}: give a variable name like IMAGE_TAG",
+                validate::shown(name)
+            )));
+        }
+        let holds_token = token.is_some_and(|token| env(name).is_some_and(|value| value.contains(token)));
+        if TOKEN_VARIABLES.contains(&name.as_str()) || holds_token {
+            return Err(Failure::usage(format!(
+                "--spec-env {name}: that variable holds the DigitalOcean token, which never goes into an app spec"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What expanding the spec's references did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expansion {
+    /// `${NAME}` references left as written because NAME is not allowed, though it is set
+    /// (likely a forgotten `--spec-env`). App Platform's own (`${db.URL}`, `${APP_URL}`) are not listed.
+    pub left_as_written: BTreeSet<String>,
+    /// Values put into SECRET variables: they must never be shown.
+    pub secret_values: Vec<String>,
+}
+
+/// Replaces each `${NAME}` in the spec's string values whose NAME is in `allowed` with the
+/// variable's value; an allowed one that is unset is an error naming every such variable.
+/// Everything else is left as written: App Platform resolves its bindable variables itself.
+/// Values are substituted into parsed strings, so a value cannot add structure to the spec.
+pub fn expand(spec: &mut Value, allowed: &[String], env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Expansion> {
+    let mut expansion = Expansion::default();
+    let mut unset = BTreeSet::new();
+    walk_strings(spec, false, &mut |text, secret| {
+        if !text.contains("${") {
+            return;
+        }
+        let mut substituted = false;
+        let replaced = reference().replace_all(text, |captures: &regex::Captures| {
+            let name = &captures[1];
+            if !allowed.iter().any(|a| a == name) {
+                let app_platforms = name.contains('.') || APP_WIDE_VARIABLES.contains(&name);
+                if !app_platforms && env(name).is_some() {
+                    expansion.left_as_written.insert(name.to_string());
+                }
+                return captures[0].to_string();
+            }
+            substituted = true;
+            env(name).unwrap_or_else(|| {
+                unset.insert(name.to_string());
+                String::new()
+            })
+        });
+        if substituted {
+            if secret {
+                expansion.secret_values.push(replaced.to_string());
+            }
+            *text = replaced.into_owned();
+        }
+    });
+    if !unset.is_empty() {
+        let names: Vec<String> = unset.into_iter().collect();
+        return Err(Failure::usage(format!(
+            "the spec refers to {} (allowed with --spec-env) but {} not set; set {} or drop the reference",
+            names.iter().map(|n| format!("${{{n}}}")).collect::<Vec<_>>().join(", "),
+            if names.len() == 1 { "it is" } else { "they are" },
+            if names.len() == 1 { "it" } else { "them" },
+        )));
+    }
+    Ok(expansion)
+}
+
+/// Calls `visit` on every string value (not keys), saying whether it is a SECRET variable's value.
+fn walk_strings(value: &mut Value, secret: bool, visit: &mut dyn FnMut(&mut String, bool)) {
+    match value {
+        Value::String(text) => visit(text, secret),
+        Value::Array(items) => items.iter_mut().for_each(|item| walk_strings(item, false, visit)),
+        Value::Object(map) => {
+            let is_secret_env = map.get("type").and_then(Value::as_str) == Some("SECRET") && map.contains_key("key");
+            for (key, inner) in map.iter_mut() {
+                walk_strings(inner, is_secret_env && key == "value", visit);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks a `--preview` name: lowercase letters, digits and dashes, like `pr-42`.
+pub fn check_preview_name(name: &str) -> anyhow::Result<()> {
+    let bytes = name.as_bytes();
+    let valid = (1..=MAX_APP_NAME).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-';
+    if valid {
+        Ok(())
+    } else {
+        Err(Failure::usage(format!(
+            "invalid preview name {}: use lowercase letters, digits and dashes, like pr-42",
+            validate::shown(name)
+        )))
+    }
+}
+
+/// The preview app's name: `BASE-PREVIEW`, or, past App Platform's 32 characters, its start and
+/// a hash of the whole, so the same preview always gets the same name and two long ones differ.
+pub fn preview_app_name(base: &str, preview: &str) -> String {
+    let full = format!("{base}-{preview}");
+    if full.len() <= MAX_APP_NAME {
+        return full;
+    }
+    let hash = ring::digest::digest(&ring::digest::SHA256, full.as_bytes());
+    let suffix: String = hash.as_ref()[..3].iter().map(|b| format!("{b:02x}")).collect();
+    let keep = MAX_APP_NAME - suffix.len() - 1;
+    format!("{}-{suffix}", full[..keep].trim_end_matches('-'))
+}
+
+/// Checks `--preview-env KEY=VALUE` and splits it.
+pub fn parse_preview_env(text: &str) -> anyhow::Result<(String, String)> {
+    let bad = || Failure::usage(format!("invalid --preview-env {}: give KEY=VALUE", validate::shown(text)));
+    let (key, value) = text.split_once('=').ok_or_else(bad)?;
+    let valid = !key.is_empty()
+        && !key.as_bytes()[0].is_ascii_digit()
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(bad());
+    }
+    if key == PREVIEW_MARKER {
+        return Err(Failure::usage(format!("--preview-env {PREVIEW_MARKER} is set by do-deploy itself")));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The spec of the preview app `preview`: renamed, without domains and alerts (they belong to
+/// the production app), and every component marked with [`PREVIEW_MARKER`] and given the extra
+/// variables. (Component variables, not app-wide ones: App Platform's published spec declares
+/// `envs` only on components.)
+pub fn for_preview(spec: &Value, preview: &str, extra_envs: &[(String, String)]) -> Value {
+    let mut spec = spec.clone();
+    let base = spec.get("name").and_then(Value::as_str).unwrap_or("app").to_string();
+    let Some(top) = spec.as_object_mut() else { return spec };
+    top.insert("name".into(), json!(preview_app_name(&base, preview)));
+    top.remove("domains");
+    top.remove("alerts");
+    for list in crate::spec::COMPONENT_LISTS {
+        for component in top.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(component) = component.as_object_mut() else { continue };
+            component.remove("alerts");
+            let envs = component.entry("envs").or_insert_with(|| json!([]));
+            if !envs.is_array() {
+                *envs = json!([]);
+            }
+            let envs = envs.as_array_mut().expect("made a list above");
+            let mut set = |key: &str, value: &str, scope: &str| {
+                envs.retain(|env| env.get("key").and_then(Value::as_str) != Some(key));
+                envs.push(json!({"key": key, "value": value, "scope": scope, "type": "GENERAL"}));
+            };
+            set(PREVIEW_MARKER, preview, "RUN_TIME");
+            for (key, value) in extra_envs {
+                set(key, value, "RUN_AND_BUILD_TIME");
+            }
+        }
+    }
+    spec
+}
+
+/// The preview name an app's spec is marked with: every component (and at least one) carries
+/// the same [`PREVIEW_MARKER`]. Anything else is not a preview made by do-deploy.
+pub fn preview_marker(spec: &Value) -> Option<&str> {
+    let mut marks = crate::spec::COMPONENT_LISTS.iter().flat_map(|list| {
+        spec.get(*list).and_then(Value::as_array).into_iter().flatten().map(|component| {
+            component
+                .get("envs")
+                .and_then(Value::as_array)
+                .and_then(|envs| envs.iter().find(|env| env.get("key").and_then(Value::as_str) == Some(PREVIEW_MARKER)))
+                .and_then(|env| env.get("value"))
+                .and_then(Value::as_str)
+        })
+    });
+    let first = marks.next()??;
+    marks.all(|mark| mark == Some(first)).then_some(first)
+}
+
+/// Gives each SECRET variable the file leaves without a value the live app's (encrypted)
+/// value, so secrets set in the control panel survive a deploy from the file.
+pub fn keep_live_secrets(new: &mut Value, live: &Value) {
+    fn carry(envs: Option<&mut Value>, live_envs: Option<&Value>) {
+        let (Some(Value::Array(envs)), Some(Value::Array(live_envs))) = (envs, live_envs) else { return };
+        for env in envs.iter_mut() {
+            let secret = env.get("type").and_then(Value::as_str) == Some("SECRET");
+            let empty = env.get("value").and_then(Value::as_str).is_none_or(str::is_empty);
+            if !(secret && empty) {
+                continue;
+            }
+            let key = env.get("key").cloned();
+            let live_value = live_envs
+                .iter()
+                .find(|l| l.get("key") == key.as_ref() && l.get("type").and_then(Value::as_str) == Some("SECRET"))
+                .and_then(|l| l.get("value"))
+                .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+            if let (Some(value), Some(env)) = (live_value, env.as_object_mut()) {
+                env.insert("value".into(), value.clone());
+            }
+        }
+    }
+    carry(new.get_mut("envs"), live.get("envs"));
+    for list in crate::spec::COMPONENT_LISTS {
+        let Some(components) = new.get_mut(list).and_then(Value::as_array_mut) else { continue };
+        for component in components {
+            let name = component.get("name").cloned();
+            let live_component = live
+                .get(list)
+                .and_then(Value::as_array)
+                .and_then(|all| all.iter().find(|c| c.get("name") == name.as_ref()));
+            carry(component.get_mut("envs"), live_component.and_then(|c| c.get("envs")));
+        }
+    }
+}
+
+/// The field errors in a propose (or create) refusal: App Platform words each one
+/// `error validating app spec field "FIELD": WHY`; anything else is one error about the spec.
+pub fn field_errors(message: &str) -> Vec<(String, String)> {
+    static FIELD: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let field = FIELD
+        .get_or_init(|| Regex::new(r#"(?i)error validating app spec field "([^"]*)":\s*"#).expect("a valid pattern"));
+    let starts: Vec<(usize, usize, String)> = field
+        .captures_iter(message)
+        .map(|c| {
+            let whole = c.get(0).expect("group 0");
+            (whole.start(), whole.end(), c[1].to_string())
+        })
+        .collect();
+    if starts.is_empty() {
+        return vec![("spec".into(), message.trim().to_string())];
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, (_, end, name))| {
+            let until = starts.get(i + 1).map_or(message.len(), |next| next.0);
+            let why = message[*end..until].trim().trim_end_matches([';', ',']).trim();
+            (name.clone(), why.to_string())
+        })
+        .collect()
+}
+
+/// An empty spec map, the "live" side of a spec that creates an app.
+pub fn nothing() -> Value {
+    Value::Object(Map::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn only_allowed_references_are_expanded_and_app_platforms_own_stay() {
+        let mut spec = json!({"name": "shop", "envs": [
+            {"key": "SHA", "value": "${GITHUB_SHA}"},
+            {"key": "DB", "value": "${db.DATABASE_URL}"},
+            {"key": "URL", "value": "${APP_URL}/x"},
+            {"key": "HOME", "value": "${HOME}"},
+            {"key": "PASS", "type": "SECRET", "value": "${DB_PASSWORD}"}]});
+        let env = env_of(&[("GITHUB_SHA", "abc123"), ("HOME", "/root"), ("DB_PASSWORD", "hunter22")]);
+        let allowed = vec!["GITHUB_SHA".to_string(), "DB_PASSWORD".to_string()];
+        let expansion = expand(&mut spec, &allowed, &env).unwrap();
+        assert_eq!(spec["envs"][0]["value"], "abc123");
+        assert_eq!(spec["envs"][1]["value"], "${db.DATABASE_URL}");
+        assert_eq!(spec["envs"][2]["value"], "${APP_URL}/x");
+        assert_eq!(spec["envs"][3]["value"], "${HOME}", "set but not allowed: left as written");
+        assert_eq!(expansion.left_as_written.into_iter().collect::<Vec<_>>(), ["HOME"]);
+        assert_eq!(expansion.secret_values, ["hunter22"]);
+    }
+
+    #[test]
+    fn a_value_cannot_add_structure_and_an_unset_allowed_reference_is_an_error() {
+        let mut spec = json!({"name": "shop", "services": [{"name": "web", "run_command": "echo ${X}"}]});
+        let env = env_of(&[("X", "a\ninstance_count: 99")]);
+        expand(&mut spec, &["X".to_string()], &env).unwrap();
+        assert_eq!(spec["services"][0]["run_command"], "echo a\ninstance_count: 99");
+        assert!(spec["services"][0].get("instance_count").is_none());
+        let mut spec = json!({"name": "shop", "envs": [{"key": "A", "value": "${MISSING}-${GONE}"}]});
+        let error = expand(&mut spec, &["MISSING".into(), "GONE".into()], &env_of(&[])).unwrap_err();
+        assert!(
+            format!("{error}").contains("${GONE}, ${MISSING} (allowed with --spec-env) but they are not set"),
+            "{error}"
+        );
+        assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage);
+    }
+
+    #[test]
+    fn the_token_is_never_an_allowed_variable() {
+        let env = env_of(&[("COPY", "dop_v1_secret"), ("FINE", "x")]);
+        assert!(check_allowed(&["DIGITALOCEAN_ACCESS_TOKEN".into()], None, &env).is_err());
+        assert!(check_allowed(&["DIGITALOCEAN_TOKEN".into()], None, &env).is_err());
+        assert!(check_allowed(&["COPY".into()], Some("dop_v1_secret"), &env).is_err(), "the token under another name");
+        assert!(check_allowed(&["FINE".into()], Some("dop_v1_secret"), &env).is_ok());
+        assert!(check_allowed(&["NOT-A-NAME".into()], None, &env).is_err());
+    }
+
+    #[test]
+    fn preview_names_fit_32_characters_stably_and_distinctly() {
+        assert_eq!(preview_app_name("shop", "pr-42"), "shop-pr-42");
+        let long = preview_app_name("a-very-long-production-app-name", "pr-1234");
+        let other = preview_app_name("a-very-long-production-app-name", "pr-1235");
+        assert_eq!(long.len(), 32, "{long}");
+        assert_eq!(long, preview_app_name("a-very-long-production-app-name", "pr-1234"), "stable");
+        assert_ne!(long, other);
+        assert!(long.starts_with("a-very-long-production-"), "{long}");
+        let exactly = preview_app_name("twenty-six-characters-long", "pr-42");
+        assert_eq!(exactly, "twenty-six-characters-long-pr-42");
+        assert_eq!(exactly.len(), 32);
+        let dash = preview_app_name("abcdefghijklmnopqrstuvwx", "pr-123456789");
+        assert!(dash.starts_with("abcdefghijklmnopqrstuvwx-") && !dash.contains("--"), "{dash}");
+        assert_eq!(dash.len(), 31, "the dash the cut ends on is dropped: {dash}");
+        assert!(check_preview_name("pr-42").is_ok());
+        for bad in ["", "PR-42", "-x", "x-", "pr_42", &"x".repeat(33)] {
+            assert!(check_preview_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_preview_drops_domains_and_alerts_and_is_marked() {
+        let spec = json!({"name": "shop", "domains": [{"domain": "shop.example.com"}], "alerts": [{"rule": "DEPLOYMENT_FAILED"}],
+            "services": [{"name": "web", "alerts": [{"rule": "CPU_UTILIZATION"}], "envs": [{"key": "MODE", "value": "production"}]}],
+            "workers": [{"name": "queue"}]});
+        let preview = for_preview(&spec, "pr-7", &[("MODE".into(), "preview".into())]);
+        assert_eq!(preview["name"], "shop-pr-7");
+        assert!(preview.get("domains").is_none() && preview.get("alerts").is_none());
+        assert!(preview["services"][0].get("alerts").is_none());
+        assert_eq!(preview_marker(&preview), Some("pr-7"));
+        for component in [&preview["services"][0], &preview["workers"][0]] {
+            let modes: Vec<&Value> =
+                component["envs"].as_array().unwrap().iter().filter(|e| e["key"] == "MODE").collect();
+            assert_eq!(modes.len(), 1);
+            assert_eq!(modes[0]["value"], "preview");
+        }
+        assert_eq!(preview_marker(&spec), None);
+        let mut partly = preview.clone();
+        partly["workers"][0]["envs"] = json!([]);
+        assert_eq!(preview_marker(&partly), None, "one unmarked component");
+        let mut other = preview.clone();
+        other["workers"][0]["envs"][0]["value"] = json!("pr-8");
+        assert_eq!(preview_marker(&other), None, "marks that disagree");
+        assert_eq!(preview_marker(&json!({"name": "x"})), None, "no component");
+        assert!(parse_preview_env("DO_RELEASE_PREVIEW=x").is_err());
+        assert!(parse_preview_env("NOEQUALS").is_err());
+        assert_eq!(parse_preview_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+    }
+
+    #[test]
+    fn secrets_the_file_leaves_empty_keep_the_live_value() {
+        let live = json!({"envs": [{"key": "K", "type": "SECRET", "value": "EV[1:live]"}],
+            "services": [{"name": "web", "envs": [{"key": "S", "type": "SECRET", "value": "EV[1:web]"}]}]});
+        let mut new = json!({"envs": [{"key": "K", "type": "SECRET"}, {"key": "NEW", "type": "SECRET"}],
+            "services": [{"name": "web", "envs": [{"key": "S", "type": "SECRET", "value": ""}, {"key": "P", "value": "plain"}]}]});
+        keep_live_secrets(&mut new, &live);
+        assert_eq!(new["envs"][0]["value"], "EV[1:live]");
+        assert!(new["envs"][1].get("value").is_none(), "no live value to keep");
+        assert_eq!(new["services"][0]["envs"][0]["value"], "EV[1:web]");
+        assert_eq!(new["services"][0]["envs"][1]["value"], "plain");
+    }
+
+    #[test]
+    fn propose_errors_are_split_per_field() {
+        let message = "error validating app spec field \"name\": too long\nerror validating app spec field \"services.image\": component \"web\": tag and digest";
+        assert_eq!(
+            field_errors(message),
+            [
+                ("name".to_string(), "too long".to_string()),
+                ("services.image".to_string(), "component \"web\": tag and digest".to_string())
+            ]
+        );
+        assert_eq!(field_errors("quota exceeded"), [("spec".to_string(), "quota exceeded".to_string())]);
+    }
+}

@@ -1,0 +1,459 @@
+//! do-deploy --spec: the app spec kept in the repository, checked by propose, diffed in a dry
+//! run, created when asked; and preview apps made, updated and deleted from it.
+
+use std::path::{Path, PathBuf};
+
+use do_sim::{Fault, FaultKind, Sim};
+use serde_json::{json, Value};
+
+use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, PRUNE};
+
+const FAST: [&str; 4] = ["--interval", "30ms", "--max-interval", "60ms"];
+
+/// The simulator's default app as a repository would keep it: no region, instance size or
+/// count (App Platform fills those in), the secret left for the live app to keep.
+const APP_YAML: &str = r#"# .do/app.yaml
+name: example-app
+services:
+  - name: web
+    http_port: 8080
+    image:
+      registry_type: DOCR
+      repository: web
+      tag: latest
+    envs:
+      - key: LOG_LEVEL
+        value: debug
+        scope: RUN_TIME
+      - key: DATABASE_URL
+        type: SECRET
+        scope: RUN_TIME
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn deploy(sim: &Sim, spec: &Path) -> Tool {
+    Tool::against(DEPLOY, sim).args(FAST).arg_path("--spec", spec)
+}
+
+trait SpecArg {
+    fn arg_path(self, flag: &str, path: &Path) -> Tool;
+}
+
+impl SpecArg for Tool {
+    fn arg_path(self, flag: &str, path: &Path) -> Tool {
+        self.args([flag.to_string(), path.display().to_string()])
+    }
+}
+
+fn app_named(sim: &Sim, name: &str) -> Option<Value> {
+    sim.snapshot()["apps"].as_array().unwrap().iter().find(|app| app["spec"]["name"] == name).cloned()
+}
+
+fn digest_of(sim: &Sim, tag: &str) -> String {
+    let snapshot = sim.snapshot();
+    let repositories = snapshot["registries"][0]["repositories"].as_array().unwrap().clone();
+    repositories
+        .iter()
+        .flat_map(|r| r["manifests"].as_array().unwrap().clone())
+        .find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag))
+        .unwrap_or_else(|| panic!("no manifest tagged {tag}"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn env_value<'a>(envs: &'a Value, key: &str) -> Option<&'a Value> {
+    envs.as_array()?.iter().find(|e| e["key"] == key).map(|e| &e["value"])
+}
+
+fn app_changes(sim: &Sim) -> Vec<String> {
+    mutating_requests(sim)
+        .into_iter()
+        .filter(|r| !r.url.ends_with("/propose"))
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect()
+}
+
+fn assert_refused(run: &Run, sim: &Sim) {
+    run.assert_code(2);
+    assert_eq!(app_changes(sim), Vec::<String>::new(), "nothing was changed");
+}
+
+#[test]
+fn the_spec_from_yaml_or_json_becomes_the_apps_spec_pinned_and_with_its_secret_kept() {
+    for (name, text) in [
+        ("app.yaml", APP_YAML.to_string()),
+        ("app.json", {
+            let value: Value = serde_yaml_ng::from_str(APP_YAML).unwrap();
+            serde_json::to_string_pretty(&value).unwrap()
+        }),
+    ] {
+        let sim = sim(30);
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), name, &text);
+        let secret_before =
+            env_value(&app_named(&sim, "example-app").unwrap()["spec"]["services"][0]["envs"], "DATABASE_URL").cloned();
+        let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+        run.assert_code(0);
+        let record = run.record("deploy");
+        assert_eq!(record["phase"], "ACTIVE", "{name}");
+        assert_eq!(record["created"], false);
+        let digest = digest_of(&sim, "v1.1.0");
+        let spec = app_named(&sim, "example-app").unwrap()["spec"].clone();
+        let web = &spec["services"][0];
+        assert_eq!(web["image"], json!({"registry_type": "DOCR", "repository": "web", "digest": digest}), "{name}");
+        assert_eq!(env_value(&web["envs"], "LOG_LEVEL"), Some(&json!("debug")), "the file's value");
+        assert_eq!(env_value(&web["envs"], "DATABASE_URL").cloned(), secret_before, "the live secret kept");
+        let paths: Vec<&str> =
+            record["spec_changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+        assert_eq!(
+            paths,
+            ["services[web].envs[LOG_LEVEL].value", "services[web].image.digest", "services[web].image.tag"],
+            "{name}"
+        );
+        assert_eq!(record["components"][0]["image_before"], "web:v1.2.0");
+        let propose = sim.requests().into_iter().filter(|r| r.url.ends_with("/propose")).count();
+        assert_eq!(propose, 1, "checked once before the update");
+    }
+}
+
+#[test]
+fn only_the_released_repositorys_components_are_pinned() {
+    let sim = sim(30);
+    sim.push("example-registry", "jobs", "v9", 1000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{APP_YAML}workers:\n  - name: queue\n    image:\n      registry_type: DOCR\n      repository: jobs\n      tag: v9\n  - name: proxy\n    image:\n      registry_type: DOCKER_HUB\n      registry: library\n      repository: web\n      tag: \"1.27\"\n"
+    );
+    let file = write(dir.path(), "app.yaml", &text);
+    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run().assert_code(0);
+    let spec = app_named(&sim, "example-app").unwrap()["spec"].clone();
+    assert_eq!(spec["services"][0]["image"]["digest"], digest_of(&sim, "v1.1.0"));
+    assert_eq!(spec["workers"][0]["image"], json!({"registry_type": "DOCR", "repository": "jobs", "tag": "v9"}));
+    assert_eq!(
+        spec["workers"][1]["image"]["tag"], "1.27",
+        "another registry's repository of the same name is not ours"
+    );
+}
+
+#[test]
+fn references_expand_only_from_the_allow_list_and_an_unset_one_changes_nothing() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let text = APP_YAML.replace("value: debug", "value: \"${LEVEL}\"").replace(
+        "      - key: DATABASE_URL",
+        "      - key: SELF\n        value: ${APP_URL}/x\n      - key: SHELL_HOME\n        value: ${HOME}\n      - key: DATABASE_URL",
+    );
+    let file = write(dir.path(), "app.yaml", &text);
+    let unset = deploy(&sim, &file)
+        .args(["--repository", "web", "--tag", "v1.1.0", "--spec-env", "LEVEL"])
+        .env_remove("LEVEL")
+        .run();
+    assert_refused(&unset, &sim);
+    assert!(unset.stderr.contains("${LEVEL} (allowed with --spec-env) but it is not set"), "{}", unset.stderr);
+    assert!(sim.requests().is_empty(), "refused before any request");
+
+    let token = deploy(&sim, &file)
+        .args(["--repository", "web", "--tag", "v1.1.0", "--spec-env", "DIGITALOCEAN_ACCESS_TOKEN"])
+        .run();
+    assert_refused(&token, &sim);
+    assert!(token.stderr.contains("never goes into an app spec"), "{}", token.stderr);
+    let copied = deploy(&sim, &file)
+        .args(["--repository", "web", "--tag", "v1.1.0", "--spec-env", "LEVEL"])
+        .env("LEVEL", sim.token())
+        .run();
+    assert_refused(&copied, &sim);
+    assert!(!copied.stderr.contains(&sim.token()) && !copied.stdout.contains(&sim.token()));
+
+    let run = deploy(&sim, &file)
+        .args(["--repository", "web", "--tag", "v1.1.0", "--spec-env", "LEVEL"])
+        .env("LEVEL", "warn")
+        .env("HOME", "/home/runner")
+        .run();
+    run.assert_code(0);
+    assert!(run.stderr.contains("${HOME} was left as written"), "{}", run.stderr);
+    let envs = app_named(&sim, "example-app").unwrap()["spec"]["services"][0]["envs"].clone();
+    assert_eq!(env_value(&envs, "LOG_LEVEL"), Some(&json!("warn")));
+    assert_eq!(env_value(&envs, "SELF"), Some(&json!("${APP_URL}/x")), "App Platform's own variable");
+    assert_eq!(env_value(&envs, "SHELL_HOME"), Some(&json!("${HOME}")), "not allowed, so not expanded");
+}
+
+#[test]
+fn propose_errors_are_listed_per_field_and_nothing_changes() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let text = APP_YAML.replace("name: web", "name: Web_1").replace("services:", "region: mars\nservices:");
+    let file = write(dir.path(), "app.yaml", &text);
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--component", "Web_1"]).run();
+    // A component name App Platform refuses is refused here already.
+    assert_refused(&run, &sim);
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    assert_refused(&run, &sim);
+    assert!(run.stderr.contains("does not pass App Platform's checks; nothing was changed"), "{}", run.stderr);
+    assert!(run.stderr.contains("  region: unknown region \"mars\""), "{}", run.stderr);
+    assert!(run.stderr.contains("  services.name: component name \"Web_1\""), "{}", run.stderr);
+    let before = app_named(&sim, "example-app").unwrap();
+    assert_eq!(before["spec"]["services"][0]["image"]["tag"], "v1.2.0");
+    assert!(run.stdout.lines().all(|l| !l.contains("\"kind\":\"deploy\"")), "no deploy record for a refused spec");
+}
+
+#[test]
+fn the_dry_run_shows_a_readable_diff_and_sends_only_reads() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let text = APP_YAML.replace("    http_port: 8080\n", "    http_port: 8080\n    instance_count: 3\n");
+    let file = write(dir.path(), "app.yaml", &text);
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--dry-run"]).run();
+    run.assert_code(0);
+    let digest = digest_of(&sim, "v1.1.0");
+    for line in [
+        "dry run: the spec would change 4 fields of example-app:".to_string(),
+        "  ~ services[web].envs[LOG_LEVEL].value: \"info\" -> \"debug\"".to_string(),
+        format!("  + services[web].image.digest: \"{digest}\""),
+        "  - services[web].image.tag: \"v1.2.0\"".to_string(),
+        "  ~ services[web].instance_count: 1 -> 3".to_string(),
+    ] {
+        assert!(run.stderr.contains(&line), "{line:?} not in:\n{}", run.stderr);
+    }
+    for quiet in ["region", "instance_size_slug", "DATABASE_URL", "EV["] {
+        assert!(!run.stderr.contains(quiet), "{quiet} is not a change:\n{}", run.stderr);
+    }
+    assert_eq!(run.record("deploy")["outcome"], "dry_run");
+    assert_eq!(run.record("deploy")["spec_changes"].as_array().unwrap().len(), 4);
+    assert_eq!(app_changes(&sim), Vec::<String>::new());
+    assert_eq!(app_named(&sim, "example-app").unwrap()["spec"]["services"][0]["image"]["tag"], "v1.2.0");
+
+    // Once deployed, the same file is no change at all, fields App Platform filled in included.
+    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run().assert_code(0);
+    let again = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    again.assert_code(0);
+    assert_eq!(again.record("deploy")["outcome"], "unchanged", "{}", again.stderr);
+    assert_eq!(again.record("deploy")["spec_changes"], json!([]));
+}
+
+#[test]
+fn a_missing_app_is_created_only_with_create() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", &APP_YAML.replace("name: example-app", "name: new-shop"));
+    let missing = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    assert_refused(&missing, &sim);
+    assert!(missing.stderr.contains("pass --create"), "{}", missing.stderr);
+    let dry = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--create", "--dry-run"]).run();
+    dry.assert_code(0);
+    assert!(dry.stderr.contains("dry run: would create app new-shop"), "{}", dry.stderr);
+    assert_eq!(dry.record("deploy")["app_id"], "(not created yet)");
+    assert!(app_named(&sim, "new-shop").is_none());
+
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--create"]).run();
+    run.assert_code(0);
+    let record = run.record("deploy");
+    let app = app_named(&sim, "new-shop").expect("created");
+    assert_eq!(record["created"], true);
+    assert_eq!(record["app_id"], app["id"]);
+    assert_eq!(record["phase"], "ACTIVE");
+    assert!(record["live_url"].as_str().is_some_and(|u| u.ends_with("/_sim/live/new-shop")), "{record}");
+    assert_eq!(app["spec"]["services"][0]["image"]["digest"], digest_of(&sim, "v1.1.0"));
+    assert_eq!(sim.snapshot()["apps"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_lost_create_answer_makes_one_app() {
+    let sim = sim(30);
+    sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v2/apps$".into(),
+        kind: FaultKind::DropAfterApply,
+        times: 1,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-3"]).run();
+    run.assert_code(0);
+    assert!(run.stderr.contains("looking for app example-app-pr-3"), "{}", run.stderr);
+    let creates = sim.requests().into_iter().filter(|r| r.method == "POST" && r.url == "/v2/apps").count();
+    assert_eq!(creates, 1, "never sent twice");
+    let app = app_named(&sim, "example-app-pr-3").unwrap();
+    assert_eq!(app["deployments"].as_array().unwrap().len(), 1, "the create's own deployment was followed");
+    assert_eq!(run.record("deploy")["deployment_id"], app["deployments"][0]["id"]);
+}
+
+#[test]
+fn a_preview_is_created_then_updated_in_place_and_its_url_is_an_output() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{APP_YAML}domains:\n  - domain: shop.example.com\n    type: PRIMARY\nalerts:\n  - rule: DEPLOYMENT_FAILED\n"
+    );
+    let file = write(dir.path(), "app.yaml", &text);
+    let outputs = dir.path().join("github-output");
+    let first = deploy(&sim, &file)
+        .args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-42", "--preview-env", "LOG_LEVEL=trace"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .run();
+    first.assert_code(0);
+    let record = first.record("deploy");
+    let preview = app_named(&sim, "example-app-pr-42").expect("the preview app");
+    assert_eq!((record["created"].as_bool(), record["preview"].as_str()), (Some(true), Some("pr-42")));
+    let live_url = record["live_url"].as_str().unwrap().to_string();
+    assert!(live_url.ends_with("/_sim/live/example-app-pr-42"), "{live_url}");
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    assert!(written.contains(&live_url) && written.contains("example-app-pr-42"), "{written}");
+    let spec = &preview["spec"];
+    assert!(spec.get("domains").is_none(), "the production domain stays with production");
+    assert!(spec.get("alerts").is_none(), "the file's alerts were dropped");
+    let web_envs = &spec["services"][0]["envs"];
+    assert_eq!(env_value(web_envs, "DO_RELEASE_PREVIEW"), Some(&json!("pr-42")));
+    assert_eq!(env_value(web_envs, "LOG_LEVEL"), Some(&json!("trace")));
+    let production = app_named(&sim, "example-app").unwrap();
+    assert_eq!(production["spec"]["services"][0]["image"]["tag"], "v1.2.0", "production untouched");
+
+    sim.push("example-registry", "web", "pr-42-b0b", 1000).unwrap();
+    let second = deploy(&sim, &file).args(["--repository", "web", "--tag", "pr-42-b0b", "--preview", "pr-42"]).run();
+    second.assert_code(0);
+    let updated = app_named(&sim, "example-app-pr-42").unwrap();
+    assert_eq!(updated["id"], preview["id"], "the same app");
+    assert_eq!(second.record("deploy")["created"], false);
+    assert_eq!(updated["deployments"].as_array().unwrap().len(), 2, "a new deployment");
+    assert_eq!(updated["spec"]["services"][0]["image"]["digest"], digest_of(&sim, "pr-42-b0b"));
+    assert_eq!(sim.snapshot()["apps"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn long_preview_names_are_shortened_stably() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let file =
+        write(dir.path(), "app.yaml", &APP_YAML.replace("name: example-app", "name: a-rather-long-storefront-app"));
+    for _ in 0..2 {
+        deploy(&sim, &file)
+            .args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-1234", "--create"])
+            .run()
+            .assert_code(0);
+    }
+    let names: Vec<String> = sim.snapshot()["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["spec"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let preview = &names[1];
+    assert!(preview.len() <= 32 && !preview.contains("--"), "{preview}");
+    assert!(preview.starts_with("a-rather-long-storefront-"), "{preview}");
+    let deleted = deploy(&sim, &file).args(["--delete-preview", "pr-1234"]).run();
+    deleted.assert_code(0);
+    assert_eq!(deleted.record("preview-delete")["app_name"], preview.as_str());
+}
+
+#[test]
+fn two_runs_of_one_preview_at_once_make_one_app() {
+    let sim = sim(60);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-9"]).run()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        run.assert_code(0);
+    }
+    let previews: Vec<Value> = sim.snapshot()["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["spec"]["name"] == "example-app-pr-9")
+        .cloned()
+        .collect();
+    assert_eq!(previews.len(), 1, "one app");
+    assert_eq!(runs[0].record("deploy")["app_id"], previews[0]["id"]);
+    assert_eq!(runs[1].record("deploy")["app_id"], previews[0]["id"]);
+    assert!(runs.iter().all(|r| r.record("deploy")["phase"] == "ACTIVE"));
+}
+
+#[test]
+fn only_a_marked_preview_is_deleted() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-5"]).run().assert_code(0);
+    let dry = deploy(&sim, &file).args(["--delete-preview", "pr-5", "--dry-run"]).run();
+    dry.assert_code(0);
+    assert_eq!(dry.record("preview-delete")["outcome"], "dry_run");
+    assert!(app_named(&sim, "example-app-pr-5").is_some());
+    let run = deploy(&sim, &file).args(["--delete-preview", "pr-5"]).run();
+    run.assert_code(0);
+    let record = run.record("preview-delete");
+    assert_eq!((record["deleted"].as_bool(), record["outcome"].as_str()), (Some(true), Some("deleted")));
+    assert!(app_named(&sim, "example-app-pr-5").is_none());
+    assert!(app_named(&sim, "example-app").is_some(), "production stays");
+    let again = deploy(&sim, &file).args(["--delete-preview", "pr-5"]).run();
+    again.assert_code(0);
+    assert_eq!(again.record("preview-delete")["outcome"], "absent");
+
+    // An app that merely has a preview's name, or another preview's mark, is not ours to delete.
+    let mut spec = do_sim::default_app_spec("example-app-pr-7", "web", "v1.2.0");
+    sim.add_app(spec.clone(), true);
+    spec["name"] = json!("example-app-pr-8");
+    spec["services"][0]["envs"] = json!([{"key": "DO_RELEASE_PREVIEW", "value": "pr-7"}]);
+    sim.add_app(spec, true);
+    for preview in ["pr-7", "pr-8"] {
+        let refused = deploy(&sim, &file).args(["--delete-preview", preview]).run();
+        refused.assert_code(2);
+        assert!(refused.stderr.contains("not deleting it"), "{}", refused.stderr);
+    }
+    assert!(app_named(&sim, "example-app-pr-7").is_some() && app_named(&sim, "example-app-pr-8").is_some());
+    // Nor is it a preview to deploy to.
+    let overwrite = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-7"]).run();
+    overwrite.assert_code(2);
+    assert!(overwrite.stderr.contains("is not the preview pr-7 made by do-deploy"), "{}", overwrite.stderr);
+    assert_eq!(app_named(&sim, "example-app-pr-7").unwrap()["spec"]["services"][0]["image"]["tag"], "v1.2.0");
+    assert!(!mutating_requests(&sim)
+        .iter()
+        .any(|r| r.method == "DELETE" && !r.url.contains(record["app_id"].as_str().unwrap())));
+}
+
+#[test]
+fn prune_keeps_the_image_a_preview_runs() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    sim.push("example-registry", "web", "pr-11-c0ffee", 1000).unwrap();
+    let preview_digest = digest_of(&sim, "pr-11-c0ffee");
+    deploy(&sim, &file)
+        .args(["--repository", "web", "--tag", "pr-11-c0ffee", "--preview", "pr-11"])
+        .run()
+        .assert_code(0);
+    // Newer pushes leave the preview's tag outside --keep-last 1: only the preview app keeps it.
+    for tag in ["v2.0.0", "v2.1.0", "v2.2.0"] {
+        sim.push("example-registry", "web", tag, 1000).unwrap();
+    }
+    let run = Tool::against(PRUNE, &sim).args(["--interval", "30ms", "--keep-last", "1", "--execute"]).run();
+    run.assert_code(0);
+    let snapshot = sim.snapshot();
+    let kept: Vec<&str> = snapshot["registries"][0]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["manifests"].as_array().unwrap())
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    assert!(kept.contains(&preview_digest.as_str()), "the preview's image was pruned:\n{}", run.stderr);
+    let prune = run.record("prune");
+    let repository = &prune["repositories"][0];
+    assert!(repository["deleted"].to_string().contains("v2.0.0"), "prune did delete what no app runs: {prune}");
+    let kept = repository["kept"].as_array().unwrap().iter().find(|k| k["digest"] == preview_digest.as_str()).unwrap();
+    assert!(kept["reason"].as_str().unwrap().ends_with("of app example-app-pr-11"), "{kept}");
+}
