@@ -457,3 +457,111 @@ fn prune_keeps_the_image_a_preview_runs() {
     let kept = repository["kept"].as_array().unwrap().iter().find(|k| k["digest"] == preview_digest.as_str()).unwrap();
     assert!(kept["reason"].as_str().unwrap().ends_with("of app example-app-pr-11"), "{kept}");
 }
+
+#[test]
+fn the_preview_workflow_deploys_comments_once_and_deletes_with_least_permissions() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/scripts/github-preview.yml")).unwrap();
+    let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let types: Vec<&str> =
+        workflow["on"]["pull_request"]["types"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for wanted in ["opened", "synchronize", "closed"] {
+        assert!(types.contains(&wanted), "{types:?}");
+    }
+    assert!(text.contains("on:\n  pull_request:"), "pull_request, never pull_request_target: forks get no token");
+    assert_eq!(workflow["permissions"], json!({}), "nothing by default");
+    let jobs = workflow["jobs"].as_object().unwrap();
+    let writers: Vec<String> = jobs
+        .iter()
+        .flat_map(|(name, job)| {
+            let scopes = job["permissions"].as_object().unwrap().iter();
+            scopes.filter(|(_, level)| *level == "write").map(move |(scope, _)| format!("{name}: {scope}"))
+        })
+        .collect();
+    assert_eq!(writers, ["comment: pull-requests"], "one job writes, to the conversation only");
+    assert_eq!(jobs["comment"]["permissions"], json!({"pull-requests": "write"}));
+    for name in ["deploy", "delete"] {
+        assert_eq!(jobs[name]["permissions"], json!({"contents": "read"}), "{name}");
+        assert!(
+            jobs[name]["if"].as_str().unwrap().contains("head.repo.full_name == github.repository"),
+            "{name}: no preview for forks"
+        );
+    }
+    assert!(jobs["deploy"]["if"].as_str().unwrap().contains("!= 'closed'"));
+    assert!(jobs["delete"]["if"].as_str().unwrap().contains("== 'closed'"));
+    assert!(jobs["comment"].get("env").unwrap().get("DIGITALOCEAN_ACCESS_TOKEN").is_none());
+
+    // Steps: pinned actions; the token only where the API is called; values reach scripts
+    // through the environment, never spliced into them.
+    let mut commands = Vec::new();
+    for (name, job) in jobs {
+        for step in job["steps"].as_array().unwrap() {
+            if let Some(uses) = step["uses"].as_str() {
+                let pin = uses.split_once('@').map(|(_, pin)| pin).unwrap_or("");
+                assert!(
+                    pin.len() == 40 && pin.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{uses} is not pinned by commit"
+                );
+            }
+            let run = step["run"].as_str().unwrap_or("");
+            assert!(!run.contains("${{"), "{name}: an expression spliced into a script: {run}");
+            let calls_api = ["do-gc-wait", "do-deploy"].iter().any(|t| run.contains(t))
+                || (run.contains("do-login") && !run.contains("--logout"));
+            assert_eq!(
+                step.get("env").and_then(|e| e.get("DIGITALOCEAN_ACCESS_TOKEN")).is_some(),
+                calls_api,
+                "{name}: {step}"
+            );
+            commands.extend(run.replace("\\\n", " ").lines().map(str::to_string));
+        }
+    }
+    let logout = jobs["deploy"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["run"].as_str().is_some_and(|r| r.contains("--logout")))
+        .unwrap();
+    assert_eq!(logout["if"], "always()");
+    let all = commands.join("\n");
+    assert!(all.contains("TAG=pr-$PR_NUMBER-${HEAD_SHA:0:12}"), "images are tagged pr-<n>-<sha>");
+    assert!(jobs["deploy"]["outputs"]["live_url"].as_str().unwrap().contains("steps.deploy.outputs.live_url"));
+    // One comment, found by its marker and updated.
+    assert!(
+        all.contains("marker=\"<!-- do-release preview -->\"")
+            && all.contains("--method PATCH")
+            && all.contains("startswith")
+    );
+
+    // Every do-deploy command in it parses, with the workflow's variables filled in.
+    let values = [
+        ("$SPEC", ".do/app.yaml"),
+        ("$REGISTRY", "my-registry"),
+        ("$REPOSITORY", "web"),
+        ("$TAG", "pr-42-0123456789ab"),
+        ("$PREVIEW", "pr-42"),
+        ("$HEAD_SHA", "0123456789abcdef"),
+    ];
+    let mut parsed = 0;
+    for command in commands.iter().filter(|c| c.trim_start().starts_with("do-deploy")) {
+        let mut filled = command.split('>').next().unwrap().to_string();
+        for (variable, value) in values {
+            filled = filled.replace(variable, value);
+        }
+        let words: Vec<String> = filled.split_whitespace().map(|w| w.trim_matches('"').to_string()).collect();
+        use clap::Parser;
+        do_deploy::Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("`{command}` does not parse: {e}"));
+        parsed += 1;
+    }
+    assert_eq!(parsed, 2, "the deploy and the delete");
+    assert!(all.contains("--preview \"$PREVIEW\"") && all.contains("--delete-preview \"$PREVIEW\""));
+    let deadlines: u64 = commands
+        .iter()
+        .filter(|c| !c.contains("--delete-preview"))
+        .flat_map(|c| {
+            c.split("--timeout ")
+                .skip(1)
+                .map(|rest| rest.split_whitespace().next().unwrap().trim_end_matches('m').parse::<u64>().unwrap())
+        })
+        .sum();
+    assert!(jobs["deploy"]["timeout-minutes"].as_u64().unwrap() > deadlines, "{deadlines} minutes of deadlines");
+}
