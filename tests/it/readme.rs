@@ -110,6 +110,24 @@ fn every_command_in_the_readme_runs() {
         "the xtask released v1.5.0 (the api feature counts for the app as a whole):\n{stderr}"
     );
     assert!(stderr.contains("release.sh: released v1.5.1"), "release.sh released v1.5.1:\n{stderr}");
+    // The app spec in the repository: one field changes, shown first by the dry run.
+    assert!(stderr.contains("dry run: the spec would change 1 field of example-app:"), "{stderr}");
+    assert!(stderr.contains(r#"~ services[web].envs[LOG_LEVEL].value: "info" -> "debug""#), "{stderr}");
+    let records: Vec<serde_json::Value> =
+        stdout.lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let deploys: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "deploy").map(|r| &r["data"]).collect();
+    assert!(
+        deploys.iter().any(|d| d["app_name"] == "example-app"
+            && d["outcome"] == "active"
+            && d["spec_changes"].as_array().is_some_and(|c| c.len() == 1)),
+        "the spec was deployed:\n{stdout}"
+    );
+    let preview = deploys.iter().find(|d| d["preview"] == "pr-42").expect("the preview's deploy record");
+    assert_eq!((preview["app_name"].as_str(), preview["created"].as_bool()), (Some("example-app-pr-42"), Some(true)));
+    assert!(preview["live_url"].as_str().is_some_and(|u| u.ends_with("/_sim/live/example-app-pr-42")), "{preview}");
+    let deleted = records.iter().find(|r| r["kind"] == "preview-delete").expect("the delete record");
+    assert_eq!(deleted["data"]["deleted"], true);
     // The app repository is clean after both releases (release.sh's report went to $TMPDIR).
     let shop = std::fs::read_dir(home.path())
         .unwrap()
