@@ -89,7 +89,7 @@ fn the_spec_from_yaml_or_json_becomes_the_apps_spec_pinned_and_with_its_secret_k
     for (name, text) in [
         ("app.yaml", APP_YAML.to_string()),
         ("app.json", {
-            let value: Value = serde_yaml_ng::from_str(APP_YAML).unwrap();
+            let value: Value = do_deploy::specfile::parse_yaml(APP_YAML).unwrap();
             serde_json::to_string_pretty(&value).unwrap()
         }),
     ] {
@@ -462,7 +462,7 @@ fn prune_keeps_the_image_a_preview_runs() {
 fn the_preview_workflow_deploys_comments_once_and_deletes_with_least_permissions() {
     let root = env!("CARGO_MANIFEST_DIR");
     let text = std::fs::read_to_string(format!("{root}/scripts/github-preview.yml")).unwrap();
-    let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let workflow: Value = do_deploy::specfile::parse_yaml(&text).unwrap();
     let types: Vec<&str> =
         workflow["on"]["pull_request"]["types"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     for wanted in ["opened", "synchronize", "closed"] {

@@ -180,7 +180,7 @@ fn the_packer_holds_every_binary_to_the_size_budget() {
 
 fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    serde_yaml_ng::from_str(&text).unwrap()
+    do_deploy::specfile::parse_yaml(&text).unwrap()
 }
 
 #[test]

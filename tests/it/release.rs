@@ -562,7 +562,7 @@ fn the_docker_builder_logs_in_with_short_lived_credentials_in_a_temporary_docker
 #[test]
 fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as_a_step() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/github-release.yml")).unwrap();
-    let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let workflow: Value = do_deploy::specfile::parse_yaml(&text).unwrap();
     assert_eq!(workflow["on"]["push"]["tags"][0], "v*");
     assert!(workflow["concurrency"]["group"].as_str().unwrap().contains("release"));
     assert_eq!(workflow["concurrency"]["cancel-in-progress"], false);

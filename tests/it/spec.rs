@@ -15,7 +15,7 @@ fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spec/digitalocean-openapi-registry-apps.yaml");
-        serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("the spec is in the repository"))
+        do_deploy::specfile::parse_yaml(&std::fs::read_to_string(path).expect("the spec is in the repository"))
             .expect("the spec parses")
     })
 }

@@ -29,6 +29,9 @@ fn reference() -> &'static Regex {
 pub fn read(path: &Path) -> anyhow::Result<Value> {
     let shown = path.display();
     let metadata = std::fs::metadata(path).map_err(|e| Failure::usage(format!("cannot read --spec {shown}: {e}")))?;
+    if !metadata.is_file() {
+        return Err(Failure::usage(format!("--spec {shown} is not a regular file")));
+    }
     if metadata.len() > MAX_SPEC_BYTES {
         return Err(Failure::usage(format!("--spec {shown} is over 1 MiB; an app spec is a few KB")));
     }
@@ -37,7 +40,10 @@ pub fn read(path: &Path) -> anyhow::Result<Value> {
     let spec: Value = if is_json {
         serde_json::from_str(&text).map_err(|e| Failure::usage(format!("--spec {shown} is not valid JSON: {e}")))?
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| Failure::usage(format!("--spec {shown} is not valid YAML: {e}")))?
+        parse_yaml(&text).map_err(|e| {
+            let why = e.to_string();
+            Failure::usage(format!("--spec {shown} is not valid YAML: {}", why.trim_start_matches("error: ")))
+        })?
     };
     let Some(object) = spec.as_object() else {
         return Err(Failure::usage(format!(
@@ -54,6 +60,13 @@ pub fn read(path: &Path) -> anyhow::Result<Value> {
         Some(name) if !name.is_empty() => Ok(spec),
         _ => Err(Failure::usage(format!("--spec {shown} has no name: App Platform names the app by spec.name"))),
     }
+}
+
+/// YAML as YAML 1.2 and GitHub read it: `yes`, `no`, `on` and `off` are strings,
+/// not booleans (so an env `value: off` stays "off"), a key given twice is an error, and
+/// aliases cannot expand without bound.
+pub fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, serde_saphyr::options! { strict_booleans: true })
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -442,6 +455,43 @@ mod tests {
         assert!(new["envs"][1].get("value").is_none(), "no live value to keep");
         assert_eq!(new["services"][0]["envs"][0]["value"], "EV[1:web]");
         assert_eq!(new["services"][0]["envs"][1]["value"], "plain");
+    }
+
+    #[test]
+    fn a_spec_file_is_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let read_text = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            read(&path).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(
+            read_text("a.yaml", "name: shop\non: yes\nenvs: [{key: A, value: off}, {key: B, value: true}]\n").unwrap(),
+            json!({"name": "shop", "on": "yes", "envs": [{"key": "A", "value": "off"}, {"key": "B", "value": true}]}),
+            "YAML 1.2: no yes/no booleans"
+        );
+        assert_eq!(read_text("a.json", r#"{"name": "shop"}"#).unwrap(), json!({"name": "shop"}));
+        let duplicate = read_text("b.yaml", "name: shop\nname: other\n").unwrap_err();
+        assert!(duplicate.contains("duplicate mapping key"), "{duplicate}");
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (name, previous) in ["b", "c", "d", "e", "f", "g"].iter().zip(["a", "b", "c", "d", "e", "f"]) {
+            bomb.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{previous}"); 10].join(", ")));
+        }
+        bomb.push_str("name: shop\n");
+        assert!(read_text("bomb.yaml", &bomb).unwrap_err().contains("budget"), "aliases cannot blow up");
+        for (text, why) in [
+            ("- name: shop\n", "not a list"),
+            ("spec:\n  name: shop\n", "wraps the spec"),
+            ("region: fra\n", "has no name"),
+            ("name: [\n", "not valid YAML"),
+        ] {
+            let error = read_text("c.yaml", text).unwrap_err();
+            assert!(error.contains(why), "{text:?}: {error}");
+        }
+        assert!(read_text("d.json", "name: shop").unwrap_err().contains("not valid JSON"));
+        assert!(format!("{:#}", read(dir.path()).unwrap_err()).contains("not a regular file"));
+        let error = read(&dir.path().join("missing.yaml")).unwrap_err();
+        assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage);
     }
 
     #[test]

@@ -207,6 +207,11 @@ Started with no --state file, the simulator holds:
   repository web: v1.0.0, v1.1.0, and v1.2.0 also tagged latest
   app        example-app: service web runs web:v1.2.0, ACTIVE deployment
 
+Apps can be created (POST /v2/apps: names are unique), proposed (POST /v2/apps/propose: every
+problem as `error validating app spec field \"FIELD\": WHY`, one per line) and deleted. Stored
+specs gain what App Platform fills in (region, instance size and count, ingress for routes;
+secrets encrypted), and a new app has no live URL until its first deployment is ACTIVE.
+
 The registry host (the OCI distribution API, as docker uses it) is served on the same address:
   GET /v2/ answers with a Bearer challenge; tokens come from /v2/registry/auth for credentials
   from GET /v2/registries/NAME/docker-credentials. No pushes while a GC runs.
