@@ -284,6 +284,45 @@ fn a_lost_create_answer_makes_one_app() {
 }
 
 #[test]
+fn a_create_refused_because_the_name_was_just_taken_goes_on_with_that_app() {
+    // Another run created the preview between this run's listing and its create.
+    let sim = sim(30);
+    sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v2/apps$".into(),
+        kind: FaultKind::AnswerAfterApply {
+            status: 409,
+            body: r#"{"id":"conflict","message":"an app named \"example-app-pr-4\" already exists"}"#.into(),
+            content_type: Some("application/json".into()),
+        },
+        times: 1,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-4"]).run();
+    run.assert_code(0);
+    assert!(run.stderr.contains("app example-app-pr-4 exists now"), "{}", run.stderr);
+    let record = run.record("deploy");
+    let app = app_named(&sim, "example-app-pr-4").unwrap();
+    assert_eq!((record["created"].as_bool(), record["phase"].as_str()), (Some(false), Some("ACTIVE")));
+    assert_eq!(app["deployments"].as_array().unwrap().len(), 1, "the other run's deployment was followed, not doubled");
+    assert_eq!(record["deployment_id"], app["deployments"][0]["id"]);
+
+    // A refusal with no app of the name behind it is the refusal, nothing else.
+    let sim = do_sim::Sim::start_default(std::time::Duration::from_millis(30)).unwrap();
+    sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v2/apps$".into(),
+        kind: FaultKind::Status { status: 422, retry_after: None },
+        times: 1,
+    });
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-4"]).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("App Platform refused to create the app; nothing was changed"), "{}", run.stderr);
+    assert!(app_named(&sim, "example-app-pr-4").is_none());
+}
+
+#[test]
 fn a_preview_is_created_then_updated_in_place_and_its_url_is_an_output() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

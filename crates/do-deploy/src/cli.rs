@@ -39,16 +39,17 @@ app:delete with --delete-preview.
 The app spec in the repository (--spec FILE): the file, with ${NAME} expanded for each
 --spec-env NAME (unset is exit 2; the token never), becomes the app's spec. Components that run
 the released repository are pinned to its digest; secrets the file leaves empty keep the live
-app's. The spec is checked with App Platform's propose first: errors are listed per field (exit 2,
-nothing changed). A dry run prints what would change, field by field, ignoring what the API
-fills in (region, alerts, ingress, instance size and count). --create creates a missing app.
+app's (a secret the file gives counts as a change on every run: the live one is encrypted). The
+spec is checked with App Platform's propose first: errors are listed per field (exit 2, nothing
+changed). A dry run prints what would change, field by field, ignoring what the API fills in
+(region, alerts, ingress, instance size and count). --create creates a missing app.
 
 Preview apps (--spec FILE --preview pr-42): a separate app SPECNAME-pr-42 (at most 32
 characters: longer names keep their start and a stable hash), created when missing, without
 the spec's domains and alerts, each component marked with DO_RELEASE_PREVIEW=pr-42 and given
-each --preview-env KEY=VALUE.
---delete-preview pr-42 deletes it, and only an app carrying that mark (else exit 2); an absent
-one is exit 0.
+each --preview-env KEY=VALUE. An app of that name without the mark is never deployed to.
+--delete-preview pr-42 deletes the app only if it carries the mark (else exit 2); an absent one
+is exit 0.
 
 Examples:
   do-deploy --app shop --image registry.digitalocean.com/my-reg/web:v1.4.0
@@ -112,7 +113,7 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", requires = "spec", conflicts_with = "delete_preview")]
     pub preview: Option<String>,
 
-    /// With --preview: set an app-wide variable of the preview (repeatable)
+    /// With --preview: set a variable on every component of the preview (repeatable)
     #[arg(long, value_name = "KEY=VALUE", requires = "preview")]
     pub preview_env: Vec<String>,
 
@@ -193,7 +194,8 @@ pub struct Cli {
     #[arg(long)]
     pub rollback_on_failure: bool,
 
-    /// Show which components would change from what to what; send nothing but reads
+    /// Show which components (with --spec, which fields) would change from what to what; send
+    /// nothing but reads (and, with --spec, App Platform's propose check)
     #[arg(long)]
     pub dry_run: bool,
 
