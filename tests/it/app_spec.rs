@@ -237,6 +237,26 @@ fn the_dry_run_shows_a_readable_diff_and_sends_only_reads() {
 }
 
 #[test]
+fn answers_shaped_like_the_live_apis_still_find_the_deployment_and_see_no_change_after() {
+    // No pending_deployment in the update's answer, and specs answered without false, empty
+    // and null values (proto3 JSON), on top of the fields App Platform fills in.
+    let sim = sim(30);
+    sim.state().quirks = do_sim::Quirks { update_without_pending: true, normalized_specs: true };
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        APP_YAML.replace("    http_port: 8080\n", "    http_port: 8080\n    routes: []\n    run_command: \"\"\n");
+    let file = write(dir.path(), "app.yaml", &text);
+    let first = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    first.assert_code(0);
+    let app = app_named(&sim, "example-app").unwrap();
+    let newest = app["deployments"].as_array().unwrap().last().unwrap()["id"].clone();
+    assert_eq!(first.record("deploy")["deployment_id"], newest, "its own deployment, found without pending_deployment");
+    let again = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    again.assert_code(0);
+    assert_eq!(again.record("deploy")["outcome"], "unchanged", "{}", again.stderr);
+}
+
+#[test]
 fn a_missing_app_is_created_only_with_create() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();
@@ -603,4 +623,31 @@ fn the_preview_workflow_deploys_comments_once_and_deletes_with_least_permissions
         })
         .sum();
     assert!(jobs["deploy"]["timeout-minutes"].as_u64().unwrap() > deadlines, "{deadlines} minutes of deadlines");
+}
+
+#[test]
+fn the_workflow_examples_pass_actionlint_which_catches_a_broken_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let actionlint = |files: &[PathBuf]| {
+        std::process::Command::new("actionlint")
+            .args(files)
+            .current_dir(root)
+            .output()
+            .unwrap_or_else(|e| panic!("this test needs actionlint (.ci/run installs it from PyPI): {e}"))
+    };
+    let examples = [root.join("scripts/github-preview.yml"), root.join("scripts/github-release.yml")];
+    let passed = actionlint(&examples);
+    assert!(passed.status.success(), "{}", String::from_utf8_lossy(&passed.stdout));
+    // The same preview workflow with a job asking for a permission that does not exist, and an
+    // output of a step that does not exist: the linter must say so.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&examples[0]).unwrap();
+    let broken = text
+        .replace("pull-requests: write", "pull-requests: writ")
+        .replace("steps.deploy.outputs.live_url", "steps.deplo.outputs.live_url");
+    let file = write(dir.path(), "broken.yml", &broken);
+    let failed = actionlint(&[file]);
+    let said = String::from_utf8_lossy(&failed.stdout);
+    assert!(!failed.status.success(), "{said}");
+    assert!(said.contains("writ") && said.contains("deplo"), "{said}");
 }
