@@ -74,7 +74,7 @@ impl Deployer<'_> {
         mut changes: Vec<ComponentChange>,
         wanted: &Wanted,
     ) -> (DeployRecord, Exit) {
-        let spec_changes = diff::changes(&specfile::nothing(), spec);
+        let spec_changes = diff::changes(&json!({}), spec);
         self.progress.info(&format!(
             "dry run: would create app {} with {} field{}:",
             plan.app_name(),

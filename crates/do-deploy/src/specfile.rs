@@ -7,7 +7,7 @@ use std::path::Path;
 
 use do_core::{validate, Failure};
 use regex::Regex;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// The variable, on every component, that marks an app as a preview made by do-deploy; its
 /// value is the preview's name. `--delete-preview` deletes nothing that lacks it.
@@ -336,11 +336,6 @@ pub fn field_errors(message: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// An empty spec map, the "live" side of a spec that creates an app.
-pub fn nothing() -> Value {
-    Value::Object(Map::new())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,15 +351,26 @@ mod tests {
             {"key": "DB", "value": "${db.DATABASE_URL}"},
             {"key": "URL", "value": "${APP_URL}/x"},
             {"key": "HOME", "value": "${HOME}"},
+            {"key": "NOPE", "value": "${NOT_SET_ANYWHERE}"},
             {"key": "PASS", "type": "SECRET", "value": "${DB_PASSWORD}"}]});
-        let env = env_of(&[("GITHUB_SHA", "abc123"), ("HOME", "/root"), ("DB_PASSWORD", "hunter22")]);
+        let env = env_of(&[
+            ("GITHUB_SHA", "abc123"),
+            ("HOME", "/root"),
+            ("DB_PASSWORD", "hunter22"),
+            ("APP_URL", "https://x"),
+            ("db.DATABASE_URL", "y"),
+        ]);
         let allowed = vec!["GITHUB_SHA".to_string(), "DB_PASSWORD".to_string()];
         let expansion = expand(&mut spec, &allowed, &env).unwrap();
         assert_eq!(spec["envs"][0]["value"], "abc123");
         assert_eq!(spec["envs"][1]["value"], "${db.DATABASE_URL}");
         assert_eq!(spec["envs"][2]["value"], "${APP_URL}/x");
         assert_eq!(spec["envs"][3]["value"], "${HOME}", "set but not allowed: left as written");
-        assert_eq!(expansion.left_as_written.into_iter().collect::<Vec<_>>(), ["HOME"]);
+        assert_eq!(
+            expansion.left_as_written.into_iter().collect::<Vec<_>>(),
+            ["HOME"],
+            "only a set variable of no App Platform shape is worth a warning"
+        );
         assert_eq!(expansion.secret_values, ["hunter22"]);
     }
 
@@ -418,13 +424,20 @@ mod tests {
     #[test]
     fn a_preview_drops_domains_and_alerts_and_is_marked() {
         let spec = json!({"name": "shop", "domains": [{"domain": "shop.example.com"}], "alerts": [{"rule": "DEPLOYMENT_FAILED"}],
-            "services": [{"name": "web", "alerts": [{"rule": "CPU_UTILIZATION"}], "envs": [{"key": "MODE", "value": "production"}]}],
-            "workers": [{"name": "queue"}]});
+            "services": [{"name": "web", "alerts": [{"rule": "CPU_UTILIZATION"}],
+                          "envs": [{"key": "MODE", "value": "production"}, {"key": "KEEP", "value": "1"}]}],
+            "workers": [{"name": "queue"}], "jobs": [{"name": "migrate", "envs": "not a list"}]});
         let preview = for_preview(&spec, "pr-7", &[("MODE".into(), "preview".into())]);
         assert_eq!(preview["name"], "shop-pr-7");
         assert!(preview.get("domains").is_none() && preview.get("alerts").is_none());
         assert!(preview["services"][0].get("alerts").is_none());
         assert_eq!(preview_marker(&preview), Some("pr-7"));
+        assert_eq!(
+            preview["services"][0]["envs"][0],
+            json!({"key": "KEEP", "value": "1"}),
+            "the file's other variables stay"
+        );
+        assert_eq!(preview["jobs"][0]["envs"].as_array().unwrap().len(), 2, "a malformed list becomes the marks");
         for component in [&preview["services"][0], &preview["workers"][0]] {
             let modes: Vec<&Value> =
                 component["envs"].as_array().unwrap().iter().filter(|e| e["key"] == "MODE").collect();
@@ -440,19 +453,26 @@ mod tests {
         assert_eq!(preview_marker(&other), None, "marks that disagree");
         assert_eq!(preview_marker(&json!({"name": "x"})), None, "no component");
         assert!(parse_preview_env("DO_RELEASE_PREVIEW=x").is_err());
-        assert!(parse_preview_env("NOEQUALS").is_err());
         assert_eq!(parse_preview_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_preview_env("LOG_LEVEL2=").unwrap(), ("LOG_LEVEL2".into(), String::new()));
+        for bad in ["NOEQUALS", "=x", "1A=b", "A-B=c", "A B=c"] {
+            assert!(parse_preview_env(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn secrets_the_file_leaves_empty_keep_the_live_value() {
-        let live = json!({"envs": [{"key": "K", "type": "SECRET", "value": "EV[1:live]"}],
+        let live = json!({"envs": [{"key": "K", "type": "SECRET", "value": "EV[1:live]"},
+            {"key": "K2", "type": "SECRET", "value": "EV[1:k2]"}, {"key": "K3", "type": "SECRET", "value": "EV[1:k3]"}],
             "services": [{"name": "web", "envs": [{"key": "S", "type": "SECRET", "value": "EV[1:web]"}]}]});
-        let mut new = json!({"envs": [{"key": "K", "type": "SECRET"}, {"key": "NEW", "type": "SECRET"}],
+        let mut new = json!({"envs": [{"key": "K", "type": "SECRET"}, {"key": "NEW", "type": "SECRET"},
+                                      {"key": "K2"}, {"key": "K3", "type": "SECRET", "value": "given"}],
             "services": [{"name": "web", "envs": [{"key": "S", "type": "SECRET", "value": ""}, {"key": "P", "value": "plain"}]}]});
         keep_live_secrets(&mut new, &live);
         assert_eq!(new["envs"][0]["value"], "EV[1:live]");
         assert!(new["envs"][1].get("value").is_none(), "no live value to keep");
+        assert!(new["envs"][2].get("value").is_none(), "not a secret in the file: not given one");
+        assert_eq!(new["envs"][3]["value"], "given", "a secret the file gives wins");
         assert_eq!(new["services"][0]["envs"][0]["value"], "EV[1:web]");
         assert_eq!(new["services"][0]["envs"][1]["value"], "plain");
     }
@@ -481,6 +501,7 @@ mod tests {
         assert!(read_text("bomb.yaml", &bomb).unwrap_err().contains("budget"), "aliases cannot blow up");
         for (text, why) in [
             ("- name: shop\n", "not a list"),
+            ("name: \"\"\n", "has no name"),
             ("spec:\n  name: shop\n", "wraps the spec"),
             ("region: fra\n", "has no name"),
             ("name: [\n", "not valid YAML"),
@@ -489,6 +510,10 @@ mod tests {
             assert!(error.contains(why), "{text:?}: {error}");
         }
         assert!(read_text("d.json", "name: shop").unwrap_err().contains("not valid JSON"));
+        let exactly = format!("{{\"name\": \"shop\", \"pad\": \"{}\"}}", "x".repeat(MAX_SPEC_BYTES as usize - 27));
+        assert_eq!(exactly.len() as u64, MAX_SPEC_BYTES);
+        assert!(read_text("e.json", &exactly).is_ok(), "1 MiB is allowed");
+        assert!(read_text("f.json", &format!("{exactly} ")).unwrap_err().contains("over 1 MiB"));
         assert!(format!("{:#}", read(dir.path()).unwrap_err()).contains("not a regular file"));
         let error = read(&dir.path().join("missing.yaml")).unwrap_err();
         assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage);
