@@ -88,6 +88,21 @@ fn credentials_a_server_echoes_reach_no_output_record_file_or_saved_step() {
             tool(LOGIN).args(["--docker-config", dir.path().join("docker").to_str().unwrap()]).run(),
         ));
     }
+    // The spec's propose, create and a preview's delete, echoed back.
+    let spec_file = dir.path().join("app.json");
+    std::fs::write(&spec_file, do_sim::default_app_spec("example-app", "web", "v1.2.0").to_string()).unwrap();
+    let spec_file = spec_file.display().to_string();
+    for (method, path, args) in [
+        ("POST", "/v2/apps/propose", vec!["--repository", "web", "--tag", "v1.1.0"]),
+        ("POST", "/v2/apps$", vec!["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-1"]),
+    ] {
+        sim.state().faults.clear();
+        echo(&sim, method, path, 400);
+        runs.push((
+            format!("deploy --spec {method} {path}"),
+            tool(DEPLOY).args(["--spec", &spec_file]).args(args).run(),
+        ));
+    }
     sim.state().faults.clear();
     sim.push("example-registry", "web", "v9", 1000).unwrap();
     echo(&sim, "DELETE", "/v2/registries/example-registry/repositories/web/", 500);
@@ -118,6 +133,10 @@ fn credentials_a_server_echoes_reach_no_output_record_file_or_saved_step() {
         })
         .count();
     assert!(echoed >= 12, "the echoes reached the output, masked: {echoed}");
+    for (name, run) in runs.iter().filter(|(name, _)| name.starts_with("deploy --spec")) {
+        assert_eq!(run.code, 2, "{name}: a refused spec is exit 2:\n{}", run.stderr);
+        assert!(run.stderr.contains("Bearer ***"), "{name}: the refusal is shown, masked:\n{}", run.stderr);
+    }
     assert!(
         runs.last().unwrap().1.stderr.contains("DIGITALOCEAN_ACCESS_TOKEN=***"),
         "{}",
