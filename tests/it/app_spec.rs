@@ -276,6 +276,11 @@ fn a_missing_app_is_created_only_with_create() {
     let app = app_named(&sim, "new-shop").expect("created");
     assert_eq!(record["created"], true);
     assert_eq!(record["app_id"], app["id"]);
+    assert_eq!(record["components"][0]["image_before"], "none");
+    assert!(
+        record["spec_changes"].as_array().unwrap().iter().any(|c| c["path"] == "name" && c["before"].is_null()),
+        "{record}"
+    );
     assert_eq!(record["phase"], "ACTIVE");
     assert!(record["live_url"].as_str().is_some_and(|u| u.ends_with("/_sim/live/new-shop")), "{record}");
     assert_eq!(app["spec"]["services"][0]["image"]["digest"], digest_of(&sim, "v1.1.0"));
@@ -351,10 +356,12 @@ fn a_preview_is_created_then_updated_in_place_and_its_url_is_an_output() {
     );
     let file = write(dir.path(), "app.yaml", &text);
     let outputs = dir.path().join("github-output");
+    let summary = dir.path().join("github-summary");
     let first = deploy(&sim, &file)
         .args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-42", "--preview-env", "LOG_LEVEL=trace"])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_STEP_SUMMARY", &summary)
         .run();
     first.assert_code(0);
     let record = first.record("deploy");
@@ -364,6 +371,12 @@ fn a_preview_is_created_then_updated_in_place_and_its_url_is_an_output() {
     assert!(live_url.ends_with("/_sim/live/example-app-pr-42"), "{live_url}");
     let written = std::fs::read_to_string(&outputs).unwrap();
     assert!(written.contains(&live_url) && written.contains("example-app-pr-42"), "{written}");
+    let summarised = std::fs::read_to_string(&summary).unwrap();
+    assert!(summarised.contains(&format!("Live at {live_url}")), "{summarised}");
+    assert!(
+        summarised.contains("| `services[web].envs[DO_RELEASE_PREVIEW].value` | (none) | `\"pr-42\"` |"),
+        "{summarised}"
+    );
     let spec = &preview["spec"];
     assert!(spec.get("domains").is_none(), "the production domain stays with production");
     assert!(spec.get("alerts").is_none(), "the file's alerts were dropped");

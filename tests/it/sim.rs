@@ -201,6 +201,62 @@ fn deployments_step_through_the_phases_and_spec_updates_create_one() {
 }
 
 #[test]
+fn apps_are_proposed_created_with_unique_names_and_deleted() {
+    let sim = sim(40);
+    let spec = do_sim::default_app_spec("new-shop", "web", "v1.1.0");
+    // Propose: every problem, one per line, in the live API's wording; the name's availability.
+    let bad = json!({"spec": {"name": "New_Shop", "region": "mars", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "tag": "v1", "digest": "sha256:a"}}]}});
+    let (status, error) = api(&sim, "POST", "/v2/apps/propose", Some(bad.clone()));
+    assert_eq!(status, 400);
+    let lines: Vec<&str> = error["message"].as_str().unwrap().lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with("error validating app spec field \"")), "{lines:?}");
+    let (status, proposal) = api(&sim, "POST", "/v2/apps/propose", Some(json!({"spec": spec})));
+    assert_eq!((status, proposal["app_name_available"].as_bool()), (200, Some(true)));
+    assert_eq!(proposal["spec"]["services"][0]["instance_count"], 1, "answered as it would be kept");
+    let (_, taken) = api(&sim, "POST", "/v2/apps/propose", Some(json!({"spec": {"name": "example-app"}})));
+    assert_eq!(
+        (taken["app_name_available"].as_bool(), taken["app_name_suggestion"].as_str()),
+        (Some(false), Some("example-app-2"))
+    );
+    let (status, _) = api(&sim, "POST", "/v2/apps", Some(bad));
+    assert_eq!(status, 400, "a bad spec creates nothing");
+
+    // Create: a pending deployment, no live URL until it is ACTIVE; the name is taken after.
+    let (status, created) = api(&sim, "POST", "/v2/apps", Some(json!({"spec": spec})));
+    assert_eq!(status, 200);
+    let id = created["app"]["id"].as_str().unwrap().to_string();
+    assert!(created["app"]["pending_deployment"]["id"].is_string());
+    assert!(created["app"].get("live_url").is_none(), "{created}");
+    assert_eq!(created["app"]["spec"]["region"], "fra", "filled in");
+    let (status, _) = api(&sim, "POST", "/v2/apps", Some(json!({"spec": spec})));
+    assert_eq!(status, 409);
+    let mut renamed = spec.clone();
+    renamed["name"] = json!("example-app");
+    let (status, _) = api(&sim, "PUT", &format!("/v2/apps/{id}"), Some(json!({"spec": renamed})));
+    assert_eq!(status, 409, "an update cannot take another app's name");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let app = loop {
+        let (_, app) = api(&sim, "GET", &format!("/v2/apps/{id}"), None);
+        if app["app"]["active_deployment"]["phase"] == "ACTIVE" || std::time::Instant::now() > until {
+            break app;
+        }
+        assert!(app["app"].get("live_url").is_none(), "no URL before ACTIVE: {app}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(app["app"]["active_deployment"]["phase"], "ACTIVE");
+    assert!(app["app"]["live_url"].as_str().is_some_and(|u| u.ends_with("/_sim/live/new-shop")), "{app}");
+
+    // Delete: 200 with the id; gone after, the other app untouched.
+    let (status, deleted) = api(&sim, "DELETE", &format!("/v2/apps/{id}"), None);
+    assert_eq!((status, deleted["id"].as_str()), (200, Some(id.as_str())));
+    assert_eq!(api(&sim, "GET", &format!("/v2/apps/{id}"), None).0, 404);
+    assert_eq!(api(&sim, "DELETE", &format!("/v2/apps/{id}"), None).0, 404);
+    let (_, apps) = api(&sim, "GET", "/v2/apps", None);
+    assert_eq!(apps["apps"].as_array().unwrap().len(), 1);
+}
+
+#[test]
 fn a_scripted_build_error_ends_in_error_with_a_reason() {
     let sim = sim(30);
     let app_id = sim.state().apps[0].id.clone();

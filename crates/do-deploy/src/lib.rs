@@ -314,6 +314,16 @@ fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
             change.kind, change.name, change.image_before, change.image_after
         ));
     }
+    if let Some(live_url) = &record.live_url {
+        summary.push_str(&format!("\nLive at {live_url}\n"));
+    }
+    if !record.spec_changes.is_empty() {
+        summary.push_str("\n| spec field | before | after |\n|---|---|---|\n");
+        for change in &record.spec_changes {
+            let cell = |value: &Option<String>| value.as_deref().map_or("(none)".to_string(), |v| format!("`{v}`"));
+            summary.push_str(&format!("| `{}` | {} | {} |\n", change.path, cell(&change.before), cell(&change.after)));
+        }
+    }
     if let Some(failure) = &record.failure {
         summary.push_str(&format!(
             "\nFailed in step `{}`: {}\n",
@@ -452,6 +462,11 @@ impl Deployer<'_> {
             preview: self.plan.as_ref().and_then(|plan| plan.preview.clone()),
             spec_changes: Vec::new(),
         };
+        if let (true, Some((new_spec, file_changes, components))) = (created, &from_file) {
+            // What the create did: every field is new, and so is every component's image.
+            record.spec_changes = diff::changes(&json!({}), new_spec);
+            record.components = spec::told_against_live(file_changes.clone(), components, &json!({}));
+        }
         let runs_wanted = |spec: &serde_json::Value| match (&wanted, repository) {
             (Some(wanted), Some(repository)) => self.runs_wanted(spec, wanted, repository),
             _ => false,
