@@ -192,7 +192,8 @@ fn propose_errors_are_listed_per_field_and_nothing_changes() {
     let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--component", "Web_1"]).run();
     // A component name App Platform refuses is refused here already.
     assert_refused(&run, &sim);
-    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    // Renamed, web would go: allowed, so that propose is what refuses.
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--allow-removal"]).run();
     assert_refused(&run, &sim);
     assert!(run.stderr.contains("does not pass App Platform's checks; nothing was changed"), "{}", run.stderr);
     assert!(run.stderr.contains("  region: unknown region \"mars\""), "{}", run.stderr);
@@ -254,6 +255,37 @@ fn answers_shaped_like_the_live_apis_still_find_the_deployment_and_see_no_change
     let again = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
     again.assert_code(0);
     assert_eq!(again.record("deploy")["outcome"], "unchanged", "{}", again.stderr);
+}
+
+#[test]
+fn removing_a_component_or_a_domain_needs_allow_removal() {
+    let sim = sim(30);
+    {
+        let mut state = sim.state();
+        let spec = &mut state.apps[0].spec;
+        spec["domains"] = json!([{"domain": "shop.example.com", "type": "PRIMARY"}]);
+        spec["workers"] =
+            json!([{"name": "queue", "image": {"registry_type": "DOCR", "repository": "web", "tag": "v1.2.0"}}]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    for dry in [true, false] {
+        let mut args = vec!["--repository", "web", "--tag", "v1.1.0"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let run = deploy(&sim, &file).args(args).run();
+        assert_refused(&run, &sim);
+        assert!(
+            run.stderr.contains("would remove worker queue, domain shop.example.com from example-app"),
+            "{}",
+            run.stderr
+        );
+    }
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--allow-removal"]).run();
+    run.assert_code(0);
+    let spec = app_named(&sim, "example-app").unwrap()["spec"].clone();
+    assert!(spec.get("domains").is_none() && spec.get("workers").is_none(), "{spec}");
 }
 
 #[test]

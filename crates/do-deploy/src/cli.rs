@@ -42,7 +42,9 @@ the released repository are pinned to its digest; secrets the file leaves empty 
 app's (a secret the file gives counts as a change on every run: the live one is encrypted). The
 spec is checked with App Platform's propose first: errors are listed per field (exit 2, nothing
 changed). A dry run prints what would change, field by field, ignoring what the API fills in
-(region, alerts, ingress, instance size and count). --create creates a missing app.
+(region, alerts, ingress, instance size and count). A spec that would remove a component, a
+database or a domain of the live app is refused (exit 2) unless --allow-removal; previews may.
+--create creates a missing app.
 
 Preview apps (--spec FILE --preview pr-42): a separate app SPECNAME-pr-42 (at most 32
 characters: longer names keep their start and a stable hash), created when missing, without
@@ -107,6 +109,10 @@ pub struct Cli {
     /// With --spec: create the app when no app of the spec's name exists
     #[arg(long, requires = "spec")]
     pub create: bool,
+
+    /// With --spec: let the spec remove components, databases or domains the live app has
+    #[arg(long, requires = "spec")]
+    pub allow_removal: bool,
 
     /// With --spec: deploy to the preview app SPECNAME-NAME (created when missing), without the
     /// spec's domains and alerts

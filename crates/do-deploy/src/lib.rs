@@ -407,6 +407,14 @@ impl Deployer<'_> {
                 if let Some(live) = &existing {
                     check_is_preview(plan, live)?;
                     specfile::keep_live_secrets(&mut new_spec, &live.spec);
+                    let gone = spec::removals(&live.spec, &new_spec);
+                    if !gone.is_empty() && plan.preview.is_none() && !cli.allow_removal {
+                        return Err(Failure::usage(format!(
+                            "the spec would remove {} from {}; nothing was changed: add them to the spec, or pass --allow-removal if that is what you want",
+                            gone.join(", "),
+                            plan.app_name()
+                        )));
+                    }
                 }
                 self.propose(&new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
                 let _ = self.intended_spec.set(new_spec.clone());

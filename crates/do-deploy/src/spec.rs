@@ -82,6 +82,37 @@ pub fn told_against_live(
         .collect()
 }
 
+/// What sending `new` would remove from the live spec: components (services, workers, jobs,
+/// static sites, functions), databases and domains the live app has and `new` lacks, named
+/// like `database db` or `domain shop.example.com`.
+pub fn removals(live: &Value, new: &Value) -> Vec<String> {
+    let named = |spec: &Value, list: &str, key: &str| -> Vec<String> {
+        spec.get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get(key).and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    let lists = [
+        ("services", "service", "name"),
+        ("workers", "worker", "name"),
+        ("jobs", "job", "name"),
+        ("static_sites", "static site", "name"),
+        ("functions", "functions component", "name"),
+        ("databases", "database", "name"),
+        ("domains", "domain", "domain"),
+    ];
+    let mut gone = Vec::new();
+    for (list, kind, key) in lists {
+        let kept = named(new, list, key);
+        gone.extend(
+            named(live, list, key).into_iter().filter(|name| !kept.contains(name)).map(|name| format!("{kind} {name}")),
+        );
+    }
+    gone
+}
+
 /// Every image component in the spec, whatever its image.
 pub fn image_components(spec: &Value) -> Vec<(ComponentRef, &Value)> {
     let mut found = Vec::new();
@@ -295,6 +326,27 @@ mod tests {
         let old = json!({"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": "sha256:old"}}]});
         assert!(!runs_everywhere(&old, "web", &[], &wanted));
         assert!(!runs_everywhere(&json!({}), "web", &[], &wanted), "no component at all runs nothing");
+    }
+
+    #[test]
+    fn removals_name_what_the_new_spec_drops() {
+        let live = json!({"services": [{"name": "web"}, {"name": "api"}], "databases": [{"name": "db"}],
+            "domains": [{"domain": "shop.example.com"}, {"domain": "www.example.com"}], "static_sites": [{"name": "docs"}],
+            "workers": [{"name": "queue"}], "jobs": [{"name": "migrate"}], "functions": [{"name": "fn"}]});
+        let new = json!({"services": [{"name": "web"}], "domains": [{"domain": "www.example.com"}], "workers": [{"name": "queue"}]});
+        assert_eq!(
+            removals(&live, &new),
+            [
+                "service api",
+                "job migrate",
+                "static site docs",
+                "functions component fn",
+                "database db",
+                "domain shop.example.com"
+            ]
+        );
+        assert_eq!(removals(&live, &live), Vec::<String>::new());
+        assert_eq!(removals(&json!({}), &new), Vec::<String>::new(), "additions are not removals");
     }
 
     #[test]
