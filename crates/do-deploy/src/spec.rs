@@ -329,6 +329,31 @@ mod tests {
     }
 
     #[test]
+    fn app_names_follow_app_platforms_rule() {
+        for good in ["ab", "shop", "shop-pr-42", "a1", &format!("a{}", "b".repeat(31))] {
+            assert!(valid_app_name(good), "{good:?}");
+        }
+        for bad in ["", "a", "Shop", "1shop", "shop-", "-shop", "sh_op", "sh op", &format!("a{}", "b".repeat(32))] {
+            assert!(!valid_app_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn changes_to_a_files_spec_are_told_against_the_live_one() {
+        let file = json!({"services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "tag": "latest"}},
+                                       {"name": "api", "image": {"registry_type": "DOCR", "repository": "web", "tag": "latest"}},
+                                       {"name": "new", "image": {"registry_type": "DOCR", "repository": "web", "tag": "latest"}}]});
+        let live = json!({"services": [{"name": "api", "github": {"repo": "o/r"}}, {"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "tag": "v1"}}]});
+        let components = matching_components(&file, "web", &[]).unwrap();
+        let (_, changes) = pin(&file, &components, &wanted(Pin::Digest));
+        let told: Vec<String> = told_against_live(changes, &components, &live)
+            .into_iter()
+            .map(|c| format!("{} {}", c.name, c.image_before))
+            .collect();
+        assert_eq!(told, ["web web:v1", "api built from source", "new none"]);
+    }
+
+    #[test]
     fn removals_name_what_the_new_spec_drops() {
         let live = json!({"services": [{"name": "web"}, {"name": "api"}], "databases": [{"name": "db"}],
             "domains": [{"domain": "shop.example.com"}, {"domain": "www.example.com"}], "static_sites": [{"name": "docs"}],
