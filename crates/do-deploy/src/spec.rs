@@ -329,6 +329,25 @@ mod tests {
     }
 
     #[test]
+    fn a_component_runs_the_wanted_image_only_when_pinned_exactly_so() {
+        let with = |image: Value| json!({"name": "web", "image": image});
+        let by_digest = wanted(Pin::Digest);
+        assert!(runs(&with(json!({"repository": "web", "digest": "sha256:new"})), &by_digest));
+        assert!(
+            !runs(&with(json!({"repository": "web", "digest": "sha256:new", "tag": "v2"})), &by_digest),
+            "a tag beside it"
+        );
+        assert!(!runs(&with(json!({"repository": "web", "digest": "sha256:old"})), &by_digest));
+        let by_tag = wanted(Pin::Tag);
+        assert!(runs(&with(json!({"repository": "web", "tag": "v2"})), &by_tag));
+        assert!(
+            !runs(&with(json!({"repository": "web", "tag": "v2", "digest": "sha256:new"})), &by_tag),
+            "a digest beside it"
+        );
+        assert!(!runs(&with(json!({"repository": "web", "tag": "v1"})), &by_tag));
+    }
+
+    #[test]
     fn app_names_follow_app_platforms_rule() {
         for good in ["ab", "shop", "shop-pr-42", "a1", &format!("a{}", "b".repeat(31))] {
             assert!(valid_app_name(good), "{good:?}");
