@@ -5,17 +5,21 @@
 
 use do_core::api::ApiError;
 use do_core::types::App;
-use do_core::{Exit, Failure};
+use do_core::{Client, Exit, Failure};
 use serde_json::{json, Value};
 
-use crate::spec::{ComponentChange, Pin, Wanted};
+use crate::spec::{ComponentChange, Wanted};
 use crate::{diff, specfile, DeployRecord, Deployer, SpecPlan, NOT_CREATED_YET};
 
+/// The app of exactly this name, if the account has one.
+pub(crate) fn app_named(client: &Client, name: &str) -> anyhow::Result<Option<App>> {
+    let apps: Vec<App> = client.get_all("/v2/apps", "apps")?;
+    Ok(apps.into_iter().find(|app| app.name() == name))
+}
+
 impl Deployer<'_> {
-    /// The app of exactly this name, if the account has one.
     pub(crate) fn find_app_named(&self, name: &str) -> anyhow::Result<Option<App>> {
-        let apps: Vec<App> = self.client.get_all("/v2/apps", "apps")?;
-        Ok(apps.into_iter().find(|app| app.name() == name))
+        app_named(self.client, name)
     }
 
     /// Asks App Platform whether it would take `spec` (for the app `app_id`, or a new one); a
@@ -91,10 +95,7 @@ impl Deployer<'_> {
             deployment_id: None,
             previous_deployment_id: None,
             phase: "UNKNOWN".into(),
-            image: Some(match wanted.pin {
-                Pin::Digest => format!("{}@{}", wanted.repository, wanted.digest),
-                Pin::Tag => format!("{}:{}", wanted.repository, wanted.tag.as_deref().unwrap_or("latest")),
-            }),
+            image: Some(wanted.shown()),
             components: changes,
             changed: true,
             dry_run: true,

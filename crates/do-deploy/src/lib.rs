@@ -451,10 +451,7 @@ impl Deployer<'_> {
             deployment_id: None,
             previous_deployment_id: began_active.clone(),
             phase: String::new(),
-            image: wanted.as_ref().map(|wanted| match wanted.pin {
-                Pin::Digest => format!("{}@{}", wanted.repository, wanted.digest),
-                Pin::Tag => format!("{}:{}", wanted.repository, wanted.tag.as_deref().unwrap_or("latest")),
-            }),
+            image: wanted.as_ref().map(Wanted::shown),
             components: Vec::new(),
             changed: false,
             dry_run: cli.dry_run,

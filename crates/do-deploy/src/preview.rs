@@ -40,8 +40,7 @@ pub fn delete(
         dry_run,
         outcome: "absent".into(),
     };
-    let apps: Vec<App> = client.get_all("/v2/apps", "apps")?;
-    let Some(found) = apps.into_iter().find(|app| app.name() == name) else {
+    let Some(found) = crate::create::app_named(client, &name)? else {
         progress.info(&format!("no app named {name}; nothing to delete"));
         return Ok((record, Exit::Done));
     };

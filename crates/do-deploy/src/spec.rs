@@ -28,6 +28,16 @@ pub struct Wanted {
     pub pin: Pin,
 }
 
+impl Wanted {
+    /// `REPO@DIGEST`, or `REPO:TAG` when pinned by tag, as the record names the image.
+    pub fn shown(&self) -> String {
+        match self.pin {
+            Pin::Digest => format!("{}@{}", self.repository, self.digest),
+            Pin::Tag => format!("{}:{}", self.repository, self.tag.as_deref().unwrap_or("latest")),
+        }
+    }
+}
+
 /// One changed component, as the record reports it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ComponentChange {

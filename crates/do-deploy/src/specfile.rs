@@ -80,6 +80,13 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// An environment variable's name: letters, digits and `_`, not starting with a digit.
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Checks the `--spec-env` names: variable names, none of them a token's.
 pub fn check_allowed(
     names: &[String],
@@ -87,10 +94,7 @@ pub fn check_allowed(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
     for name in names {
-        let valid = !name.is_empty()
-            && !name.as_bytes()[0].is_ascii_digit()
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !valid {
+        if !is_variable_name(name) {
             return Err(Failure::usage(format!(
                 "invalid --spec-env {}: give a variable name like IMAGE_TAG",
                 validate::shown(name)
@@ -211,10 +215,7 @@ pub fn preview_app_name(base: &str, preview: &str) -> String {
 pub fn parse_preview_env(text: &str) -> anyhow::Result<(String, String)> {
     let bad = || Failure::usage(format!("invalid --preview-env {}: give KEY=VALUE", validate::shown(text)));
     let (key, value) = text.split_once('=').ok_or_else(bad)?;
-    let valid = !key.is_empty()
-        && !key.as_bytes()[0].is_ascii_digit()
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid {
+    if !is_variable_name(key) {
         return Err(bad());
     }
     if key == PREVIEW_MARKER {

@@ -8,7 +8,8 @@ const REGIONS: [&str; 10] = ["atl", "nyc", "sfo", "tor", "ams", "fra", "lon", "b
 const COMPONENT_LISTS: [&str; 5] = ["services", "workers", "jobs", "static_sites", "functions"];
 const DEFAULT_INSTANCE_SIZE: &str = "apps-s-1vcpu-0.5gb";
 
-/// App and component names: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$`.
+/// App and component names: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$`. Written apart from do-deploy's
+/// own check on purpose: the simulator stands for the server, and shares no code with clients.
 pub fn valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     (2..=32).contains(&bytes.len())
