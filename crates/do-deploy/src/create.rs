@@ -5,11 +5,11 @@
 
 use do_core::api::ApiError;
 use do_core::types::App;
-use do_core::{Client, Exit, Failure};
+use do_core::{Client, Failure};
 use serde_json::{json, Value};
 
-use crate::spec::{ComponentChange, Wanted};
-use crate::{diff, specfile, DeployRecord, Deployer, SpecPlan, NOT_CREATED_YET};
+use crate::spec::{self, ComponentChange, ComponentRef, Wanted};
+use crate::{check_is_preview, diff, specfile, DeployRecord, Deployer, SpecPlan, NOT_CREATED_YET};
 
 /// The app of exactly this name, if the account has one.
 pub(crate) fn app_named(client: &Client, name: &str) -> anyhow::Result<Option<App>> {
@@ -17,9 +17,69 @@ pub(crate) fn app_named(client: &Client, name: &str) -> anyhow::Result<Option<Ap
     Ok(apps.into_iter().find(|app| app.name() == name))
 }
 
+/// The app a --spec run deploys to, or the record of a dry run that would create it.
+pub(crate) enum SpecApp {
+    Ready { app: Box<App>, created: bool, from_file: FromFile },
+    DryRunCreate(Box<DeployRecord>),
+}
+
+/// The file's spec pinned to the image (live secrets kept), and what pinning changed in it.
+pub(crate) struct FromFile {
+    pub new_spec: Value,
+    pub changes: Vec<ComponentChange>,
+    pub components: Vec<ComponentRef>,
+}
+
 impl Deployer<'_> {
     pub(crate) fn find_app_named(&self, name: &str) -> anyhow::Result<Option<App>> {
         app_named(self.client, name)
+    }
+
+    /// The app the spec names, checked and made when missing (with --create or --preview), and
+    /// the spec to send: pinned, the live secrets kept, removing nothing unless allowed, passed
+    /// by propose. From here a deployment is this run's only when it runs this very spec.
+    pub(crate) fn app_for_spec(&self, plan: &SpecPlan, wanted: &Wanted, repository: &str) -> anyhow::Result<SpecApp> {
+        let cli = self.cli;
+        let components = spec::matching_components(&plan.spec, repository, &cli.component).map_err(Failure::usage)?;
+        let (mut new_spec, changes) = spec::pin(&plan.spec, &components, wanted);
+        let existing = self.find_app_named(plan.app_name())?;
+        match &existing {
+            None if !plan.may_create => {
+                return Err(Failure::usage(format!(
+                    "no app named {:?}: pass --create to create it from the spec",
+                    plan.app_name()
+                )))
+            }
+            None => {}
+            Some(live) => {
+                check_is_preview(plan, live)?;
+                specfile::keep_live_secrets(&mut new_spec, &live.spec);
+                let gone = spec::removals(&live.spec, &new_spec);
+                if !gone.is_empty() && plan.preview.is_none() && !cli.allow_removal {
+                    return Err(Failure::usage(format!(
+                        "the spec would remove {} from {}; nothing was changed: add them to the spec, or pass --allow-removal if that is what you want",
+                        gone.join(", "),
+                        plan.app_name()
+                    )));
+                }
+            }
+        }
+        self.propose(&new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
+        let _ = self.intended_spec.set(new_spec.clone());
+        let (app, created) = match existing {
+            Some(app) => (app, false),
+            None if cli.dry_run => {
+                return Ok(SpecApp::DryRunCreate(Box::new(self.dry_run_create(plan, &new_spec, changes, wanted))))
+            }
+            None => {
+                let (app, made) = self.create_app(plan, &new_spec)?;
+                if !made {
+                    check_is_preview(plan, &app)?;
+                }
+                (app, made)
+            }
+        };
+        Ok(SpecApp::Ready { app: Box::new(app), created, from_file: FromFile { new_spec, changes, components } })
     }
 
     /// Asks App Platform whether it would take `spec` (for the app `app_id`, or a new one); a
@@ -77,7 +137,7 @@ impl Deployer<'_> {
         spec: &Value,
         mut changes: Vec<ComponentChange>,
         wanted: &Wanted,
-    ) -> (DeployRecord, Exit) {
+    ) -> DeployRecord {
         let spec_changes = diff::changes(&json!({}), spec);
         self.progress.info(&format!(
             "dry run: would create app {} with {} field{}:",
@@ -111,7 +171,7 @@ impl Deployer<'_> {
             preview: plan.preview.clone(),
             spec_changes,
         };
-        (record, Exit::Done)
+        record
     }
 }
 

@@ -2,7 +2,8 @@
 //! the one that superseded it, when that runs the same image), verify the release answers,
 //! explain failures, and roll back without ever undoing someone else's newer work.
 //!
-//! Read top to bottom, `Deployer::deploy` is the run: find the app and the image; follow a
+//! Read top to bottom, `Deployer::deploy` is the run: find the app and the image (with
+//! `--spec`, the app the spec names, made when missing: `create.rs`); follow a
 //! deployment already running the image, or wait for (or cancel) another in progress; update
 //! the spec once (`update.rs`); follow to the end (`follow.rs`); on ACTIVE, check the live URL
 //! (`check.rs`); on failure, say why and roll back under the rules (`rollback.rs`). From the
@@ -337,7 +338,7 @@ fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
 
 /// A preview run changes only an app that do-deploy made as that preview: an app that merely
 /// has the name (a production app called `shop-pr-42`, say) is not overwritten.
-fn check_is_preview(plan: &SpecPlan, app: &App) -> anyhow::Result<()> {
+pub(crate) fn check_is_preview(plan: &SpecPlan, app: &App) -> anyhow::Result<()> {
     let Some(preview) = &plan.preview else { return Ok(()) };
     if specfile::preview_marker(&app.spec) == Some(preview.as_str()) {
         return Ok(());
@@ -389,57 +390,18 @@ impl Deployer<'_> {
         let cli = self.cli;
         let wanted = target.as_ref().map(|target| self.resolve(target)).transpose()?;
         let repository = target.as_ref().map(|t| t.repository.as_str());
-        let mut created = false;
-        // With --spec: the file's spec pinned to the image, and what pinning changed in it.
-        let mut from_file = None;
-        let mut app = match (&self.plan, &wanted, repository) {
-            (Some(plan), Some(wanted), Some(repository)) => {
-                let components =
-                    spec::matching_components(&plan.spec, repository, &cli.component).map_err(Failure::usage)?;
-                let (mut new_spec, file_changes) = spec::pin(&plan.spec, &components, wanted);
-                let existing = self.find_app_named(plan.app_name())?;
-                if existing.is_none() && !plan.may_create {
-                    return Err(Failure::usage(format!(
-                        "no app named {:?}: pass --create to create it from the spec",
-                        plan.app_name()
-                    )));
-                }
-                if let Some(live) = &existing {
-                    check_is_preview(plan, live)?;
-                    specfile::keep_live_secrets(&mut new_spec, &live.spec);
-                    let gone = spec::removals(&live.spec, &new_spec);
-                    if !gone.is_empty() && plan.preview.is_none() && !cli.allow_removal {
-                        return Err(Failure::usage(format!(
-                            "the spec would remove {} from {}; nothing was changed: add them to the spec, or pass --allow-removal if that is what you want",
-                            gone.join(", "),
-                            plan.app_name()
-                        )));
-                    }
-                }
-                self.propose(&new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
-                let _ = self.intended_spec.set(new_spec.clone());
-                let app = match existing {
-                    Some(app) => app,
-                    None if cli.dry_run => return Ok(self.dry_run_create(plan, &new_spec, file_changes, wanted)),
-                    None => {
-                        let (app, made) = self.create_app(plan, &new_spec)?;
-                        if !made {
-                            check_is_preview(plan, &app)?;
-                        }
-                        created = made;
-                        app
-                    }
-                };
-                from_file = Some((new_spec, file_changes, components));
-                app
-            }
+        let (mut app, created, from_file) = match (&self.plan, &wanted, repository) {
+            (Some(plan), Some(wanted), Some(repository)) => match self.app_for_spec(plan, wanted, repository)? {
+                create::SpecApp::Ready { app, created, from_file } => (*app, created, Some(from_file)),
+                create::SpecApp::DryRunCreate(record) => return Ok((*record, Exit::Done)),
+            },
             (Some(_), _, _) => return Err(Failure::usage("--spec needs the image to pin: --image, --repository with --tag or --digest, or an image record on stdin")),
             (None, _, _) => {
                 let app = self.find_app(cli.app.as_deref().unwrap_or_default())?;
                 if let Some(repository) = repository {
                     spec::matching_components(&app.spec, repository, &cli.component).map_err(Failure::usage)?;
                 }
-                app
+                (app, false, None)
             }
         };
         let app_path = format!("/v2/apps/{}", segment(&app.id));
@@ -467,10 +429,10 @@ impl Deployer<'_> {
             preview: self.plan.as_ref().and_then(|plan| plan.preview.clone()),
             spec_changes: Vec::new(),
         };
-        if let (true, Some((new_spec, file_changes, components))) = (created, &from_file) {
+        if let (true, Some(file)) = (created, &from_file) {
             // What the create did: every field is new, and so is every component's image.
-            record.spec_changes = diff::changes(&json!({}), new_spec);
-            record.components = spec::told_against_live(file_changes.clone(), components, &json!({}));
+            record.spec_changes = diff::changes(&json!({}), &file.new_spec);
+            record.components = spec::told_against_live(file.changes.clone(), &file.components, &json!({}));
         }
         let runs_wanted = |spec: &serde_json::Value| match (&wanted, repository) {
             (Some(wanted), Some(repository)) => self.runs_wanted(spec, wanted, repository),
@@ -504,9 +466,12 @@ impl Deployer<'_> {
         let update = match (&wanted, repository, &adopted) {
             (Some(wanted), Some(repository), None) => {
                 let (new_spec, changes) = match &from_file {
-                    Some((new_spec, file_changes, components)) => {
-                        record.spec_changes = diff::changes(&app.spec, new_spec);
-                        (new_spec.clone(), spec::told_against_live(file_changes.clone(), components, &app.spec))
+                    Some(file) => {
+                        record.spec_changes = diff::changes(&app.spec, &file.new_spec);
+                        (
+                            file.new_spec.clone(),
+                            spec::told_against_live(file.changes.clone(), &file.components, &app.spec),
+                        )
                     }
                     None => {
                         let components =
