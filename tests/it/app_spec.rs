@@ -289,6 +289,55 @@ fn removing_a_component_or_a_domain_needs_allow_removal() {
 }
 
 #[test]
+fn what_changed_on_the_app_while_waiting_for_a_busy_deployment_is_neither_undone_nor_lost() {
+    let run_while_busy = |change: &dyn Fn(&mut Value)| -> (Run, Value) {
+        let sim = sim(30);
+        {
+            let mut state = sim.state();
+            state.apps[0].next_phase_duration = Some(std::time::Duration::from_millis(150));
+        }
+        let id = sim.state().apps[0].id.clone();
+        let (status, _) = crate::support::call(
+            &sim,
+            "POST",
+            &format!("/v2/apps/{id}/deployments"),
+            Some(json!({})),
+            Some(&sim.token()),
+        );
+        assert_eq!(status, 200);
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "app.yaml", APP_YAML);
+        let run = std::thread::scope(|scope| {
+            let run = scope.spawn(|| deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run());
+            // Once do-deploy is waiting for the deployment in progress, someone edits the app.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !sim.requests().iter().any(|r| r.url.contains("/deployments/")) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            change(&mut sim.state().apps[0].spec);
+            run.join().unwrap()
+        });
+        (run, app_named(&sim, "example-app").unwrap()["spec"].clone())
+    };
+    let (run, spec) = run_while_busy(&|spec| {
+        spec["services"][0]["envs"][1]["value"] = json!("EV[1:rotated-meanwhile]");
+    });
+    run.assert_code(0);
+    assert!(run.stderr.contains("waiting for deployment"), "{}", run.stderr);
+    assert_eq!(
+        env_value(&spec["services"][0]["envs"], "DATABASE_URL"),
+        Some(&json!("EV[1:rotated-meanwhile]")),
+        "the rotation stays"
+    );
+    let (run, spec) = run_while_busy(&|spec| {
+        spec["domains"] = json!([{"domain": "shop.example.com", "type": "PRIMARY"}]);
+    });
+    run.assert_code(2);
+    assert!(run.stderr.contains("would remove domain shop.example.com"), "{}", run.stderr);
+    assert_eq!(spec["domains"][0]["domain"], "shop.example.com", "the domain stays");
+}
+
+#[test]
 fn a_missing_app_is_created_only_with_create() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

@@ -35,51 +35,67 @@ impl Deployer<'_> {
         app_named(self.client, name)
     }
 
-    /// The app the spec names, checked and made when missing (with --create or --preview), and
-    /// the spec to send: pinned, the live secrets kept, removing nothing unless allowed, passed
-    /// by propose. From here a deployment is this run's only when it runs this very spec.
+    /// The app the spec names, made when missing (with --create or --preview), and the spec to
+    /// send, passed by propose.
     pub(crate) fn app_for_spec(&self, plan: &SpecPlan, wanted: &Wanted, repository: &str) -> anyhow::Result<SpecApp> {
-        let cli = self.cli;
-        let components = spec::matching_components(&plan.spec, repository, &cli.component).map_err(Failure::usage)?;
-        let (mut new_spec, changes) = spec::pin(&plan.spec, &components, wanted);
         let existing = self.find_app_named(plan.app_name())?;
-        match &existing {
-            None if !plan.may_create => {
-                return Err(Failure::usage(format!(
-                    "no app named {:?}: pass --create to create it from the spec",
-                    plan.app_name()
-                )))
-            }
-            None => {}
-            Some(live) => {
-                check_is_preview(plan, live)?;
-                specfile::keep_live_secrets(&mut new_spec, &live.spec);
-                let gone = spec::removals(&live.spec, &new_spec);
-                if !gone.is_empty() && plan.preview.is_none() && !cli.allow_removal {
-                    return Err(Failure::usage(format!(
-                        "the spec would remove {} from {}; nothing was changed: add them to the spec, or pass --allow-removal if that is what you want",
-                        gone.join(", "),
-                        plan.app_name()
-                    )));
-                }
-            }
+        if existing.is_none() && !plan.may_create {
+            return Err(Failure::usage(format!(
+                "no app named {:?}: pass --create to create it from the spec",
+                plan.app_name()
+            )));
         }
-        self.propose(&new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
-        let _ = self.intended_spec.set(new_spec.clone());
+        let file = self.spec_to_send(plan, wanted, repository, existing.as_ref())?;
+        self.propose(&file.new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
+        self.intend(&file.new_spec);
         let (app, created) = match existing {
             Some(app) => (app, false),
-            None if cli.dry_run => {
-                return Ok(SpecApp::DryRunCreate(Box::new(self.dry_run_create(plan, &new_spec, changes, wanted))))
+            None if self.cli.dry_run => {
+                let record = self.dry_run_create(plan, &file.new_spec, file.changes, wanted);
+                return Ok(SpecApp::DryRunCreate(Box::new(record)));
             }
             None => {
-                let (app, made) = self.create_app(plan, &new_spec)?;
+                let (app, made) = self.create_app(plan, &file.new_spec)?;
                 if !made {
                     check_is_preview(plan, &app)?;
                 }
                 (app, made)
             }
         };
-        Ok(SpecApp::Ready { app: Box::new(app), created, from_file: FromFile { new_spec, changes, components } })
+        Ok(SpecApp::Ready { app: Box::new(app), created, from_file: file })
+    }
+
+    /// The file's spec for the app as `live` is (None: a new app): pinned to the image, with the
+    /// live secrets the file leaves empty, and refused when it would remove what the live app
+    /// has (unless allowed, or a preview), or when `live` is not this preview.
+    pub(crate) fn spec_to_send(
+        &self,
+        plan: &SpecPlan,
+        wanted: &Wanted,
+        repository: &str,
+        live: Option<&App>,
+    ) -> anyhow::Result<FromFile> {
+        let cli = self.cli;
+        let components = spec::matching_components(&plan.spec, repository, &cli.component).map_err(Failure::usage)?;
+        let (mut new_spec, changes) = spec::pin(&plan.spec, &components, wanted);
+        if let Some(live) = live {
+            check_is_preview(plan, live)?;
+            specfile::keep_live_secrets(&mut new_spec, &live.spec);
+            let gone = spec::removals(&live.spec, &new_spec);
+            if !gone.is_empty() && plan.preview.is_none() && !cli.allow_removal {
+                return Err(Failure::usage(format!(
+                    "the spec would remove {} from {}; nothing was changed: add them to the spec, or pass --allow-removal if that is what you want",
+                    gone.join(", "),
+                    plan.app_name()
+                )));
+            }
+        }
+        Ok(FromFile { new_spec, changes, components })
+    }
+
+    /// From here a deployment is this run's only when it runs `spec`, not merely the image.
+    pub(crate) fn intend(&self, spec: &Value) {
+        *self.intended_spec.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec.clone());
     }
 
     /// Asks App Platform whether it would take `spec` (for the app `app_id`, or a new one); a

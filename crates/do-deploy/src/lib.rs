@@ -382,7 +382,7 @@ struct Deployer<'a> {
     plan: Option<SpecPlan>,
     /// With --spec: the whole spec this run sends. A deployment is this run's intent only when
     /// its spec is this one, not merely when it runs the image.
-    intended_spec: std::sync::OnceLock<Value>,
+    intended_spec: std::sync::Mutex<Option<Value>>,
 }
 
 impl Deployer<'_> {
@@ -390,7 +390,7 @@ impl Deployer<'_> {
         let cli = self.cli;
         let wanted = target.as_ref().map(|target| self.resolve(target)).transpose()?;
         let repository = target.as_ref().map(|t| t.repository.as_str());
-        let (mut app, created, from_file) = match (&self.plan, &wanted, repository) {
+        let (mut app, created, mut from_file) = match (&self.plan, &wanted, repository) {
             (Some(plan), Some(wanted), Some(repository)) => match self.app_for_spec(plan, wanted, repository)? {
                 create::SpecApp::Ready { app, created, from_file } => (*app, created, Some(from_file)),
                 create::SpecApp::DryRunCreate(record) => return Ok((*record, Exit::Done)),
@@ -460,6 +460,15 @@ impl Deployer<'_> {
             } else {
                 self.handle_busy(&app, &busy)?;
                 app = self.client.get_object(&app_path, "app")?;
+                // The wait may have been long: the spec to send is made again from the app as it
+                // is now, so a secret rotated or a domain added meanwhile is neither undone nor lost.
+                if let (Some(plan), Some(wanted), Some(repository), Some(_)) =
+                    (&self.plan, &wanted, repository, &from_file)
+                {
+                    let file = self.spec_to_send(plan, wanted, repository, Some(&app))?;
+                    self.intend(&file.new_spec);
+                    from_file = Some(file);
+                }
             }
         }
 

@@ -98,7 +98,12 @@ impl Deployer<'_> {
     /// with --spec, whether `spec` is the whole spec this run sends.
     pub(crate) fn runs_wanted(&self, spec: &Value, wanted: &Wanted, repository: &str) -> bool {
         spec::runs_everywhere(spec, repository, &self.cli.component, wanted)
-            && self.intended_spec.get().is_none_or(|intended| crate::diff::same_intent(spec, intended))
+            && self
+                .intended_spec
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_none_or(|intended| crate::diff::same_intent(spec, intended))
     }
 
     pub(crate) fn handle_busy(&self, app: &App, busy: &Deployment) -> anyhow::Result<()> {
