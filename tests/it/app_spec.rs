@@ -255,6 +255,14 @@ fn answers_shaped_like_the_live_apis_still_find_the_deployment_and_see_no_change
     let again = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
     again.assert_code(0);
     assert_eq!(again.record("deploy")["outcome"], "unchanged", "{}", again.stderr);
+
+    // A create answered the same way: its own deployment is followed, none is added.
+    let preview = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-6"]).run();
+    preview.assert_code(0);
+    let app = app_named(&sim, "example-app-pr-6").unwrap();
+    assert_eq!(app["deployments"].as_array().unwrap().len(), 1, "{}", preview.stderr);
+    assert_eq!(preview.record("deploy")["deployment_id"], app["deployments"][0]["id"]);
+    assert_eq!(preview.record("deploy")["phase"], "ACTIVE");
 }
 
 #[test]

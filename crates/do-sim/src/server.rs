@@ -762,7 +762,9 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
             let deployment = state.create_deployment(index, "initial deployment", now);
             let app = &state.apps[index];
             let mut shown = app.to_json(now, &live_url(base_url, app));
-            shown["pending_deployment"] = deployment;
+            if !state.quirks.update_without_pending {
+                shown["pending_deployment"] = deployment;
+            }
             ok(json!({ "app": shown }))
         }
         ("POST", ["propose"]) => {

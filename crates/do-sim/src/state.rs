@@ -812,7 +812,7 @@ pub struct State {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quirks {
-    /// The app update's answer has no `pending_deployment` (digitalocean/godo#601).
+    /// The app update's (and create's) answer has no `pending_deployment` (digitalocean/godo#601).
     pub update_without_pending: bool,
     /// Specs in answers are normalised as proto3 JSON does: false, empty and null values left out.
     pub normalized_specs: bool,
