@@ -603,3 +603,50 @@ fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as
     let limit = workflow["jobs"]["release"]["timeout-minutes"].as_u64().unwrap();
     assert!(limit > deadlines, "timeout-minutes {limit} is not above the {deadlines} minutes of deadlines");
 }
+
+#[test]
+fn a_release_with_the_app_spec_in_the_repository_deploys_the_spec() {
+    let world = World::new();
+    let mut spec = world.sim.snapshot()["apps"][0]["spec"].clone();
+    spec["services"][0]["envs"] = json!([{"key": "GREETING", "value": "${GREETING}", "scope": "RUN_TIME"}]);
+    std::fs::create_dir_all(world.repo.join(".do")).unwrap();
+    std::fs::write(world.repo.join(".do/app.json"), serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+    git(&world.repo, &["add", ".do"]);
+    git(&world.repo, &["commit", "-q", "-m", "chore: the app spec in the repository"]);
+    git(&world.repo, &["push", "-q", "origin", "HEAD"]);
+    let with_spec = |app: &str| Config {
+        spec: ".do/app.json".into(),
+        spec_env: vec!["GREETING".into()],
+        app: app.into(),
+        ..world.config()
+    };
+
+    // A spec naming another app than `app` is refused by the preflight: nothing changes.
+    let before = world.refs();
+    let mut options = world.options(true, with_spec("other-app"));
+    options.env.push(("GREETING".into(), "hello".into()));
+    let refused = release(&options).unwrap();
+    assert_eq!(refused.exit, 2, "{}", refused.text);
+    assert!(refused.text.contains("names the app \"demo-app\""), "{}", refused.text);
+    assert_eq!(world.refs(), before, "no tag");
+    assert!(mutating_requests(&world.sim).is_empty());
+
+    // Nor does the token ever go into the spec, whatever the variable is called.
+    let mut options = world.options(true, with_spec(""));
+    options.env.push(("GREETING".into(), world.sim.token()));
+    let refused = release(&options).unwrap();
+    assert_eq!(refused.exit, 2, "{}", refused.text);
+    assert!(refused.text.contains("never goes into an app spec") && !refused.text.contains(&world.sim.token()));
+    assert!(mutating_requests(&world.sim).is_empty());
+
+    let mut options = world.options(true, with_spec(""));
+    options.env.push(("GREETING".into(), "hello".into()));
+    let outcome = release(&options).unwrap();
+    world.assert_released_once(&outcome);
+    let deploy = outcome.last("deploy").unwrap();
+    let changed: Vec<&str> =
+        deploy["spec_changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert!(changed.contains(&"services[web].envs[GREETING].value"), "{changed:?}");
+    let live = world.sim.snapshot()["apps"][0]["spec"]["services"][0]["envs"].clone();
+    assert_eq!(live, json!([{"key": "GREETING", "value": "hello", "scope": "RUN_TIME"}]), "the spec, expanded");
+}

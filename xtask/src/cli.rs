@@ -161,6 +161,12 @@ pub struct ReleaseArgs {
     /// The App Platform app, by name or id
     #[arg(long, value_name = "NAME_OR_ID")]
     pub app: Option<String>,
+    /// The app spec in the app repository (.do/app.yaml, say): deploy it with do-deploy --spec
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<String>,
+    /// A variable the spec's ${NAME} may use (repeatable)
+    #[arg(long = "spec-env", value_name = "NAME")]
+    pub spec_env: Vec<String>,
     /// Deploy only these components (repeatable; default: every one running the repository)
     #[arg(long = "component", value_name = "NAME")]
     pub components: Vec<String>,

@@ -5,10 +5,13 @@ use serde::Deserialize;
 
 pub const CONFIG_FILE: &str = "do-release.toml";
 
-pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but repository and app), with their defaults:
+pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but repository, and app unless spec), with their defaults:
   registry = ""                 # DOCR registry; "" finds the account's only one
   repository = ""               # required: the DOCR repository the app runs
-  app = ""                      # required: the App Platform app, by name or id
+  app = ""                      # required unless spec: the App Platform app, by name or id
+  spec = ""                     # the app spec in the repository (".do/app.yaml"): it becomes the
+                                # app's spec (do-deploy --spec); the app is the one it names
+  spec_env = []                 # variables the spec's ${NAME} may use (do-deploy --spec-env)
   components = []               # only these components; [] = all that run the repository
   remote = "origin"             # git remote for the tag
   allow_branch = []             # release only from branches matching these globs; [] = any
@@ -39,6 +42,8 @@ pub struct Config {
     pub registry: String,
     pub repository: String,
     pub app: String,
+    pub spec: String,
+    pub spec_env: Vec<String>,
     pub components: Vec<String>,
     pub remote: String,
     pub allow_branch: Vec<String>,
@@ -69,6 +74,8 @@ impl Default for Config {
             registry: String::new(),
             repository: String::new(),
             app: String::new(),
+            spec: String::new(),
+            spec_env: Vec::new(),
             components: Vec::new(),
             remote: "origin".into(),
             allow_branch: Vec::new(),
@@ -133,7 +140,10 @@ impl Config {
             !self.repository.is_empty(),
             "repository is not set: add it to {CONFIG_FILE} or pass --repository"
         );
-        anyhow::ensure!(!self.app.is_empty(), "app is not set: add it to {CONFIG_FILE} or pass --app");
+        anyhow::ensure!(
+            !self.app.is_empty() || !self.spec.is_empty(),
+            "app is not set: add it (or spec, the app spec in the repository) to {CONFIG_FILE}, or pass --app"
+        );
         if !self.registry.is_empty() {
             do_core::validate::registry_name(&self.registry)?;
         }
@@ -221,6 +231,8 @@ mod tests {
             "registry",
             "repository",
             "app",
+            "spec",
+            "spec_env",
             "components",
             "remote",
             "allow_branch",

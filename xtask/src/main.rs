@@ -134,8 +134,11 @@ fn run(task: Task) -> anyhow::Result<()> {
 }
 
 fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
-    let mut config =
-        xtask::config::read(&args.dir, args.config.as_deref(), args.repository.is_some() && args.app.is_some())?;
+    let mut config = xtask::config::read(
+        &args.dir,
+        args.config.as_deref(),
+        args.repository.is_some() && (args.app.is_some() || args.spec.is_some()),
+    )?;
     let words = |text: &String| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(value) = &args.$field { config.$field = value.clone(); } )* };
@@ -144,6 +147,7 @@ fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
         registry,
         repository,
         app,
+        spec,
         remote,
         tag_prefix,
         bump,
@@ -174,6 +178,7 @@ fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
     }
     for (list, extra) in [
         (&mut config.components, &args.components),
+        (&mut config.spec_env, &args.spec_env),
         (&mut config.allow_branch, &args.allow_branch),
         (&mut config.paths, &args.paths),
         (&mut config.keep_tags, &args.keep_tags),

@@ -338,8 +338,14 @@ impl Runner<'_> {
             self.heading("push", &format!("dry run: would push {}", self.plan.image));
         }
 
-        let mut deploy_args =
-            vec!["--app".to_string(), config.app.clone(), "--repository".into(), config.repository.clone()];
+        let mut deploy_args = match config.spec.as_str() {
+            "" => vec!["--app".to_string(), config.app.clone()],
+            spec => vec!["--spec".to_string(), self.options.repo_dir.join(spec).display().to_string()],
+        };
+        for name in &config.spec_env {
+            deploy_args.extend(["--spec-env".to_string(), name.clone()]);
+        }
+        deploy_args.extend(["--repository".to_string(), config.repository.clone()]);
         deploy_args.extend(["--registry".to_string(), self.plan.registry.clone()]);
         deploy_args.extend(["--interval".into(), interval.clone(), "--timeout".into(), config.deploy_timeout.clone()]);
         for component in &config.components {
@@ -562,19 +568,59 @@ impl Runner<'_> {
 
     fn check_app(&self, client: &Client) -> Result<String, String> {
         let config = self.config();
+        let file = self.spec_file()?;
+        let wanted = match &file {
+            Some((name, _)) => name.clone(),
+            None => config.app.clone(),
+        };
         let apps: Vec<App> = client.get_all("/v2/apps", "apps").map_err(|e| scope_hint(&e, "app:read"))?;
-        let app = apps.iter().find(|a| a.name() == config.app || a.id == config.app).ok_or_else(|| {
+        let app = apps.iter().find(|a| a.name() == wanted || (file.is_none() && a.id == wanted)).ok_or_else(|| {
             let names: Vec<&str> = apps.iter().map(App::name).collect();
             format!(
-                "no app named {:?}; the account has: {}",
-                config.app,
+                "no app named {wanted:?}{}; the account has: {}",
+                if file.is_some() {
+                    " (the spec's name): create it once with do-deploy --spec FILE --create"
+                } else {
+                    ""
+                },
                 if names.is_empty() { "no apps".to_string() } else { names.join(", ") }
             )
         })?;
-        let spec = app.spec.clone();
+        // With a spec, the components that will run the image are the spec's, not the live app's.
+        let spec = file.map(|(_, spec)| spec).unwrap_or_else(|| app.spec.clone());
         let components = do_deploy::spec::matching_components(&spec, &config.repository, &config.components)?;
         let names: Vec<String> = components.iter().map(|c| format!("{} {}", c.kind, c.name)).collect();
         Ok(format!("{} runs {} in {}", app.name(), config.repository, names.join(", ")))
+    }
+
+    /// With `spec`: the app name and the spec, read as do-deploy will read them (references in
+    /// the spec from `spec_env` only); the name must be `app`'s when both are given.
+    fn spec_file(&self) -> Result<Option<(String, serde_json::Value)>, String> {
+        let config = self.config();
+        if config.spec.is_empty() {
+            return Ok(None);
+        }
+        let path = self.options.repo_dir.join(&config.spec);
+        let mut spec = do_deploy::specfile::read(&path).map_err(|e| format!("{e:#}"))?;
+        let env = |name: &str| {
+            self.options
+                .env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        };
+        let token = env(do_core::api::TOKEN_VARIABLE);
+        do_deploy::specfile::check_allowed(&config.spec_env, token.as_deref(), &env).map_err(|e| format!("{e:#}"))?;
+        do_deploy::specfile::expand(&mut spec, &config.spec_env, &env).map_err(|e| format!("{e:#}"))?;
+        let name = spec["name"].as_str().unwrap_or_default().to_string();
+        if !config.app.is_empty() && config.app != name {
+            return Err(format!(
+                "app is {:?} but {} names the app {name:?}: give one of them",
+                config.app, config.spec
+            ));
+        }
+        Ok(Some((name, spec)))
     }
 
     /// A tag already in the registry is this release's image only when it was built from HEAD.
