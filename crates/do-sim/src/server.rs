@@ -752,20 +752,12 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
         ("POST", []) => {
             let spec = spec_in_body(incoming)?;
             check_spec(&spec)?;
-            let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
-            if state.apps.iter().any(|app| app.spec.get("name").and_then(Value::as_str) == Some(name)) {
-                return Err(SimError::new(409, "conflict", format!("an app named {name:?} already exists")));
-            }
+            check_name_free(state, &spec, None)?;
             let id = state.add_app(None, crate::appspec::as_stored(&spec), false, now);
             let index = state.apps.iter().position(|app| app.id == id).expect("just added");
             state.apps[index].created_at = crate::state::now_rfc3339();
             let deployment = state.create_deployment(index, "initial deployment", now);
-            let app = &state.apps[index];
-            let mut shown = app.to_json(now, &live_url(base_url, app));
-            if !state.quirks.update_without_pending {
-                shown["pending_deployment"] = deployment;
-            }
-            ok(json!({ "app": shown }))
+            ok(json!({ "app": app_with_pending(state, index, deployment, now, base_url) }))
         }
         ("POST", ["propose"]) => {
             let spec = spec_in_body(incoming)?;
@@ -776,11 +768,7 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
                     return Err(SimError::not_found());
                 }
             }
-            let name = spec.get("name").and_then(Value::as_str);
-            let available = !state
-                .apps
-                .iter()
-                .any(|app| app.spec.get("name").and_then(Value::as_str) == name && Some(app.id.as_str()) != app_id);
+            let available = check_name_free(state, &spec, app_id).is_ok();
             ok(crate::appspec::proposal(&spec, available))
         }
         (method, [app_id, rest @ ..]) => {
@@ -801,23 +789,11 @@ fn apps_route(state: &mut State, incoming: &Incoming, base_url: &str, now: Insta
                 ("PUT", []) => {
                     let spec = spec_in_body(incoming)?;
                     check_spec(&spec)?;
-                    let name = spec.get("name").and_then(Value::as_str);
-                    let taken = state
-                        .apps
-                        .iter()
-                        .enumerate()
-                        .any(|(other, app)| other != index && app.spec.get("name").and_then(Value::as_str) == name);
-                    if taken {
-                        return Err(SimError::new(409, "conflict", format!("an app named {name:?} already exists")));
-                    }
+                    let id = state.apps[index].id.clone();
+                    check_name_free(state, &spec, Some(&id))?;
                     state.apps[index].spec = crate::appspec::as_stored(&spec);
                     let deployment = state.create_deployment(index, "app spec updated", now);
-                    let app = &state.apps[index];
-                    let mut shown = app.to_json(now, &live_url(base_url, app));
-                    if !state.quirks.update_without_pending {
-                        shown["pending_deployment"] = deployment;
-                    }
-                    ok(json!({ "app": shown }))
+                    ok(json!({ "app": app_with_pending(state, index, deployment, now, base_url) }))
                 }
                 ("GET", ["deployments"]) => {
                     let app = &state.apps[index];
@@ -956,6 +932,30 @@ fn rollback_target(
         return Ok(Err(("incompatible_result", "the deployment never became active".into())));
     }
     Ok(Ok(index))
+}
+
+/// App names are unique: a 409 when an app other than `except` (an id) has the spec's name.
+fn check_name_free(state: &State, spec: &Value, except: Option<&str>) -> Result<(), SimError> {
+    let name = spec.get("name").and_then(Value::as_str);
+    let taken = state
+        .apps
+        .iter()
+        .any(|app| app.spec.get("name").and_then(Value::as_str) == name && Some(app.id.as_str()) != except);
+    if taken {
+        return Err(SimError::new(409, "conflict", format!("an app named {:?} already exists", name.unwrap_or(""))));
+    }
+    Ok(())
+}
+
+/// The app as create and update answer it: with the deployment they started as
+/// `pending_deployment`, unless the live API's way (no such field) is asked for.
+fn app_with_pending(state: &State, index: usize, deployment: Value, now: Instant, base_url: &str) -> Value {
+    let app = &state.apps[index];
+    let mut shown = app.to_json(now, &live_url(base_url, app));
+    if !state.quirks.update_without_pending {
+        shown["pending_deployment"] = deployment;
+    }
+    shown
 }
 
 /// `{"spec": {...}}` from the request body.
