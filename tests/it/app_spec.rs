@@ -753,3 +753,90 @@ fn the_workflow_examples_pass_actionlint_which_catches_a_broken_one() {
     assert!(!failed.status.success(), "{said}");
     assert!(said.contains("writ") && said.contains("deplo"), "{said}");
 }
+
+mod properties {
+    //! The rule "unchanged" and "this deployment is ours" rest on: whatever spec do-deploy
+    //! sends, the spec App Platform answers with (fields filled in, secrets encrypted, and
+    //! proto3's omissions of false, empty and null values) is the same intent, and differs
+    //! only in the secrets given in the clear.
+
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// A variable of the given key: plain or secret, empty, plain text, a reference App
+    /// Platform resolves, or an encrypted value kept from the live app.
+    fn env(key: &'static str) -> impl Strategy<Value = Value> {
+        (0..4usize, any::<bool>()).prop_map(move |(shape, secret)| {
+            let value = ["", "x", "${APP_URL}", "EV[1:kept]"][shape];
+            match secret {
+                true => json!({"key": key, "type": "SECRET", "scope": "RUN_TIME", "value": value}),
+                false => json!({"key": key, "value": value}),
+            }
+        })
+    }
+
+    fn envs() -> impl Strategy<Value = Vec<Value>> {
+        (prop::option::of(env("A")), prop::option::of(env("B")), prop::option::of(env("LOG_LEVEL")))
+            .prop_map(|(a, b, c)| [a, b, c].into_iter().flatten().collect())
+    }
+
+    fn service(name: &'static str) -> impl Strategy<Value = Value> {
+        (prop::option::of(1..4u64), prop::collection::vec(prop::sample::select(vec!["/", "/api"]), 0..3), envs(), any::<bool>())
+            .prop_map(move |(count, routes, envs, size)| {
+                let mut service = json!({"name": name, "http_port": 8080, "run_command": "",
+                    "image": {"registry_type": "DOCR", "repository": "web", "digest": "sha256:a", "deploy_on_push": {"enabled": false}}});
+                if let Some(count) = count {
+                    service["instance_count"] = json!(count);
+                }
+                if size {
+                    service["instance_size_slug"] = json!("apps-s-1vcpu-1gb");
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                service["routes"] = routes.into_iter().filter(|r| seen.insert(*r)).map(|path| json!({"path": path})).collect();
+                service["envs"] = json!(envs);
+                service
+            })
+    }
+
+    fn spec() -> impl Strategy<Value = Value> {
+        (
+            service("web"),
+            prop::option::of(service("api")),
+            prop::option::of(prop::sample::select(vec!["fra", "ams"])),
+            any::<bool>(),
+        )
+            .prop_map(|(web, api, region, edge)| {
+                let mut spec = json!({"name": "shop", "services": [web], "disable_edge_cache": edge});
+                if let Some(api) = api {
+                    spec["services"].as_array_mut().unwrap().push(api);
+                }
+                if let Some(region) = region {
+                    spec["region"] = json!(region);
+                }
+                spec
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn what_app_platform_answers_is_the_spec_sent(sent in spec()) {
+            let stored = do_sim::appspec::as_stored(&sent);
+            let normalised = do_sim::state::normalized(&stored).unwrap();
+            for answered in [&stored, &normalised] {
+                prop_assert!(do_deploy::diff::same_intent(answered, &sent), "{answered}\nvs\n{sent}");
+                let changed = do_deploy::diff::changes(answered, &sent);
+                let clear_secrets: Vec<String> = sent["services"].as_array().unwrap().iter().flat_map(|service| {
+                    service["envs"].as_array().unwrap().iter()
+                        .filter(|env| env["type"] == "SECRET" && env["value"].as_str().is_some_and(|v| !v.is_empty() && !v.starts_with("EV[")))
+                        .map(|env| format!("services[{}].envs[{}].value", service["name"].as_str().unwrap(), env["key"].as_str().unwrap()))
+                        .collect::<Vec<_>>()
+                }).collect();
+                let mut clear_secrets = clear_secrets;
+                clear_secrets.sort();
+                let paths: Vec<String> = changed.iter().map(|c| c.path.clone()).collect();
+                prop_assert_eq!(paths, clear_secrets, "only secrets given in the clear differ");
+            }
+        }
+    }
+}

@@ -154,14 +154,14 @@ pub fn as_stored(spec: &Value) -> Value {
     stored
 }
 
-/// Secret values come back as `EV[1:…]`; one already encrypted is kept as sent.
+/// Secret values come back as `EV[1:…]`; one already encrypted, or empty, is kept as sent.
 fn encrypt_secrets(value: &mut Value) {
     match value {
         Value::Object(map) => {
             let secret = map.get("type").and_then(Value::as_str) == Some("SECRET") && map.contains_key("key");
             if secret {
                 if let Some(Value::String(plain)) = map.get_mut("value") {
-                    if !plain.starts_with("EV[") {
+                    if !plain.is_empty() && !plain.starts_with("EV[") {
                         *plain =
                             format!("EV[1:{}]", crate::content::sha256(plain.as_bytes()).trim_start_matches("sha256:"));
                     }
