@@ -587,6 +587,55 @@ fn only_a_marked_preview_is_deleted() {
 }
 
 #[test]
+fn a_delete_whose_answer_is_lost_or_that_another_run_won_still_ends_deleted() {
+    for kind in [
+        FaultKind::DropAfterApply,
+        // Another run's delete went first: ours is answered 404.
+        FaultKind::AnswerAfterApply {
+            status: 404,
+            body: r#"{"id":"not_found","message":"The resource you were accessing could not be found."}"#.into(),
+            content_type: Some("application/json".into()),
+        },
+    ] {
+        let sim = sim(30);
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "app.yaml", APP_YAML);
+        deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-2"]).run().assert_code(0);
+        let id = app_named(&sim, "example-app-pr-2").unwrap()["id"].as_str().unwrap().to_string();
+        sim.add_fault(Fault {
+            method: Some("DELETE".into()),
+            path: format!("/v2/apps/{id}"),
+            kind: kind.clone(),
+            times: 1,
+        });
+        let run = deploy(&sim, &file).args(["--delete-preview", "pr-2"]).run();
+        run.assert_code(0);
+        assert_eq!(run.record("preview-delete")["outcome"], "deleted", "{kind:?}");
+        assert!(app_named(&sim, "example-app-pr-2").is_none());
+        assert!(app_named(&sim, "example-app").is_some(), "nothing else went");
+    }
+    // A delete refused with the app still there is a failure, not a success.
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-2"]).run().assert_code(0);
+    sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: "/v2/apps/".into(),
+        kind: FaultKind::Status { status: 403, retry_after: None },
+        times: 1,
+    });
+    let run = deploy(&sim, &file).args(["--delete-preview", "pr-2"]).run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("could not delete preview app example-app-pr-2"), "{}", run.stderr);
+    assert_eq!(
+        (run.record("preview-delete")["outcome"].as_str(), run.record("preview-delete")["deleted"].as_bool()),
+        (Some("failed"), Some(false))
+    );
+    assert!(app_named(&sim, "example-app-pr-2").is_some());
+}
+
+#[test]
 fn prune_keeps_the_image_a_preview_runs() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

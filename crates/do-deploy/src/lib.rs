@@ -202,14 +202,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         client.set_deadline(deadline);
         let mut output = Output::stdout();
         output.pass_through(&input)?;
-        let (record, exit) = preview::delete(&client, &progress, base, preview, cli.dry_run)?;
+        let (record, outcome) = preview::delete(&client, &progress, base, preview, cli.dry_run)?;
         output.emit("preview-delete", 1, &record)?;
         if let Some(github) = do_core::github::GitHub::from_env() {
             github
                 .outputs(&[("app_name", record.app_name.clone()), ("deleted", record.deleted.to_string())])
                 .context("cannot write the GitHub Actions output files")?;
         }
-        return Ok(exit);
+        return outcome;
     }
     let plan = read_spec(false)?.map(|spec| SpecPlan {
         spec: match &cli.preview {

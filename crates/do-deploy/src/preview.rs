@@ -20,17 +20,20 @@ pub struct PreviewDeleteRecord {
     pub preview: String,
     pub deleted: bool,
     pub dry_run: bool,
-    /// `deleted`, `absent` (nothing to delete) or `dry_run`.
+    /// `deleted`, `absent` (nothing to delete), `dry_run`, or `failed` (the delete was refused or
+    /// got no answer, and the app is still there).
     pub outcome: String,
 }
 
+/// The record and the outcome. An outer error means nothing that changes anything was sent, so
+/// there is no record; the inner one is the delete's failure, told after its record.
 pub fn delete(
     client: &Client,
     progress: &Progress,
     base: &str,
     preview: &str,
     dry_run: bool,
-) -> anyhow::Result<(PreviewDeleteRecord, Exit)> {
+) -> anyhow::Result<(PreviewDeleteRecord, anyhow::Result<Exit>)> {
     let name = specfile::preview_app_name(base, preview);
     let mut record = PreviewDeleteRecord {
         app_name: name.clone(),
@@ -42,14 +45,14 @@ pub fn delete(
     };
     let Some(found) = crate::create::app_named(client, &name)? else {
         progress.info(&format!("no app named {name}; nothing to delete"));
-        return Ok((record, Exit::Done));
+        return Ok((record, Ok(Exit::Done)));
     };
     let path = format!("/v2/apps/{}", segment(&found.id));
     record.app_id = Some(found.id.clone());
     // Read again right before deleting: the mark is checked on what the delete will hit.
     let Some(app) = client.get_object_or_none::<App>(&path, "app")? else {
         progress.info(&format!("app {name} is gone already; nothing to delete"));
-        return Ok((record, Exit::Done));
+        return Ok((record, Ok(Exit::Done)));
     };
     if app.name() != name || specfile::preview_marker(&app.spec) != Some(preview) {
         return Err(Failure::usage(format!(
@@ -60,18 +63,21 @@ pub fn delete(
     if dry_run {
         progress.info(&format!("dry run: would delete preview app {name} ({})", app.id));
         record.outcome = "dry_run".into();
-        return Ok((record, Exit::Done));
+        return Ok((record, Ok(Exit::Done)));
     }
     progress.info(&format!("deleting preview app {name} ({})", app.id));
     if let Err(error) = client.delete(&path) {
         // A retried delete whose first try went through answers 404.
         match client.get_object_or_none::<App>(&path, "app") {
             Ok(None) => {}
-            _ => return Err(error.context(format!("could not delete preview app {name}"))),
+            _ => {
+                record.outcome = "failed".into();
+                return Ok((record, Err(error.context(format!("could not delete preview app {name}")))));
+            }
         }
     }
     record.deleted = true;
     record.outcome = "deleted".into();
     progress.info(&format!("deleted preview app {name}"));
-    Ok((record, Exit::Done))
+    Ok((record, Ok(Exit::Done)))
 }
