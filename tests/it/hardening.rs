@@ -104,6 +104,15 @@ fn credentials_a_server_echoes_reach_no_output_record_file_or_saved_step() {
         ));
     }
     sim.state().faults.clear();
+    let made =
+        tool(DEPLOY).args(["--spec", &spec_file, "--repository", "web", "--tag", "v1.1.0", "--preview", "pr-9"]).run();
+    made.assert_code(0);
+    echo(&sim, "DELETE", "/v2/apps/", 500);
+    runs.push((
+        "deploy --delete-preview DELETE 500".into(),
+        tool(DEPLOY).args(["--spec", &spec_file, "--delete-preview", "pr-9"]).run(),
+    ));
+    sim.state().faults.clear();
     sim.push("example-registry", "web", "v9", 1000).unwrap();
     echo(&sim, "DELETE", "/v2/registries/example-registry/repositories/web/", 500);
     runs.push((
@@ -133,6 +142,9 @@ fn credentials_a_server_echoes_reach_no_output_record_file_or_saved_step() {
         })
         .count();
     assert!(echoed >= 12, "the echoes reached the output, masked: {echoed}");
+    let delete = &runs.iter().find(|(name, _)| name.starts_with("deploy --delete-preview")).unwrap().1;
+    assert_eq!(delete.code, 1, "{}", delete.stderr);
+    assert!(delete.stderr.contains("Bearer ***") && delete.stdout.contains(r#""outcome":"failed""#), "{delete:?}");
     for (name, run) in runs.iter().filter(|(name, _)| name.starts_with("deploy --spec")) {
         assert_eq!(run.code, 2, "{name}: a refused spec is exit 2:\n{}", run.stderr);
         assert!(run.stderr.contains("Bearer ***"), "{name}: the refusal is shown, masked:\n{}", run.stderr);
