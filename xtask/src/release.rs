@@ -601,7 +601,6 @@ impl Runner<'_> {
             return Ok(None);
         }
         let path = self.options.repo_dir.join(&config.spec);
-        let mut spec = do_deploy::specfile::read(&path).map_err(|e| format!("{e:#}"))?;
         let env = |name: &str| {
             self.options
                 .env
@@ -611,8 +610,8 @@ impl Runner<'_> {
                 .or_else(|| std::env::var(name).ok())
         };
         let token = env(do_core::api::TOKEN_VARIABLE);
-        do_deploy::specfile::check_allowed(&config.spec_env, token.as_deref(), &env).map_err(|e| format!("{e:#}"))?;
-        do_deploy::specfile::expand(&mut spec, &config.spec_env, &env).map_err(|e| format!("{e:#}"))?;
+        let (spec, _) = do_deploy::specfile::load(&path, &config.spec_env, token.as_deref(), &env, false)
+            .map_err(|e| format!("{e:#}"))?;
         let name = spec["name"].as_str().unwrap_or_default().to_string();
         if !config.app.is_empty() && config.app != name {
             return Err(format!(

@@ -165,7 +165,7 @@ impl Deployer<'_> {
             self.progress.info(&format!("  {change}"));
         }
         changes.iter_mut().for_each(|change| change.image_before = "none".into());
-        let record = DeployRecord {
+        DeployRecord {
             app_id: NOT_CREATED_YET.into(),
             app_name: plan.app_name().to_string(),
             deployment_id: None,
@@ -186,8 +186,7 @@ impl Deployer<'_> {
             created: false,
             preview: plan.preview.clone(),
             spec_changes,
-        };
-        record
+        }
     }
 }
 

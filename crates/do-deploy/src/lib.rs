@@ -175,23 +175,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         let Some(path) = &cli.spec else { return Ok(None) };
         let token = cli.api.token(&progress)?;
         let env = |name: &str| std::env::var(name).ok();
-        specfile::check_allowed(&cli.spec_env, Some(token.expose()), &env)?;
-        let mut spec = specfile::read(path)?;
-        if names_only {
-            spec = json!({"name": spec["name"].clone()});
-        }
-        let expansion = specfile::expand(&mut spec, &cli.spec_env, &env)?;
+        let (spec, expansion) = specfile::load(path, &cli.spec_env, Some(token.expose()), &env, names_only)?;
         expansion.secret_values.iter().for_each(|secret| do_core::redact::register(secret));
         for name in &expansion.left_as_written {
             progress.warn(&format!(
                 "the spec's ${{{name}}} was left as written for App Platform; pass --spec-env {name} to expand it"
             ));
-        }
-        if !spec.get("name").and_then(Value::as_str).is_some_and(spec::valid_app_name) {
-            return Err(Failure::usage(format!(
-                "--spec names the app {}: App Platform wants 2 to 32 lowercase letters, digits and dashes, starting with a letter",
-                validate::shown(spec["name"].as_str().unwrap_or(""))
-            )));
         }
         Ok(Some(spec))
     };

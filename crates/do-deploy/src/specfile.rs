@@ -62,6 +62,32 @@ pub fn read(path: &Path) -> anyhow::Result<Value> {
     }
 }
 
+/// The spec file as do-deploy deploys it: the `--spec-env` names checked (never the token), the
+/// file read, `${NAME}` expanded, and its name one App Platform takes. With `name_only`, only the
+/// name is kept and expanded (all that deleting a preview needs).
+pub fn load(
+    path: &Path,
+    allowed: &[String],
+    token: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name_only: bool,
+) -> anyhow::Result<(Value, Expansion)> {
+    check_allowed(allowed, token, env)?;
+    let mut spec = read(path)?;
+    if name_only {
+        spec = json!({"name": spec["name"].clone()});
+    }
+    let expansion = expand(&mut spec, allowed, env)?;
+    let name = spec.get("name").and_then(Value::as_str).unwrap_or("");
+    if !crate::spec::valid_app_name(name) {
+        return Err(Failure::usage(format!(
+            "--spec names the app {}: App Platform wants 2 to 32 lowercase letters, digits and dashes, starting with a letter",
+            validate::shown(name)
+        )));
+    }
+    Ok((spec, expansion))
+}
+
 /// YAML as YAML 1.2 and GitHub read it: `yes`, `no`, `on` and `off` are strings,
 /// not booleans (so an env `value: off` stays "off"), a key given twice is an error, and
 /// aliases cannot expand without bound.
@@ -518,6 +544,23 @@ mod tests {
         assert!(format!("{:#}", read(dir.path()).unwrap_err()).contains("not a regular file"));
         let error = read(&dir.path().join("missing.yaml")).unwrap_err();
         assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage);
+    }
+
+    #[test]
+    fn loading_checks_the_allow_list_expands_and_wants_a_name_app_platform_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.yaml");
+        std::fs::write(&path, "name: ${APP}\nservices: [{name: web, run_command: \"${MISSING}\"}]\n").unwrap();
+        let env = env_of(&[("APP", "shop"), ("TOKEN_COPY", "dop_v1_secret")]);
+        let allowed = ["APP".to_string(), "MISSING".to_string()];
+        let (spec, _) = load(&path, &allowed, None, &env, true).unwrap();
+        assert_eq!(spec, json!({"name": "shop"}), "only the name, expanded");
+        assert!(format!("{:#}", load(&path, &allowed, None, &env, false).unwrap_err()).contains("${MISSING}"));
+        let copy = ["TOKEN_COPY".to_string()];
+        assert!(format!("{:#}", load(&path, &copy, Some("dop_v1_secret"), &env, true).unwrap_err())
+            .contains("holds the DigitalOcean token"));
+        let error = load(&path, &[], None, &env, true).unwrap_err();
+        assert!(format!("{error:#}").contains("--spec names the app \"${APP}\""), "{error:#}");
     }
 
     #[test]
