@@ -261,13 +261,15 @@ pub struct EconomyFigures {
     pub app_reads: usize,
     /// GETs of manifests on the registry host.
     pub manifest_reads: usize,
-    /// One read per kept image and per untagged manifest outside the kept indexes.
+    /// One read per tagged image and per untagged manifest outside the kept indexes.
     pub manifest_read_bound: usize,
     pub gc_calls: usize,
     /// The registry list and the registry credentials.
     pub other_api_requests: usize,
     /// The registry host's challenge and token requests.
     pub registry_auth_requests: usize,
+    /// The one probe of the registry's referrers API (the simulator, like DOCR, has none).
+    pub referrers_probes: usize,
     /// Every API request, and what the record says it made.
     pub api_requests: usize,
     pub recorded_requests: u64,
@@ -309,6 +311,7 @@ pub fn prune_economy(binaries: &BenchBinaries, scale: usize) -> anyhow::Result<E
         log.iter().filter(|r| test(&method(r), &url(r), r["status"].as_u64().unwrap_or(0))).count()
     };
     let manifest_reads = registry_log.iter().filter(|r| method(r) == "GET" && url(r).contains("/manifests/")).count();
+    let referrers_probes = registry_log.iter().filter(|r| url(r).contains("/referrers/")).count();
     let snapshot = sim.control("state")?;
     let left = snapshot["registries"][0]["repositories"][0]["manifests"].as_array().cloned().unwrap_or_default();
     let remaining = left.len();
@@ -323,10 +326,12 @@ pub fn prune_economy(binaries: &BenchBinaries, scale: usize) -> anyhow::Result<E
     let digest_pages = total.div_ceil(200);
     let expected_deletions = expired * 3 + unreferenced;
     let listing_page_bound = 1 + 2 * digest_pages;
-    let manifest_read_bound = kept_images + expired * 2 + unreferenced;
+    // Every tagged image is read (one with an OCI `subject` is an artifact, not a release), then
+    // the children of the expired ones and every unreferenced untagged manifest.
+    let manifest_read_bound = indexes + expired * 2 + unreferenced;
     // Listing twice, apps twice, the reads, the deletions, GC check and start, registry list
-    // and credentials, the registry host's challenge and token.
-    let lower_bound = listing_page_bound + 4 + manifest_read_bound + expected_deletions + 2 + 2 + 2;
+    // and credentials, the registry host's challenge and token, the referrers API probe.
+    let lower_bound = listing_page_bound + 4 + manifest_read_bound + expected_deletions + 2 + 2 + 2 + 1;
     Ok(EconomyFigures {
         manifests: total,
         expected_deletions,
@@ -341,7 +346,8 @@ pub fn prune_economy(binaries: &BenchBinaries, scale: usize) -> anyhow::Result<E
         manifest_read_bound,
         gc_calls: count(&|_, u, _| u.contains("garbage-collection")),
         other_api_requests: count(&|_, u, _| u == "/v2/registries" || u.contains("docker-credentials")),
-        registry_auth_requests: registry_log.len() - manifest_reads,
+        registry_auth_requests: registry_log.len() - manifest_reads - referrers_probes,
+        referrers_probes,
         api_requests: log.len(),
         recorded_requests: record["data"]["requests"].as_u64().unwrap_or(0),
         total_requests: log.len() + registry_log.len(),
@@ -363,6 +369,7 @@ impl EconomyFigures {
             && self.gc_calls <= 2
             && self.other_api_requests <= 2
             && self.registry_auth_requests <= 2
+            && self.referrers_probes <= 1
             && self.recorded_requests as usize == self.api_requests
     }
 

@@ -304,6 +304,23 @@ impl RegistryClient {
             .map_err(|problem| anyhow::anyhow!("GET {path}: {problem}"))
     }
 
+    /// The OCI referrers API for `digest`: the digests of every manifest whose `subject` it is,
+    /// or `None` when the registry has no such API (404, 405, 501, or an answer that is not an
+    /// index). DOCR publishes none; registries that do answer spare reading every manifest.
+    pub fn referrers(&self, repository: &str, digest: &str) -> anyhow::Result<Option<Vec<String>>> {
+        let path = format!("/v2/{}/referrers/{}", self.name(repository), segment(&normalize_digest(digest)));
+        let (status, headers, body) =
+            self.authorized("GET", &path, repository, false, &[("accept", OCI_INDEX.to_string())], None)?;
+        if matches!(status, 400 | 404 | 405 | 501) {
+            return Ok(None);
+        }
+        self.expect_success("GET", &path, status, &body, || format!("the referrers of {repository}@{digest}"))?;
+        match ManifestInfo::parse(digest, header(&headers, "content-type").as_deref(), &body) {
+            Ok(info) if info.is_index() => Ok(Some(info.children.into_iter().map(|c| c.digest).collect())),
+            _ => Ok(None),
+        }
+    }
+
     /// GETs a small blob (an image config) by digest and checks that it hashes to the digest. A
     /// redirect (registries serve blobs from storage elsewhere) is followed once, without
     /// credentials.

@@ -51,7 +51,7 @@ impl Prune<'_> {
                 if listings.get(&name).is_none_or(|before| tagged(before) != tagged(&listing)) {
                     self.progress.info(&format!("{name} changed since it was listed; planning it again"));
                 }
-                self.plan_one(&name, &listing, &images, reads, limit)
+                self.plan_one(&name, &listing, listings, &images, reads, limit)
             });
             let again = match again {
                 Ok(again) => again,
@@ -160,15 +160,15 @@ impl Prune<'_> {
     /// does not stop the others, and a 404 means it is already gone.
     fn delete(&self, repository: &str, deletions: &[Deletion], reads: &Reads) -> Vec<Failed> {
         let base = format!("{}/repositories/{}", self.registry_path, segment(repository));
-        let mut tagged_wave = Vec::new();
+        // Releases' tags first, then the tagged artifacts (signatures) of what went.
+        let (mut tagged_wave, mut artifact_wave) = (Vec::new(), Vec::new());
         for deletion in deletions.iter().filter(|d| !d.all_tags.is_empty()) {
+            let wave = if deletion.artifact.is_some() { &mut artifact_wave } else { &mut tagged_wave };
             match deletion.action {
-                Action::Manifest => {
-                    tagged_wave.push((deletion, format!("{base}/digests/{}", segment(&deletion.digest))))
-                }
+                Action::Manifest => wave.push((deletion, format!("{base}/digests/{}", segment(&deletion.digest)))),
                 Action::Tags => {
                     for tag in &deletion.tags {
-                        tagged_wave.push((deletion, format!("{base}/tags/{}", segment(tag))));
+                        wave.push((deletion, format!("{base}/tags/{}", segment(tag))));
                     }
                 }
             }
@@ -176,7 +176,7 @@ impl Prune<'_> {
         let untagged: Vec<&Deletion> = deletions.iter().filter(|d| d.all_tags.is_empty()).collect();
         let digests: Vec<&str> = untagged.iter().map(|d| d.digest.as_str()).collect();
         let by_digest: BTreeMap<&str, &Deletion> = untagged.iter().map(|d| (d.digest.as_str(), *d)).collect();
-        let mut waves = vec![tagged_wave];
+        let mut waves = vec![tagged_wave, artifact_wave];
         for wave in closure::waves(&digests, &reads.of(repository)) {
             waves.push(
                 wave.iter()

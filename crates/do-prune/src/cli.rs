@@ -18,6 +18,14 @@ table on stderr. A tagged manifest is kept if any rule keeps it:
 A manifest none of whose tags is kept is deleted whole; if some tags are kept, only the others
 are deleted.
 
+Signatures, attestations and SBOMs are not releases: cosign's `sha256-<digest>.sig`, `.att` and
+`.sbom` tags, any other `sha256-<digest>` tag (a referrers fallback index), and any manifest with
+an OCI `subject` are artifacts of the image they name. They take no --keep-last place and never
+count as the newest image; they stay while their image stays (every image an app runs keeps its
+signatures) and go in the same run as their image (--keep-artifacts keeps them). One whose
+image is nowhere in the registry is an orphan and goes; one whose image cannot be determined
+(in another repository, unreadable) stays and is reported.
+
 Images are often indexes (multi-platform builds, and buildx's default provenance attestation):
 their platform and attestation manifests are untagged. do-prune reads manifests on the registry
 host (DIGITALOCEAN_REGISTRY_URL, default https://registry.digitalocean.com; the simulator's own
@@ -93,6 +101,10 @@ pub struct Cli {
     /// Allow deleting a repository's newest tagged manifest (and so every tagged one)
     #[arg(long)]
     pub allow_empty: bool,
+
+    /// Keep the signatures, attestations and SBOMs of deleted images (orphans still go)
+    #[arg(long)]
+    pub keep_artifacts: bool,
 
     /// Keep untagged manifests pushed within this long: they may be part of a push in progress
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]

@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use do_core::oci::{is_index_type, ManifestInfo};
 use do_core::types::Manifest;
 
+use crate::artifacts::Subjects;
+
 /// What reading a manifest from the registry gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Read {
@@ -51,18 +53,34 @@ impl Closure {
 }
 
 /// Computes the closure of `roots` (digest -> reason) over one repository's `listing` with the
-/// `reads` made so far.
-pub fn compute(listing: &[Manifest], roots: &BTreeMap<String, String>, reads: &BTreeMap<String, Read>) -> Closure {
+/// `reads` made so far. `tag_artifacts` are the manifests whose tags name their subjects
+/// (cosign's `sha256-<digest>.sig`): they refer to those subjects as a `subject` field would.
+pub fn compute(
+    listing: &[Manifest],
+    roots: &BTreeMap<String, String>,
+    reads: &BTreeMap<String, Read>,
+    tag_artifacts: &BTreeMap<String, Subjects>,
+) -> Closure {
     let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
     let info = |digest: &str| match reads.get(digest) {
         Some(Read::Info(info)) => Some(info),
         _ => None,
     };
-    // Referrers of a manifest: the untagged listed manifests whose subject is it.
+    // Referrers of a manifest: the listed manifests whose subject (or tag) names it.
     let mut referrers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for manifest in listing.iter().filter(|m| m.tags.is_empty()) {
+    for manifest in listing {
         if let Some(subject) = info(&manifest.digest).and_then(|i| i.subject.as_deref()) {
             referrers.entry(subject).or_default().push(manifest.digest.as_str());
+        }
+    }
+    // Known without a read: from its tag, or from the referrers API (which may name manifests
+    // the listing does not show).
+    for (artifact, subjects) in tag_artifacts {
+        for (subject, _) in subjects {
+            let known = referrers.entry(subject.as_str()).or_default();
+            if !known.contains(&artifact.as_str()) {
+                known.push(artifact.as_str());
+            }
         }
     }
     let mut closure = Closure::default();
@@ -109,6 +127,9 @@ pub fn compute(listing: &[Manifest], roots: &BTreeMap<String, String>, reads: &B
         }
         for referrer in referrers.get(digest.as_str()).into_iter().flatten() {
             if !closure.kept.contains_key(*referrer) {
+                if !listed.contains_key(*referrer) {
+                    closure.unlisted.insert(referrer.to_string());
+                }
                 closure.kept.insert(referrer.to_string(), format!("refers to {short}, which is kept"));
                 queue.push((referrer.to_string(), true));
             }
@@ -254,7 +275,7 @@ mod tests {
         let mut known = BTreeMap::new();
         let mut rounds = Vec::new();
         loop {
-            let closure = compute(listing, roots, &known);
+            let closure = compute(listing, roots, &known, &BTreeMap::new());
             if closure.is_complete() {
                 return (closure, rounds);
             }

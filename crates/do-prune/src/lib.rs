@@ -12,6 +12,7 @@
 //! (planning with reads), `protect.rs` (what must stay), `usage.rs`, `apply.rs`, `report.rs`.
 
 mod apply;
+pub mod artifacts;
 mod cli;
 pub mod closure;
 mod plan;
@@ -131,14 +132,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         cli.registry.as_deref().or(saved.as_ref().map(|s| s.registry.as_str())),
     )?
     .clone();
-    for reference in &references {
-        if let Some(other) = reference.registry.as_deref().filter(|r| *r != registry.name) {
-            progress.warn(&format!(
-                "an input record names {}@… in registry {other}, not {}; it protects nothing here",
-                reference.path, registry.name
-            ));
-        }
-    }
     let now = jiff::Timestamp::now().as_second();
     let prune = Prune {
         cli: &cli,
@@ -168,6 +161,12 @@ impl Prune<'_> {
         let cli = self.cli;
         // Gather: every repository, whatever --repository says, since GC covers the registry.
         let listings = self.list_everything()?;
+        let chosen = cli.registry.is_some() || self.saved.is_some();
+        for warning in
+            protect::check_references(&self.references, &self.registry, chosen, listings.keys().map(String::as_str))?
+        {
+            self.progress.warn(&warning);
+        }
         let selected = self.selected_repositories(&listings)?;
         let images = protect::from_apps(self.client, &self.registry, &cli.protect_app, cli.keep_rollback)?;
         let reader = RegistryClient::from_api(
@@ -217,9 +216,9 @@ impl Prune<'_> {
             }
         }
         let unlisted: usize = planned.iter().map(|p| p.closure.unlisted.len()).sum();
-        let indexes_read = planned
-            .iter()
-            .any(|p| reads.of(&p.plan.name).values().any(|r| matches!(r, closure::Read::Info(i) if i.is_index())));
+        let indexes_read = planned.iter().any(|p| {
+            reads.with(&p.plan.name, |r| r.values().any(|r| matches!(r, closure::Read::Info(i) if i.is_index())))
+        });
         if unlisted > 0 {
             self.progress.warn(&format!(
                 "the API listing does not show {unlisted} manifest(s) that kept indexes hold; the children of deleted indexes stay in the registry, and GC stays \"unreferenced blobs only\""
@@ -252,6 +251,7 @@ impl Prune<'_> {
             skipped: planned.iter().flat_map(|p| p.skipped.iter().cloned()).collect::<Vec<Skipped>>(),
             kept_at_recheck: Vec::new(),
             index_children_listed: indexes_read.then_some(unlisted == 0),
+            referrers_api: reads.referrers_api(),
             gc: None,
             requests: 0,
             registry_requests: 0,
@@ -386,16 +386,30 @@ impl Prune<'_> {
         }
     }
 
+    /// Plans one repository; `listings` are every repository's, to tell an artifact whose
+    /// subject lives in another repository from an orphan.
     pub(crate) fn plan_one(
         &self,
         name: &str,
         listing: &[Manifest],
+        listings: &BTreeMap<String, Vec<Manifest>>,
         images: &[SpecImage],
         reads: &Reads,
         limit: Option<&BTreeSet<String>>,
     ) -> anyhow::Result<Planned> {
         let protected = self.protected(images, name, listing);
-        plan::plan_repository(name, listing, &protected, &self.rules(name, limit), self.grace_cutoff, reads)
+        let elsewhere = |digest: &str| {
+            listings
+                .iter()
+                .find(|(other, manifests)| *other != name && manifests.iter().any(|m| m.digest == digest))
+                .map(|(other, _)| other.clone())
+        };
+        let setting = plan::Setting {
+            grace_cutoff: self.grace_cutoff,
+            keep_artifacts: self.cli.keep_artifacts,
+            elsewhere: &elsewhere,
+        };
+        plan::plan_repository(name, listing, &protected, &self.rules(name, limit), &setting, reads)
     }
 
     fn plan_all(
@@ -409,7 +423,7 @@ impl Prune<'_> {
         // Repositories are planned side by side; `reads` keeps the manifest reads within --concurrency.
         let empty = Vec::new();
         do_core::concurrent::try_map(selected, usize::from(self.cli.concurrency), |name| {
-            self.plan_one(name, listings.get(name).unwrap_or(&empty), images, reads, limit)
+            self.plan_one(name, listings.get(name).unwrap_or(&empty), listings, images, reads, limit)
         })
     }
 
@@ -451,17 +465,21 @@ impl Prune<'_> {
         let mut candidates: Vec<(i64, &str, &str)> = planned
             .iter()
             .flat_map(|p| {
-                p.plan.deleted.iter().filter(|d| d.action == Action::Manifest && !d.all_tags.is_empty()).map(move |d| {
-                    (
-                        d.updated_at
-                            .as_deref()
-                            .and_then(do_core::duration::parse_timestamp)
-                            .map(|t| t.as_second())
-                            .unwrap_or(i64::MAX),
-                        p.plan.name.as_str(),
-                        d.digest.as_str(),
-                    )
-                })
+                p.plan
+                    .deleted
+                    .iter()
+                    .filter(|d| d.action == Action::Manifest && !d.all_tags.is_empty() && d.artifact.is_none())
+                    .map(move |d| {
+                        (
+                            d.updated_at
+                                .as_deref()
+                                .and_then(do_core::duration::parse_timestamp)
+                                .map(|t| t.as_second())
+                                .unwrap_or(i64::MAX),
+                            p.plan.name.as_str(),
+                            d.digest.as_str(),
+                        )
+                    })
             })
             .collect();
         candidates.sort();
@@ -472,7 +490,7 @@ impl Prune<'_> {
                 roots.entry(digest.to_string()).or_insert_with(String::new);
             }
             if let Some(listing) = listings.get(&planned.plan.name) {
-                reads.closure(&planned.plan.name, listing, &roots)?;
+                reads.closure(&planned.plan.name, listing, &roots, &planned.tag_artifacts)?;
             }
         }
         let usage_after = |k: usize| {
@@ -486,7 +504,7 @@ impl Prune<'_> {
                 for (_, _, digest) in candidates[k..].iter().filter(|(_, n, _)| *n == name) {
                     roots.entry(digest.to_string()).or_insert_with(String::new);
                 }
-                let closure = closure::compute(listing, &roots, &reads.of(name));
+                let closure = reads.with(name, |read| closure::compute(listing, &roots, read, &planned.tag_artifacts));
                 gone.extend(closure.outside.into_iter().map(|d| (name.to_string(), d)));
             }
             usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
@@ -536,7 +554,8 @@ impl Prune<'_> {
             {
                 roots.insert(manifest.digest.clone(), "untagged and pushed within --untagged-grace".into());
             }
-            others.push((name.as_str(), reads.closure(name, listing, &roots)?, listing.as_slice()));
+            let tag_artifacts = artifacts::by_tags(listing);
+            others.push((name.as_str(), reads.closure(name, listing, &roots, &tag_artifacts)?, listing.as_slice()));
         }
         let empty = Vec::new();
         let mut all: Vec<(&str, &closure::Closure, &[Manifest])> = planned

@@ -12,8 +12,9 @@ use do_core::types::Manifest;
 use do_core::Exit;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::{self, Artifact, Fate, Subjects};
 use crate::closure::{self, Closure, Read};
-use crate::policy::{self, Action, Deletion, Kept, Policy, Protected};
+use crate::policy::{self, Action, ArtifactOf, Deletion, Kept, Policy, Protected};
 
 /// Untagged manifests left in place: held by a kept index, referring to a kept manifest, or
 /// pushed too recently.
@@ -33,6 +34,10 @@ pub struct RepositoryPlan {
     /// Why nothing in this repository is deleted, when a read failed.
     #[serde(default)]
     pub blocked: Option<String>,
+    /// Signatures, attestations, SBOMs and referrers, each with its subject and fate (those
+    /// deleted are also in `deleted`); never counted among the kept images.
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
 }
 
 /// A saved-plan entry not applied, and why.
@@ -61,6 +66,8 @@ pub struct Reads<'a> {
     /// Reads under way, over every repository planned at once: never more than `concurrency`.
     in_flight: (Mutex<usize>, Condvar),
     progress: &'a Progress,
+    /// Whether the registry answers the OCI referrers API: probed once, on first use.
+    referrers_api: std::sync::OnceLock<bool>,
 }
 
 impl<'a> Reads<'a> {
@@ -71,7 +78,49 @@ impl<'a> Reads<'a> {
             concurrency: concurrency.max(1),
             in_flight: (Mutex::new(0), Condvar::new()),
             progress,
+            referrers_api: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Whether the referrers API answered (None: never asked).
+    pub fn referrers_api(&self) -> Option<bool> {
+        self.referrers_api.get().copied()
+    }
+
+    /// The referrers of `digests` by the registry's referrers API, as artifact -> subjects;
+    /// empty when the registry has none (probed once) or a call fails (the tag scheme and the
+    /// `subject` fields the reads show still apply, so nothing is lost).
+    pub fn referrers(&self, repository: &str, digests: &[String]) -> BTreeMap<String, Subjects> {
+        let mut found: BTreeMap<String, Subjects> = BTreeMap::new();
+        let Some((first, rest)) = digests.split_first() else { return found };
+        let ask = |digest: &String| match self.reader.referrers(repository, digest) {
+            Ok(answer) => answer.map(|list| (digest.clone(), list)),
+            Err(error) => {
+                self.progress.debug(&format!("the referrers of {repository}@{digest}: {error:#}"));
+                None
+            }
+        };
+        let mut answers = Vec::new();
+        if *self.referrers_api.get_or_init(|| match ask(first) {
+            Some(answer) => {
+                answers.push(answer);
+                true
+            }
+            None => false,
+        }) {
+            if answers.is_empty() {
+                answers.extend(ask(first));
+            }
+            let more =
+                do_core::concurrent::try_map(rest, self.concurrency, |d| Ok::<_, std::convert::Infallible>(ask(d)));
+            answers.extend(more.unwrap_or_else(|never| match never {}).into_iter().flatten());
+        }
+        for (subject, referrers) in answers {
+            for referrer in referrers {
+                found.entry(referrer).or_default().push((subject.clone(), artifacts::Kind::Referrer));
+            }
+        }
+        found
     }
 
     /// One manifest read, waiting for a free place when `concurrency` reads are under way.
@@ -97,16 +146,14 @@ impl<'a> Reads<'a> {
         repository: &str,
         listing: &[Manifest],
         roots: &BTreeMap<String, String>,
+        tag_artifacts: &BTreeMap<String, Subjects>,
     ) -> anyhow::Result<Closure> {
         loop {
-            let (closure, progress) = {
-                let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                let empty = BTreeMap::new();
-                let read = cache.get(repository).unwrap_or(&empty);
-                let closure = closure::compute(listing, roots, read);
+            let (closure, progress) = self.with(repository, |read| {
+                let closure = closure::compute(listing, roots, read, tag_artifacts);
                 let progress = closure.pending.iter().any(|digest| !read.contains_key(digest));
                 (closure, progress)
-            };
+            });
             if closure.is_complete() {
                 return Ok(closure);
             }
@@ -117,6 +164,23 @@ impl<'a> Reads<'a> {
             );
             self.read_all(repository, &closure.pending)?;
         }
+    }
+
+    /// Reads those of `digests` not read yet.
+    pub fn ensure(&self, repository: &str, digests: &[String]) -> anyhow::Result<()> {
+        let unread: Vec<String> =
+            self.with(repository, |read| digests.iter().filter(|d| !read.contains_key(*d)).cloned().collect());
+        if unread.is_empty() {
+            return Ok(());
+        }
+        self.read_all(repository, &unread)
+    }
+
+    /// Runs `f` over the reads made so far in a repository, without copying them.
+    pub fn with<T>(&self, repository: &str, f: impl FnOnce(&BTreeMap<String, Read>) -> T) -> T {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let empty = BTreeMap::new();
+        f(cache.get(repository).unwrap_or(&empty))
     }
 
     /// The reads made so far in a repository (for ordering deletions).
@@ -157,9 +221,32 @@ impl<'a> Reads<'a> {
 pub struct Planned {
     pub plan: RepositoryPlan,
     pub closure: Closure,
-    /// What the closure started from: kept and protected manifests, recent untagged ones.
+    /// What the closure started from: kept and protected manifests, recent untagged ones,
+    /// artifacts that stay.
     pub roots: BTreeMap<String, String>,
     pub skipped: Vec<Skipped>,
+    /// The manifests whose tags name their subject (cosign's scheme).
+    pub tag_artifacts: BTreeMap<String, Subjects>,
+}
+
+/// How every repository is planned, beyond its rules.
+pub struct Setting<'a> {
+    /// Untagged manifests updated after this (epoch seconds) stay: a push may be under way.
+    pub grace_cutoff: i64,
+    /// `--keep-artifacts`: artifacts of deleted images stay.
+    pub keep_artifacts: bool,
+    /// The other repository of the registry that lists a digest, if one does.
+    pub elsewhere: &'a (dyn Fn(&str) -> Option<String> + Sync),
+}
+
+/// What decides the tagged releases gave: kept, tagged deletions, a saved plan's untagged and
+/// artifact entries, and saved entries skipped.
+struct TaggedDecision {
+    kept: Vec<Kept>,
+    deletions: Vec<Deletion>,
+    saved_untagged: Vec<Deletion>,
+    saved_artifacts: Vec<Deletion>,
+    skipped: Vec<Skipped>,
 }
 
 /// Plans one repository.
@@ -168,59 +255,48 @@ pub fn plan_repository(
     listing: &[Manifest],
     protected: &Protected,
     rules: &Rules,
-    grace_cutoff: i64,
+    setting: &Setting,
     reads: &Reads,
 ) -> anyhow::Result<Planned> {
-    let mut skipped = Vec::new();
+    // Which tagged manifests are artifacts: by their tags, else by a `subject` their read shows.
+    let tag_artifacts = artifacts::by_tags(listing);
+    let unknown: Vec<String> = listing
+        .iter()
+        .filter(|m| !m.tags.is_empty() && !tag_artifacts.contains_key(&m.digest))
+        .map(|m| m.digest.clone())
+        .collect();
+    reads.ensure(name, &unknown)?;
+    let (tagged_artifacts, tagged_failed) = reads.with(name, |read| {
+        let failed: Vec<(String, String)> = unknown
+            .iter()
+            .filter_map(|d| match read.get(d) {
+                Some(Read::Failed(why)) => Some((d.clone(), why.clone())),
+                _ => None,
+            })
+            .collect();
+        (artifacts::with_subjects(tag_artifacts.clone(), listing, read), failed)
+    });
+    let releases: Vec<Manifest> =
+        listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).cloned().collect();
+    let TaggedDecision { mut kept, deletions, saved_untagged, saved_artifacts, mut skipped } =
+        decide_tagged(name, &releases, listing, protected, rules);
+    let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
+    // Where the registry has the referrers API, it names the kept images' referrers outright.
+    let kept_digests: Vec<String> = kept.iter().map(|k| k.digest.clone()).collect();
+    let mut edges = tag_artifacts.clone();
+    for (referrer, subjects) in reads.referrers(name, &kept_digests) {
+        let known = edges.entry(referrer).or_default();
+        known.extend(subjects.into_iter().filter(|(s, _)| !known.iter().any(|(k, _)| k == s)).collect::<Vec<_>>());
+    }
+    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads)?;
+    closure.failed.extend(tagged_failed);
+    closure.failed.sort();
+    closure.failed.dedup();
     let skip =
         |digest: &str, reason: String| Skipped { repository: name.to_string(), digest: digest.to_string(), reason };
-    let (mut kept, mut tagged_deletions, saved_untagged) = match rules {
-        Rules::Policy { policy, patterns, now, limit } => {
-            let mut tagged = policy::plan_tagged(listing, policy, patterns, protected, *now);
-            if let Some(limit) = limit {
-                let (going, spared): (Vec<Deletion>, Vec<Deletion>) =
-                    tagged.deleted.into_iter().partition(|d| d.action == Action::Tags || limit.contains(&d.digest));
-                tagged.deleted = going;
-                tagged.kept.extend(spared.into_iter().map(|d| Kept {
-                    digest: d.digest,
-                    tags: d.all_tags,
-                    reason: "not needed to reach --target-usage".into(),
-                }));
-            }
-            (tagged.kept, tagged.deleted, Vec::new())
-        }
-        Rules::Saved { entries, policy } => {
-            let (kept, deletions, untagged, stale) = recheck_saved(name, entries, policy, listing, protected);
-            skipped.extend(stale);
-            (kept, deletions, untagged)
-        }
-    };
-    let mut roots: BTreeMap<String, String> = BTreeMap::new();
-    for kept in &kept {
-        roots.entry(kept.digest.clone()).or_insert_with(|| kept.reason.clone());
-    }
-    for (digest, reason) in &protected.digests {
-        roots.entry(digest.clone()).or_insert_with(|| reason.clone());
-    }
-    for manifest in listing.iter().filter(|m| m.tags.is_empty()) {
-        match policy::epoch(manifest) {
-            Some(at) if at < grace_cutoff => {}
-            Some(_) => {
-                roots.entry(manifest.digest.clone()).or_insert_with(|| {
-                    "untagged and pushed within --untagged-grace (it may be part of a push in progress)".to_string()
-                });
-            }
-            None => {
-                roots
-                    .entry(manifest.digest.clone())
-                    .or_insert_with(|| "untagged, and its updated_at cannot be read".to_string());
-            }
-        }
-    }
-    let closure = reads.closure(name, listing, &roots)?;
 
     // A tagged manifest a kept index holds (or one that refers to a kept one) stays.
-    let (rescued, deletions): (Vec<Deletion>, Vec<Deletion>) = tagged_deletions.drain(..).partition(|d| {
+    let (rescued, deletions): (Vec<Deletion>, Vec<Deletion>) = deletions.into_iter().partition(|d| {
         d.action == Action::Manifest && closure.kept.contains_key(&d.digest) && !roots.contains_key(&d.digest)
     });
     for deletion in rescued {
@@ -231,52 +307,56 @@ pub fn plan_repository(
         }
     }
     let by_digest: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
+    let going: BTreeMap<&str, &Artifact> = decision
+        .artifacts
+        .iter()
+        .filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan))
+        .map(|a| (a.digest.as_str(), a))
+        .collect();
     let garbage: Vec<Deletion> = closure
         .deletable
         .iter()
         .filter_map(|digest| by_digest.get(digest.as_str()))
-        .map(|m| policy::deletion(m, Vec::new(), Action::Manifest, "untagged, and nothing kept holds or refers to it"))
-        .collect();
-    let mut untagged_deletions = match rules {
-        Rules::Policy { .. } => garbage,
-        Rules::Saved { .. } => {
-            let garbage: BTreeSet<&str> = garbage.iter().map(|d| d.digest.as_str()).collect();
-            let mut applied = Vec::new();
-            for entry in saved_untagged {
-                if garbage.contains(entry.digest.as_str()) {
-                    applied.push(entry);
-                } else {
-                    let reason = closure
-                        .kept
-                        .get(&entry.digest)
-                        .cloned()
-                        .unwrap_or_else(|| "it cannot be deleted safely now".into());
-                    skipped.push(skip(&entry.digest, format!("no longer garbage: {reason}")));
-                }
+        .map(|m| match going.get(m.digest.as_str()) {
+            Some(artifact) => artifact_deletion(m, artifact),
+            None => {
+                policy::deletion(m, Vec::new(), Action::Manifest, "untagged, and nothing kept holds or refers to it")
             }
-            let order: BTreeMap<&str, usize> =
-                closure.deletable.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
-            applied.sort_by_key(|d| order.get(d.digest.as_str()).copied().unwrap_or(usize::MAX));
-            applied
+        })
+        .collect();
+    let tagged_artifact_deletions: Vec<Deletion> = decision
+        .artifacts
+        .iter()
+        .filter(|a| !a.tags.is_empty() && going.contains_key(a.digest.as_str()))
+        .filter_map(|a| by_digest.get(a.digest.as_str()).map(|m| artifact_deletion(m, a)))
+        .collect();
+    let (artifact_deletions, untagged_deletions) = match rules {
+        Rules::Policy { .. } => (tagged_artifact_deletions, garbage),
+        Rules::Saved { .. } => {
+            let fresh: Vec<Deletion> = garbage.into_iter().chain(tagged_artifact_deletions).collect();
+            let (applied, stale) = still_deletable(saved_untagged.into_iter().chain(saved_artifacts), &fresh, &closure);
+            skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
+            applied.into_iter().partition(|d| !d.all_tags.is_empty())
         }
     };
-    let mut blocked = None;
     let mut deleted = deletions;
-    if let Some((digest, why)) = closure.failed.first() {
-        let reason = format!(
+    deleted.extend(artifact_deletions);
+    let blocked = closure.failed.first().map(|(digest, why)| {
+        format!(
             "nothing in this repository is deleted: {} manifest read(s) failed, so what the kept images need is unknown (first: {} {why})",
             closure.failed.len(),
             closure::short(digest)
-        );
+        )
+    });
+    if let Some(reason) = &blocked {
         for deletion in deleted.drain(..) {
-            if deletion.action == Action::Manifest {
+            if deletion.action == Action::Manifest && deletion.artifact.is_none() {
                 kept.push(Kept { digest: deletion.digest, tags: deletion.all_tags, reason: reason.clone() });
             }
         }
-        untagged_deletions.clear();
-        blocked = Some(reason);
+    } else {
+        deleted.extend(untagged_deletions);
     }
-    deleted.extend(untagged_deletions);
     let mut untagged_kept = Untagged::default();
     for manifest in listing.iter().filter(|m| m.tags.is_empty() && closure.kept.contains_key(&m.digest)) {
         untagged_kept.count += 1;
@@ -287,25 +367,168 @@ pub fn plan_repository(
     {
         kept.push(Kept { digest: digest.clone(), tags: Vec::new(), reason: reason.clone() });
     }
+    let artifacts = match &blocked {
+        Some(reason) => decision
+            .artifacts
+            .into_iter()
+            .map(|a| match a.fate {
+                Fate::Deleted | Fate::Orphan => Artifact { fate: Fate::Kept, reason: reason.clone(), ..a },
+                _ => a,
+            })
+            .collect(),
+        None => decision.artifacts,
+    };
     Ok(Planned {
-        plan: RepositoryPlan { name: name.to_string(), kept, deleted, untagged_kept, blocked },
+        plan: RepositoryPlan { name: name.to_string(), kept, deleted, untagged_kept, blocked, artifacts },
         closure,
         roots,
         skipped,
+        tag_artifacts: edges,
     })
 }
 
-/// A saved plan's entries against today's listing: the kept manifests (roots), the tagged
+/// The rules over the releases (tagged manifests that are not artifacts).
+fn decide_tagged(
+    name: &str,
+    releases: &[Manifest],
+    listing: &[Manifest],
+    protected: &Protected,
+    rules: &Rules,
+) -> TaggedDecision {
+    match rules {
+        Rules::Policy { policy, patterns, now, limit } => {
+            let mut tagged = policy::plan_tagged(releases, policy, patterns, protected, *now);
+            if let Some(limit) = limit {
+                let (going, spared): (Vec<Deletion>, Vec<Deletion>) =
+                    tagged.deleted.into_iter().partition(|d| d.action == Action::Tags || limit.contains(&d.digest));
+                tagged.deleted = going;
+                tagged.kept.extend(spared.into_iter().map(|d| Kept {
+                    digest: d.digest,
+                    tags: d.all_tags,
+                    reason: "not needed to reach --target-usage".into(),
+                }));
+            }
+            TaggedDecision {
+                kept: tagged.kept,
+                deletions: tagged.deleted,
+                saved_untagged: Vec::new(),
+                saved_artifacts: Vec::new(),
+                skipped: Vec::new(),
+            }
+        }
+        Rules::Saved { entries, policy } => {
+            let (artifact_entries, release_entries): (Vec<Deletion>, Vec<Deletion>) =
+                entries.deleted.iter().cloned().partition(|d| d.artifact.is_some());
+            let entries = RepositoryPlan { deleted: release_entries, ..(*entries).clone() };
+            let (kept, deletions, untagged, skipped) =
+                recheck_saved(name, &entries, policy, releases, listing, protected);
+            TaggedDecision { kept, deletions, saved_untagged: untagged, saved_artifacts: artifact_entries, skipped }
+        }
+    }
+}
+
+/// What the closure starts from: kept and protected manifests, and untagged ones too recent
+/// (or too oddly dated) to judge.
+fn roots_of(kept: &[Kept], protected: &Protected, listing: &[Manifest], grace_cutoff: i64) -> BTreeMap<String, String> {
+    let mut roots: BTreeMap<String, String> = BTreeMap::new();
+    for kept in kept {
+        roots.entry(kept.digest.clone()).or_insert_with(|| kept.reason.clone());
+    }
+    for (digest, reason) in &protected.digests {
+        roots.entry(digest.clone()).or_insert_with(|| reason.clone());
+    }
+    for manifest in listing.iter().filter(|m| m.tags.is_empty()) {
+        let reason = match policy::epoch(manifest) {
+            Some(at) if at < grace_cutoff => continue,
+            Some(_) => "untagged and pushed within --untagged-grace (it may be part of a push in progress)",
+            None => "untagged, and its updated_at cannot be read",
+        };
+        roots.entry(manifest.digest.clone()).or_insert_with(|| reason.to_string());
+    }
+    roots
+}
+
+/// The closure and the artifacts' fates, together: an artifact that stays outside the closure
+/// becomes a root (so what it holds stays), and a subject no listing shows is read, until
+/// neither changes anything.
+fn settle(
+    name: &str,
+    listing: &[Manifest],
+    roots: &mut BTreeMap<String, String>,
+    tag_artifacts: &BTreeMap<String, Subjects>,
+    setting: &Setting,
+    reads: &Reads,
+) -> anyhow::Result<(Closure, artifacts::Decision)> {
+    // Each round adds a root or reads a manifest not read before, so this many rounds suffice.
+    for _ in 0..=listing.len() * 2 + 2 {
+        let closure = reads.closure(name, listing, roots, tag_artifacts)?;
+        let decision = reads.with(name, |read| {
+            let all = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
+            let world = artifacts::World {
+                listing,
+                kept: &closure.kept,
+                reads: read,
+                elsewhere: setting.elsewhere,
+                keep_artifacts: setting.keep_artifacts,
+            };
+            artifacts::decide(&all, &world)
+        });
+        if !decision.pending.is_empty() {
+            reads.ensure(name, &decision.pending)?;
+        } else if !decision.new_roots.is_empty() {
+            for (digest, reason) in decision.new_roots {
+                roots.entry(digest).or_insert(reason);
+            }
+        } else {
+            return Ok((closure, decision));
+        }
+    }
+    anyhow::bail!("the artifacts of {name} did not settle; nothing was deleted")
+}
+
+fn artifact_deletion(manifest: &Manifest, artifact: &Artifact) -> Deletion {
+    Deletion {
+        artifact: Some(ArtifactOf { kind: artifact.kind, subject: artifact.subject.clone() }),
+        ..policy::deletion(manifest, manifest.tags.clone(), Action::Manifest, &artifact.reason)
+    }
+}
+
+/// A saved plan's untagged and artifact entries that the fresh plan also deletes, in its
+/// order; the others with why they stay.
+fn still_deletable(
+    saved: impl Iterator<Item = Deletion>,
+    fresh: &[Deletion],
+    closure: &Closure,
+) -> (Vec<Deletion>, Vec<(String, String)>) {
+    let order: BTreeMap<&str, usize> = fresh.iter().enumerate().map(|(i, d)| (d.digest.as_str(), i)).collect();
+    let mut applied = Vec::new();
+    let mut stale = Vec::new();
+    for entry in saved {
+        if order.contains_key(entry.digest.as_str()) {
+            applied.push(entry);
+        } else {
+            let reason =
+                closure.kept.get(&entry.digest).cloned().unwrap_or_else(|| "it cannot be deleted safely now".into());
+            stale.push((entry.digest.clone(), format!("no longer garbage: {reason}")));
+        }
+    }
+    applied.sort_by_key(|d| order.get(d.digest.as_str()).copied().unwrap_or(usize::MAX));
+    (applied, stale)
+}
+
+/// A saved plan's entries against today's listing: the kept releases (roots), the tagged
 /// deletions still valid, the untagged entries still untagged, and the entries skipped.
+/// `releases` are the listing's tagged manifests that are not artifacts.
 fn recheck_saved(
     name: &str,
     entries: &RepositoryPlan,
     policy: &Policy,
+    releases: &[Manifest],
     listing: &[Manifest],
     protected: &Protected,
 ) -> (Vec<Kept>, Vec<Deletion>, Vec<Deletion>, Vec<Skipped>) {
     let by_digest: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
-    let newest = newest_tagged(listing);
+    let newest = newest_tagged(releases);
     let mut skipped = Vec::new();
     let mut deletions = Vec::new();
     let mut untagged = Vec::new();
@@ -339,9 +562,9 @@ fn recheck_saved(
         deletions.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.as_str()).collect();
     let saved_reasons: BTreeMap<&str, &str> =
         entries.kept.iter().map(|k| (k.digest.as_str(), k.reason.as_str())).collect();
-    let kept = listing
+    let kept = releases
         .iter()
-        .filter(|m| !m.tags.is_empty() && !going.contains(m.digest.as_str()))
+        .filter(|m| !going.contains(m.digest.as_str()))
         .map(|m| Kept {
             digest: m.digest.clone(),
             tags: m.tags.clone(),

@@ -60,6 +60,16 @@ pub struct Deletion {
     /// Why it goes.
     #[serde(default)]
     pub reason: String,
+    /// What it is of, when it is an artifact (a signature, attestation, SBOM or referrer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactOf>,
+}
+
+/// An artifact's kind and subject, on its deletion.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArtifactOf {
+    pub kind: crate::artifacts::Kind,
+    pub subject: String,
 }
 
 /// What the policy decides for one repository's tagged manifests.
@@ -165,6 +175,7 @@ pub fn deletion(manifest: &Manifest, tags: Vec<String>, action: Action, reason: 
         bytes: bytes(manifest),
         action,
         reason: reason.to_string(),
+        artifact: None,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Reference {
     pub registry: Option<String>,
     pub target: Target,
     pub reason: String,
+    /// The input line it came from (0 when not from the input).
+    pub line: usize,
 }
 
 impl Reference {
@@ -70,9 +72,10 @@ pub fn from_input(input: &Input) -> anyhow::Result<InputProtection> {
         let at = |problem: String| {
             Failure::usage(format!("input line {}: {} record: {problem}", line.number, line.record.kind))
         };
+        let numbered = |found: Vec<Reference>| found.into_iter().map(|r| Reference { line: line.number, ..r });
         match line.record.kind.as_str() {
-            "image" => references.extend(image_record(line).map_err(at)?),
-            "deploy" => references.extend(deploy_record(line).map_err(at)?),
+            "image" => references.extend(numbered(image_record(line).map_err(at)?)),
+            "deploy" => references.extend(numbered(deploy_record(line).map_err(at)?)),
             "tag" => any_repository_tags.extend(tag_record(line).map_err(at)?),
             _ => {}
         }
@@ -101,6 +104,7 @@ fn image_record(line: &Line) -> Result<Vec<Reference>, String> {
         registry: Some(registry.to_string()),
         target: Target::Digest(digest),
         reason: reason.clone(),
+        line: 0,
     }];
     if let Some(image) = text(line, "image")? {
         let mut parsed = parse_reference(image, &reason)?;
@@ -178,7 +182,8 @@ pub fn parse_reference(text: &str, reason: &str) -> Result<Vec<Reference>, Strin
         _ => (path_and_tag, None),
     };
     validate::repository_name(path).map_err(|e| format!("{}: {e}", validate::shown(text)))?;
-    let reference = |target| Reference { path: path.to_string(), registry: None, target, reason: reason.to_string() };
+    let reference =
+        |target| Reference { path: path.to_string(), registry: None, target, reason: reason.to_string(), line: 0 };
     let mut references = Vec::new();
     if let Some(digest_text) = digest_text {
         references.push(reference(Target::Digest(
@@ -193,6 +198,41 @@ pub fn parse_reference(text: &str, reason: &str) -> Result<Vec<Reference>, Strin
         references.push(reference(Target::Tag("latest".into())));
     }
     Ok(references)
+}
+
+/// Every input reference must protect something real: one naming another registry than the
+/// one pruned is exit 2 unless `--registry` chose that registry on purpose (then it protects
+/// nothing here, with a warning), and one naming a repository the registry does not have (a
+/// typo such as `webb`) is exit 2, since the image it meant would otherwise go unprotected.
+/// Returns the warnings.
+pub fn check_references<'a>(
+    references: &[Reference],
+    registry: &str,
+    registry_chosen: bool,
+    repositories: impl Iterator<Item = &'a str> + Clone,
+) -> anyhow::Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for reference in references {
+        let at = format!("input line {}", reference.line);
+        if let Some(other) = reference.registry.as_deref().filter(|r| *r != registry) {
+            let problem = format!("{at}: the record names {}@… in registry {other}, not {registry}", reference.path);
+            if registry_chosen {
+                warnings.push(format!("{problem}; it protects nothing here"));
+                continue;
+            }
+            return Err(Failure::usage(format!(
+                "{problem}; nothing was deleted (pass --registry {registry} to prune it anyway)"
+            )));
+        }
+        if !repositories.clone().any(|repository| reference.matches(registry, repository)) {
+            return Err(Failure::usage(format!(
+                "{at}: the record names repository {:?}, which registry {registry} does not have, so the image it protects is unknown; nothing was deleted (check the record; the registry has: {})",
+                reference.path,
+                repositories.clone().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(warnings)
 }
 
 /// An image reference found in an app spec, not yet resolved to a digest when it is a tag.

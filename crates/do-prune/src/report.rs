@@ -3,6 +3,9 @@
 use do_core::progress::Progress;
 use serde::Serialize;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::artifacts::{Artifact, Fate, Kind};
 use crate::plan::{RepositoryPlan, Skipped};
 use crate::policy::{Action, Kept, Policy};
 
@@ -23,6 +26,10 @@ pub struct PruneRecord {
     /// Whether the API's digests listing shows the manifests an index holds: null when no
     /// kept index was read, false when some were missing from it.
     pub index_children_listed: Option<bool>,
+    /// How artifacts were found: true when the registry answered the OCI referrers API, false
+    /// when it has none (the `sha256-<digest>` tag scheme and `subject` fields), null when no
+    /// kept image was asked about.
+    pub referrers_api: Option<bool>,
     pub gc: Option<GcReport>,
     /// HTTP requests to the API this run made, retries included.
     pub requests: u64,
@@ -95,6 +102,17 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
             tags.join(" ")
         }
     };
+    // Artifacts show under the image they are of, when that image has a line of its own.
+    let images: BTreeSet<&str> = plan
+        .kept
+        .iter()
+        .map(|k| k.digest.as_str())
+        .chain(plan.deleted.iter().filter(|d| d.artifact.is_none()).map(|d| d.digest.as_str()))
+        .collect();
+    let attached = |a: &&Artifact| {
+        images.contains(a.subject.as_str()) && (a.fate == Fate::Deleted || a.reason.ends_with("which is kept"))
+    };
+    let with = |digest: &str| artifact_counts(plan.artifacts.iter().filter(attached).filter(|a| a.subject == digest));
     let mut lines = Vec::new();
     for (index, kept) in plan.kept.iter().enumerate() {
         if index == limit {
@@ -105,13 +123,23 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
             ));
             break;
         }
-        lines.push(format!("{}: keep {}: {}", plan.name, name(&kept.tags, &kept.digest), kept.reason));
+        lines.push(format!(
+            "{}: keep {}: {}{}",
+            plan.name,
+            name(&kept.tags, &kept.digest),
+            kept.reason,
+            with(&kept.digest)
+        ));
     }
     let verb = if dry_run { "would delete" } else { "delete" };
     let mut reasons: Vec<(&str, Vec<String>)> = Vec::new();
-    for deletion in plan.deleted.iter().filter(|d| !d.all_tags.is_empty()) {
+    for deletion in plan.deleted.iter().filter(|d| !d.all_tags.is_empty() && d.artifact.is_none()) {
         let what = match deletion.action {
-            Action::Manifest => name(&deletion.all_tags, &deletion.digest),
+            Action::Manifest => {
+                let counts = with(&deletion.digest);
+                let counts = counts.strip_prefix(", ").map(|c| format!(" ({c})")).unwrap_or_default();
+                format!("{}{counts}", name(&deletion.all_tags, &deletion.digest))
+            }
             Action::Tags => format!("{} (the tag only)", deletion.tags.join(" ")),
         };
         match reasons.iter_mut().find(|(reason, _)| *reason == deletion.reason) {
@@ -124,7 +152,11 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
         let more = if names.len() > limit { format!(" and {} more", names.len() - limit) } else { String::new() };
         lines.push(format!("{}: {verb} {shown}{more}: {reason}", plan.name));
     }
-    let untagged: Vec<_> = plan.deleted.iter().filter(|d| d.all_tags.is_empty()).collect();
+    for artifact in plan.artifacts.iter().filter(|a| !attached(a)) {
+        let what = if matches!(artifact.fate, Fate::Deleted | Fate::Orphan) { verb } else { "keep" };
+        lines.push(format!("{}: {what} {}: {}", plan.name, name(&artifact.tags, &artifact.digest), artifact.reason));
+    }
+    let untagged: Vec<_> = plan.deleted.iter().filter(|d| d.all_tags.is_empty() && d.artifact.is_none()).collect();
     if !untagged.is_empty() {
         let bytes: u64 = untagged.iter().map(|d| d.bytes).sum();
         lines.push(format!(
@@ -135,6 +167,20 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
         ));
     }
     lines
+}
+
+/// `, with 1 signature, 2 attestations` for the artifacts given, or nothing.
+fn artifact_counts<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> String {
+    let mut counts: BTreeMap<Kind, usize> = BTreeMap::new();
+    for artifact in artifacts {
+        *counts.entry(artifact.kind).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(kind, n)| format!(", {n} {}{}", kind.noun(), if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join("")
+        .replacen(", ", ", with ", 1)
 }
 
 /// The plan on stderr: one line per repository, each repository's keeps and deletions with
@@ -195,16 +241,20 @@ pub fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
         ("gc_uuid", record.gc.as_ref().and_then(|gc| gc.uuid.clone()).unwrap_or_default()),
     ])?;
     let mut summary = format!(
-        "### do-prune{}\n\n| repository | kept | deleted | untagged kept |\n|---|---|---|---|\n",
+        "### do-prune{}\n\n| repository | kept | deleted | untagged kept | artifacts kept | artifacts deleted |\n|---|---|---|---|---|---|\n",
         if record.dry_run { " (dry run)" } else { "" }
     );
     for plan in &record.repositories {
+        let artifacts_deleted =
+            plan.artifacts.iter().filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan)).count();
         summary.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             plan.name,
             plan.kept.len(),
             plan.deleted.len(),
-            plan.untagged_kept.count
+            plan.untagged_kept.count,
+            plan.artifacts.len() - artifacts_deleted,
+            artifacts_deleted
         ));
     }
     summary.push_str(&format!("\nAbout {} freed after GC", size(freed)));
@@ -236,6 +286,7 @@ mod tests {
             bytes,
             action,
             reason: "kept by no rule".into(),
+            artifact: None,
         }
     }
 

@@ -34,7 +34,7 @@ pub struct Document {
 }
 
 impl Document {
-    fn new(
+    pub fn new(
         media_type: &str,
         value: Value,
         blobs: Vec<(String, u64)>,

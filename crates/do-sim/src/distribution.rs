@@ -25,7 +25,7 @@ pub fn is_registry_path(path: &str) -> bool {
         ["v2"] => true,
         ["v2", "registry", "auth"] => true,
         ["v2", first, rest @ ..] if !matches!(*first, "registries" | "registry" | "apps" | "account") => {
-            rest.iter().any(|s| *s == "manifests" || *s == "blobs")
+            rest.iter().any(|s| matches!(*s, "manifests" | "blobs" | "referrers"))
         }
         _ => false,
     }
@@ -129,7 +129,7 @@ fn route(state: &mut State, base_url: &str, call: &RegistryCall, now: Instant) -
             None => challenge(base_url),
         };
     }
-    let Some(position) = segments.iter().position(|s| *s == "manifests" || *s == "blobs") else {
+    let Some(position) = segments.iter().position(|s| matches!(*s, "manifests" | "blobs" | "referrers")) else {
         return error(404, "NAME_UNKNOWN", "no such route");
     };
     let name = segments[1..position].iter().map(|s| crate::server::percent_decode(s)).collect::<Vec<_>>().join("/");
@@ -173,6 +173,22 @@ fn route(state: &mut State, base_url: &str, call: &RegistryCall, now: Instant) -
                     ("content-type".into(), manifest.media_type.clone()),
                     ("docker-content-digest".into(), manifest.digest.clone()),
                 ],
+                body,
+            }
+        }
+        ("GET", ["referrers", digest]) => {
+            if !registry.referrers_api {
+                return error(404, "NAME_UNKNOWN", "no such route");
+            }
+            let found = registry.repositories.get(repository).into_iter().flat_map(|r| r.manifests());
+            let body = crate::artifacts::referrers_index(
+                found
+                    .filter(|m| m.subject.as_deref() == Some(*digest))
+                    .map(|m| (m.digest.clone(), m.media_type.clone(), m.content.len() as u64)),
+            );
+            RegistryAnswer {
+                status: 200,
+                headers: vec![("content-type".into(), crate::content::OCI_INDEX.into())],
                 body,
             }
         }

@@ -3,6 +3,7 @@
 //! people run it as `do-sim --listen ADDR`.
 
 pub mod appspec;
+pub mod artifacts;
 pub mod content;
 mod distribution;
 mod live;
@@ -102,6 +103,26 @@ impl Sim {
             labels: Value::Null,
         };
         self.state().push_index(&push, Instant::now())
+    }
+
+    /// Pushes what cosign (or GitHub's attestation action) pushes about the image `of` (a tag or
+    /// digest) of `repository`; a referrer gets the fallback index tag when `fallback_tag`.
+    pub fn push_artifact(
+        &self,
+        registry: &str,
+        repository: &str,
+        of: &str,
+        kind: artifacts::ArtifactKind,
+        fallback_tag: bool,
+    ) -> Result<Value, SimError> {
+        let push = artifacts::ArtifactPush {
+            registry: registry.into(),
+            repository: repository.into(),
+            of: of.into(),
+            kind,
+            fallback_tag,
+        };
+        artifacts::push(&mut self.state(), &push, Instant::now())
     }
 
     /// Adds an app running `spec`, with an ACTIVE deployment of it when `active`; returns its id.
@@ -219,7 +240,10 @@ The registry host (the OCI distribution API, as docker uses it) is served on the
 Control API (no token needed) for tests, the demo and benchmarks:
   POST   /_sim/push         {\"repository\",\"tag\",\"size_bytes\"?,\"registry\"?,\"platforms\"?,\"attestations\"?,\"labels\"?}
                             platforms [\"linux/amd64\",…] pushes an index, as buildx does (409 while a GC runs)
-  PUT    /_sim/registry-options  {\"registry\"?,\"hide_index_children\"?,\"gc_keeps_index_children\"?}
+                            {\"repository\",\"signature_of|attestation_of|sbom_of|referrer_of\":TAG,\"fallback_tag\"?}
+                            pushes what cosign pushes about that image (sha256-<digest>.sig, .att, .sbom; an
+                            OCI 1.1 referrer, with the sha256-<digest> fallback index when fallback_tag)
+  PUT    /_sim/registry-options  {\"registry\"?,\"hide_index_children\"?,\"gc_keeps_index_children\"?,\"referrers_api\"?}
   POST   /_sim/gc           {\"type\"?,\"plan\"?:[{\"status\",\"ms\"}],\"final_status\"?}
   POST   /_sim/faults       {\"path\",\"method\"?,\"kind\":\"status|echo|drop|malformed|truncated|latency|drop_after_apply|body\",\"times\"?}
   GET    /_sim/requests     the request log;  DELETE clears it
@@ -300,8 +324,23 @@ pub enum Command {
         #[arg(long, value_name = "REPO")]
         repository: String,
         /// The tag the image gets (moved from any image that had it)
-        #[arg(long, value_name = "TAG")]
-        tag: String,
+        #[arg(long, value_name = "TAG", required_unless_present_any = ["signature_of", "attestation_of", "sbom_of", "referrer_of"])]
+        tag: Option<String>,
+        /// Push a cosign signature of this image (tag or digest): `sha256-<digest>.sig`
+        #[arg(long, value_name = "TAG", group = "artifact", conflicts_with = "tag")]
+        signature_of: Option<String>,
+        /// Push a cosign attestation of this image: `sha256-<digest>.att`
+        #[arg(long, value_name = "TAG", group = "artifact", conflicts_with = "tag")]
+        attestation_of: Option<String>,
+        /// Push a cosign SBOM of this image: `sha256-<digest>.sbom`
+        #[arg(long, value_name = "TAG", group = "artifact", conflicts_with = "tag")]
+        sbom_of: Option<String>,
+        /// Push an OCI 1.1 referrer (an untagged manifest whose subject is this image)
+        #[arg(long, value_name = "TAG", group = "artifact", conflicts_with = "tag")]
+        referrer_of: Option<String>,
+        /// With --referrer-of: also the referrers fallback index, tagged `sha256-<digest>`
+        #[arg(long, requires = "referrer_of")]
+        fallback_tag: bool,
         /// The size of each image's layer
         #[arg(long, value_name = "BYTES", default_value_t = 20 * 1024 * 1024)]
         size_bytes: u64,
@@ -343,9 +382,38 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let (result, failure_code) = match cli.command {
-        Some(Command::Push { api_url, registry, repository, tag, size_bytes, platforms, labels }) => {
-            let image =
-                PushRequest { registry, repository, tag, size_bytes, platforms, labels: labels.into_iter().collect() };
+        Some(Command::Push {
+            api_url,
+            registry,
+            repository,
+            tag,
+            size_bytes,
+            platforms,
+            labels,
+            signature_of,
+            attestation_of,
+            sbom_of,
+            referrer_of,
+            fallback_tag,
+        }) => {
+            let artifact = [
+                ("signature_of", signature_of),
+                ("attestation_of", attestation_of),
+                ("sbom_of", sbom_of),
+                ("referrer_of", referrer_of),
+            ]
+            .into_iter()
+            .find_map(|(key, of)| of.map(|of| (key, of)));
+            let image = PushRequest {
+                registry,
+                repository,
+                tag: tag.unwrap_or_default(),
+                size_bytes,
+                platforms,
+                labels: labels.into_iter().collect(),
+                artifact,
+                fallback_tag,
+            };
             (push_to(&api_url, &image), 1)
         }
         Some(Command::Gc { api_url, registry, step }) => (start_gc_at(&api_url, registry.as_deref(), step), 1),
@@ -370,11 +438,19 @@ pub struct PushRequest {
     /// Empty: one image; otherwise an index with an image per platform (and attestations).
     pub platforms: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// An artifact instead of an image: (`signature_of`, `attestation_of`, `sbom_of` or
+    /// `referrer_of`, the image's tag or digest).
+    pub artifact: Option<(&'static str, String)>,
+    /// With a referrer: also its fallback index tag.
+    pub fallback_tag: bool,
 }
 
 /// Pushes through the control API of a simulator at `api_url`; prints the manifest.
 pub fn push_to(api_url: &str, image: &PushRequest) -> anyhow::Result<()> {
     let mut body = json!({"repository": image.repository, "tag": image.tag, "size_bytes": image.size_bytes});
+    if let Some((key, of)) = &image.artifact {
+        body = json!({"repository": image.repository, *key: of, "fallback_tag": image.fallback_tag});
+    }
     if let Some(registry) = &image.registry {
         body["registry"] = json!(registry);
     }

@@ -44,6 +44,9 @@ pub struct SeedRegistry {
     /// The API's digests listing leaves out untagged manifests an index holds.
     #[serde(default)]
     pub hide_index_children: bool,
+    /// The registry host answers the OCI referrers API.
+    #[serde(default)]
+    pub referrers_api: bool,
     /// GC of an untagged type spares untagged manifests a tagged index holds (off: the worst
     /// case, as distribution 2.x behaves).
     #[serde(default)]
@@ -80,6 +83,7 @@ pub struct SeedRepository {
 pub struct SeedManifest {
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default)]
     pub size_bytes: u64,
     /// RFC 3339; the order of the list decides recency when left out.
     #[serde(default)]
@@ -91,6 +95,19 @@ pub struct SeedManifest {
     /// With `platforms`: an attestation manifest per platform, as buildx adds by default.
     #[serde(default)]
     pub attestations: bool,
+    /// An artifact of the image seeded earlier in this repository with this tag, as cosign
+    /// pushes it (`tags` and `platforms` are then ignored): one of these four.
+    #[serde(default)]
+    pub signature_of: Option<String>,
+    #[serde(default)]
+    pub attestation_of: Option<String>,
+    #[serde(default)]
+    pub sbom_of: Option<String>,
+    #[serde(default)]
+    pub referrer_of: Option<String>,
+    /// With `referrer_of`: also the referrers fallback index, tagged `sha256-<digest>`.
+    #[serde(default)]
+    pub fallback_tag: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +147,11 @@ impl Seed {
             updated_at: None,
             platforms: Vec::new(),
             attestations: false,
+            signature_of: None,
+            attestation_of: None,
+            sbom_of: None,
+            referrer_of: None,
+            fallback_tag: false,
         };
         Seed {
             registries: vec![SeedRegistry {
@@ -146,6 +168,7 @@ impl Seed {
                 }],
                 running_gc: None,
                 hide_index_children: false,
+                referrers_api: false,
                 gc_keeps_index_children: false,
             }],
             apps: vec![SeedApp {
@@ -183,6 +206,7 @@ impl Seed {
                 blob_bodies: BTreeMap::new(),
                 gcs: Vec::new(),
                 hide_index_children: seed.hide_index_children,
+                referrers_api: seed.referrers_api,
                 gc_keeps_index_children: seed.gc_keeps_index_children,
                 uploads: BTreeMap::new(),
             };
@@ -193,16 +217,9 @@ impl Seed {
                 for manifest in repository.manifests {
                     age -= 1;
                     let label = format!("{}/{} seed #{}", registry.name, repository.name, state.next_id());
-                    let documents = if manifest.platforms.is_empty() {
-                        vec![content::image(&label, manifest.size_bytes)]
-                    } else {
-                        content::index(
-                            &label,
-                            &manifest.platforms,
-                            manifest.attestations,
-                            manifest.size_bytes,
-                            &Value::Null,
-                        )
+                    let (documents, tags) = match seed_artifact(&manifest, &manifests, &label)? {
+                        Some(artifact) => artifact,
+                        None => (plain_documents(&manifest, &label), manifest.tags.clone()),
                     };
                     let updated_at = manifest.updated_at.unwrap_or_else(|| {
                         let at = jiff::Timestamp::now().as_second() - 3600 * 24 * (age + 1);
@@ -212,7 +229,7 @@ impl Seed {
                     for (index, document) in documents.into_iter().enumerate() {
                         registry.blob_store.extend(document.blobs.iter().cloned());
                         registry.blob_bodies.extend(document.bodies.iter().cloned());
-                        let tags = if index == last { manifest.tags.clone() } else { Vec::new() };
+                        let tags = if index == last { tags.clone() } else { Vec::new() };
                         manifests.push(Manifest::from_document(document, tags, updated_at.clone(), state.next_id()));
                     }
                 }
@@ -233,6 +250,44 @@ impl Seed {
         }
         Ok(state)
     }
+}
+
+/// One image, or a multi-platform index with its platform images first.
+fn plain_documents(manifest: &SeedManifest, label: &str) -> Vec<content::Document> {
+    if manifest.platforms.is_empty() {
+        vec![content::image(label, manifest.size_bytes)]
+    } else {
+        content::index(label, &manifest.platforms, manifest.attestations, manifest.size_bytes, &Value::Null)
+    }
+}
+
+/// The documents and tags of a seed entry that is an artifact of an image seeded before it.
+fn seed_artifact(
+    manifest: &SeedManifest,
+    earlier: &[Manifest],
+    label: &str,
+) -> anyhow::Result<Option<(Vec<content::Document>, Vec<String>)>> {
+    use crate::artifacts::{documents, ArtifactKind};
+    let asked = [
+        (&manifest.signature_of, ArtifactKind::Signature),
+        (&manifest.attestation_of, ArtifactKind::Attestation),
+        (&manifest.sbom_of, ArtifactKind::Sbom),
+        (&manifest.referrer_of, ArtifactKind::Referrer),
+    ];
+    let mut given = asked.iter().filter_map(|(of, kind)| of.as_ref().map(|of| (*kind, of)));
+    let Some((kind, of)) = given.next() else { return Ok(None) };
+    anyhow::ensure!(given.next().is_none(), "a seed manifest is an artifact of one kind only");
+    let subject = earlier.iter().find(|m| m.tags.contains(of) || m.digest == *of).ok_or_else(|| {
+        anyhow::anyhow!("a seed artifact names {of:?}, which no earlier manifest of its repository has")
+    })?;
+    let referrers = earlier
+        .iter()
+        .filter(|m| m.subject.as_deref() == Some(subject.digest.as_str()))
+        .map(|m| (m.digest.clone(), m.media_type.clone(), m.content.len() as u64))
+        .collect();
+    let described = (subject.digest.as_str(), subject.media_type.as_str(), subject.content.len() as u64);
+    let (documents, tag) = documents(label, kind, described, manifest.fallback_tag, referrers);
+    Ok(Some((documents, tag.into_iter().collect())))
 }
 
 /// An app spec with one service running a DOCR image by tag.

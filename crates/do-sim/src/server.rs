@@ -1023,6 +1023,17 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
                 .get("repository")
                 .and_then(Value::as_str)
                 .ok_or_else(|| SimError::bad_request("repository is required"))?;
+            if let Some((kind, of)) = crate::artifacts::asked(&body)? {
+                let push = crate::artifacts::ArtifactPush {
+                    registry,
+                    repository: repository.to_string(),
+                    of,
+                    kind,
+                    fallback_tag: body.get("fallback_tag").and_then(Value::as_bool).unwrap_or(false),
+                };
+                let manifest = crate::artifacts::push(&mut state, &push, now)?;
+                return Ok((201, Some(json!({"manifest": manifest}))));
+            }
             let tag =
                 body.get("tag").and_then(Value::as_str).ok_or_else(|| SimError::bad_request("tag is required"))?;
             let size = body.get("size_bytes").and_then(Value::as_u64).unwrap_or(20 * 1024 * 1024);
@@ -1060,6 +1071,9 @@ fn control(shared: &Shared, incoming: &Incoming) -> Answer {
             let registry =
                 body.get("registry").and_then(Value::as_str).map(str::to_string).unwrap_or_else(first_registry);
             let registry = state.registry_mut(&registry)?;
+            if let Some(on) = body.get("referrers_api").and_then(Value::as_bool) {
+                registry.referrers_api = on;
+            }
             if let Some(hide) = body.get("hide_index_children").and_then(Value::as_bool) {
                 registry.hide_index_children = hide;
             }

@@ -310,6 +310,9 @@ pub struct Registry {
     pub gcs: Vec<GcRun>,
     /// The API's digests listing leaves out untagged manifests that an index holds.
     pub hide_index_children: bool,
+    /// The registry host answers the OCI referrers API (`GET /v2/<name>/referrers/<digest>`);
+    /// off, as on DOCR, it answers 404.
+    pub referrers_api: bool,
     /// GC of an untagged type spares untagged manifests that a tagged index holds (distribution
     /// v3). Off, the worst case and the default: it deletes them, as distribution 2.x did.
     pub gc_keeps_index_children: bool,
