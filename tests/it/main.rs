@@ -14,6 +14,7 @@ mod install;
 mod login;
 mod progress;
 mod prune;
+mod prune_artifacts;
 mod prune_properties;
 mod prune_protection;
 mod prune_safety;

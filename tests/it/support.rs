@@ -221,3 +221,26 @@ pub fn fully_readable(reader: &do_core::oci::RegistryClient, repository: &str, d
     }
     Ok(())
 }
+
+/// The manifests of `repository` in the simulator's first registry, as its snapshot shows them.
+pub fn manifests_in(sim: &Sim, repository: &str) -> Vec<Value> {
+    let snapshot = sim.snapshot();
+    snapshot["registries"][0]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == repository)
+        .map(|r| r["manifests"].as_array().unwrap().clone())
+        .unwrap_or_default()
+}
+
+/// The digest `tag` names in `repository` of the simulator's first registry.
+pub fn digest_in(sim: &Sim, repository: &str, tag: &str) -> String {
+    manifests_in(sim, repository)
+        .iter()
+        .find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag))
+        .unwrap_or_else(|| panic!("no manifest tagged {tag} in {repository}"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
