@@ -244,3 +244,238 @@ pub fn describe(digest: &str, tags: &[String]) -> String {
         tags.join(" ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use do_core::oci::{ManifestInfo, OCI_MANIFEST};
+
+    fn hex(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    fn listed(digest: &str, tags: &[&str]) -> Manifest {
+        Manifest { digest: digest.into(), tags: tags.iter().map(|t| t.to_string()).collect(), ..Manifest::default() }
+    }
+
+    fn info(digest: &str, subject: Option<&str>) -> Read {
+        Read::Info(ManifestInfo {
+            digest: digest.into(),
+            media_type: OCI_MANIFEST.into(),
+            children: vec![],
+            subject: subject.map(str::to_string),
+            config: None,
+            size: 1,
+        })
+    }
+
+    #[test]
+    fn the_cosign_tag_scheme_names_subject_and_kind() {
+        let a = hex('a');
+        assert_eq!(from_tag(&format!("sha256-{a}.sig")), Some((format!("sha256:{a}"), Kind::Signature)));
+        assert_eq!(from_tag(&format!("sha256-{a}.att")), Some((format!("sha256:{a}"), Kind::Attestation)));
+        assert_eq!(from_tag(&format!("sha256-{a}.sbom")), Some((format!("sha256:{a}"), Kind::Sbom)));
+        assert_eq!(from_tag(&format!("sha256-{a}")), Some((format!("sha256:{a}"), Kind::Referrer)), "fallback index");
+        assert_eq!(from_tag(&format!("sha256-{a}.other")), Some((format!("sha256:{a}"), Kind::Referrer)));
+        let digits = "0123456789".repeat(7)[..64].to_string();
+        assert!(from_tag(&format!("sha256-{digits}.sig")).is_some(), "digits are hex");
+        for not in [
+            format!("sha256-{}.sig", &a[..63]),
+            format!("sha256-{a}0.sig"),
+            format!("sha256-{}.sig", hex('A')),
+            format!("sha256-{}.sig", hex('g')),
+            format!("sha512-{a}.sig"),
+            "v1.0.0".to_string(),
+            "latest".to_string(),
+        ] {
+            assert_eq!(from_tag(&not), None, "{not}");
+        }
+        assert_eq!(
+            [Kind::Signature, Kind::Attestation, Kind::Sbom, Kind::Referrer].map(Kind::noun),
+            ["signature", "attestation", "sbom", "referrer"]
+        );
+    }
+
+    #[test]
+    fn a_manifest_is_an_artifact_by_its_tags_only_when_every_tag_is_of_the_scheme() {
+        let sig = format!("sha256-{}.sig", hex('a'));
+        let listing =
+            vec![listed("s", &[&sig]), listed("mixed", &[&sig, "v1"]), listed("u", &[]), listed("r", &["v2"])];
+        let found = by_tags(&listing);
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["s"]);
+        assert_eq!(found["s"], vec![(format!("sha256:{}", hex('a')), Kind::Signature)]);
+        let reads: BTreeMap<String, Read> =
+            [("u".to_string(), info("u", Some("r"))), ("r".to_string(), info("r", None))].into_iter().collect();
+        let all = with_subjects(found, &listing, &reads);
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["s", "u"], "a read subject makes an artifact, tagged or not");
+        assert_eq!(all["u"], vec![("r".to_string(), Kind::Referrer)]);
+        // A subject its tag already names is not counted twice.
+        let tagged_too: BTreeMap<String, Read> =
+            [("s".to_string(), info("s", Some(&format!("sha256:{}", hex('a')))))].into_iter().collect();
+        assert_eq!(with_subjects(by_tags(&listing), &listing, &tagged_too)["s"].len(), 1);
+    }
+
+    /// Decides artifacts of `listing` with `kept` (digest -> reason), reads and elsewhere.
+    fn decide_in(
+        listing: &[Manifest],
+        kept: &[(&str, &str)],
+        reads: &[(&str, Read)],
+        elsewhere: &[(&str, &str)],
+        keep_artifacts: bool,
+    ) -> Decision {
+        let kept: BTreeMap<String, String> = kept.iter().map(|(d, r)| (d.to_string(), r.to_string())).collect();
+        let reads: BTreeMap<String, Read> = reads.iter().map(|(d, r)| (d.to_string(), r.clone())).collect();
+        let elsewhere: BTreeMap<String, String> =
+            elsewhere.iter().map(|(d, r)| (d.to_string(), r.to_string())).collect();
+        let find = |digest: &str| elsewhere.get(digest).cloned();
+        let all = with_subjects(by_tags(listing), listing, &reads);
+        decide(&all, &World { listing, kept: &kept, reads: &reads, elsewhere: &find, keep_artifacts })
+    }
+
+    fn fate(decision: &Decision, digest: &str) -> (Fate, String) {
+        let a = decision.artifacts.iter().find(|a| a.digest == digest).unwrap();
+        (a.fate.clone(), a.reason.clone())
+    }
+
+    #[test]
+    fn each_artifact_follows_its_subject() {
+        let (a, b, c) =
+            (format!("sha256:{}", hex('a')), format!("sha256:{}", hex('b')), format!("sha256:{}", hex('c')));
+        let tag = |d: &str, suffix: &str| format!("{}{suffix}", d.replacen(':', "-", 1));
+        let listing = vec![
+            listed(&a, &["v1"]),
+            listed(&b, &["v2"]),
+            listed("sig-a", &[&tag(&a, ".sig")]),
+            listed("att-b", &[&tag(&b, ".att")]),
+            listed("sig-c", &[&tag(&c, ".sig")]),
+        ];
+        let kept = [(a.as_str(), "newest"), ("sig-a", "refers to a")];
+        // c is not listed: it must be read before anything is decided about sig-c.
+        let first = decide_in(&listing, &kept, &[], &[], false);
+        assert_eq!(first.pending, [c.clone()]);
+        assert!(first.artifacts.iter().all(|x| x.digest != "sig-c"));
+        assert_eq!(fate(&first, "sig-a"), (Fate::Kept, "signature of v1, which is kept".into()));
+        assert_eq!(fate(&first, "att-b"), (Fate::Deleted, "attestation of v2, which is deleted".into()));
+        assert!(first.new_roots.is_empty(), "{first:?}");
+        let gone = decide_in(&listing, &kept, &[(&c, Read::Missing)], &[], false);
+        assert!(gone.pending.is_empty());
+        assert_eq!(
+            fate(&gone, "sig-c"),
+            (Fate::Orphan, format!("orphan signature: its image {} is gone", &hex('c')[..12]))
+        );
+        let artifact = gone.artifacts.iter().find(|x| x.digest == "sig-a").unwrap();
+        assert_eq!(
+            (artifact.subject.as_str(), artifact.subject_tags.clone(), artifact.kind),
+            (a.as_str(), vec!["v1".to_string()], Kind::Signature)
+        );
+        // --keep-artifacts keeps what goes with its image, as a new root; orphans still go.
+        let keep = decide_in(&listing, &kept, &[(&c, Read::Missing)], &[], true);
+        assert_eq!(fate(&keep, "att-b").0, Fate::Kept);
+        assert_eq!(fate(&keep, "sig-c").0, Fate::Orphan);
+        assert_eq!(keep.new_roots.keys().collect::<Vec<_>>(), ["att-b"]);
+        // A subject elsewhere, unlisted but present, or unreadable: kept, reported, a new root.
+        for (read, why) in [
+            (info(&c, None), "its subject is in the registry but not in the listing"),
+            (Read::Failed("503".into()), "its subject could not be read (503)"),
+        ] {
+            let d = decide_in(&listing, &kept, &[(&c, read)], &[], false);
+            assert_eq!(
+                fate(&d, "sig-c"),
+                (Fate::Unknown, format!("signature of {}: {why}, so it is kept", &hex('c')[..12]))
+            );
+            assert!(d.new_roots.contains_key("sig-c"));
+        }
+        let d = decide_in(&listing, &kept, &[], &[(&c, "api")], false);
+        assert_eq!(fate(&d, "sig-c").0, Fate::Unknown);
+        assert!(fate(&d, "sig-c").1.contains("in repository api"), "{d:?}");
+        assert!(d.pending.is_empty(), "a subject found elsewhere needs no read");
+        // Protected itself (a root) while its subject goes: kept with the root's reason.
+        let protected = decide_in(
+            &listing,
+            &[(a.as_str(), "newest"), ("sig-a", "refers to a"), ("att-b", "deployed")],
+            &[(&c, Read::Missing)],
+            &[],
+            false,
+        );
+        assert_eq!(fate(&protected, "att-b"), (Fate::Kept, "deployed".into()));
+        assert!(protected.new_roots.is_empty(), "already in the closure");
+        // A root kept for an unknown subject stays unknown when decided again.
+        let again = decide_in(
+            &listing,
+            &[(a.as_str(), "newest"), ("sig-a", "refers to a"), ("sig-c", "was unknown")],
+            &[(&c, Read::Failed("x".into()))],
+            &[],
+            false,
+        );
+        assert_eq!(fate(&again, "sig-c").0, Fate::Unknown);
+        assert!(again.new_roots.is_empty());
+        assert_eq!(describe(&a, &[]), &hex('a')[..12]);
+        assert_eq!(describe(&a, &["v1".into(), "latest".into()]), "v1 latest");
+    }
+
+    #[test]
+    fn an_artifact_of_several_subjects_stays_while_any_stays() {
+        let (a, b) = (format!("sha256:{}", hex('a')), format!("sha256:{}", hex('b')));
+        let tag = |d: &str| format!("{}.sig", d.replacen(':', "-", 1));
+        let listing = vec![listed(&a, &["v1"]), listed(&b, &["v2"]), listed("both", &[&tag(&a), &tag(&b)])];
+        let d = decide_in(&listing, &[(b.as_str(), "newest")], &[], &[], false);
+        assert_eq!(fate(&d, "both"), (Fate::Kept, "signature of v2, which is kept".into()));
+        let d = decide_in(&listing, &[], &[], &[], false);
+        assert_eq!(fate(&d, "both").0, Fate::Deleted);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::closure;
+    use crate::policy::{compile_keep_tags, plan_tagged, Policy, Protected};
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    proptest! {
+        /// Releases (some signed, some attested, some signatures orphaned) under any --keep-last:
+        /// no artifact counts among the kept images, and every artifact of a kept image is kept.
+        #[test]
+        fn artifacts_of_kept_images_are_kept_and_never_counted(
+            releases in proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 1..10),
+            keep_last in 0usize..4,
+        ) {
+            let mut listing = Vec::new();
+            let at = |n: usize| jiff::Timestamp::from_second(NOW - 86_400 * (100 - n as i64)).unwrap().to_string();
+            for (n, (signed, attested, orphan)) in releases.iter().enumerate() {
+                let digest = format!("sha256:{n:064x}");
+                listing.push(Manifest { digest: digest.clone(), tags: vec![format!("v{n}")], updated_at: Some(at(n)), ..Manifest::default() });
+                let subject = if *orphan { format!("sha256:{:064x}", 1000 + n) } else { digest.clone() };
+                for (wanted, suffix) in [(*signed, ".sig"), (*attested, ".att")] {
+                    if wanted {
+                        // Artifacts are pushed after their image: newer than every release.
+                        listing.push(Manifest { digest: format!("{suffix}{n}"), tags: vec![format!("{}{suffix}", subject.replacen(':', "-", 1))], updated_at: Some(at(n + 50)), ..Manifest::default() });
+                    }
+                }
+            }
+            let tagged = by_tags(&listing);
+            let releases_only: Vec<Manifest> = listing.iter().filter(|m| !tagged.contains_key(&m.digest)).cloned().collect();
+            let policy = Policy { keep_last, ..Policy::default() };
+            let plan = plan_tagged(&releases_only, &policy, &compile_keep_tags(&[]).unwrap(), &Protected::default(), NOW);
+            prop_assert!(plan.kept.iter().all(|k| !tagged.contains_key(&k.digest)), "no artifact is a kept image");
+            prop_assert_eq!(plan.kept.len(), keep_last.clamp(1, releases.len()), "the newest releases fill the places");
+            let roots: BTreeMap<String, String> = plan.kept.iter().map(|k| (k.digest.clone(), k.reason.clone())).collect();
+            let reads: BTreeMap<String, Read> = listing.iter().map(|m| (m.digest.clone(), Read::Info(do_core::oci::ManifestInfo {
+                digest: m.digest.clone(), media_type: do_core::oci::OCI_MANIFEST.into(), children: vec![], subject: None, config: None, size: 1,
+            }))).chain((0..20).map(|n| (format!("sha256:{:064x}", 1000 + n), Read::Missing))).collect();
+            let closure = closure::compute(&listing, &roots, &reads, &tagged);
+            let nowhere = |_: &str| None;
+            let decision = decide(&tagged, &World { listing: &listing, kept: &closure.kept, reads: &reads, elsewhere: &nowhere, keep_artifacts: false });
+            prop_assert!(decision.pending.is_empty());
+            for artifact in &decision.artifacts {
+                let subject_kept = roots.contains_key(&artifact.subject);
+                prop_assert_eq!(artifact.fate == Fate::Kept, subject_kept, "{:?}", artifact);
+                let subject_listed = listing.iter().any(|m| m.digest == artifact.subject);
+                prop_assert_eq!(artifact.fate == Fate::Orphan, !subject_listed, "{:?}", artifact);
+            }
+            prop_assert_eq!(decision.artifacts.len(), tagged.len(), "every artifact is decided");
+        }
+    }
+}
