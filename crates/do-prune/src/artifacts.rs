@@ -352,7 +352,7 @@ mod tests {
         let kept = [(a.as_str(), "newest"), ("sig-a", "refers to a")];
         // c is not listed: it must be read before anything is decided about sig-c.
         let first = decide_in(&listing, &kept, &[], &[], false);
-        assert_eq!(first.pending, [c.clone()]);
+        assert_eq!(first.pending, std::slice::from_ref(&c));
         assert!(first.artifacts.iter().all(|x| x.digest != "sig-c"));
         assert_eq!(fate(&first, "sig-a"), (Fate::Kept, "signature of v1, which is kept".into()));
         assert_eq!(fate(&first, "att-b"), (Fate::Deleted, "attestation of v2, which is deleted".into()));
