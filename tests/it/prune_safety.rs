@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{call, fully_readable, mutating_requests, registry_reader, Run, Tool, PRUNE};
+use crate::support::{
+    call, digest_in as digest_of, fully_readable, manifests_in as manifests, mutating_requests, registry_reader, Run,
+    Tool, PRUNE,
+};
 
 const UNTAGGED_GC: &str = "untagged manifests and unreferenced blobs";
 
@@ -39,28 +42,6 @@ fn world(repositories: Vec<(&str, Vec<Value>)>, registry_options: Value) -> Sim 
 
 fn prune(sim: &Sim) -> Tool {
     Tool::against(PRUNE, sim).args(["--interval", "30ms"])
-}
-
-/// The manifests of a repository as the simulator holds them (digest, tags, children).
-fn manifests(sim: &Sim, repository: &str) -> Vec<Value> {
-    let snapshot = sim.snapshot();
-    snapshot["registries"][0]["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == repository)
-        .map(|r| r["manifests"].as_array().unwrap().clone())
-        .unwrap_or_default()
-}
-
-fn digest_of(sim: &Sim, repository: &str, tag: &str) -> String {
-    manifests(sim, repository)
-        .into_iter()
-        .find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag))
-        .unwrap_or_else(|| panic!("no {repository}:{tag}"))["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn children_of(sim: &Sim, repository: &str, digest: &str) -> Vec<String> {
