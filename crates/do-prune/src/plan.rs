@@ -259,7 +259,18 @@ pub fn plan_repository(
     reads: &Reads,
 ) -> anyhow::Result<Planned> {
     // Which tagged manifests are artifacts: by their tags, else by a `subject` their read shows.
-    let tag_artifacts = artifacts::by_tags(listing);
+    // One carrying a tag the rules keep on its own (`latest`, --keep-tag) stays a release.
+    let patterns: Vec<regex::Regex> = match rules {
+        Rules::Policy { patterns, .. } => patterns.to_vec(),
+        Rules::Saved { policy, .. } => policy::compile_keep_tags(&policy.keep_tags).unwrap_or_default(),
+    };
+    let kept_by_tag = |digest: &str| {
+        listing
+            .iter()
+            .any(|m| m.digest == digest && m.tags.iter().any(|t| policy::kept_tag_reason(t, &patterns).is_some()))
+    };
+    let mut tag_artifacts = artifacts::by_tags(listing);
+    tag_artifacts.retain(|digest, _| !kept_by_tag(digest));
     let unknown: Vec<String> = listing
         .iter()
         .filter(|m| !m.tags.is_empty() && !tag_artifacts.contains_key(&m.digest))
@@ -274,7 +285,9 @@ pub fn plan_repository(
                 _ => None,
             })
             .collect();
-        (artifacts::with_subjects(tag_artifacts.clone(), listing, read), failed)
+        let mut found = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
+        found.retain(|digest, _| !kept_by_tag(digest));
+        (found, failed)
     });
     let releases: Vec<Manifest> =
         listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).cloned().collect();
@@ -288,7 +301,9 @@ pub fn plan_repository(
         let known = edges.entry(referrer).or_default();
         known.extend(subjects.into_iter().filter(|(s, _)| !known.iter().any(|(k, _)| k == s)).collect::<Vec<_>>());
     }
-    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads)?;
+    let kept_tagged: BTreeSet<String> =
+        listing.iter().filter(|m| kept_by_tag(&m.digest)).map(|m| m.digest.clone()).collect();
+    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads, &kept_tagged)?;
     closure.failed.extend(tagged_failed);
     closure.failed.sort();
     closure.failed.dedup();
@@ -458,12 +473,14 @@ fn settle(
     tag_artifacts: &BTreeMap<String, Subjects>,
     setting: &Setting,
     reads: &Reads,
+    setting_releases: &BTreeSet<String>,
 ) -> anyhow::Result<(Closure, artifacts::Decision)> {
     // Each round adds a root or reads a manifest not read before, so this many rounds suffice.
     for _ in 0..=listing.len() * 2 + 2 {
         let closure = reads.closure(name, listing, roots, tag_artifacts)?;
         let decision = reads.with(name, |read| {
-            let all = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
+            let mut all = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
+            all.retain(|digest, _| !setting_releases.contains(digest));
             let world = artifacts::World {
                 listing,
                 kept: &closure.kept,
