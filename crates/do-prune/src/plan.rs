@@ -264,13 +264,13 @@ pub fn plan_repository(
         Rules::Policy { patterns, .. } => patterns.to_vec(),
         Rules::Saved { policy, .. } => policy::compile_keep_tags(&policy.keep_tags).unwrap_or_default(),
     };
-    let kept_by_tag = |digest: &str| {
-        listing
-            .iter()
-            .any(|m| m.digest == digest && m.tags.iter().any(|t| policy::kept_tag_reason(t, &patterns).is_some()))
-    };
+    let kept_by_tag: BTreeSet<String> = listing
+        .iter()
+        .filter(|m| m.tags.iter().any(|t| policy::kept_tag_reason(t, &patterns).is_some()))
+        .map(|m| m.digest.clone())
+        .collect();
     let mut tag_artifacts = artifacts::by_tags(listing);
-    tag_artifacts.retain(|digest, _| !kept_by_tag(digest));
+    tag_artifacts.retain(|digest, _| !kept_by_tag.contains(digest));
     let unknown: Vec<String> = listing
         .iter()
         .filter(|m| !m.tags.is_empty() && !tag_artifacts.contains_key(&m.digest))
@@ -286,7 +286,7 @@ pub fn plan_repository(
             })
             .collect();
         let mut found = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
-        found.retain(|digest, _| !kept_by_tag(digest));
+        found.retain(|digest, _| !kept_by_tag.contains(digest));
         (found, failed)
     });
     let releases: Vec<Manifest> =
@@ -301,9 +301,7 @@ pub fn plan_repository(
         let known = edges.entry(referrer).or_default();
         known.extend(subjects.into_iter().filter(|(s, _)| !known.iter().any(|(k, _)| k == s)).collect::<Vec<_>>());
     }
-    let kept_tagged: BTreeSet<String> =
-        listing.iter().filter(|m| kept_by_tag(&m.digest)).map(|m| m.digest.clone()).collect();
-    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads, &kept_tagged)?;
+    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads, &kept_by_tag)?;
     closure.failed.extend(tagged_failed);
     closure.failed.sort();
     closure.failed.dedup();
@@ -465,7 +463,7 @@ fn roots_of(kept: &[Kept], protected: &Protected, listing: &[Manifest], grace_cu
 
 /// The closure and the artifacts' fates, together: an artifact that stays outside the closure
 /// becomes a root (so what it holds stays), and a subject no listing shows is read, until
-/// neither changes anything.
+/// neither changes anything. `kept_by_tag` are releases whatever their reads show.
 fn settle(
     name: &str,
     listing: &[Manifest],
@@ -473,14 +471,14 @@ fn settle(
     tag_artifacts: &BTreeMap<String, Subjects>,
     setting: &Setting,
     reads: &Reads,
-    setting_releases: &BTreeSet<String>,
+    kept_by_tag: &BTreeSet<String>,
 ) -> anyhow::Result<(Closure, artifacts::Decision)> {
     // Each round adds a root or reads a manifest not read before, so this many rounds suffice.
     for _ in 0..=listing.len() * 2 + 2 {
         let closure = reads.closure(name, listing, roots, tag_artifacts)?;
         let decision = reads.with(name, |read| {
             let mut all = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
-            all.retain(|digest, _| !setting_releases.contains(digest));
+            all.retain(|digest, _| !kept_by_tag.contains(digest));
             let world = artifacts::World {
                 listing,
                 kept: &closure.kept,
