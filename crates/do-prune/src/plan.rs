@@ -258,8 +258,96 @@ pub fn plan_repository(
     setting: &Setting,
     reads: &Reads,
 ) -> anyhow::Result<Planned> {
-    // Which tagged manifests are artifacts: by their tags, else by a `subject` their read shows.
-    // One carrying a tag the rules keep on its own (`latest`, --keep-tag) stays a release.
+    let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(name, listing, rules, reads)?;
+    let TaggedDecision { mut kept, deletions, saved_untagged, saved_artifacts, mut skipped } =
+        decide_tagged(name, &releases, listing, protected, rules);
+    let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
+    // Where the registry has the referrers API, it names the kept images' referrers outright.
+    let kept_digests: Vec<String> = kept.iter().map(|k| k.digest.clone()).collect();
+    let edges = with_referrers(tag_artifacts, reads.referrers(name, &kept_digests));
+    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads, &kept_by_tag)?;
+    closure.failed.extend(tagged_failed);
+    closure.failed.sort();
+    closure.failed.dedup();
+    let skip =
+        |digest: &str, reason: String| Skipped { repository: name.to_string(), digest: digest.to_string(), reason };
+
+    // A tagged manifest a kept index holds (or one that refers to a kept one) stays.
+    let (rescued, deletions): (Vec<Deletion>, Vec<Deletion>) = deletions.into_iter().partition(|d| {
+        d.action == Action::Manifest && closure.kept.contains_key(&d.digest) && !roots.contains_key(&d.digest)
+    });
+    for deletion in rescued {
+        let reason = closure.kept[&deletion.digest].clone();
+        match rules {
+            Rules::Policy { .. } => kept.push(Kept { digest: deletion.digest, tags: deletion.all_tags, reason }),
+            Rules::Saved { .. } => skipped.push(skip(&deletion.digest, format!("now needed: {reason}"))),
+        }
+    }
+    let (artifact_deletions, untagged_deletions) = match rules {
+        Rules::Policy { .. } => garbage_and_artifacts(listing, &closure, &decision),
+        Rules::Saved { .. } => {
+            let (garbage, tagged) = garbage_and_artifacts(listing, &closure, &decision);
+            let fresh: Vec<Deletion> = garbage.into_iter().chain(tagged).collect();
+            let (applied, stale) = still_deletable(saved_untagged.into_iter().chain(saved_artifacts), &fresh, &closure);
+            skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
+            applied.into_iter().partition(|d| !d.all_tags.is_empty())
+        }
+    };
+    let mut deleted = deletions;
+    deleted.extend(artifact_deletions);
+    let blocked = closure.failed.first().map(|(digest, why)| {
+        format!(
+            "nothing in this repository is deleted: {} manifest read(s) failed, so what the kept images need is unknown (first: {} {why})",
+            closure.failed.len(),
+            closure::short(digest)
+        )
+    });
+    let mut artifacts = decision.artifacts;
+    match &blocked {
+        Some(reason) => {
+            for deletion in deleted.drain(..) {
+                if deletion.action == Action::Manifest && deletion.artifact.is_none() {
+                    kept.push(Kept { digest: deletion.digest, tags: deletion.all_tags, reason: reason.clone() });
+                }
+            }
+            for artifact in artifacts.iter_mut().filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan)) {
+                artifact.fate = Fate::Kept;
+                artifact.reason = reason.clone();
+            }
+        }
+        None => deleted.extend(untagged_deletions),
+    }
+    let untagged_kept = untagged_kept(listing, &closure);
+    let untagged_listed: BTreeSet<&str> =
+        listing.iter().filter(|m| m.tags.is_empty()).map(|m| m.digest.as_str()).collect();
+    for (digest, reason) in protected.digests.iter().filter(|(d, _)| untagged_listed.contains(d.as_str())) {
+        kept.push(Kept { digest: digest.clone(), tags: Vec::new(), reason: reason.clone() });
+    }
+    Ok(Planned {
+        plan: RepositoryPlan { name: name.to_string(), kept, deleted, untagged_kept, blocked, artifacts },
+        closure,
+        roots,
+        skipped,
+        tag_artifacts: edges,
+    })
+}
+
+/// Which tagged manifests of a repository are artifacts and which are releases.
+struct Found {
+    /// Artifacts by cosign's tag scheme: digest -> subjects.
+    tag_artifacts: BTreeMap<String, Subjects>,
+    /// Manifests with a tag the rules keep on its own (`latest`, --keep-tag): releases always.
+    kept_by_tag: BTreeSet<String>,
+    /// Tagged manifests that are neither kind of artifact.
+    releases: Vec<Manifest>,
+    /// Tagged manifests whose read failed: whether they are artifacts is unknown.
+    tagged_failed: Vec<(String, String)>,
+}
+
+/// Tells artifacts from releases: by cosign's tag scheme, else by a `subject` the manifest's
+/// read shows (so every tagged manifest is read). One carrying a tag the rules keep on its own
+/// stays a release.
+fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads) -> anyhow::Result<Found> {
     let patterns: Vec<regex::Regex> = match rules {
         Rules::Policy { patterns, .. } => patterns.to_vec(),
         Rules::Saved { policy, .. } => policy::compile_keep_tags(&policy.keep_tags).unwrap_or_default(),
@@ -289,36 +377,34 @@ pub fn plan_repository(
         found.retain(|digest, _| !kept_by_tag.contains(digest));
         (found, failed)
     });
-    let releases: Vec<Manifest> =
+    let releases =
         listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).cloned().collect();
-    let TaggedDecision { mut kept, deletions, saved_untagged, saved_artifacts, mut skipped } =
-        decide_tagged(name, &releases, listing, protected, rules);
-    let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
-    // Where the registry has the referrers API, it names the kept images' referrers outright.
-    let kept_digests: Vec<String> = kept.iter().map(|k| k.digest.clone()).collect();
-    let mut edges = tag_artifacts.clone();
-    for (referrer, subjects) in reads.referrers(name, &kept_digests) {
-        let known = edges.entry(referrer).or_default();
-        known.extend(subjects.into_iter().filter(|(s, _)| !known.iter().any(|(k, _)| k == s)).collect::<Vec<_>>());
-    }
-    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads, &kept_by_tag)?;
-    closure.failed.extend(tagged_failed);
-    closure.failed.sort();
-    closure.failed.dedup();
-    let skip =
-        |digest: &str, reason: String| Skipped { repository: name.to_string(), digest: digest.to_string(), reason };
+    Ok(Found { tag_artifacts, kept_by_tag, releases, tagged_failed })
+}
 
-    // A tagged manifest a kept index holds (or one that refers to a kept one) stays.
-    let (rescued, deletions): (Vec<Deletion>, Vec<Deletion>) = deletions.into_iter().partition(|d| {
-        d.action == Action::Manifest && closure.kept.contains_key(&d.digest) && !roots.contains_key(&d.digest)
-    });
-    for deletion in rescued {
-        let reason = closure.kept[&deletion.digest].clone();
-        match rules {
-            Rules::Policy { .. } => kept.push(Kept { digest: deletion.digest, tags: deletion.all_tags, reason }),
-            Rules::Saved { .. } => skipped.push(skip(&deletion.digest, format!("now needed: {reason}"))),
+/// The artifact edges with those the referrers API named (artifact -> subjects) added.
+fn with_referrers(
+    mut edges: BTreeMap<String, Subjects>,
+    from_api: BTreeMap<String, Subjects>,
+) -> BTreeMap<String, Subjects> {
+    for (referrer, subjects) in from_api {
+        let known = edges.entry(referrer).or_default();
+        for (subject, kind) in subjects {
+            if !known.iter().any(|(k, _)| *k == subject) {
+                known.push((subject, kind));
+            }
         }
     }
+    edges
+}
+
+/// What the closure and the artifact decision delete: (tagged artifacts, untagged garbage with
+/// untagged artifacts among it, in the closure's order).
+fn garbage_and_artifacts(
+    listing: &[Manifest],
+    closure: &Closure,
+    decision: &artifacts::Decision,
+) -> (Vec<Deletion>, Vec<Deletion>) {
     let by_digest: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
     let going: BTreeMap<&str, &Artifact> = decision
         .artifacts
@@ -326,7 +412,7 @@ pub fn plan_repository(
         .filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan))
         .map(|a| (a.digest.as_str(), a))
         .collect();
-    let garbage: Vec<Deletion> = closure
+    let garbage = closure
         .deletable
         .iter()
         .filter_map(|digest| by_digest.get(digest.as_str()))
@@ -337,67 +423,22 @@ pub fn plan_repository(
             }
         })
         .collect();
-    let tagged_artifact_deletions: Vec<Deletion> = decision
-        .artifacts
-        .iter()
-        .filter(|a| !a.tags.is_empty() && going.contains_key(a.digest.as_str()))
+    let tagged = going
+        .values()
+        .filter(|a| !a.tags.is_empty())
         .filter_map(|a| by_digest.get(a.digest.as_str()).map(|m| artifact_deletion(m, a)))
         .collect();
-    let (artifact_deletions, untagged_deletions) = match rules {
-        Rules::Policy { .. } => (tagged_artifact_deletions, garbage),
-        Rules::Saved { .. } => {
-            let fresh: Vec<Deletion> = garbage.into_iter().chain(tagged_artifact_deletions).collect();
-            let (applied, stale) = still_deletable(saved_untagged.into_iter().chain(saved_artifacts), &fresh, &closure);
-            skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
-            applied.into_iter().partition(|d| !d.all_tags.is_empty())
-        }
-    };
-    let mut deleted = deletions;
-    deleted.extend(artifact_deletions);
-    let blocked = closure.failed.first().map(|(digest, why)| {
-        format!(
-            "nothing in this repository is deleted: {} manifest read(s) failed, so what the kept images need is unknown (first: {} {why})",
-            closure.failed.len(),
-            closure::short(digest)
-        )
-    });
-    if let Some(reason) = &blocked {
-        for deletion in deleted.drain(..) {
-            if deletion.action == Action::Manifest && deletion.artifact.is_none() {
-                kept.push(Kept { digest: deletion.digest, tags: deletion.all_tags, reason: reason.clone() });
-            }
-        }
-    } else {
-        deleted.extend(untagged_deletions);
-    }
-    let mut untagged_kept = Untagged::default();
+    (tagged, garbage)
+}
+
+/// The untagged manifests the closure keeps: how many, how large.
+fn untagged_kept(listing: &[Manifest], closure: &Closure) -> Untagged {
+    let mut untagged = Untagged::default();
     for manifest in listing.iter().filter(|m| m.tags.is_empty() && closure.kept.contains_key(&m.digest)) {
-        untagged_kept.count += 1;
-        untagged_kept.bytes += policy::bytes(manifest);
+        untagged.count += 1;
+        untagged.bytes += policy::bytes(manifest);
     }
-    for (digest, reason) in
-        protected.digests.iter().filter(|(d, _)| by_digest.get(d.as_str()).is_some_and(|m| m.tags.is_empty()))
-    {
-        kept.push(Kept { digest: digest.clone(), tags: Vec::new(), reason: reason.clone() });
-    }
-    let artifacts = match &blocked {
-        Some(reason) => decision
-            .artifacts
-            .into_iter()
-            .map(|a| match a.fate {
-                Fate::Deleted | Fate::Orphan => Artifact { fate: Fate::Kept, reason: reason.clone(), ..a },
-                _ => a,
-            })
-            .collect(),
-        None => decision.artifacts,
-    };
-    Ok(Planned {
-        plan: RepositoryPlan { name: name.to_string(), kept, deleted, untagged_kept, blocked, artifacts },
-        closure,
-        roots,
-        skipped,
-        tag_artifacts: edges,
-    })
+    untagged
 }
 
 /// The rules over the releases (tagged manifests that are not artifacts).
