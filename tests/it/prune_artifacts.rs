@@ -311,3 +311,20 @@ fn a_protection_record_naming_a_repository_the_registry_lacks_is_exit_2_with_not
     );
     assert!(mutating_requests(&sim).is_empty(), "nothing was deleted");
 }
+
+#[test]
+fn a_signed_registry_costs_the_reads_of_kept_artifacts_only_and_loses_the_expired_ones() {
+    // 2,000 manifests plus a signature and an attestation per image: 3,000.
+    let figures = xtask::bench::prune_economy_of(&crate::bench_binaries(), 1, true).unwrap();
+    assert_eq!(figures.manifests, 3000);
+    assert_eq!(
+        figures.deletions, 2000,
+        "300 expired images with children and artifacts, 500 unreferenced: {figures:#?}"
+    );
+    assert_eq!((figures.remaining, figures.expected_remaining), (1000, 1000), "{figures:#?}");
+    assert!(figures.kept_whole, "{figures:#?}");
+    assert_eq!(figures.manifest_reads, figures.manifest_read_bound, "{figures:#?}");
+    assert_eq!(figures.manifest_read_bound, 500 + 400 + 600 + 500, "tagged images, kept artifacts, children, untagged");
+    assert_eq!(figures.total_requests, figures.lower_bound, "{figures:#?}");
+    assert!(figures.within_bounds());
+}

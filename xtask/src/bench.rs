@@ -87,6 +87,9 @@ pub fn run(binaries: &BenchBinaries, quick: bool) -> anyhow::Result<Vec<Row>> {
         eprintln!("bench: an executed prune of {} manifests...", 2000 * scale);
         rows.extend(prune_economy(binaries, scale)?.rows());
     }
+    let signed = if quick { 1 } else { 10 };
+    eprintln!("bench: an executed prune of {} manifests, every image signed and attested...", 2000 * signed);
+    rows.extend(prune_economy_of(binaries, signed, true)?.rows());
     let (repositories, per_repository, latency) = if quick { (20, 200, 20) } else { (50, 400, 100) };
     eprintln!("bench: dry runs over {repositories} repositories of {per_repository} at {latency} ms a request...");
     rows.extend(latency_rows(binaries, repositories, per_repository, latency, quick)?);
@@ -281,17 +284,32 @@ pub struct EconomyFigures {
     /// nothing (unsafe for indexes; what users glue together today).
     pub naive_requests: usize,
     pub wall_seconds: f64,
+    /// Every image has a cosign signature and attestation.
+    pub signed: bool,
 }
 
 /// Issue 10's acceptance scenario times `scale`: 500 tagged images pushed as indexes with 2
 /// untagged children each (an image and its attestation), 500 untagged manifests nothing
 /// references, 300 of the indexes expired (`--keep-last 200`); an executed prune.
 pub fn prune_economy(binaries: &BenchBinaries, scale: usize) -> anyhow::Result<EconomyFigures> {
+    prune_economy_of(binaries, scale, false)
+}
+
+/// The same scenario; with `signed`, every image also gets a cosign signature and attestation
+/// (`sha256-<digest>.sig`, `.att`) pushed after it, as a signing team's CI does: they take no
+/// `--keep-last` place, the kept images' are kept (and read), the expired images' deleted.
+pub fn prune_economy_of(binaries: &BenchBinaries, scale: usize, signed: bool) -> anyhow::Result<EconomyFigures> {
     let (indexes, expired, unreferenced) = (500 * scale, 300 * scale, 500 * scale);
+    let per_image = if signed { 2 } else { 0 };
     let mut manifests: Vec<Value> = (0..unreferenced).map(|_| json!({"tags": [], "size_bytes": 2048})).collect();
-    manifests.extend((0..indexes).map(|i| {
-        json!({"tags": [format!("v1.{i}.0")], "size_bytes": 4096, "platforms": ["linux/amd64"], "attestations": true})
-    }));
+    for i in 0..indexes {
+        let tag = format!("v1.{i}.0");
+        manifests.push(json!({"tags": [tag], "size_bytes": 4096, "platforms": ["linux/amd64"], "attestations": true}));
+        if signed {
+            manifests.push(json!({"signature_of": tag}));
+            manifests.push(json!({"attestation_of": tag}));
+        }
+    }
     let newest = format!("v1.{}.0", indexes - 1);
     let seed = json!({
         "registries": [{"name": "bench", "tier": "professional", "repositories": [{"name": "web", "manifests": manifests}]}],
@@ -322,13 +340,15 @@ pub fn prune_economy(binaries: &BenchBinaries, scale: usize) -> anyhow::Result<E
         tagged.iter().flat_map(|m| m["children"].as_array().into_iter().flatten()).filter_map(Value::as_str).collect();
     let kept_whole = children.iter().all(|c| present.contains(c)) && tagged.len() + children.len() == remaining;
     let kept_images = indexes - expired;
-    let total = unreferenced + indexes * 3;
+    let total = unreferenced + indexes * (3 + per_image);
     let digest_pages = total.div_ceil(200);
-    let expected_deletions = expired * 3 + unreferenced;
+    let expected_deletions = expired * (3 + per_image) + unreferenced;
     let listing_page_bound = 1 + 2 * digest_pages;
     // Every tagged image is read (one with an OCI `subject` is an artifact, not a release), then
-    // the children of the expired ones and every unreferenced untagged manifest.
-    let manifest_read_bound = indexes + expired * 2 + unreferenced;
+    // the kept images' signatures and attestations, the children of the expired images and
+    // every unreferenced untagged manifest (an expired image's artifacts go unread: their tags
+    // say what they are).
+    let manifest_read_bound = indexes + kept_images * per_image + expired * 2 + unreferenced;
     // Listing twice, apps twice, the reads, the deletions, GC check and start, registry list
     // and credentials, the registry host's challenge and token, the referrers API probe.
     let lower_bound = listing_page_bound + 4 + manifest_read_bound + expected_deletions + 2 + 2 + 2 + 1;
@@ -337,7 +357,8 @@ pub fn prune_economy(binaries: &BenchBinaries, scale: usize) -> anyhow::Result<E
         expected_deletions,
         deletions: count(&|m, _, status| m == "DELETE" && status == 204),
         remaining,
-        expected_remaining: kept_images * 3,
+        expected_remaining: kept_images * (3 + per_image),
+        signed,
         kept_whole,
         listing_pages: count(&|m, u, _| m == "GET" && (u.contains("/repositoriesV2") || u.contains("/digests?"))),
         listing_page_bound,
@@ -374,7 +395,7 @@ impl EconomyFigures {
     }
 
     pub fn rows(&self) -> Vec<Row> {
-        let n = thousands(self.manifests);
+        let n = format!("{}{}", thousands(self.manifests), if self.signed { " signed" } else { "" });
         vec![
             row(
                 format!("prune of {n} manifests: requests"),
@@ -390,7 +411,7 @@ impl EconomyFigures {
                 format!("prune of {n} manifests: deletions, left"),
                 format!("{}, {}", thousands(self.deletions), thousands(self.remaining)),
                 format!(
-                    "exactly {}, {} (kept indexes and children)",
+                    "exactly {}, {} (kept indexes, children, artifacts)",
                     thousands(self.expected_deletions),
                     thousands(self.expected_remaining)
                 ),
