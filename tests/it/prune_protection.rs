@@ -142,6 +142,35 @@ fn superseded_deployments_stay_protected_up_to_keep_rollback_of_those_that_were_
 }
 
 #[test]
+fn keep_rollback_counts_distinct_images_so_redeploys_never_push_the_real_rollback_target_out() {
+    // v1.1.0, then v1.2.0 deployed three times (config changes): the one image the app can
+    // roll back to is v1.1.0.
+    let history = || {
+        vec![
+            deployment("active12", "ACTIVE", "v1.2.0", (2, 2)),
+            deployment("redeplo2", "SUPERSEDED", "v1.2.0", (2, 2)),
+            deployment("redeplo1", "SUPERSEDED", "v1.2.0", (2, 2)),
+            deployment("first120", "SUPERSEDED", "v1.2.0", (2, 2)),
+            deployment("older110", "SUPERSEDED", "v1.1.0", (2, 2)),
+            deployment("older100", "SUPERSEDED", "v1.0.0", (2, 2)),
+            deployment("older090", "SUPERSEDED", "v0.9.0", (2, 2)),
+        ]
+    };
+    let cases: [(&str, &[&str]); 3] = [
+        ("1", &["v1.2.0", "v1.1.0"]),
+        ("2", &["v1.2.0", "v1.1.0", "v1.0.0"]),
+        ("3", &["v1.2.0", "v1.1.0", "v1.0.0", "v0.9.0"]),
+    ];
+    for (keep_rollback, protected) in cases {
+        let sim = world(&["v0.9.0", "v1.0.0", "v1.1.0", "v1.2.0"]);
+        let app = add_app(&sim, spec("shop", "web", json!({"tag": "v1.2.0"})), false);
+        list_deployments(&sim, &app, history());
+        let run = plan(&sim, &["--keep-rollback", keep_rollback]);
+        assert_eq!(kept_tags(&run), set(protected), "--keep-rollback {keep_rollback}");
+    }
+}
+
+#[test]
 fn the_spec_alone_protects_by_tag_and_by_digest_and_only_in_its_registry() {
     let sim = world(&["v1", "v2", "v3", "v4"]);
     let digest = sim.snapshot()["registries"][0]["repositories"]

@@ -11,8 +11,9 @@ table on stderr. A tagged manifest is kept if any rule keeps it:
   the tag latest, always; --keep-tag REGEX (whole tags); --keep-last N; --keep-within DURATION;
   the repository's newest tagged manifest (unless --allow-empty); digests and tags named by
   tag, image and deploy records on the input; and what App Platform needs: for every app of
-  the account, the current spec, the active, in-progress and pending deployments and the last
-  --keep-rollback ACTIVE ones. If an app or its deployments cannot be read, nothing is deleted.
+  the account, the current spec, the active, in-progress and pending deployments and the images
+  of the last --keep-rollback distinct images per component that were ACTIVE before (a redeploy
+  of the same image does not use up a place). If an app or its deployments cannot be read, nothing is deleted.
   --protect-app never narrows that: it checks that the named app exists and runs an image of
   this registry (exit 2 otherwise), for scripts that want to be told when an app moves.
 A manifest none of whose tags is kept is deleted whole; if some tags are kept, only the others
@@ -94,7 +95,8 @@ pub struct Cli {
     #[arg(long, value_name = "NAME_OR_ID")]
     pub protect_app: Vec<String>,
 
-    /// Protect the images of this many past ACTIVE deployments per app
+    /// Protect this many distinct earlier images per app component that were ACTIVE (the
+    /// rollback targets; a redeploy of an image already counted does not count)
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub keep_rollback: usize,
 

@@ -312,13 +312,25 @@ pub fn from_apps(
 }
 
 /// The DOCR images one app needs, each with why: what its deployments in progress or pending
-/// run, the active one, the last `keep_rollback` that were ACTIVE before being superseded (and
-/// any superseded one newer than those, which may have been), and its spec.
+/// run, the active one, its spec, and the images of its last `keep_rollback` distinct images
+/// per component that were ACTIVE before being superseded. A redeploy of an image already
+/// counted (a config change, a restart) is no new rollback target, so it never pushes an older
+/// image out; a superseded deployment that may never have been ACTIVE is protected while the
+/// count is not reached, without counting.
 pub fn app_images(app: &App, deployments: &[Deployment], keep_rollback: usize) -> Vec<SpecImage> {
     let name = app.name();
     let short = |id: &str| id[..id.len().min(8)].to_string();
     let mut images = Vec::new();
-    let mut rollback_targets = 0;
+    // Per component: the images counted so far (what runs now first), and how many were rollback targets.
+    let mut seen: BTreeMap<String, Vec<SpecImage>> = BTreeMap::new();
+    let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+    let running = deployments.iter().filter(|d| !d.phase.is_terminal() || d.phase == Phase::Active);
+    let current = [&app.active_deployment, &app.in_progress_deployment, &app.pending_deployment];
+    for spec in running.map(|d| &d.spec).chain(current.into_iter().flatten().map(|d| &d.spec)) {
+        for (component, image) in component_images(spec) {
+            seen.entry(component).or_default().push(image);
+        }
+    }
     for deployment in deployments {
         let id = short(&deployment.id);
         let reason = match &deployment.phase {
@@ -326,9 +338,20 @@ pub fn app_images(app: &App, deployments: &[Deployment], keep_rollback: usize) -
                 format!("{} deployment {id} of app {name}", phase.as_str().to_lowercase().replace('_', " "))
             }
             Phase::Active => format!("active deployment {id} of app {name}"),
-            Phase::Superseded if rollback_targets < keep_rollback => {
+            Phase::Superseded => {
+                let components = component_images(&deployment.spec);
+                let wanted = components.iter().any(|(c, _)| counted.get(c).copied().unwrap_or(0) < keep_rollback);
+                if !wanted {
+                    continue;
+                }
                 if ran_to_the_end(deployment) {
-                    rollback_targets += 1;
+                    for (component, image) in components {
+                        let known = seen.entry(component.clone()).or_default();
+                        if !known.iter().any(|k| same_image(k, &image)) {
+                            known.push(image);
+                            *counted.entry(component).or_default() += 1;
+                        }
+                    }
                 }
                 format!("rollback target {id} of app {name} (--keep-rollback)")
             }
@@ -336,14 +359,32 @@ pub fn app_images(app: &App, deployments: &[Deployment], keep_rollback: usize) -
         };
         images.extend(spec_images(&deployment.spec, &reason));
     }
-    for deployment in
-        [&app.active_deployment, &app.in_progress_deployment, &app.pending_deployment].into_iter().flatten()
-    {
+    for deployment in current.into_iter().flatten() {
         images.extend(spec_images(&deployment.spec, &format!("deployment {} of app {name}", short(&deployment.id))));
     }
     // Last, so that a more specific reason wins: what the next deployment would run.
     images.extend(spec_images(&app.spec, &format!("in the spec of app {name}")));
     images
+}
+
+/// The DOCR image of each component of a spec: (component name, image).
+fn component_images(spec: &Value) -> Vec<(String, SpecImage)> {
+    let mut found = Vec::new();
+    for list in ["services", "workers", "jobs"] {
+        for component in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+            let name = component.get("name").and_then(Value::as_str).unwrap_or_default();
+            let one = serde_json::json!({ list: [component] });
+            for image in spec_images(&one, "") {
+                found.push((format!("{list}/{name}"), image));
+            }
+        }
+    }
+    found
+}
+
+/// Whether two spec images are the same image (registry, repository, tag or digest).
+fn same_image(a: &SpecImage, b: &SpecImage) -> bool {
+    (&a.registry, &a.repository, &a.tag, &a.digest) == (&b.registry, &b.repository, &b.tag, &b.digest)
 }
 
 /// Whether a SUPERSEDED deployment had finished every step (so it was ACTIVE before it was replaced).
