@@ -663,7 +663,9 @@ fn prune_keeps_the_image_a_preview_runs() {
     assert!(kept.contains(&preview_digest.as_str()), "the preview's image was pruned:\n{}", run.stderr);
     let prune = run.record("prune");
     let repository = &prune["repositories"][0];
-    assert!(repository["deleted"].to_string().contains("v2.0.0"), "prune did delete what no app runs: {prune}");
+    // v1.0.0 (seeded days ago, run by no app) goes; the v2 pushes may share a second, and
+    // images tied on time at the --keep-last boundary are all kept.
+    assert!(repository["deleted"].to_string().contains("v1.0.0"), "prune did delete what no app runs: {prune}");
     let kept = repository["kept"].as_array().unwrap().iter().find(|k| k["digest"] == preview_digest.as_str()).unwrap();
     assert!(kept["reason"].as_str().unwrap().ends_with("of app example-app-pr-11"), "{kept}");
 }

@@ -82,7 +82,8 @@ pub struct Cli {
     #[arg(long, value_name = "REGEX")]
     pub keep_tag: Vec<String>,
 
-    /// Keep the N most recent tagged manifests of each repository
+    /// Keep the N most recent tagged manifests of each repository (and every one pushed in the
+    /// same second as the last of them: a tie is kept whole)
     #[arg(long, value_name = "N", default_value_t = crate::policy::DEFAULT_KEEP_LAST)]
     pub keep_last: usize,
 

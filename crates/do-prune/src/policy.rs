@@ -93,6 +93,9 @@ pub fn plan_tagged(
     let (mut readable, unreadable): (Vec<&Manifest>, Vec<&Manifest>) =
         manifests.iter().filter(|m| !m.tags.is_empty()).partition(|m| epoch(m).is_some());
     readable.sort_by(|a, b| newest_first(a, b));
+    // The time of the last --keep-last place: images pushed in that same second are all kept,
+    // since which of them is "more recent" is an accident of the clock.
+    let boundary = policy.keep_last.checked_sub(1).and_then(|last| readable.get(last)).and_then(|m| epoch(m));
     for manifest in &unreadable {
         plan.unreadable_times.push((manifest.digest.clone(), manifest.updated_at.clone()));
         let reason = protected.digests.get(&manifest.digest).cloned().unwrap_or_else(|| {
@@ -111,6 +114,14 @@ pub fn plan_tagged(
             .cloned()
             .or_else(|| {
                 (rank < policy.keep_last).then(|| format!("one of the {} most recent (--keep-last)", policy.keep_last))
+            })
+            .or_else(|| {
+                (epoch(manifest) == boundary).then(|| {
+                    format!(
+                        "pushed in the same second as the last of the {} most recent (--keep-last): a tie is kept whole",
+                        policy.keep_last
+                    )
+                })
             })
             .or_else(|| {
                 let within = policy.keep_within_seconds?;
@@ -282,27 +293,30 @@ mod tests {
 
     #[test]
     fn images_pushed_in_the_same_second_are_ordered_by_version_then_tag_then_digest() {
-        let keep = |manifests: &[Manifest], n: usize| {
-            let p = plan(manifests, &Policy { keep_last: n, ..Policy::default() }, &Protected::default());
-            let mut kept: Vec<String> = p.kept.iter().map(|k| k.digest.clone()).collect();
-            kept.sort();
-            kept
+        // The order of recency (which image is the newest, which fills a --keep-last place first).
+        let order = |manifests: &[Manifest]| {
+            let mut sorted: Vec<&Manifest> = manifests.iter().collect();
+            sorted.sort_by(|a, b| newest_first(a, b));
+            sorted.iter().map(|m| m.digest.clone()).collect::<Vec<_>>()
         };
         // Semantic versions, not text: v2.0.10 is newer than v2.0.9 and v2.0.7 than v2.0.2.
         let same_second =
             [manifest("a", &["v2.0.2"], 1), manifest("b", &["v2.0.10"], 1), manifest("c", &["v2.0.9"], 1)];
-        assert_eq!(keep(&same_second, 1), ["b"]);
-        assert_eq!(keep(&same_second, 2), ["b", "c"]);
+        assert_eq!(order(&same_second), ["b", "c", "a"]);
         // A prefix other than v, and a tag that is not a version, which counts below any version.
         let mixed = [manifest("a", &["build-7"], 1), manifest("b", &["release-1.0.0"], 1)];
-        assert_eq!(keep(&mixed, 1), ["b"]);
+        assert_eq!(order(&mixed), ["b", "a"]);
         // No versions: the greatest tag; the same tags: the smallest digest.
-        assert_eq!(keep(&[manifest("a", &["alpha"], 1), manifest("b", &["beta"], 1)], 1), ["b"]);
-        assert_eq!(keep(&[manifest("b", &["x"], 1), manifest("a", &["x"], 1)], 1), ["a"]);
+        assert_eq!(order(&[manifest("a", &["alpha"], 1), manifest("b", &["beta"], 1)]), ["b", "a"]);
+        assert_eq!(order(&[manifest("b", &["x"], 1), manifest("a", &["x"], 1)]), ["a", "b"]);
         // Time still comes first.
-        assert_eq!(keep(&[manifest("a", &["v9.0.0"], 2), manifest("b", &["v1.0.0"], 1)], 1), ["b"]);
+        assert_eq!(order(&[manifest("a", &["v9.0.0"], 2), manifest("b", &["v1.0.0"], 1)]), ["b", "a"]);
         // The highest version among several tags counts.
-        assert_eq!(keep(&[manifest("a", &["v3.0.0", "v1.0.0"], 1), manifest("b", &["v2.0.0"], 1)], 1), ["a"]);
+        assert_eq!(order(&[manifest("a", &["v3.0.0", "v1.0.0"], 1), manifest("b", &["v2.0.0"], 1)]), ["a", "b"]);
+        // The newest-image rail follows that order among images pushed in one second.
+        let p = plan(&same_second, &Policy::default(), &Protected::default());
+        assert_eq!(reason(&p, "b"), "the repository's newest tagged manifest (--allow-empty deletes it)");
+        assert_eq!(deleted(&p), [("c", Action::Manifest), ("a", Action::Manifest)]);
     }
 
     #[test]
@@ -319,13 +333,38 @@ mod tests {
     }
 
     #[test]
-    fn keep_last_ranks_by_time_then_tag() {
+    fn keep_last_keeps_every_image_tied_on_time_at_its_boundary() {
+        // b and a were pushed in the same second, c earlier: --keep-last 1 keeps b and a both.
         let mut tied = vec![manifest("b", &["v2"], 3), manifest("a", &["v1"], 3), manifest("c", &["v3"], 9)];
         let p = plan(&tied, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
-        assert_eq!(deleted(&p), [("a", Action::Manifest), ("c", Action::Manifest)], "b wins the tie by its tag");
+        assert_eq!(deleted(&p), [("c", Action::Manifest)]);
+        assert_eq!(reason(&p, "b"), "one of the 1 most recent (--keep-last)");
+        assert_eq!(
+            reason(&p, "a"),
+            "pushed in the same second as the last of the 1 most recent (--keep-last): a tie is kept whole"
+        );
         tied.reverse();
         let again = plan(&tied, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
         assert_eq!(deleted(&again), deleted(&p), "the listing order does not matter");
+        // A tie below the boundary changes nothing.
+        let p = plan(
+            &[
+                manifest("n", &["v9"], 1),
+                manifest("m", &["v8"], 1),
+                manifest("o", &["v1"], 5),
+                manifest("p", &["v0"], 5),
+            ],
+            &Policy { keep_last: 1, ..Policy::default() },
+            &Protected::default(),
+        );
+        assert_eq!(deleted(&p), [("o", Action::Manifest), ("p", Action::Manifest)], "{p:?}");
+        assert!(reason(&p, "m").contains("a tie is kept whole"));
+        let none = plan(
+            &[manifest("n", &["v9"], 1), manifest("m", &["v8"], 1)],
+            &Policy { keep_last: 0, allow_empty: true, ..Policy::default() },
+            &Protected::default(),
+        );
+        assert_eq!(none.deleted.len(), 2, "--keep-last 0 has no boundary");
     }
 
     #[test]
@@ -555,6 +594,12 @@ mod properties {
             readable.sort_by(|a, b| newest_first(a, b));
             for recent in readable.iter().take(policy.keep_last) {
                 prop_assert!(!plan.deleted.iter().any(|d| d.digest == recent.digest && d.action == Action::Manifest));
+            }
+            // And every one pushed in the same second as the last of them.
+            if let Some(last) = policy.keep_last.checked_sub(1).and_then(|i| readable.get(i)) {
+                for tied in readable.iter().filter(|m| epoch(m) == epoch(last)) {
+                    prop_assert!(!plan.deleted.iter().any(|d| d.digest == tied.digest && d.action == Action::Manifest));
+                }
             }
         }
     }
