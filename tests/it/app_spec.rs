@@ -147,9 +147,24 @@ fn references_expand_only_from_the_allow_list_and_an_unset_one_changes_nothing()
     let dir = tempfile::tempdir().unwrap();
     let text = APP_YAML.replace("value: debug", "value: \"${LEVEL}\"").replace(
         "      - key: DATABASE_URL",
-        "      - key: SELF\n        value: ${APP_URL}/x\n      - key: SHELL_HOME\n        value: ${HOME}\n      - key: DATABASE_URL",
+        "      - key: SELF\n        value: ${APP_URL}/x\n      - key: SHELL_HOME\n        value: $${HOME}\n      - key: DATABASE_URL",
     );
     let file = write(dir.path(), "app.yaml", &text);
+    // Without the escape, ${HOME} is neither allowed nor App Platform's: it would ship as text.
+    let forgot = write(dir.path(), "forgot.yaml", &text.replace("$${HOME}", "${HOME}"));
+    let refused = deploy(&sim, &forgot)
+        .args(["--repository", "web", "--tag", "v1.1.0", "--spec-env", "LEVEL"])
+        .env("LEVEL", "warn")
+        .env("HOME", "/home/runner")
+        .run();
+    assert_refused(&refused, &sim);
+    assert!(
+        refused.stderr.contains("the spec refers to ${HOME} which App Platform does not set")
+            && refused.stderr.contains("pass --spec-env HOME to expand it, or write $${NAME} for the literal text"),
+        "{}",
+        refused.stderr
+    );
+    assert!(sim.requests().is_empty(), "refused before any request");
     let unset = deploy(&sim, &file)
         .args(["--repository", "web", "--tag", "v1.1.0", "--spec-env", "LEVEL"])
         .env_remove("LEVEL")
@@ -176,11 +191,10 @@ fn references_expand_only_from_the_allow_list_and_an_unset_one_changes_nothing()
         .env("HOME", "/home/runner")
         .run();
     run.assert_code(0);
-    assert!(run.stderr.contains("${HOME} was left as written"), "{}", run.stderr);
     let envs = app_named(&sim, "example-app").unwrap()["spec"]["services"][0]["envs"].clone();
     assert_eq!(env_value(&envs, "LOG_LEVEL"), Some(&json!("warn")));
     assert_eq!(env_value(&envs, "SELF"), Some(&json!("${APP_URL}/x")), "App Platform's own variable");
-    assert_eq!(env_value(&envs, "SHELL_HOME"), Some(&json!("${HOME}")), "not allowed, so not expanded");
+    assert_eq!(env_value(&envs, "SHELL_HOME"), Some(&json!("${HOME}")), "the escape $${{HOME}} is the literal text");
 }
 
 #[test]

@@ -37,7 +37,8 @@ Token scopes: app:read, app:update, registry:read; app:create with --create or -
 app:delete with --delete-preview.
 
 The app spec in the repository (--spec FILE): the file, with ${NAME} expanded for each
---spec-env NAME (unset is exit 2; the token never), becomes the app's spec. Components that run
+--spec-env NAME (unset is exit 2; the token never; any other ${NAME} that is not App Platform's own,
+${APP_URL} or one with a dot, is exit 2; $${NAME} is the literal text), becomes the app's spec. Components that run
 the released repository are pinned to its digest; secrets the file leaves empty keep the live
 app's (a secret the file gives counts as a change on every run: the live one is encrypted). The
 spec is checked with App Platform's propose first: errors are listed per field (exit 2, nothing
@@ -101,8 +102,9 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with = "redeploy")]
     pub spec: Option<std::path::PathBuf>,
 
-    /// Expand ${NAME} in the spec from this environment variable (repeatable); other ${…} are
-    /// left for App Platform (${APP_URL}, ${db.DATABASE_URL})
+    /// Expand ${NAME} in the spec from this environment variable (repeatable); App Platform's
+    /// own (${APP_URL}, ${db.DATABASE_URL}) are left for it, any other is an error
+    /// ($${NAME} for the literal text)
     #[arg(long, value_name = "NAME", requires = "spec")]
     pub spec_env: Vec<String>,
 

@@ -177,11 +177,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         let env = |name: &str| std::env::var(name).ok();
         let (spec, expansion) = specfile::load(path, &cli.spec_env, Some(token.expose()), &env, names_only)?;
         expansion.secret_values.iter().for_each(|secret| do_core::redact::register(secret));
-        for name in &expansion.left_as_written {
-            progress.warn(&format!(
-                "the spec's ${{{name}}} was left as written for App Platform; pass --spec-env {name} to expand it"
-            ));
-        }
         Ok(Some(spec))
     };
     if let Some(preview) = &cli.delete_preview {

@@ -22,7 +22,8 @@ const APP_WIDE_VARIABLES: [&str; 3] = ["APP_URL", "APP_DOMAIN", "APP_ID"];
 
 fn reference() -> &'static Regex {
     static REFERENCE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-    REFERENCE.get_or_init(|| Regex::new(r"\$\{([^}]*)\}").expect("a valid pattern"))
+    // `$${NAME}` is the escape for the literal text `${NAME}`.
+    REFERENCE.get_or_init(|| Regex::new(r"(\$?)\$\{([^}]*)\}").expect("a valid pattern"))
 }
 
 /// Reads the spec file: JSON when it is named `*.json`, else YAML (which JSON also is).
@@ -139,31 +140,40 @@ pub fn check_allowed(
 /// What expanding the spec's references did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expansion {
-    /// `${NAME}` references left as written because NAME is not allowed, though it is set
-    /// (likely a forgotten `--spec-env`). App Platform's own (`${db.URL}`, `${APP_URL}`) are not listed.
-    pub left_as_written: BTreeSet<String>,
     /// Values put into SECRET variables: they must never be shown.
     pub secret_values: Vec<String>,
 }
 
+/// Whether App Platform resolves `${NAME}` itself: its app-wide variables, and bindable ones
+/// with a dot (`${_self.PRIVATE_URL}`, `${db.DATABASE_URL}`, `${web.PUBLIC_URL}`).
+fn app_platforms(name: &str) -> bool {
+    name.contains('.') || APP_WIDE_VARIABLES.contains(&name)
+}
+
 /// Replaces each `${NAME}` in the spec's string values whose NAME is in `allowed` with the
 /// variable's value; an allowed one that is unset is an error naming every such variable.
-/// Everything else is left as written: App Platform resolves its bindable variables itself.
-/// Values are substituted into parsed strings, so a value cannot add structure to the spec.
+/// App Platform's own references stay as written (it resolves them), `$${NAME}` becomes the
+/// literal `${NAME}`, and any other reference is an error: deployed as written, it would reach
+/// the app as the text `${NAME}` (a forgotten `--spec-env`). Values are substituted into parsed
+/// strings, so a value cannot add structure to the spec.
 pub fn expand(spec: &mut Value, allowed: &[String], env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Expansion> {
     let mut expansion = Expansion::default();
     let mut unset = BTreeSet::new();
+    let mut unknown = BTreeSet::new();
     walk_strings(spec, false, &mut |text, secret| {
         if !text.contains("${") {
             return;
         }
         let mut substituted = false;
         let replaced = reference().replace_all(text, |captures: &regex::Captures| {
-            let name = &captures[1];
+            let name = &captures[2];
+            if !captures[1].is_empty() {
+                substituted = true;
+                return format!("${{{name}}}");
+            }
             if !allowed.iter().any(|a| a == name) {
-                let app_platforms = name.contains('.') || APP_WIDE_VARIABLES.contains(&name);
-                if !app_platforms && env(name).is_some() {
-                    expansion.left_as_written.insert(name.to_string());
+                if !app_platforms(name) {
+                    unknown.insert(name.to_string());
                 }
                 return captures[0].to_string();
             }
@@ -180,6 +190,19 @@ pub fn expand(spec: &mut Value, allowed: &[String], env: &dyn Fn(&str) -> Option
             *text = replaced.into_owned();
         }
     });
+    if let Some(token) = unknown.iter().find(|n| TOKEN_VARIABLES.contains(&n.as_str())) {
+        return Err(Failure::usage(format!(
+            "the spec refers to ${{{token}}}: the DigitalOcean token never goes into an app spec; remove the reference"
+        )));
+    }
+    if !unknown.is_empty() {
+        let shown: Vec<String> = unknown.iter().map(|n| format!("${{{n}}}")).collect();
+        return Err(Failure::usage(format!(
+            "the spec refers to {} which App Platform does not set and --spec-env does not allow, so the app would get the text as written; pass {} to expand it, or write $${{NAME}} for the literal text",
+            shown.join(", "),
+            unknown.iter().map(|n| format!("--spec-env {n}")).collect::<Vec<_>>().join(" "),
+        )));
+    }
     if !unset.is_empty() {
         let names: Vec<String> = unset.into_iter().collect();
         return Err(Failure::usage(format!(
@@ -377,8 +400,8 @@ mod tests {
             {"key": "SHA", "value": "${GITHUB_SHA}"},
             {"key": "DB", "value": "${db.DATABASE_URL}"},
             {"key": "URL", "value": "${APP_URL}/x"},
-            {"key": "HOME", "value": "${HOME}"},
-            {"key": "NOPE", "value": "${NOT_SET_ANYWHERE}"},
+            {"key": "SELF", "value": "${_self.PRIVATE_URL}"},
+            {"key": "LITERAL", "value": "$${HOME} and $${APP_URL}"},
             {"key": "PASS", "type": "SECRET", "value": "${DB_PASSWORD}"}]});
         let env = env_of(&[
             ("GITHUB_SHA", "abc123"),
@@ -392,13 +415,26 @@ mod tests {
         assert_eq!(spec["envs"][0]["value"], "abc123");
         assert_eq!(spec["envs"][1]["value"], "${db.DATABASE_URL}");
         assert_eq!(spec["envs"][2]["value"], "${APP_URL}/x");
-        assert_eq!(spec["envs"][3]["value"], "${HOME}", "set but not allowed: left as written");
-        assert_eq!(
-            expansion.left_as_written.into_iter().collect::<Vec<_>>(),
-            ["HOME"],
-            "only a set variable of no App Platform shape is worth a warning"
-        );
+        assert_eq!(spec["envs"][3]["value"], "${_self.PRIVATE_URL}");
+        assert_eq!(spec["envs"][4]["value"], "${HOME} and ${APP_URL}", "$${{NAME}} is the literal text");
         assert_eq!(expansion.secret_values, ["hunter22"]);
+    }
+
+    #[test]
+    fn a_reference_nobody_would_set_is_an_error_naming_the_fix() {
+        let env = env_of(&[("HOME", "/root"), ("LOG_LEVEL", "debug")]);
+        for (value, named) in [("${HOME}", "${HOME}"), ("x-${LOG_LEVEL}-${NOT_SET}", "${LOG_LEVEL}, ${NOT_SET}")] {
+            let mut spec = json!({"name": "shop", "envs": [{"key": "A", "value": value}]});
+            let error = expand(&mut spec, &[], &env).unwrap_err();
+            assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage);
+            let text = error.to_string();
+            assert!(text.contains(&format!("the spec refers to {named} which App Platform does not set")), "{text}");
+            assert!(text.contains("--spec-env") && text.contains("$${NAME}"), "{text}");
+        }
+        let mut spec = json!({"name": "shop", "envs": [{"key": "T", "value": "${DIGITALOCEAN_ACCESS_TOKEN}"}]});
+        let error = expand(&mut spec, &[], &env).unwrap_err().to_string();
+        assert!(error.contains("the DigitalOcean token never goes into an app spec"), "{error}");
+        assert!(!error.contains("--spec-env DIGITALOCEAN"), "no advice the tool would refuse: {error}");
     }
 
     #[test]
@@ -559,8 +595,15 @@ mod tests {
         let copy = ["TOKEN_COPY".to_string()];
         assert!(format!("{:#}", load(&path, &copy, Some("dop_v1_secret"), &env, true).unwrap_err())
             .contains("holds the DigitalOcean token"));
+        // Not allowed: the name would reach App Platform as the text `${APP}`.
         let error = load(&path, &[], None, &env, true).unwrap_err();
-        assert!(format!("{error:#}").contains("--spec names the app \"${APP}\""), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("the spec refers to ${APP} which App Platform does not set"),
+            "{error:#}"
+        );
+        std::fs::write(&path, "name: Shop\n").unwrap();
+        let error = load(&path, &[], None, &env, true).unwrap_err();
+        assert!(format!("{error:#}").contains("--spec names the app \"Shop\""), "{error:#}");
     }
 
     #[test]
