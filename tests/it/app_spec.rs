@@ -142,6 +142,35 @@ fn only_the_released_repositorys_components_are_pinned() {
 }
 
 #[test]
+fn a_spec_that_leaves_out_a_live_secret_is_refused_unless_removal_is_allowed() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    // The file forgot DATABASE_URL, a SECRET set on the live app (its value cannot be read back).
+    let without = APP_YAML.replace("      - key: DATABASE_URL\n        type: SECRET\n        scope: RUN_TIME\n", "");
+    assert_ne!(without, APP_YAML);
+    let file = write(dir.path(), "app.yaml", &without);
+    for dry_run in [true, false] {
+        let mut tool = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]);
+        if dry_run {
+            tool = tool.args(["--dry-run"]);
+        }
+        let run = tool.run();
+        assert_refused(&run, &sim);
+        assert!(
+            run.stderr.contains("the spec would remove SECRET env DATABASE_URL of service web from example-app")
+                && run.stderr.contains("--allow-removal"),
+            "{}",
+            run.stderr
+        );
+    }
+    let live = app_named(&sim, "example-app").unwrap()["spec"]["services"][0]["envs"].clone();
+    assert!(env_value(&live, "DATABASE_URL").is_some(), "the secret is still there");
+    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--allow-removal"]).run().assert_code(0);
+    let live = app_named(&sim, "example-app").unwrap()["spec"]["services"][0]["envs"].clone();
+    assert!(env_value(&live, "DATABASE_URL").is_none(), "removed on purpose: {live}");
+}
+
+#[test]
 fn references_expand_only_from_the_allow_list_and_an_unset_one_changes_nothing() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

@@ -608,7 +608,11 @@ fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as
 fn a_release_with_the_app_spec_in_the_repository_deploys_the_spec() {
     let world = World::new();
     let mut spec = world.sim.snapshot()["apps"][0]["spec"].clone();
-    spec["services"][0]["envs"] = json!([{"key": "GREETING", "value": "${GREETING}", "scope": "RUN_TIME"}]);
+    // The live app's variables stay (dropping one, a SECRET above all, needs --allow-removal).
+    spec["services"][0]["envs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "GREETING", "value": "${GREETING}", "scope": "RUN_TIME"}));
     std::fs::create_dir_all(world.repo.join(".do")).unwrap();
     std::fs::write(world.repo.join(".do/app.json"), serde_json::to_string_pretty(&spec).unwrap()).unwrap();
     git(&world.repo, &["add", ".do"]);
@@ -648,5 +652,7 @@ fn a_release_with_the_app_spec_in_the_repository_deploys_the_spec() {
         deploy["spec_changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
     assert!(changed.contains(&"services[web].envs[GREETING].value"), "{changed:?}");
     let live = world.sim.snapshot()["apps"][0]["spec"]["services"][0]["envs"].clone();
-    assert_eq!(live, json!([{"key": "GREETING", "value": "hello", "scope": "RUN_TIME"}]), "the spec, expanded");
+    let mut expected = spec["services"][0]["envs"].clone();
+    expected.as_array_mut().unwrap().last_mut().unwrap()["value"] = json!("hello");
+    assert_eq!(live, expected, "the spec, expanded, its other variables and the live secret kept");
 }

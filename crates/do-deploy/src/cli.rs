@@ -44,7 +44,8 @@ app's (a secret the file gives counts as a change on every run: the live one is 
 spec is checked with App Platform's propose first: errors are listed per field (exit 2, nothing
 changed). A dry run prints what would change, field by field, ignoring what the API fills in
 (region, alerts, ingress, instance size and count). A spec that would remove a component, a
-database or a domain of the live app is refused (exit 2) unless --allow-removal; previews may.
+database, a domain or an env variable (a SECRET's value can never be read back) of the live app
+is refused (exit 2, naming each) unless --allow-removal; previews may.
 --create creates a missing app.
 
 Preview apps (--spec FILE --preview pr-42): a separate app SPECNAME-pr-42 (at most 32
@@ -112,7 +113,8 @@ pub struct Cli {
     #[arg(long, requires = "spec")]
     pub create: bool,
 
-    /// With --spec: let the spec remove components, databases or domains the live app has
+    /// With --spec: let the spec remove components, databases, domains or env variables the
+    /// live app has
     #[arg(long, requires = "spec")]
     pub allow_removal: bool,
 

@@ -120,7 +120,41 @@ pub fn removals(live: &Value, new: &Value) -> Vec<String> {
             named(live, list, key).into_iter().filter(|name| !kept.contains(name)).map(|name| format!("{kind} {name}")),
         );
     }
+    // Variables, app-wide and of each component both specs have: a SECRET's value can never be
+    // read back, so dropping one from the file loses it for good.
+    gone.extend(removed_envs(live, new, "app-wide"));
+    for (list, kind, _) in &lists[..5] {
+        for live_component in live.get(*list).and_then(Value::as_array).into_iter().flatten() {
+            let name = live_component.get("name").and_then(Value::as_str).unwrap_or_default();
+            let same = |c: &&Value| c.get("name").and_then(Value::as_str) == Some(name);
+            if let Some(new_component) = new.get(*list).and_then(Value::as_array).and_then(|l| l.iter().find(same)) {
+                gone.extend(removed_envs(live_component, new_component, &format!("of {kind} {name}")));
+            }
+        }
+    }
     gone
+}
+
+/// The variables of `live`'s `envs` that `new`'s lacks, named like `env LOG_LEVEL app-wide` or
+/// `SECRET env DATABASE_URL of service web`.
+fn removed_envs(live: &Value, new: &Value, whose: &str) -> Vec<String> {
+    let keys = |spec: &Value| -> Vec<(String, bool)> {
+        spec.get("envs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|env| {
+                let key = env.get("key").and_then(Value::as_str)?;
+                Some((key.to_string(), env.get("type").and_then(Value::as_str) == Some("SECRET")))
+            })
+            .collect()
+    };
+    let kept: Vec<String> = keys(new).into_iter().map(|(key, _)| key).collect();
+    keys(live)
+        .into_iter()
+        .filter(|(key, _)| !kept.contains(key))
+        .map(|(key, secret)| format!("{}env {key} {whose}", if secret { "SECRET " } else { "" }))
+        .collect()
 }
 
 /// Every image component in the spec, whatever its image.
@@ -401,6 +435,41 @@ mod tests {
         );
         assert_eq!(removals(&live, &live), Vec::<String>::new());
         assert_eq!(removals(&json!({}), &new), Vec::<String>::new(), "additions are not removals");
+    }
+
+    #[test]
+    fn removals_name_the_variables_the_new_spec_drops_secrets_first_in_mind() {
+        let env = |key: &str, secret: bool| {
+            if secret {
+                json!({"key": key, "type": "SECRET", "value": "EV[1:x]"})
+            } else {
+                json!({"key": key, "value": "v"})
+            }
+        };
+        let live = json!({"envs": [env("REGION", false)],
+            "services": [{"name": "web", "envs": [env("DATABASE_URL", true), env("LOG_LEVEL", false)]}, {"name": "old", "envs": [env("X", true)]}],
+            "workers": [{"name": "queue", "envs": [env("TOKEN", true)]}],
+            "jobs": [{"name": "migrate", "envs": [env("Y", false)]}],
+            "static_sites": [{"name": "docs", "envs": [env("Z", false)]}],
+            "functions": [{"name": "fn", "envs": [env("F", false)]}]});
+        let new = json!({
+            "services": [{"name": "web", "envs": [env("LOG_LEVEL", false)]}],
+            "workers": [{"name": "queue"}],
+            "jobs": [{"name": "migrate", "envs": [env("Y", true)]}],
+            "static_sites": [{"name": "docs", "envs": []}],
+            "functions": [{"name": "fn"}]});
+        assert_eq!(
+            removals(&live, &new),
+            [
+                "service old",
+                "env REGION app-wide",
+                "SECRET env DATABASE_URL of service web",
+                "SECRET env TOKEN of worker queue",
+                "env Z of static site docs",
+                "env F of functions component fn",
+            ],
+            "a removed component is named once, not with each of its variables"
+        );
     }
 
     #[test]
