@@ -480,6 +480,69 @@ fn a_create_refused_because_the_name_was_just_taken_goes_on_with_that_app() {
 }
 
 #[test]
+fn credentials_in_any_spec_field_are_shown_as_secret_everywhere() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    // A private Docker Hub image with registry credentials (one from --spec-env), and log
+    // destinations with an API key, a token and a password, beside the released service.
+    let destinations = "    log_destinations:
+      - name: dd
+        datadog:
+          api_key: dd-key-literal-4242
+      - name: lt
+        logtail:
+          token: logtail-token-5151
+      - name: os
+        open_search:
+          endpoint: https://search.example.com
+          basic_auth:
+            user: admin
+            password: os-password-6262
+";
+    let worker = "workers:
+  - name: sidecar
+    image:
+      registry_type: DOCKER_HUB
+      registry: acme
+      repository: sidecar
+      tag: \"1.0\"
+      registry_credentials: \"acme:${HUB_TOKEN}\"
+";
+    let text = APP_YAML.replacen("    envs:\n", &format!("{destinations}    envs:\n"), 1) + worker;
+    let file = write(dir.path(), "app.yaml", &text);
+    let secrets = ["dd-key-literal-4242", "logtail-token-5151", "os-password-6262", "hub-token-7373"];
+    for dry_run in [true, false] {
+        let summary = dir.path().join(format!("summary-{dry_run}"));
+        let mut tool = deploy(&sim, &file)
+            .args(["--repository", "web", "--tag", "v1.1.0", "--spec-env", "HUB_TOKEN"])
+            .env("HUB_TOKEN", "hub-token-7373")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("GITHUB_OUTPUT", dir.path().join("outputs"));
+        if dry_run {
+            tool = tool.args(["--dry-run"]);
+        }
+        let run = tool.run();
+        run.assert_code(0);
+        let summarised = std::fs::read_to_string(&summary).unwrap_or_default();
+        for secret in secrets {
+            for (what, text) in [("stdout", &run.stdout), ("stderr", &run.stderr), ("summary", &summarised)] {
+                assert!(!text.contains(secret), "{secret} in {what} (dry run {dry_run}):\n{text}");
+            }
+        }
+        if dry_run {
+            for field in
+                ["workers[sidecar].image.registry_credentials", "services[web].log_destinations[dd].datadog.api_key"]
+            {
+                assert!(run.stderr.contains(&format!("+ {field}: (secret, new value)")), "{}", run.stderr);
+            }
+        }
+    }
+    let live = app_named(&sim, "example-app").unwrap()["spec"].clone();
+    assert_eq!(live["workers"][0]["image"]["registry_credentials"], "acme:hub-token-7373", "sent as given");
+}
+
+#[test]
 fn a_preview_is_created_then_updated_in_place_and_its_url_is_an_output() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

@@ -115,10 +115,9 @@ fn comparable(live: &Value, sent: &Value) -> (BTreeMap<String, Leaf>, BTreeMap<S
 fn flatten(value: &Value, path: String, secret: bool, out: &mut BTreeMap<String, Leaf>) {
     match value {
         Value::Object(map) => {
-            let is_secret_env = map.get("type").and_then(Value::as_str) == Some("SECRET") && map.contains_key("key");
             for (key, inner) in map {
                 let inner_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                flatten(inner, inner_path, is_secret_env && key == "value", out);
+                flatten(inner, inner_path, crate::specfile::is_secret(map, key), out);
             }
         }
         Value::Array(items) => {

@@ -140,7 +140,8 @@ pub fn check_allowed(
 /// What expanding the spec's references did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expansion {
-    /// Values put into SECRET variables: they must never be shown.
+    /// Values of SECRET variables and credential fields, given in the file or expanded into it:
+    /// they must never be shown.
     pub secret_values: Vec<String>,
 }
 
@@ -162,6 +163,9 @@ pub fn expand(spec: &mut Value, allowed: &[String], env: &dyn Fn(&str) -> Option
     let mut unknown = BTreeSet::new();
     walk_strings(spec, false, &mut |text, secret| {
         if !text.contains("${") {
+            if secret && !text.is_empty() && !text.starts_with("EV[") {
+                expansion.secret_values.push(text.clone());
+            }
             return;
         }
         let mut substituted = false;
@@ -183,10 +187,10 @@ pub fn expand(spec: &mut Value, allowed: &[String], env: &dyn Fn(&str) -> Option
                 String::new()
             })
         });
+        if secret && !replaced.is_empty() {
+            expansion.secret_values.push(replaced.to_string());
+        }
         if substituted {
-            if secret {
-                expansion.secret_values.push(replaced.to_string());
-            }
             *text = replaced.into_owned();
         }
     });
@@ -215,15 +219,29 @@ pub fn expand(spec: &mut Value, allowed: &[String], env: &dyn Fn(&str) -> Option
     Ok(expansion)
 }
 
-/// Calls `visit` on every string value (not keys), saying whether it is a SECRET variable's value.
+/// Spec fields that hold a credential wherever they appear, as the App Platform spec has them:
+/// a private image's `registry_credentials` (`user:token`), log destinations' Datadog
+/// `api_key`, Logtail `token` and OpenSearch `basic_auth.password`.
+const CREDENTIAL_FIELDS: [&str; 4] = ["registry_credentials", "api_key", "token", "password"];
+
+/// Whether `map[key]` holds a secret: a SECRET variable's value, or a credential field. The
+/// one rule the expansion (which registers secrets for redaction) and the diff (which never
+/// shows them) share.
+pub fn is_secret(map: &serde_json::Map<String, Value>, key: &str) -> bool {
+    let secret_env =
+        key == "value" && map.get("type").and_then(Value::as_str) == Some("SECRET") && map.contains_key("key");
+    secret_env || CREDENTIAL_FIELDS.contains(&key)
+}
+
+/// Calls `visit` on every string value (not keys), saying whether it holds a secret.
 fn walk_strings(value: &mut Value, secret: bool, visit: &mut dyn FnMut(&mut String, bool)) {
     match value {
         Value::String(text) => visit(text, secret),
         Value::Array(items) => items.iter_mut().for_each(|item| walk_strings(item, false, visit)),
         Value::Object(map) => {
-            let is_secret_env = map.get("type").and_then(Value::as_str) == Some("SECRET") && map.contains_key("key");
-            for (key, inner) in map.iter_mut() {
-                walk_strings(inner, is_secret_env && key == "value", visit);
+            let secrets: Vec<bool> = map.keys().map(|key| is_secret(map, key)).collect();
+            for ((_, inner), secret) in map.iter_mut().zip(secrets) {
+                walk_strings(inner, secret, visit);
             }
         }
         _ => {}
