@@ -480,6 +480,29 @@ fn a_create_refused_because_the_name_was_just_taken_goes_on_with_that_app() {
 }
 
 #[test]
+fn a_spec_linked_to_the_environment_or_broken_on_a_secret_line_shows_no_text_of_it() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("app.yaml");
+    std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
+    let run =
+        deploy(&sim, &link).args(["--repository", "web", "--tag", "v1.1.0"]).env("CI_SECRET", "ci-secret-8181").run();
+    assert_refused(&run, &sim);
+    assert!(run.stderr.contains("a system file, not an app spec"), "{}", run.stderr);
+    assert!(!run.stderr.contains("ci-secret-8181") && !run.stdout.contains("ci-secret-8181"));
+    let broken = write(dir.path(), "broken.yaml", &APP_YAML.replace("value: debug", "value: pass-9191: ["));
+    let run = deploy(&sim, &broken).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    assert_refused(&run, &sim);
+    assert!(
+        run.stderr.contains("is not valid YAML: line 12 column 25: mapping values are not allowed"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("pass-9191"), "{}", run.stderr);
+    assert!(sim.requests().is_empty(), "refused before any request");
+}
+
+#[test]
 fn credentials_in_any_spec_field_are_shown_as_secret_everywhere() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

@@ -26,25 +26,62 @@ fn reference() -> &'static Regex {
     REFERENCE.get_or_init(|| Regex::new(r"(\$?)\$\{([^}]*)\}").expect("a valid pattern"))
 }
 
+/// Where a spec file never lives: files there are the machine's, not the repository's (a
+/// committed `.do/app.yaml -> /proc/self/environ` would read the CI environment).
+const SYSTEM_TREES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// The spec file's text: a regular file outside the system trees (after every link is
+/// resolved), read up to 1 MiB whatever size it reports (files under /proc report 0).
+fn read_capped(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let shown = path.display();
+    let cannot = |e: std::io::Error| Failure::usage(format!("cannot read --spec {shown}: {e}"));
+    let real = std::fs::canonicalize(path).map_err(cannot)?;
+    if SYSTEM_TREES.iter().any(|tree| real.starts_with(tree)) {
+        return Err(Failure::usage(format!(
+            "--spec {shown} resolves to {}, a system file, not an app spec; nothing was read",
+            real.display()
+        )));
+    }
+    if !std::fs::metadata(&real).map_err(cannot)?.is_file() {
+        return Err(Failure::usage(format!("--spec {shown} is not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(&real).map_err(cannot)?.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(Failure::usage(format!("--spec {shown} is over 1 MiB; an app spec is a few KB")));
+    }
+    String::from_utf8(bytes).map_err(|_| Failure::usage(format!("--spec {shown} is not UTF-8 text")))
+}
+
+/// A YAML error as its place and kind, never the file's text (which may hold a secret): the
+/// parser's own message without its snippet, and any quoted text in it elided.
+fn yaml_problem(error: &serde_saphyr::Error) -> String {
+    static QUOTED: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let quoted = QUOTED.get_or_init(|| Regex::new(r#""[^"]*"|'[^']*'|`[^`]*`"#).expect("a valid pattern"));
+    let message = error.without_snippet().to_string();
+    let first = message.trim_start_matches("error: ").lines().next().unwrap_or("");
+    // The place once, in front: the parser may also end its message with it.
+    let what = first.split(" at line ").next().unwrap_or(first);
+    let what = quoted.replace_all(what, "\"…\"");
+    match error.location() {
+        Some(at) => format!("line {} column {}: {what}", at.line(), at.column()),
+        None => what.into_owned(),
+    }
+}
+
 /// Reads the spec file: JSON when it is named `*.json`, else YAML (which JSON also is).
 pub fn read(path: &Path) -> anyhow::Result<Value> {
     let shown = path.display();
-    let metadata = std::fs::metadata(path).map_err(|e| Failure::usage(format!("cannot read --spec {shown}: {e}")))?;
-    if !metadata.is_file() {
-        return Err(Failure::usage(format!("--spec {shown} is not a regular file")));
-    }
-    if metadata.len() > MAX_SPEC_BYTES {
-        return Err(Failure::usage(format!("--spec {shown} is over 1 MiB; an app spec is a few KB")));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("cannot read --spec {shown}: {e}")))?;
+    let text = read_capped(path)?;
     let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let spec: Value = if is_json {
-        serde_json::from_str(&text).map_err(|e| Failure::usage(format!("--spec {shown} is not valid JSON: {e}")))?
-    } else {
-        parse_yaml(&text).map_err(|e| {
-            let why = e.to_string();
-            Failure::usage(format!("--spec {shown} is not valid YAML: {}", why.trim_start_matches("error: ")))
+        serde_json::from_str(&text).map_err(|e| {
+            Failure::usage(format!("--spec {shown} is not valid JSON: line {} column {}", e.line(), e.column()))
         })?
+    } else {
+        parse_yaml(&text)
+            .map_err(|e| Failure::usage(format!("--spec {shown} is not valid YAML: {}", yaml_problem(&e))))?
     };
     let Some(object) = spec.as_object() else {
         return Err(Failure::usage(format!(
@@ -598,6 +635,40 @@ mod tests {
         assert!(format!("{:#}", read(dir.path()).unwrap_err()).contains("not a regular file"));
         let error = read(&dir.path().join("missing.yaml")).unwrap_err();
         assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage);
+    }
+
+    #[test]
+    fn a_bad_file_is_named_by_place_never_by_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        // A syntax error on the line that holds a literal secret.
+        let yaml = write("a.yaml", "name: shop\nenvs:\n  - key: P\n    value: hunter22-secret: [\n");
+        let error = format!("{:#}", read(&yaml).unwrap_err());
+        assert!(error.contains("not valid YAML: line 4 column"), "{error}");
+        assert!(!error.contains("hunter22") && !error.contains('\n'), "no line of the file: {error}");
+        let json = write("a.json", "{\"name\": \"shop\", \"token\": \"hunter22-secret\" x}");
+        let error = format!("{:#}", read(&json).unwrap_err());
+        assert!(error.contains("not valid JSON: line 1 column"), "{error}");
+        assert!(!error.contains("hunter22"), "{error}");
+        let duplicate = write("d.yaml", "name: shop\npassword: hunter22-a\npassword: hunter22-b\n");
+        let error = format!("{:#}", read(&duplicate).unwrap_err());
+        assert!(error.contains("duplicate") && !error.contains("hunter22"), "{error}");
+        // A link to the machine's own files, which report a size of 0.
+        for target in ["/proc/self/environ", "/dev/zero", "/sys/kernel/hostname"] {
+            let link = dir.path().join(format!("link-{}.yaml", target.replace('/', "-")));
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            let error = read(&link).unwrap_err();
+            assert_eq!(do_core::exit::exit_code_of(&error), do_core::Exit::Usage, "{target}");
+            let text = format!("{error:#}");
+            assert!(
+                text.contains("a system file, not an app spec") || text.contains("cannot read"),
+                "{target}: {text}"
+            );
+        }
     }
 
     #[test]
