@@ -470,3 +470,110 @@ fn an_older_version_than_the_running_one_is_deployed_with_a_warning_unless_allow
     let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0"]).run();
     assert!(run.stderr.contains("runs v1.1.0, newer than v1.0.0"), "by the digest's tags: {}", run.stderr);
 }
+
+/// Every option do-deploy's `--help` lists, with a value it accepts.
+fn every_option(dir: &std::path::Path, sim: &Sim) -> Vec<Vec<String>> {
+    let spec = dir.join("app.yaml");
+    std::fs::write(&spec, serde_yaml_text(&do_sim::default_app_spec("example-app", "web", "v1.1.0"))).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, sim.token()).unwrap();
+    let input = dir.join("input.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let help = Tool::new(DEPLOY).args(["--help"]).run().stdout;
+    let value = |flag: &str| -> Option<String> {
+        Some(match flag {
+            "--app" => "example-app".into(),
+            "--spec" => spec.display().to_string(),
+            "--spec-env" => "LOG_LEVEL".into(),
+            "--preview" | "--delete-preview" => "pr-1".into(),
+            "--preview-env" => "A=b".into(),
+            "--image" => "registry.digitalocean.com/example-registry/web:v1.1.0".into(),
+            "--registry" => "example-registry".into(),
+            "--repository" => "web".into(),
+            "--tag" => "v1.1.0".into(),
+            "--pin" => "digest".into(),
+            "--digest" => format!("sha256:{}", "a".repeat(64)),
+            "--component" => "web".into(),
+            "--if-busy" => "wait".into(),
+            "--timeout" | "--check-timeout" | "--request-timeout" => "2s".into(),
+            "--interval" | "--retry-base-delay" => "10ms".into(),
+            "--max-interval" | "--retry-max-time" => "50ms".into(),
+            "--log-lines" => "5".into(),
+            "--check-path" => "/".into(),
+            "--check-url" => "http://127.0.0.1:9/".into(),
+            "--expect-status" => "200".into(),
+            "--expect-body" => "ok".into(),
+            "--expect-header" => "x=y".into(),
+            "--api-url" => sim.url().to_string(),
+            "--token-file" => token.display().to_string(),
+            "--input" => input.display().to_string(),
+            _ => return None,
+        })
+    };
+    let mut options: Vec<Vec<String>> = Vec::new();
+    for line in help.lines() {
+        let Some(flag) = line.split_whitespace().find(|w| w.starts_with("--")) else { continue };
+        let flag = flag.trim_end_matches(',').to_string();
+        if !line.trim_start().starts_with('-') || ["--help", "--version"].contains(&flag.as_str()) {
+            continue;
+        }
+        if options.iter().any(|o| o[0] == flag) {
+            continue;
+        }
+        let takes_value = line.contains(&format!("{flag} <"));
+        match (takes_value, value(&flag)) {
+            (true, Some(v)) => options.push(vec![flag, v]),
+            (true, None) => panic!("the test has no value for {flag}: add one"),
+            (false, _) => options.push(vec![flag]),
+        }
+    }
+    options
+}
+
+/// YAML is a superset of JSON.
+fn serde_yaml_text(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap()
+}
+
+#[test]
+fn no_pair_of_options_makes_do_deploy_panic() {
+    let sim = sim(5);
+    let dir = tempfile::tempdir().unwrap();
+    let options = every_option(dir.path(), &sim);
+    assert!(options.len() >= 40, "{options:?}");
+    let mut runs: Vec<Vec<String>> = options.to_vec();
+    for (i, a) in options.iter().enumerate() {
+        for b in &options[i + 1..] {
+            runs.push(a.iter().chain(b).cloned().collect());
+        }
+    }
+    let panics = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for chunk in runs.chunks(runs.len().div_ceil(4)) {
+            let panics = &panics;
+            let sim = &sim;
+            scope.spawn(move || {
+                for args in chunk {
+                    // A dry run: nothing is deployed, and every combination that parses runs its checks.
+                    let run = Tool::against(DEPLOY, sim)
+                        .args(args)
+                        .args(["--dry-run", "--no-input"])
+                        .env("DO_RELEASE_RETRY_MAX_TIME", "50ms")
+                        .run();
+                    if run.code == 101 || run.stderr.contains("panicked") {
+                        panics.lock().unwrap().push(format!("{args:?}: {}", run.stderr));
+                    }
+                }
+            });
+        }
+    });
+    let panics = panics.into_inner().unwrap();
+    assert!(panics.is_empty(), "{} combinations panicked:\n{}", panics.len(), panics.join("\n"));
+    // Propose is App Platform's check of a spec: a POST that changes nothing.
+    let changed: Vec<String> = mutating_requests(&sim)
+        .into_iter()
+        .filter(|r| r.url != "/v2/apps/propose")
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    assert!(changed.is_empty(), "dry runs change nothing: {changed:?}");
+}

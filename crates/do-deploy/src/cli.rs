@@ -128,7 +128,7 @@ pub struct Cli {
     pub preview_env: Vec<String>,
 
     /// With --spec: delete the preview app SPECNAME-NAME, if do-deploy made it
-    #[arg(long, value_name = "NAME", requires = "spec", conflicts_with_all = ["create", "image", "repository", "tag", "digest", "check_path", "check_url", "rollback_on_failure"])]
+    #[arg(long, value_name = "NAME", requires = "spec", conflicts_with_all = ["app", "create", "image", "repository", "tag", "digest", "check_path", "check_url", "rollback_on_failure"])]
     pub delete_preview: Option<String>,
 
     /// The image: registry.digitalocean.com/REGISTRY/REPO[:TAG|@DIGEST]

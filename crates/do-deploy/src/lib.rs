@@ -180,7 +180,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Ok(Some(spec))
     };
     if let Some(preview) = &cli.delete_preview {
-        let spec = read_spec(true)?.expect("--delete-preview requires --spec");
+        let spec = read_spec(true)?.ok_or_else(|| {
+            Failure::usage("--delete-preview needs --spec FILE: the preview's app is named after the spec's name")
+        })?;
         let base = spec["name"].as_str().unwrap_or_default();
         let client = cli.api.client(progress.clone())?;
         client.set_deadline(deadline);
