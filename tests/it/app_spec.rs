@@ -566,6 +566,23 @@ fn credentials_in_any_spec_field_are_shown_as_secret_everywhere() {
 }
 
 #[test]
+fn the_token_never_reaches_a_preview_through_preview_env() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    for pair in [format!("LEAK={}", sim.token()), "DIGITALOCEAN_ACCESS_TOKEN=x".to_string()] {
+        let run = deploy(&sim, &file)
+            .args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-1", "--preview-env", &pair])
+            .run();
+        assert_refused(&run, &sim);
+        assert!(run.stderr.contains("the DigitalOcean token never goes into an app spec"), "{}", run.stderr);
+        assert!(!run.stderr.contains(&sim.token()) && !run.stdout.contains(&sim.token()));
+    }
+    assert!(app_named(&sim, "example-app-pr-1").is_none(), "no preview was made");
+    assert!(sim.requests().is_empty(), "refused before any request");
+}
+
+#[test]
 fn a_preview_is_created_then_updated_in_place_and_its_url_is_an_output() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

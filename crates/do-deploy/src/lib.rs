@@ -165,12 +165,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             return Err(Failure::usage(format!("--check-path {}: give a path like /healthz", validate::shown(path))));
         }
     }
-    let preview_envs =
-        cli.preview_env.iter().map(|text| specfile::parse_preview_env(text)).collect::<anyhow::Result<Vec<_>>>()?;
     for name in cli.preview.iter().chain(&cli.delete_preview) {
         specfile::check_preview_name(name)?;
     }
     let progress = cli.io.progress(TOOL);
+    let preview_envs = match cli.preview_env.is_empty() {
+        true => Vec::new(),
+        false => {
+            let token = cli.api.token(&progress)?;
+            let parse = |text: &String| specfile::parse_preview_env(text, Some(token.expose()));
+            cli.preview_env.iter().map(parse).collect::<anyhow::Result<Vec<_>>>()?
+        }
+    };
     let read_spec = |names_only: bool| -> anyhow::Result<Option<Value>> {
         let Some(path) = &cli.spec else { return Ok(None) };
         let token = cli.api.token(&progress)?;

@@ -315,12 +315,18 @@ pub fn preview_app_name(base: &str, preview: &str) -> String {
     format!("{}-{suffix}", full[..keep].trim_end_matches('-'))
 }
 
-/// Checks `--preview-env KEY=VALUE` and splits it.
-pub fn parse_preview_env(text: &str) -> anyhow::Result<(String, String)> {
+/// Checks `--preview-env KEY=VALUE` and splits it. The token never goes into a preview, whose
+/// pull request's code could read it: not under a token variable's name, not as a value.
+pub fn parse_preview_env(text: &str, token: Option<&str>) -> anyhow::Result<(String, String)> {
     let bad = || Failure::usage(format!("invalid --preview-env {}: give KEY=VALUE", validate::shown(text)));
     let (key, value) = text.split_once('=').ok_or_else(bad)?;
     if !is_variable_name(key) {
         return Err(bad());
+    }
+    if TOKEN_VARIABLES.contains(&key) || token.is_some_and(|token| !token.is_empty() && value.contains(token)) {
+        return Err(Failure::usage(format!(
+            "--preview-env {key}: the DigitalOcean token never goes into an app spec (a preview's code could read it)"
+        )));
     }
     if key == PREVIEW_MARKER {
         return Err(Failure::usage(format!("--preview-env {PREVIEW_MARKER} is set by do-deploy itself")));
@@ -570,11 +576,20 @@ mod tests {
         other["workers"][0]["envs"][0]["value"] = json!("pr-8");
         assert_eq!(preview_marker(&other), None, "marks that disagree");
         assert_eq!(preview_marker(&json!({"name": "x"})), None, "no component");
-        assert!(parse_preview_env("DO_RELEASE_PREVIEW=x").is_err());
-        assert_eq!(parse_preview_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
-        assert_eq!(parse_preview_env("LOG_LEVEL2=").unwrap(), ("LOG_LEVEL2".into(), String::new()));
+        assert!(parse_preview_env("DO_RELEASE_PREVIEW=x", None).is_err());
+        assert_eq!(parse_preview_env("A=b=c", None).unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_preview_env("LOG_LEVEL2=", None).unwrap(), ("LOG_LEVEL2".into(), String::new()));
+        // The token, by a token variable's name or inside a value, is refused.
+        for text in
+            ["DIGITALOCEAN_ACCESS_TOKEN=x", "DIGITALOCEAN_TOKEN=x", "LEAK=Bearer dop_v1_secret", "LEAK=dop_v1_secret"]
+        {
+            let error = parse_preview_env(text, Some("dop_v1_secret")).unwrap_err();
+            assert!(error.to_string().contains("never goes into an app spec"), "{text}: {error}");
+            assert!(!error.to_string().contains("dop_v1_secret"), "{error}");
+        }
+        assert!(parse_preview_env("FINE=dop_v1_other", Some("dop_v1_secret")).is_ok());
         for bad in ["NOEQUALS", "=x", "1A=b", "A-B=c", "A B=c"] {
-            assert!(parse_preview_env(bad).is_err(), "{bad:?}");
+            assert!(parse_preview_env(bad, None).is_err(), "{bad:?}");
         }
     }
 
