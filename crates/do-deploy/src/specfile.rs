@@ -302,17 +302,31 @@ pub fn check_preview_name(name: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The preview app's name: `BASE-PREVIEW`, or, past App Platform's 32 characters, its start and
-/// a hash of the whole, so the same preview always gets the same name and two long ones differ.
+/// The preview app's name: `BASE-PREVIEW`, or, past App Platform's 32 characters, the start of
+/// BASE, 6 hex characters of a hash of BASE, and PREVIEW whole (`checkout-service-p-1a2b3c-pr-1703`
+/// cut to fit): the same inputs always give the same name, and two previews of one spec never
+/// share one, since their own names differ. A preview name too long to leave room for that
+/// gets the start of the whole and 12 hex characters of its hash.
 pub fn preview_app_name(base: &str, preview: &str) -> String {
     let full = format!("{base}-{preview}");
     if full.len() <= MAX_APP_NAME {
         return full;
     }
-    let hash = ring::digest::digest(&ring::digest::SHA256, full.as_bytes());
-    let suffix: String = hash.as_ref()[..3].iter().map(|b| format!("{b:02x}")).collect();
-    let keep = MAX_APP_NAME - suffix.len() - 1;
-    format!("{}-{suffix}", full[..keep].trim_end_matches('-'))
+    let hex = |text: &str, bytes: usize| -> String {
+        let hash = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        hash.as_ref()[..bytes].iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let base_room = MAX_APP_NAME.checked_sub(preview.len() + 1 + 6 + 1).filter(|room| *room > 0);
+    match base_room {
+        Some(room) => {
+            let start = base[..room.min(base.len())].trim_end_matches('-');
+            format!("{start}-{}-{preview}", hex(base, 3))
+        }
+        None => {
+            let suffix = hex(&full, 6);
+            format!("{}-{suffix}", full[..MAX_APP_NAME - suffix.len() - 1].trim_end_matches('-'))
+        }
+    }
 }
 
 /// Checks `--preview-env KEY=VALUE` and splits it. The token never goes into a preview, whose
@@ -532,16 +546,40 @@ mod tests {
         assert_eq!(long.len(), 32, "{long}");
         assert_eq!(long, preview_app_name("a-very-long-production-app-name", "pr-1234"), "stable");
         assert_ne!(long, other);
-        assert!(long.starts_with("a-very-long-production-"), "{long}");
+        assert!(
+            long.starts_with("a-very-long-produ-") && long.ends_with("-pr-1234"),
+            "the preview's name whole: {long}"
+        );
+        assert!(crate::spec::valid_app_name(&long), "{long}");
         let exactly = preview_app_name("twenty-six-characters-long", "pr-42");
         assert_eq!(exactly, "twenty-six-characters-long-pr-42");
         assert_eq!(exactly.len(), 32);
-        let dash = preview_app_name("abcdefghijklmnopqrstuvwx", "pr-123456789");
-        assert!(dash.starts_with("abcdefghijklmnopqrstuvwx-") && !dash.contains("--"), "{dash}");
-        assert_eq!(dash.len(), 31, "the dash the cut ends on is dropped: {dash}");
+        // The base's start is cut at a dash: the dash is dropped, so no name holds "--".
+        let dash = preview_app_name("abcdefghijk-mnopqrstuvwxyz", "pr-123456789");
+        assert!(dash.starts_with("abcdefghijk-") && !dash.contains("--") && dash.ends_with("-pr-123456789"), "{dash}");
+        assert_eq!(dash.len(), 31, "{dash}");
+        // Two specs sharing a long start get different names for the same preview.
+        assert_ne!(
+            preview_app_name("checkout-service-production", "pr-1"),
+            preview_app_name("checkout-service-productionx", "pr-1")
+        );
+        // A preview name that leaves no room for the base: the whole, hashed.
+        let huge = preview_app_name("shop", &"p".repeat(30));
+        assert_eq!(huge.len(), 32, "{huge}");
+        assert_ne!(huge, preview_app_name("shop", &"q".repeat(30)));
         assert!(check_preview_name("pr-42").is_ok());
         for bad in ["", "PR-42", "-x", "x-", "pr_42", &"x".repeat(33)] {
             assert!(check_preview_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_pull_requests_of_a_long_spec_name_get_a_hundred_thousand_names() {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 1..=100_000 {
+            let name = preview_app_name("checkout-service-production", &format!("pr-{n}"));
+            assert!(name.len() <= MAX_APP_NAME && crate::spec::valid_app_name(&name), "{name}");
+            assert!(seen.insert(name.clone()), "pr-{n} collides: {name}");
         }
     }
 
