@@ -324,7 +324,66 @@ fn a_signed_registry_costs_the_reads_of_kept_artifacts_only_and_loses_the_expire
     assert_eq!((figures.remaining, figures.expected_remaining), (1000, 1000), "{figures:#?}");
     assert!(figures.kept_whole, "{figures:#?}");
     assert_eq!(figures.manifest_reads, figures.manifest_read_bound, "{figures:#?}");
-    assert_eq!(figures.manifest_read_bound, 500 + 400 + 600 + 500, "tagged images, kept artifacts, children, untagged");
+    assert_eq!(
+        figures.manifest_read_bound,
+        200 + 400 + 300 + 600 + 500,
+        "kept images and their artifacts, the expired images (the repository holds artifacts), children, untagged"
+    );
     assert_eq!(figures.total_requests, figures.lower_bound, "{figures:#?}");
     assert!(figures.within_bounds());
+}
+
+/// Stores an OCI referrer of `of` in web under an ordinary tag, as `oras attach` followed by a
+/// tag would leave it.
+fn tagged_referrer(sim: &Sim, of: &str, tag: &str) {
+    let manifest =
+        manifests_in(sim, "web").into_iter().find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == of)).unwrap();
+    let digest = manifest["digest"].as_str().unwrap().to_string();
+    let (documents, _) = do_sim::artifacts::documents(
+        &format!("referrer of {of} tagged {tag}"),
+        ArtifactKind::Referrer,
+        (&digest, "application/vnd.oci.image.manifest.v1+json", 1000),
+        false,
+        Vec::new(),
+    );
+    sim.state().store("reg", "web", documents, Some(tag), std::time::Instant::now()).unwrap();
+}
+
+#[test]
+fn a_referrer_under_an_ordinary_tag_is_an_artifact_not_a_release() {
+    // The newest manifest is a referrer of v3 tagged "attached": it takes no --keep-last place.
+    let releases = || {
+        vec![
+            json!({"tags": ["v1"], "size_bytes": 1024}),
+            json!({"tags": ["v2"], "size_bytes": 1024}),
+            json!({"tags": ["v3"], "size_bytes": 1024}),
+        ]
+    };
+    let sim = seeded(vec![("web", releases())], None, json!({}));
+    tagged_referrer(&sim, "v3", "attached");
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    assert_eq!(tags(&sim, "web"), ["attached", "v3"].iter().map(|t| t.to_string()).collect(), "v3 keeps its place");
+    let found = artifacts(&run, "web");
+    assert_eq!((found.len(), found[0].2.as_str()), (1, "kept"), "{found:?}");
+
+    // An old one beyond the places, of a kept image, in a repository that holds signatures: kept.
+    let mut with_signature = releases();
+    with_signature.push(json!({"signature_of": "v3"}));
+    let sim = seeded(vec![("web", with_signature)], None, json!({}));
+    tagged_referrer(&sim, "v3", "attached");
+    // Make it the oldest manifest of the repository.
+    {
+        let mut state = sim.state();
+        let repository = state.registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap();
+        repository.edit(|manifests| {
+            for manifest in manifests.iter_mut().filter(|m| m.tags.contains(&"attached".to_string())) {
+                manifest.updated_at = "2020-01-01T00:00:00Z".into();
+            }
+        });
+    }
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    let left = tags(&sim, "web");
+    assert!(left.contains("attached") && left.contains("v3") && !left.contains("v1"), "{left:?}");
 }

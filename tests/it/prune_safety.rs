@@ -736,7 +736,7 @@ fn two_thousand_manifests_cost_the_listing_the_reads_and_1400_deletions() {
     assert_eq!(figures.deletions, 1400, "{figures:#?}");
     assert_eq!((figures.remaining, figures.expected_remaining), (600, 600), "{figures:#?}");
     assert_eq!(figures.manifest_reads, figures.manifest_read_bound, "{figures:#?}");
-    assert_eq!(figures.manifest_read_bound, 1600);
+    assert_eq!(figures.manifest_read_bound, 1300);
     assert_eq!((figures.listing_pages, figures.app_reads, figures.gc_calls), (21, 4, 2), "{figures:#?}");
     assert_eq!(
         (figures.other_api_requests, figures.registry_auth_requests, figures.referrers_probes),

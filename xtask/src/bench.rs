@@ -264,7 +264,7 @@ pub struct EconomyFigures {
     pub app_reads: usize,
     /// GETs of manifests on the registry host.
     pub manifest_reads: usize,
-    /// One read per tagged image and per untagged manifest outside the kept indexes.
+    /// One read per kept image (and its artifacts) and per untagged manifest outside them.
     pub manifest_read_bound: usize,
     pub gc_calls: usize,
     /// The registry list and the registry credentials.
@@ -344,11 +344,12 @@ pub fn prune_economy_of(binaries: &BenchBinaries, scale: usize, signed: bool) ->
     let digest_pages = total.div_ceil(200);
     let expected_deletions = expired * (3 + per_image) + unreferenced;
     let listing_page_bound = 1 + 2 * digest_pages;
-    // Every tagged image is read (one with an OCI `subject` is an artifact, not a release), then
-    // the kept images' signatures and attestations, the children of the expired images and
-    // every unreferenced untagged manifest (an expired image's artifacts go unread: their tags
-    // say what they are).
-    let manifest_read_bound = indexes + kept_images * per_image + expired * 2 + unreferenced;
+    // The kept images and their signatures and attestations, the children of the expired images
+    // and every unreferenced untagged manifest; where the repository holds artifacts, the expired
+    // images too (one could be an OCI referrer under an ordinary tag). An expired image's
+    // artifacts go unread: their tags say what they are.
+    let expired_reads = if signed { expired } else { 0 };
+    let manifest_read_bound = kept_images * (1 + per_image) + expired_reads + expired * 2 + unreferenced;
     // Listing twice, apps twice, the reads, the deletions, GC check and start, registry list
     // and credentials, the registry host's challenge and token, the referrers API probe.
     let lower_bound = listing_page_bound + 4 + manifest_read_bound + expected_deletions + 2 + 2 + 2 + 1;

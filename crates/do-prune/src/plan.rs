@@ -227,6 +227,8 @@ pub struct Planned {
     pub skipped: Vec<Skipped>,
     /// The manifests whose tags name their subject (cosign's scheme).
     pub tag_artifacts: BTreeMap<String, Subjects>,
+    /// Manifests with a tag the rules keep on its own: releases whatever their reads show.
+    pub kept_by_tag: BTreeSet<String>,
 }
 
 /// How every repository is planned, beyond its rules.
@@ -250,6 +252,11 @@ struct TaggedDecision {
 }
 
 /// Plans one repository.
+///
+/// A tagged manifest is read only when its read can change the plan: a kept one always (it is
+/// a root of the closure); one the plan deletes whole when the repository holds any artifact at
+/// all, since it may be an OCI referrer under an ordinary tag. A read that shows a `subject` on
+/// a manifest planned as a release makes it an artifact, and the plan is made again.
 pub fn plan_repository(
     name: &str,
     listing: &[Manifest],
@@ -258,7 +265,52 @@ pub fn plan_repository(
     setting: &Setting,
     reads: &Reads,
 ) -> anyhow::Result<Planned> {
-    let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(name, listing, rules, reads)?;
+    let tagged = listing.iter().filter(|m| !m.tags.is_empty()).count();
+    for _ in 0..=tagged + 1 {
+        let planned = plan_once(name, listing, protected, rules, setting, reads)?;
+        let (stale, unread) = reads.with(name, |read| {
+            let has_subject = |digest: &str| matches!(read.get(digest), Some(Read::Info(i)) if i.subject.is_some());
+            let has_artifacts = !planned.tag_artifacts.is_empty() || listing.iter().any(|m| has_subject(&m.digest));
+            let releases = planned.plan.kept.iter().filter(|k| !k.tags.is_empty()).map(|k| k.digest.as_str()).chain(
+                planned
+                    .plan
+                    .deleted
+                    .iter()
+                    .filter(|d| d.artifact.is_none() && !d.all_tags.is_empty())
+                    .map(|d| d.digest.as_str()),
+            );
+            let stale = releases.clone().any(|d| has_subject(d) && !planned.kept_by_tag.contains(d));
+            let unread: Vec<String> = match has_artifacts {
+                false => Vec::new(),
+                true => planned
+                    .plan
+                    .deleted
+                    .iter()
+                    .filter(|d| d.artifact.is_none() && !d.all_tags.is_empty() && d.action == Action::Manifest)
+                    .filter(|d| !read.contains_key(&d.digest))
+                    .map(|d| d.digest.clone())
+                    .collect(),
+            };
+            (stale, unread)
+        });
+        if !stale && unread.is_empty() {
+            return Ok(planned);
+        }
+        reads.ensure(name, &unread)?;
+    }
+    anyhow::bail!("the plan of {name} did not settle on which manifests are artifacts; nothing was deleted")
+}
+
+/// One plan of a repository, with what the reads made so far say about its manifests.
+fn plan_once(
+    name: &str,
+    listing: &[Manifest],
+    protected: &Protected,
+    rules: &Rules,
+    setting: &Setting,
+    reads: &Reads,
+) -> anyhow::Result<Planned> {
+    let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(name, listing, rules, reads);
     let TaggedDecision { mut kept, deletions, saved_untagged, saved_artifacts, mut skipped } =
         decide_tagged(name, &releases, listing, protected, rules);
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
@@ -329,6 +381,7 @@ pub fn plan_repository(
         roots,
         skipped,
         tag_artifacts: edges,
+        kept_by_tag,
     })
 }
 
@@ -345,9 +398,8 @@ struct Found {
 }
 
 /// Tells artifacts from releases: by cosign's tag scheme, else by a `subject` the manifest's
-/// read shows (so every tagged manifest is read). One carrying a tag the rules keep on its own
-/// stays a release.
-fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads) -> anyhow::Result<Found> {
+/// read (made so far) shows. One carrying a tag the rules keep on its own stays a release.
+fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads) -> Found {
     let patterns: Vec<regex::Regex> = match rules {
         Rules::Policy { patterns, .. } => patterns.to_vec(),
         Rules::Saved { policy, .. } => policy::compile_keep_tags(&policy.keep_tags).unwrap_or_default(),
@@ -364,7 +416,6 @@ fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads
         .filter(|m| !m.tags.is_empty() && !tag_artifacts.contains_key(&m.digest))
         .map(|m| m.digest.clone())
         .collect();
-    reads.ensure(name, &unknown)?;
     let (tagged_artifacts, tagged_failed) = reads.with(name, |read| {
         let failed: Vec<(String, String)> = unknown
             .iter()
@@ -379,7 +430,7 @@ fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads
     });
     let releases =
         listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).cloned().collect();
-    Ok(Found { tag_artifacts, kept_by_tag, releases, tagged_failed })
+    Found { tag_artifacts, kept_by_tag, releases, tagged_failed }
 }
 
 /// The artifact edges with those the referrers API named (artifact -> subjects) added.
