@@ -678,3 +678,29 @@ fn a_lower_version_tag_on_head_is_ignored_and_said_so() {
     let again = tagged(&repo.do_tag().args(["--bump", "patch"]).run());
     assert_eq!((again["tag"].as_str(), again["created"].as_bool()), (Some("v2.0.1"), Some(false)));
 }
+
+#[test]
+fn a_changelog_that_is_a_link_or_lies_outside_is_never_written() {
+    let repo = Repo::new();
+    repo.tag("v1.0.0");
+    repo.git(&["push", "-q", "origin", "v1.0.0"]);
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim.md");
+    std::fs::write(&target, "untouched\n").unwrap();
+    std::os::unix::fs::symlink(&target, repo.work.join("CHANGELOG.md")).unwrap();
+    repo.git(&["add", "CHANGELOG.md"]);
+    repo.git(&["commit", "-q", "-m", "docs: a changelog that is a link"]);
+    repo.commit_file("x.txt", "feat: search");
+    let link = repo.work.join("CHANGELOG.md");
+    for commit in [false, true] {
+        let mut args = vec!["--bump", "auto", "--changelog", link.to_str().unwrap()];
+        if commit {
+            args.push("--commit-changelog");
+        }
+        refused(&repo, &args, "is a symbolic link; nothing was written");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n", "the file behind the link");
+    }
+    let elsewhere = outside.path().join("CHANGELOG.md");
+    refused(&repo, &["--bump", "auto", "--changelog", elsewhere.to_str().unwrap()], "is outside the repository");
+    assert!(!elsewhere.exists(), "nothing written outside");
+}

@@ -152,9 +152,17 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         None => None,
     };
-    if let (Some((file, _)), true) = (&changelog, cli.commit_changelog) {
-        if branch.is_none() {
+    if let Some((file, _)) = &changelog {
+        if cli.commit_changelog && branch.is_none() {
             return Err(Failure::usage("--commit-changelog needs a branch to commit on; HEAD is detached"));
+        }
+        // Written only as a file of this repository: never through a link (a committed
+        // CHANGELOG.md -> /elsewhere would write there), never outside.
+        if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Failure::usage(format!(
+                "--changelog {} is a symbolic link; nothing was written (give the file itself)",
+                file.display()
+            )));
         }
         let top = std::path::PathBuf::from(git.top_level()?);
         let parent = std::path::absolute(file)?.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
@@ -162,7 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             .is_ok_and(|dir| dir.starts_with(std::fs::canonicalize(&top).unwrap_or(top.clone())));
         if !inside {
             return Err(Failure::usage(format!(
-                "--commit-changelog: {} is outside the repository {}",
+                "--changelog {} is outside the repository {}; nothing was written",
                 file.display(),
                 top.display()
             )));

@@ -142,9 +142,19 @@ pub fn prepend(existing: Option<&str>, section: &str) -> String {
     let release_heading =
         |line: &str| line.starts_with("## ") && !line.to_ascii_lowercase().starts_with("## [unreleased]");
     let mut offset = 0;
+    // The fence a fenced code block opened with (``` or ~~~), while inside one: a `## ` line
+    // there is code, not a heading.
+    let mut fence: Option<&str> = None;
     for line in existing.split_inclusive('\n') {
-        if release_heading(line) {
-            return format!("{}{section}\n{}", &existing[..offset], &existing[offset..]);
+        let trimmed = line.trim_start();
+        let marker = ["```", "~~~"].into_iter().find(|m| trimmed.starts_with(m));
+        match (fence, marker) {
+            (None, Some(opened)) => fence = Some(opened),
+            (Some(open), Some(closing)) if open == closing => fence = None,
+            (None, None) if release_heading(line) => {
+                return format!("{}{section}\n{}", &existing[..offset], &existing[offset..]);
+            }
+            _ => {}
         }
         offset += line.len();
     }
@@ -223,6 +233,17 @@ mod tests {
         ] {
             assert_eq!(github_url(url), None, "{url}");
         }
+    }
+
+    #[test]
+    fn a_heading_inside_a_fenced_code_block_is_code() {
+        let section = changelog_section("1.5.0", "2026-11-29", "- x\n");
+        let existing = "# Changelog\n\nHow to write an entry:\n\n```markdown\n## [1.0.0] - 2020-01-01\n```\n\n~~~\n## not a heading\n```\n## still code\n~~~\n\n## [1.4.0] - 2026-10-01\n\n- old\n";
+        let merged = prepend(Some(existing), &section);
+        let at = merged.find("## [1.5.0]").unwrap();
+        assert!(at > merged.find("## still code").unwrap(), "{merged}");
+        assert!(at < merged.find("## [1.4.0]").unwrap(), "{merged}");
+        assert!(merged.contains("```markdown\n## [1.0.0] - 2020-01-01\n```"), "the code block is untouched: {merged}");
     }
 
     #[test]
