@@ -229,3 +229,45 @@ fn a_config_changed_while_the_api_answers_keeps_both_changes() {
     assert_eq!(after["auths"]["ghcr.io"]["auth"], "eDp5", "the other login survived");
     assert!(after["auths"]["registry.digitalocean.com"]["auth"].is_string());
 }
+
+#[test]
+fn only_digitaloceans_registry_host_is_written_whatever_else_the_api_answers() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let mine = json!({"auths": {"ghcr.io": {"auth": "bWluZTptaW5l"}}});
+    std::fs::write(dir.path().join("config.json"), mine.to_string()).unwrap();
+    sim.add_fault(do_sim::Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries/example-registry/docker-credentials".into(),
+        kind: do_sim::FaultKind::Body {
+            status: 200,
+            body: json!({"auths": {"registry.digitalocean.com": {"auth": "ZG86ZG8="}, "ghcr.io": {"auth": "ZXZpbDpldmls"}, "index.docker.io": {"auth": "ZXZpbDpldmls"}}}),
+        },
+        times: 1,
+    });
+    let run = login(&sim, dir.path()).run();
+    run.assert_code(0);
+    let written = config(dir.path());
+    assert_eq!(written["auths"]["ghcr.io"]["auth"], "bWluZTptaW5l", "the user's own ghcr.io login stays");
+    assert!(written["auths"].get("index.docker.io").is_none(), "{written}");
+    assert_eq!(written["auths"]["registry.digitalocean.com"]["auth"], "ZG86ZG8=");
+    assert!(run.stderr.contains("also gave credentials for \"ghcr.io\""), "{}", run.stderr);
+    assert_eq!(run.record("login")["host"], "registry.digitalocean.com");
+}
+
+#[test]
+fn an_empty_credential_helper_is_dockers_own_file_and_a_shared_directory_is_warned_about() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let content = r#"{"credHelpers": {"registry.digitalocean.com": ""}}"#;
+    std::fs::write(dir.path().join("config.json"), content).unwrap();
+    let run = login(&sim, dir.path()).run();
+    run.assert_code(0);
+    assert!(config(dir.path())["auths"]["registry.digitalocean.com"]["auth"].is_string());
+    assert!(!run.stderr.contains("can be written by other users"), "{}", run.stderr);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = login(&sim, dir.path()).run();
+    run.assert_code(0);
+    assert!(run.stderr.contains("can be written by other users (mode 777)"), "{}", run.stderr);
+    assert_no_secret(&sim, &run);
+}

@@ -81,6 +81,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(file) => read_config(file)?,
         None => Map::new(),
     };
+    if let Some(dir) = &config_dir {
+        if let Some(mode) = others_may_write(dir) {
+            progress.warn(&format!(
+                "{} can be written by other users (mode {mode:o}): they could replace the credentials docker uses; make it private (chmod 700)",
+                dir.display()
+            ));
+        }
+    }
 
     let mut output = Output::stdout();
     if cli.logout {
@@ -115,7 +123,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         output.pass_through(&input)?;
     }
     let registry = do_core::registry::find(&client, registry.as_deref())?.name;
-    let credentials = fetch(&client, &registry, cli.expiry, !cli.read_only)?;
+    let (credentials, ignored) = fetch(&client, &registry, cli.expiry, !cli.read_only)?;
+    for host in ignored {
+        progress.warn(&format!(
+            "the API also gave credentials for {}, which is not DigitalOcean's registry; not written",
+            validate::shown(&host)
+        ));
+    }
     let expires_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + cli.expiry.as_secs() as i64)
         .map(|t| t.to_string())
         .ok();
@@ -165,13 +179,15 @@ fn human(duration: Duration) -> String {
     do_core::duration::human(duration)
 }
 
-/// Registry credentials from the API: `{host: {"auth": …}}`, registered for redaction.
+/// Registry credentials from the API, `{host: {"auth": …}}`, registered for redaction; only
+/// DigitalOcean's registry host is kept, so an answer naming `ghcr.io` or Docker Hub never
+/// overwrites the user's own credentials for them. Returns the hosts left out too.
 pub fn fetch(
     client: &Client,
     registry: &str,
     expiry: Duration,
     read_write: bool,
-) -> anyhow::Result<Map<String, Value>> {
+) -> anyhow::Result<(Map<String, Value>, Vec<String>)> {
     let path = format!(
         "/v2/registries/{}/docker-credentials?read_write={read_write}&expiry_seconds={}",
         segment(registry),
@@ -180,10 +196,22 @@ pub fn fetch(
     let auths: Map<String, Value> =
         client.get_object(&path, "auths").context("cannot get registry credentials from the API")?;
     do_core::redact::register_docker_auths(&Value::Object(auths.clone()));
-    let usable = !auths.is_empty()
-        && auths.values().all(|entry| entry.get("auth").and_then(Value::as_str).is_some_and(|a| !a.trim().is_empty()));
-    anyhow::ensure!(usable, "the API's registry credentials have no auth entry; nothing was written");
-    Ok(auths)
+    let (ours, others): (Map<String, Value>, Map<String, Value>) =
+        auths.into_iter().partition(|(host, _)| host == REGISTRY_HOST);
+    let usable = !ours.is_empty()
+        && ours.values().all(|entry| entry.get("auth").and_then(Value::as_str).is_some_and(|a| !a.trim().is_empty()));
+    anyhow::ensure!(
+        usable,
+        "the API's registry credentials have no auth entry for {REGISTRY_HOST}; nothing was written"
+    );
+    Ok((ours, others.into_iter().map(|(host, _)| host).collect()))
+}
+
+/// The mode of `dir` when users other than its owner may write into it (group or world).
+fn others_may_write(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o022 != 0).then_some(mode)
 }
 
 /// Writes fresh credentials into the docker config directory `dir` (created 0700 if missing),
@@ -191,7 +219,7 @@ pub fn fetch(
 pub fn login_into(client: &Client, registry: &str, expiry: Duration, dir: &Path) -> anyhow::Result<PathBuf> {
     let file = dir.join("config.json");
     read_config(&file)?;
-    merge_into(&file, fetch(client, registry, expiry, true)?)?;
+    merge_into(&file, fetch(client, registry, expiry, true)?.0)?;
     Ok(file)
 }
 
@@ -241,7 +269,9 @@ fn read_config(file: &Path) -> anyhow::Result<Map<String, Value>> {
             file.display()
         )));
     }
-    if let Some(helper) = config.get("credHelpers").and_then(|h| h.get(REGISTRY_HOST)).and_then(Value::as_str) {
+    // An empty helper, like an empty store, means docker's own file: the credentials count.
+    let helper = config.get("credHelpers").and_then(|h| h.get(REGISTRY_HOST)).and_then(Value::as_str);
+    if let Some(helper) = helper.filter(|h| !h.is_empty()) {
         return Err(Failure::usage(format!(
             "{} sends {REGISTRY_HOST} to the credential helper {helper:?}, so docker would ignore credentials written into it; pass --docker-config with a directory of its own",
             file.display()
