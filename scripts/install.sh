@@ -54,10 +54,10 @@ if [ -z "$base" ]; then
   [ -n "$repository" ] || fail "set DO_RELEASE_REPOSITORY (owner/name) or DO_RELEASE_DOWNLOAD_URL"
   base="https://github.com/$repository/releases/download/$tag"
 fi
-case "$base" in
-  https://* | http://127.0.0.1:* | http://localhost:*) ;;
-  *) fail "refusing to download from $base: https only (or http to 127.0.0.1)" ;;
-esac
+# The host is the whole authority: no user info (http://127.0.0.1:80@elsewhere/ goes elsewhere).
+if ! [[ "$base" =~ ^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[^@]*)?$ || "$base" =~ ^http://(127\.0\.0\.1|localhost)(:[0-9]+)?(/[^@]*)?$ ]]; then
+  fail "refusing to download from $base: https only (or http to 127.0.0.1), with no user info"
+fi
 
 tools=${DO_RELEASE_TOOLS:-all}
 tools=${tools//,/ }
@@ -91,7 +91,13 @@ if [ -z "$dest" ]; then
 fi
 mkdir -p "$dest"
 for tool in $tools; do
-  [ -f "$work/do-release-$version-$target/$tool" ] || fail "$archive has no $tool"
+  entry="$work/do-release-$version-$target/$tool"
+  # A regular file only: a link in the archive would install whatever it points at.
+  if [ ! -f "$entry" ] || [ -L "$entry" ]; then
+    fail "$archive has no $tool as a regular file; nothing was installed"
+  fi
+done
+for tool in $tools; do
   install -m 0755 "$work/do-release-$version-$target/$tool" "$dest/$tool"
 done
 if [ -n "${GITHUB_PATH:-}" ]; then

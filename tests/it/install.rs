@@ -157,6 +157,10 @@ fn the_right_checksum_installs_and_anything_else_installs_nothing() {
         (("DO_RELEASE_VERSION", "1.0;rm -rf /"), "invalid version"),
         (("DO_RELEASE_TOOLS", "do-tag,curl"), "unknown tool \"curl\""),
         (("DO_RELEASE_DOWNLOAD_URL", "http://example.com/x"), "https only"),
+        (("DO_RELEASE_DOWNLOAD_URL", "http://127.0.0.1:80@example.invalid/x"), "with no user info"),
+        (("DO_RELEASE_DOWNLOAD_URL", "http://localhost@example.invalid/x"), "with no user info"),
+        (("DO_RELEASE_DOWNLOAD_URL", "https://user:pass@example.invalid/x"), "with no user info"),
+        (("DO_RELEASE_DOWNLOAD_URL", "http://127.0.0.1.example.invalid/x"), "https only"),
     ];
     for (env, message) in cases {
         let run = install(&action, &server.url, &[env]);
@@ -214,4 +218,30 @@ fn the_action_installs_its_own_tag_by_default_and_builds_from_source_on_request(
     assert_eq!(release["jobs"]["publish"]["permissions"]["contents"], "write");
     let ci = yaml(".github/workflows/ci.yml");
     assert!(ci["jobs"]["ci"]["steps"].as_array().unwrap().iter().any(|s| s["run"] == "bash .ci/run"));
+}
+
+#[test]
+fn an_archive_whose_tool_is_a_link_installs_nothing_though_its_checksum_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let inner = format!("do-release-{VERSION}-{TARGET}");
+    let staging = dir.path().join("staging");
+    let bin = staging.join(&inner);
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in xtask::dist::TOOLS {
+        std::fs::write(bin.join(tool), "#!/bin/sh\n").unwrap();
+    }
+    std::fs::remove_file(bin.join("do-deploy")).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", bin.join("do-deploy")).unwrap();
+    let name = format!("{inner}.tar.gz");
+    let packed = Command::new("tar").arg("-czf").arg(served.join(&name)).arg("-C").arg(&staging).arg(&inner).status();
+    assert!(packed.unwrap().success());
+    let sum = Command::new("sha256sum").arg(&name).current_dir(&served).output().unwrap();
+    let action = action_with_checksums(dir.path(), &String::from_utf8(sum.stdout).unwrap());
+    let server = serve(served);
+    let run = install(&action, &server.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("has no do-deploy as a regular file; nothing was installed"), "{}", run.stderr);
+    assert!(installed_tools(&run.dest).is_empty(), "not even the regular ones");
 }
