@@ -704,3 +704,26 @@ fn a_changelog_that_is_a_link_or_lies_outside_is_never_written() {
     refused(&repo, &["--bump", "auto", "--changelog", elsewhere.to_str().unwrap()], "is outside the repository");
     assert!(!elsewhere.exists(), "nothing written outside");
 }
+
+#[test]
+fn a_failed_step_upstream_stops_do_tag_unless_told_to_go_on() {
+    let repo = Repo::new();
+    repo.tag("v1.0.0");
+    repo.git(&["push", "-q", "origin", "v1.0.0"]);
+    repo.commit_file("x.txt", "feat: search");
+    let timed_out = r#"{"kind":"gc-wait","v":1,"data":{"registry":"r","outcome":"timeout","waited_ms":1000,"polls":2,"gc":null,"cancelled":false}}"#;
+    let before = repo.all_refs();
+    let run = repo.do_tag().args(["--bump", "auto"]).stdin(timed_out).run();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("input line 1: the gc-wait step ended \"timeout\"")
+            && run.stderr.contains("--ignore-upstream-failure"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout.trim(), timed_out, "the input goes on, so the report tells what happened");
+    assert_eq!(repo.all_refs(), before, "no tag made or pushed");
+    let run = repo.do_tag().args(["--bump", "auto", "--ignore-upstream-failure"]).stdin(timed_out).run();
+    assert_eq!(tagged(&run)["tag"], "v1.1.0");
+    assert_eq!(tagged(&run)["on_remote"], true);
+}

@@ -362,7 +362,8 @@ impl Runner<'_> {
             deploy_args.push("--rollback-on-failure".into());
         }
         if !execute {
-            deploy_args.push("--dry-run".into());
+            // The plan goes on past a GC still running (the real run waits for it): nothing acts.
+            deploy_args.extend(["--dry-run".into(), "--ignore-upstream-failure".into()]);
         }
         self.heading("deploy", "");
         let code = self.tool("deploy", "do-deploy", &self.options.binaries.deploy.clone(), &deploy_args)?;
@@ -387,6 +388,8 @@ impl Runner<'_> {
         }
         if execute {
             prune_args.push("--execute".into());
+        } else {
+            prune_args.push("--ignore-upstream-failure".into());
         }
         self.heading("prune", "");
         let code = self.tool("prune", "do-prune", &self.options.binaries.prune.clone(), &prune_args)?;

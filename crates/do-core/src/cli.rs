@@ -96,6 +96,11 @@ pub struct IoArgs {
     /// Print every request (HTTP: method, path, status, time, request id; do-tag: each git command) on stderr; never the token
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Act even when an input record says its step did not succeed (a gc-wait that timed out,
+    /// a tag not pushed, a deployment not ACTIVE, a failed prune or preview delete)
+    #[arg(long)]
+    pub ignore_upstream_failure: bool,
 }
 
 /// Reads the token file: a regular file (or a link to one), small, holding one printable ASCII
@@ -151,9 +156,20 @@ pub fn check_duration(flag: &str, value: Duration, loopback: bool) -> anyhow::Re
 }
 
 impl IoArgs {
-    /// All input, read and checked; reading ends at `deadline`.
+    /// All input, read and checked; reading ends at `deadline`. An input record that says its
+    /// step did not succeed stops the tool before it acts (exit 1): the input still goes on to
+    /// stdout, so the pipeline's report says what happened, unless `--ignore-upstream-failure`.
     pub fn read_input(&self, deadline: std::time::Instant) -> anyhow::Result<Input> {
-        Input::read(&Source::choose(self.input.as_deref(), self.no_input), Some(deadline))
+        let input = Input::read(&Source::choose(self.input.as_deref(), self.no_input), Some(deadline))?;
+        match crate::upstream::failure(&input) {
+            Some(why) if !self.ignore_upstream_failure => {
+                let _ = crate::contract::Output::stdout().pass_through(&input);
+                Err(anyhow::anyhow!(
+                    "{why}; nothing was done (fix that step and rerun, or pass --ignore-upstream-failure)"
+                ))
+            }
+            _ => Ok(input),
+        }
     }
 
     pub fn progress(&self, tool: &'static str) -> Arc<Progress> {

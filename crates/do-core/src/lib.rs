@@ -16,6 +16,7 @@ pub mod redact;
 pub mod registry;
 pub mod types;
 pub mod units;
+pub mod upstream;
 pub mod validate;
 
 pub use api::{ApiError, Client};

@@ -27,7 +27,11 @@ pub struct TagRecord {
     /// The remote the tag was (or would be) pushed to; null with --no-push.
     pub remote: Option<String>,
     pub created: bool,
+    /// This run pushed the tag.
     pub pushed: bool,
+    /// The remote has the tag now (pushed by this run or an earlier one); false with --no-push
+    /// or a dry run.
+    pub on_remote: bool,
     pub bump: String,
     pub why: String,
     pub dry_run: bool,
@@ -235,6 +239,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         remote: pushing.then(|| cli.remote.clone()),
         created: plan.created,
         pushed: false,
+        on_remote: false,
         bump: plan.bump.clone(),
         why: plan.why.clone(),
         dry_run: cli.dry_run,
@@ -293,8 +298,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             )));
         }
         record.pushed = true;
+        record.on_remote = true;
         progress.info(&format!("pushed {tag_name} to {}", cli.remote));
     } else if remote_has_tag {
+        record.on_remote = true;
         progress.info(&format!("{} already has {tag_name}", cli.remote));
     }
     if let (Some((file, text)), false) = (&changelog, cli.commit_changelog) {
