@@ -727,3 +727,60 @@ fn a_failed_step_upstream_stops_do_tag_unless_told_to_go_on() {
     assert_eq!(tagged(&run)["tag"], "v1.1.0");
     assert_eq!(tagged(&run)["on_remote"], true);
 }
+
+#[test]
+fn release_notes_past_the_argument_limit_are_tagged() {
+    let repo = Repo::new();
+    repo.tag("v1.0.0");
+    repo.git(&["push", "-q", "origin", "v1.0.0"]);
+    // 300 commits of about 600 characters each: notes of some 180 KiB, past the 128 KiB a
+    // single argument may hold.
+    for n in 0..300 {
+        let subject = format!("fix: {n} {}", "long subject words ".repeat(32));
+        repo.git(&["commit", "-q", "--allow-empty", "-m", &subject]);
+    }
+    repo.git(&["push", "-q", "origin", "HEAD:main"]);
+    let run = repo.do_tag().args(["--bump", "auto"]).run();
+    let record = tagged(&run);
+    assert_eq!((record["tag"].as_str(), record["on_remote"].as_bool()), (Some("v1.0.1"), Some(true)));
+    let message = repo.git(&["tag", "-l", "--format=%(contents)", "v1.0.1"]);
+    assert!(message.len() > 128 * 1024, "{} bytes", message.len());
+    assert!(message.contains("- 299 long subject words"), "every commit is in the message");
+}
+
+#[test]
+fn a_refused_tag_push_leaves_no_changelog_commit_on_the_remote_and_a_rerun_makes_exactly_one() {
+    let repo = Repo::new();
+    repo.tag("v1.0.0");
+    repo.git(&["push", "-q", "origin", "v1.0.0"]);
+    repo.commit_pushed("feat: search");
+    std::fs::write(repo.work.join("CHANGELOG.md"), "# Changelog\n\n## [1.0.0] - 2026-01-01\n\n- first\n").unwrap();
+    repo.git(&["add", "CHANGELOG.md"]);
+    repo.git(&["commit", "-q", "-m", "docs: a changelog"]);
+    repo.git(&["push", "-q", "origin", "HEAD:main"]);
+    let changelog = repo.work.join("CHANGELOG.md");
+    let args = ["--bump", "auto", "--changelog", changelog.to_str().unwrap(), "--commit-changelog"];
+    // The remote refuses new tags (a protected-tag rule, say), but takes branches.
+    let hook = repo.remote.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do case $ref in refs/tags/*) echo no tags >&2; exit 1;; esac; done\n",
+    )
+    .unwrap();
+    make_executable(&hook);
+    let remote_main = || repo.git_in(&repo.remote, &["rev-parse", "main"]);
+    let before = remote_main();
+    for _ in 0..2 {
+        let run = repo.do_tag().args(args).run();
+        run.assert_code(1);
+        assert!(run.stderr.contains("nothing was pushed"), "{}", run.stderr);
+        assert_eq!(remote_main(), before, "the changelog commit did not reach the remote without its tag");
+    }
+    std::fs::remove_file(&hook).unwrap();
+    tagged(&repo.do_tag().args(args).run());
+    let subjects = repo.git_in(&repo.remote, &["log", "--format=%s", "main"]);
+    assert_eq!(subjects.matches("chore(release): v1.1.0").count(), 1, "{subjects}");
+    assert_eq!(repo.remote_tags(), ["v1.0.0", "v1.1.0"]);
+    let tagged_commit = repo.git_in(&repo.remote, &["rev-list", "-n1", "v1.1.0"]);
+    assert_eq!(tagged_commit, remote_main(), "the tag is on the changelog commit");
+}

@@ -242,13 +242,60 @@ impl Git {
         Ok(self.ask(&["merge-base", "--is-ancestor", ancestor, commit])?.is_some())
     }
 
+    /// An annotated (or signed) tag on HEAD. The message goes through a file, not an argument:
+    /// the notes of 3,000 commits are past the argument limit.
     pub fn create_tag(&self, name: &str, message: &str, sign: bool) -> anyhow::Result<()> {
         let kind = if sign { "-s" } else { "-a" };
+        let file = MessageFile::write(message).context("cannot write the tag message to a temporary file")?;
+        let path = file.path.display().to_string();
         // Verbatim: the notes' `### ` headings are not comments to strip.
-        self.run(&["tag", kind, "--cleanup=verbatim", name, "-m", message, "HEAD"]).map(|_| ())
+        self.run(&["tag", kind, "--cleanup=verbatim", "-F", &path, name, "HEAD"]).map(|_| ())
     }
 
-    pub fn push_ref(&self, remote: &str, refspec: &str) -> anyhow::Result<()> {
-        self.run(&["push", "--porcelain", remote, refspec]).map(|_| ())
+    /// Pushes `refspecs` at once: all of them land, or none (`--atomic`), so a changelog commit
+    /// never reaches the remote without its tag.
+    pub fn push_refs(&self, remote: &str, refspecs: &[String]) -> anyhow::Result<()> {
+        let mut args = vec!["push", "--porcelain"];
+        if refspecs.len() > 1 {
+            args.push("--atomic");
+        }
+        args.push(remote);
+        args.extend(refspecs.iter().map(String::as_str));
+        self.run(&args).map(|_| ())
+    }
+
+    /// Deletes a local tag this run made.
+    pub fn delete_tag(&self, name: &str) -> anyhow::Result<()> {
+        self.run(&["tag", "-d", name]).map(|_| ())
+    }
+
+    /// Undoes the last commit, which this run made (a changelog whose tag could not be made).
+    pub fn drop_last_commit(&self) -> anyhow::Result<()> {
+        self.run(&["reset", "-q", "--hard", "HEAD~1"]).map(|_| ())
+    }
+}
+
+/// A private temporary file holding a tag message, removed when dropped.
+struct MessageFile {
+    path: std::path::PathBuf,
+}
+
+impl MessageFile {
+    fn write(message: &str) -> std::io::Result<MessageFile> {
+        use std::io::Write;
+        let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let path = std::env::temp_dir().join(format!("do-tag-message-{}-{unique}", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = MessageFile { path };
+        options.open(&file.path)?.write_all(message.as_bytes())?;
+        Ok(file)
+    }
+}
+
+impl Drop for MessageFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -265,38 +265,58 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         return Ok(Exit::Done);
     }
 
+    // Commit (the changelog), tag, then push the branch and the tag in one atomic push: a
+    // failure anywhere leaves the remote as it was, and a rerun finds nothing half done.
+    let mut committed_changelog = false;
     if let (Some((file, text)), true) = (&changelog, cli.commit_changelog) {
         std::fs::write(file, text).with_context(|| format!("cannot write --changelog {}", file.display()))?;
         let relative = std::path::absolute(file)?;
         let head = git.commit_file(&relative.display().to_string(), &format!("chore(release): {tag_name}"))?;
         progress.info(&format!("committed {} as {}", file.display(), short(&head)));
         record.commit = head;
+        committed_changelog = true;
         push_branch_first = pushing;
-    }
-    if push_branch_first {
-        let branch = branch.as_deref().expect("a branch, checked above");
-        progress.info(&format!("pushing branch {branch} to {} first", cli.remote));
-        git.push_ref(&cli.remote, &format!("HEAD:refs/heads/{branch}"))?;
     }
     if plan.created {
         let message = match &cli.message {
             Some(message) => message.clone(),
             None => format!("{tag_name}\n\n{release_notes}"),
         };
-        git.create_tag(&tag_name, &message, cli.sign)?;
-        progress.info(&format!("created {tag_name} on {} ({})", short(&head), plan.why));
+        if let Err(error) = git.create_tag(&tag_name, &message, cli.sign) {
+            if committed_changelog {
+                git.drop_last_commit().context("the tag could not be made, nor the changelog commit undone")?;
+                progress.warn("the changelog commit was undone: its tag could not be made");
+            }
+            return Err(error);
+        }
+        progress.info(&format!("created {tag_name} on {} ({})", short(&record.commit), plan.why));
     } else {
         progress.info(&format!("HEAD already carries {tag_name}; keeping it"));
     }
+    let mut refspecs = Vec::new();
+    if push_branch_first {
+        let branch = branch.as_deref().expect("a branch, checked above");
+        refspecs.push(format!("HEAD:refs/heads/{branch}"));
+    }
     if pushing && !remote_has_tag {
-        if let Err(error) = git.push_ref(&cli.remote, &format!("refs/tags/{tag_name}")) {
+        refspecs.push(format!("refs/tags/{tag_name}"));
+    }
+    if !refspecs.is_empty() {
+        progress.info(&format!("pushing {} to {}", refspecs.join(" and "), cli.remote));
+        if let Err(error) = git.push_refs(&cli.remote, &refspecs) {
+            // The changelog commit and its tag are undone, so a rerun makes them once, afresh.
+            let undone = committed_changelog && git.delete_tag(&tag_name).and_then(|()| git.drop_last_commit()).is_ok();
             output.emit("tag", 1, &record)?;
             github_outputs(&record)?;
-            return Err(error.context(format!(
-                "could not push {tag_name} to {}; the tag stays local, rerun do-tag to push it",
-                cli.remote
-            )));
+            let left = if undone {
+                "nothing was pushed, and the changelog commit and the tag were undone; rerun do-tag"
+            } else {
+                "the tag stays local, rerun do-tag to push it"
+            };
+            return Err(error.context(format!("could not push {tag_name} to {}; {left}", cli.remote)));
         }
+    }
+    if pushing && !remote_has_tag {
         record.pushed = true;
         record.on_remote = true;
         progress.info(&format!("pushed {tag_name} to {}", cli.remote));
