@@ -656,3 +656,22 @@ fn a_release_with_the_app_spec_in_the_repository_deploys_the_spec() {
     expected.as_array_mut().unwrap().last_mut().unwrap()["value"] = json!("hello");
     assert_eq!(live, expected, "the spec, expanded, its other variables and the live secret kept");
 }
+
+#[test]
+fn no_commit_in_the_paths_since_the_last_tag_ends_the_release_with_nothing_done() {
+    let world = World::new();
+    let before = world.refs();
+    let config = Config { paths: vec!["services/api".into()], ..world.config() };
+    let outcome = world.run(true, config);
+    assert_eq!(outcome.exit, 0, "{}", outcome.text);
+    assert!(outcome.text.contains("nothing to release since v1.4.2"), "{}", outcome.text);
+    assert_eq!(world.refs(), before, "no tag, no push");
+    assert_eq!(world.remote_tags(), ["v1.4.2"]);
+    let ran: Vec<&str> = outcome.steps.iter().map(|s| s.name.as_str()).collect();
+    assert!(!ran.contains(&"deploy") && !ran.contains(&"build") && !ran.contains(&"push"), "{ran:?}");
+    assert!(mutating_sim_requests(&world).is_empty(), "nothing changed in the account");
+}
+
+fn mutating_sim_requests(world: &World) -> Vec<String> {
+    crate::support::mutating_requests(&world.sim).into_iter().map(|r| format!("{} {}", r.method, r.url)).collect()
+}

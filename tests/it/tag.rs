@@ -784,3 +784,23 @@ fn a_refused_tag_push_leaves_no_changelog_commit_on_the_remote_and_a_rerun_makes
     let tagged_commit = repo.git_in(&repo.remote, &["rev-list", "-n1", "v1.1.0"]);
     assert_eq!(tagged_commit, remote_main(), "the tag is on the changelog commit");
 }
+
+#[test]
+fn no_commit_since_the_last_tag_in_the_paths_is_nothing_to_release() {
+    let repo = Repo::new();
+    repo.tag("api/v1.0.0");
+    repo.git(&["push", "-q", "origin", "api/v1.0.0"]);
+    repo.commit_pushed("feat: a change outside api/");
+    let before = repo.all_refs();
+    let run = repo.do_tag().args(["--prefix", "api/v", "--path", "api", "--bump", "auto"]).run();
+    run.assert_code(0);
+    let record = tagged(&run);
+    assert_eq!((record["bump"].as_str(), record["created"].as_bool()), (Some("none"), Some(false)));
+    assert_eq!(record["tag"], "api/v1.0.0", "the release as it was");
+    assert_eq!(record["on_remote"], true);
+    assert!(record["why"].as_str().unwrap().starts_with("nothing to release since api/v1.0.0"), "{record}");
+    assert_eq!(repo.all_refs(), before, "no tag made or pushed");
+    // A level named on purpose still releases.
+    let run = repo.do_tag().args(["--prefix", "api/v", "--path", "api", "--bump", "patch"]).run();
+    assert_eq!(tagged(&run)["tag"], "api/v1.0.1");
+}

@@ -179,6 +179,8 @@ struct Plan {
     /// The registry already holds the tag, built from HEAD: its digest (a rerun).
     reuse: Option<String>,
     gc_busy: bool,
+    /// do-tag found no commit since the previous tag (with `bump = "auto"`): nothing to release.
+    nothing: bool,
 }
 
 struct Runner<'a> {
@@ -279,6 +281,11 @@ impl Runner<'_> {
         self.heading("preflight", "");
         if let Err(failed) = self.preflight() {
             return Ok((Exit::Usage as i32, format!("preflight failed, nothing was changed: {}", failed.0)));
+        }
+        if self.plan.nothing {
+            // Ends here: nothing built, tagged, deployed or pruned.
+            let why = self.plan.why.split(':').next().unwrap_or_default().to_string();
+            return Ok((0, format!("{why}; nothing was done (set bump to a level to release anyway)")));
         }
 
         if execute && self.plan.reuse.is_none() {
@@ -480,6 +487,13 @@ impl Runner<'_> {
         self.plan.version = text("version");
         self.plan.commit = text("commit");
         self.plan.why = text("why");
+        self.plan.nothing =
+            text("bump") == "none" && tag["created"] == false && text("why").starts_with("nothing to release");
+        if self.plan.nothing {
+            self.ok(lines, "git", &self.plan.why.clone());
+            self.plan.tag.clear();
+            return Ok(());
+        }
         std::fs::write(self.staging.path().join("notes.md"), text("notes"))
             .map_err(|e| fail("git", format!("cannot save the notes: {e}")))?;
         self.ok(

@@ -127,6 +127,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         ));
     }
     let tag_name = format!("{}{}", cli.prefix, plan.version);
+    if plan.nothing {
+        return nothing_to_release(&cli, &git, &input, &plan, &tag_name, &head, branch.as_deref(), &progress);
+    }
     let commits = git.commits_since(plan.previous_tag.as_deref(), &cli.paths)?;
     let github = match git.remote_url(&cli.remote)? {
         Some(url) => notes::github_url(&url),
@@ -341,6 +344,45 @@ struct Plan {
     why: String,
     /// A version tag on HEAD below the highest, not reused.
     ignored_head_tag: Option<String>,
+    /// `--bump auto` found no commit since the previous tag (in `--path`): nothing to release.
+    nothing: bool,
+}
+
+/// `--bump auto` with no commit since the previous tag: no tag, a record with bump `none` naming
+/// the previous tag (so the rest of a pipeline finds the release as it was), exit 0.
+#[allow(clippy::too_many_arguments)]
+fn nothing_to_release(
+    cli: &Cli,
+    git: &Git,
+    input: &do_core::contract::Input,
+    plan: &Plan,
+    tag_name: &str,
+    head: &str,
+    branch: Option<&str>,
+    progress: &do_core::progress::Progress,
+) -> anyhow::Result<Exit> {
+    let pushing = !cli.no_push;
+    let on_remote = pushing && git.remote_refs(&cli.remote, tag_name, branch)?.tag_commit.is_some();
+    let mut output = Output::stdout();
+    output.pass_through(input)?;
+    let record = TagRecord {
+        tag: tag_name.to_string(),
+        version: plan.version.to_string(),
+        previous_tag: plan.previous_tag.clone(),
+        commit: head.to_string(),
+        remote: pushing.then(|| cli.remote.clone()),
+        created: false,
+        pushed: false,
+        on_remote,
+        bump: plan.bump.clone(),
+        why: plan.why.clone(),
+        dry_run: cli.dry_run,
+        notes: String::new(),
+    };
+    output.emit("tag", 1, &record)?;
+    github_outputs(&record)?;
+    progress.info(&format!("{}; no tag made (pass --bump patch or --set-version to release anyway)", plan.why));
+    Ok(Exit::Done)
 }
 
 fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[&VersionTag]) -> anyhow::Result<Plan> {
@@ -371,6 +413,7 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
             bump: "none".into(),
             why: format!("HEAD already carries {}", existing.name),
             ignored_head_tag: None,
+            nothing: false,
         });
     }
     let previous_tag = previous.map(|t| t.name.clone());
@@ -388,6 +431,7 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
             bump: "set".into(),
             why: format!("--set-version {version}"),
             ignored_head_tag,
+            nothing: false,
         });
     }
     let Some(previous) = previous else {
@@ -403,11 +447,24 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
             bump: "initial".into(),
             why: format!("no {}X.Y.Z tag yet: --initial {}", cli.prefix, cli.initial),
             ignored_head_tag,
+            nothing: false,
         });
     };
     let (bump, why) = match cli.bump {
         Bump::Auto => {
             let commits = git.commits_since(Some(&previous.name), &cli.paths)?;
+            if commits.is_empty() {
+                let scope = if cli.paths.is_empty() { String::new() } else { format!(" in {}", cli.paths.join(", ")) };
+                return Ok(Plan {
+                    version: previous.version.clone(),
+                    previous_tag: Some(previous.name.clone()),
+                    created: false,
+                    bump: "none".into(),
+                    why: format!("nothing to release since {}: no commit{scope} since it", previous.name),
+                    ignored_head_tag,
+                    nothing: true,
+                });
+            }
             bump_from_commits(&commits, Some(&previous.version), cli.major_zero_breaking, &previous.name)
         }
         explicit => (explicit, format!("{explicit}: --bump {explicit} from {}", previous.name)),
@@ -417,7 +474,7 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
         Some(ignored) => format!("{why}; HEAD's lower tag {ignored} ignored"),
         None => why,
     };
-    Ok(Plan { version, previous_tag, created: true, bump: bump.to_string(), why, ignored_head_tag })
+    Ok(Plan { version, previous_tag, created: true, bump: bump.to_string(), why, ignored_head_tag, nothing: false })
 }
 
 /// For an existing tag on HEAD, the highest version tag below it (the release before).
