@@ -61,7 +61,8 @@ pub struct Cli {
     #[arg(long, value_name = "X.Y.Z", default_value = "0.1.0")]
     pub initial: semver::Version,
 
-    /// Which part to bump; auto reads conventional commits since the last tag
+    /// Which part to bump; auto reads conventional commits since the last tag (none since it, in
+    /// --path: nothing to release, no tag, the record's bump is "none")
     #[arg(long, value_enum, default_value_t = Bump::Patch)]
     pub bump: Bump,
 
