@@ -566,6 +566,31 @@ fn credentials_in_any_spec_field_are_shown_as_secret_everywhere() {
 }
 
 #[test]
+fn production_never_carries_the_preview_mark_so_delete_preview_cannot_reach_it() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    // A spec that gives production the mark itself: refused before any request.
+    let marked = APP_YAML.replace(
+        "      - key: LOG_LEVEL\n",
+        "      - key: DO_RELEASE_PREVIEW\n        value: pr-1\n      - key: LOG_LEVEL\n",
+    );
+    let file = write(dir.path(), "marked.yaml", &marked);
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    assert_refused(&run, &sim);
+    assert!(run.stderr.contains("which only do-deploy --preview sets"), "{}", run.stderr);
+    assert!(sim.requests().is_empty(), "refused before any request");
+    // A preview app, then a production deploy of a spec named like it: refused.
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-1"]).run().assert_code(0);
+    let named_like = write(dir.path(), "named.yaml", &APP_YAML.replace("name: example-app", "name: example-app-pr-1"));
+    let changes_before = app_changes(&sim);
+    let run = deploy(&sim, &named_like).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("is a preview app"), "{}", run.stderr);
+    assert_eq!(app_changes(&sim), changes_before, "nothing changed");
+}
+
+#[test]
 fn the_token_never_reaches_a_preview_through_preview_env() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

@@ -203,7 +203,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         return outcome;
     }
-    let plan = read_spec(false)?.map(|spec| SpecPlan {
+    let spec = read_spec(false)?;
+    if let Some(spec) = spec.as_ref().filter(|spec| cli.preview.is_none() && specfile::carries_preview_mark(spec)) {
+        return Err(Failure::usage(format!(
+            "the spec gives its components {}, which only do-deploy --preview sets (on preview apps, which --delete-preview deletes); remove it from {} or deploy with --preview",
+            specfile::PREVIEW_MARKER,
+            spec["name"].as_str().unwrap_or("the spec")
+        )));
+    }
+    let plan = spec.map(|spec| SpecPlan {
         spec: match &cli.preview {
             Some(preview) => specfile::for_preview(&spec, preview, &preview_envs),
             None => spec,
@@ -331,7 +339,17 @@ fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
 /// A preview run changes only an app that do-deploy made as that preview: an app that merely
 /// has the name (a production app called `shop-pr-42`, say) is not overwritten.
 pub(crate) fn check_is_preview(plan: &SpecPlan, app: &App) -> anyhow::Result<()> {
-    let Some(preview) = &plan.preview else { return Ok(()) };
+    let Some(preview) = &plan.preview else {
+        if specfile::carries_preview_mark(&app.spec) {
+            return Err(Failure::usage(format!(
+                "app {} ({}) is a preview app (its components carry {}); deploy to it with --preview, never as production",
+                app.name(),
+                app.id,
+                specfile::PREVIEW_MARKER
+            )));
+        }
+        return Ok(());
+    };
     if specfile::preview_marker(&app.spec) == Some(preview.as_str()) {
         return Ok(());
     }

@@ -384,7 +384,18 @@ pub fn for_preview(spec: &Value, preview: &str, extra_envs: &[(String, String)])
 /// The preview name an app's spec is marked with: every component (and at least one) carries
 /// the same [`PREVIEW_MARKER`]. Anything else is not a preview made by do-deploy.
 pub fn preview_marker(spec: &Value) -> Option<&str> {
-    let mut marks = crate::spec::COMPONENT_LISTS.iter().flat_map(|list| {
+    preview_marks(spec).next().flatten().filter(|first| preview_marks(spec).all(|mark| mark == Some(*first)))
+}
+
+/// Whether any component carries [`PREVIEW_MARKER`] at all: only do-deploy --preview sets it,
+/// and only on a preview app (else `--delete-preview` could one day delete that app).
+pub fn carries_preview_mark(spec: &Value) -> bool {
+    preview_marks(spec).any(|mark| mark.is_some())
+}
+
+/// Each component's mark (None where it has none).
+fn preview_marks(spec: &Value) -> impl Iterator<Item = Option<&str>> {
+    crate::spec::COMPONENT_LISTS.iter().flat_map(|list| {
         spec.get(*list).and_then(Value::as_array).into_iter().flatten().map(|component| {
             component
                 .get("envs")
@@ -393,9 +404,7 @@ pub fn preview_marker(spec: &Value) -> Option<&str> {
                 .and_then(|env| env.get("value"))
                 .and_then(Value::as_str)
         })
-    });
-    let first = marks.next()??;
-    marks.all(|mark| mark == Some(first)).then_some(first)
+    })
 }
 
 /// Gives each SECRET variable the file leaves without a value the live app's (encrypted)
@@ -581,6 +590,20 @@ mod tests {
             assert!(name.len() <= MAX_APP_NAME && crate::spec::valid_app_name(&name), "{name}");
             assert!(seen.insert(name.clone()), "pr-{n} collides: {name}");
         }
+    }
+
+    #[test]
+    fn any_component_with_the_mark_carries_it_and_only_a_uniform_mark_names_a_preview() {
+        let mark = |value: &str| json!({"key": PREVIEW_MARKER, "value": value});
+        let one = json!({"services": [{"name": "a", "envs": [mark("pr-1")]}, {"name": "b"}]});
+        assert!(carries_preview_mark(&one));
+        assert_eq!(preview_marker(&one), None, "b is unmarked");
+        let both = json!({"services": [{"name": "a", "envs": [mark("pr-1")]}], "workers": [{"name": "w", "envs": [mark("pr-1")]}]});
+        assert_eq!(preview_marker(&both), Some("pr-1"));
+        let mixed = json!({"services": [{"name": "a", "envs": [mark("pr-1")]}, {"name": "b", "envs": [mark("pr-2")]}]});
+        assert_eq!(preview_marker(&mixed), None);
+        assert!(!carries_preview_mark(&json!({"services": [{"name": "a", "envs": [{"key": "X", "value": "pr-1"}]}]})));
+        assert!(!carries_preview_mark(&json!({})));
     }
 
     #[test]
