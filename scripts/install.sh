@@ -20,6 +20,12 @@ fail() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 version=${DO_RELEASE_VERSION:-}
+# The action pinned by commit (uses: OWNER/do-release@<40 hex>) passes that commit as its ref,
+# or nothing at all: the release it belongs to is the one named in dist/VERSION, which each
+# release commits beside its checksums.
+if [[ -z "$version" || "$version" =~ ^[0-9a-f]{40}$ ]] && [ -f "$here/dist/VERSION" ]; then
+  version=$(head -n 1 "$here/dist/VERSION")
+fi
 version=${version#v}
 [ -n "$version" ] || fail "no version given: set DO_RELEASE_VERSION (or the action's version input)"
 case "$version" in

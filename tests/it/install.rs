@@ -188,6 +188,31 @@ fn yaml(path: &str) -> Value {
 }
 
 #[test]
+fn an_action_pinned_by_commit_installs_the_release_it_belongs_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    let archive = xtask::dist::pack(&fake_binaries(dir.path()), VERSION, TARGET, &served, 1_000_000).unwrap();
+    let action = action_with_checksums(dir.path(), &std::fs::read_to_string(&archive.checksum_file).unwrap());
+    let server = serve(served);
+    // Without dist/VERSION, a commit ref names no version.
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let run = install(&action, &server.url, &[("DO_RELEASE_VERSION", commit)]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("no checksums for v0123456789"), "{}", run.stderr);
+    // The release commits its version beside its checksums: a commit pin, or an empty ref, finds it.
+    std::fs::write(action.join("dist/VERSION"), format!("{VERSION}\n")).unwrap();
+    for version in [commit, ""] {
+        let run = install(&action, &server.url, &[("DO_RELEASE_VERSION", version)]);
+        assert_eq!(run.code, 0, "{version:?}: {}", run.stderr);
+        assert_eq!(installed_tools(&run.dest).len(), 6);
+        assert!(run.stdout.contains(&format!("v{VERSION}")), "{}", run.stdout);
+    }
+    // A version given on purpose wins over the file.
+    let run = install(&action, &server.url, &[("DO_RELEASE_VERSION", "1.0.0")]);
+    assert!(run.stderr.contains("no checksums for v1.0.0"), "{}", run.stderr);
+}
+
+#[test]
 fn the_action_installs_its_own_tag_by_default_and_builds_from_source_on_request() {
     let action = yaml("action.yml");
     assert_eq!(action["runs"]["using"], "composite");
