@@ -863,8 +863,14 @@ fn the_preview_workflow_deploys_comments_once_and_deletes_with_least_permissions
         .collect();
     assert_eq!(writers, ["comment: pull-requests"], "one job writes, to the conversation only");
     assert_eq!(jobs["comment"]["permissions"], json!({"pull-requests": "write"}));
+    assert!(jobs["comment"].get("environment").is_none() && !text.contains("persist-credentials: true"));
+    assert_eq!(text.matches("persist-credentials: false").count(), 2, "no checkout keeps the job token");
     for name in ["deploy", "delete"] {
         assert_eq!(jobs[name]["permissions"], json!({"contents": "read"}), "{name}");
+        assert_eq!(
+            jobs[name]["environment"], "preview",
+            "{name}: the token that deletes apps is behind an environment"
+        );
         assert!(
             jobs[name]["if"].as_str().unwrap().contains("head.repo.full_name == github.repository"),
             "{name}: no preview for forks"
