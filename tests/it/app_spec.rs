@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, PRUNE};
+use crate::support::{call, mutating_requests, sim, Run, Tool, DEPLOY, PRUNE};
 
 const FAST: [&str; 4] = ["--interval", "30ms", "--max-interval", "60ms"];
 
@@ -767,6 +767,12 @@ fn a_delete_whose_answer_is_lost_or_that_another_run_won_still_ends_deleted() {
             body: r#"{"id":"not_found","message":"The resource you were accessing could not be found."}"#.into(),
             content_type: Some("application/json".into()),
         },
+        // Deleted, but answered with an error that is not retried: the fresh read tells.
+        FaultKind::AnswerAfterApply {
+            status: 409,
+            body: r#"{"id":"conflict","message":"try again"}"#.into(),
+            content_type: Some("application/json".into()),
+        },
     ] {
         let sim = sim(30);
         let dir = tempfile::tempdir().unwrap();
@@ -804,6 +810,40 @@ fn a_delete_whose_answer_is_lost_or_that_another_run_won_still_ends_deleted() {
         (Some("failed"), Some(false))
     );
     assert!(app_named(&sim, "example-app-pr-2").is_some());
+}
+
+#[test]
+fn a_preview_renamed_or_gone_by_the_fresh_read_is_not_deleted() {
+    // Found by name, then renamed before the read right before the delete: refused.
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", APP_YAML);
+    deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--preview", "pr-3"]).run().assert_code(0);
+    let id = app_named(&sim, "example-app-pr-3").unwrap()["id"].as_str().unwrap().to_string();
+    let (_, mut app) = call(&sim, "GET", &format!("/v2/apps/{id}"), None, Some(&sim.token()));
+    app["app"]["spec"]["name"] = json!("production-now");
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/apps/{id}$"),
+        kind: FaultKind::Body { status: 200, body: app },
+        times: 1,
+    });
+    let run = deploy(&sim, &file).args(["--delete-preview", "pr-3"]).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("was not made by do-deploy --preview pr-3"), "{}", run.stderr);
+    assert!(!mutating_requests(&sim).iter().any(|r| r.method == "DELETE"), "no delete");
+    // Gone between the lookup and the fresh read: nothing to delete, done.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/apps/{id}$"),
+        kind: FaultKind::Status { status: 404, retry_after: None },
+        times: 1,
+    });
+    let run = deploy(&sim, &file).args(["--delete-preview", "pr-3"]).run();
+    run.assert_code(0);
+    assert_eq!(run.record("preview-delete")["outcome"], "absent");
+    assert!(!mutating_requests(&sim).iter().any(|r| r.method == "DELETE"), "no delete");
+    assert!(app_named(&sim, "example-app-pr-3").is_some(), "the simulator still has it: nothing was sent");
 }
 
 #[test]

@@ -370,3 +370,140 @@ fn check_flags_are_checked_before_any_request() {
     }
     assert!(sim.requests().is_empty());
 }
+
+/// A failed deployment with --rollback-on-failure in which, right before the rollback's guard
+/// reads the app again, `meddle` changes what the simulator answers; returns the run.
+fn rollback_guarded_by(sim: &Sim, meddle: impl FnOnce(&Sim, &Value)) -> Run {
+    next_deployment(sim, Outcome::DeployError, 30, Live::Healthy);
+    // Fetching the failure's log takes a while: the window in which the world changes.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/_sim/logs/".into(),
+        kind: FaultKind::Latency { ms: 800 },
+        times: 1,
+    });
+    let ours = spawn(deploy(sim).args(["--repository", "web", "--tag", "v1.0.0", "--rollback-on-failure"]));
+    wait_for(sim, "GET", "/logs?type=");
+    let (status, app) = call(sim, "GET", &format!("/v2/apps/{}", app_id(sim)), None, Some(&sim.token()));
+    assert_eq!(status, 200);
+    meddle(sim, &app);
+    ours.join().unwrap()
+}
+
+/// The next answers to the app's own read are `app`, changed by `change`.
+fn answer_app_with(sim: &Sim, app: &Value, change: impl FnOnce(&mut Value)) {
+    let mut body = app.clone();
+    change(&mut body["app"]);
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/apps/{}$", app_id(sim)),
+        kind: FaultKind::Body { status: 200, body },
+        times: 1000,
+    });
+}
+
+fn skipped(run: &Run) -> String {
+    run.assert_code(4);
+    let rollback = run.record("deploy")["rollback"].clone();
+    rollback["skipped"].as_str().unwrap_or_else(|| panic!("not skipped: {rollback}")).to_string()
+}
+
+#[test]
+fn no_rollback_when_another_deployment_is_active_now() {
+    let sim = sim(30);
+    let run = rollback_guarded_by(&sim, |sim, app| {
+        answer_app_with(sim, app, |app| app["active_deployment"]["id"] = json!("someone-elses-deployment"))
+    });
+    let why = skipped(&run);
+    assert!(why.contains("deployment someone-elses-deployment is ACTIVE now"), "{why}");
+    assert_eq!(requests(&sim, "POST", "/rollback"), 0, "not even validated");
+}
+
+#[test]
+fn no_rollback_when_a_newer_deployment_is_still_in_progress() {
+    let sim = sim(30);
+    let run = rollback_guarded_by(&sim, |sim, app| {
+        answer_app_with(sim, app, |app| {
+            let mut newer = app["active_deployment"].clone();
+            newer["id"] = json!("a-newer-one");
+            newer["phase"] = json!("BUILDING");
+            app["in_progress_deployment"] = newer;
+        })
+    });
+    let why = skipped(&run);
+    assert!(why.contains("deployment a-newer-one is BUILDING now: a rollback would supersede it"), "{why}");
+    assert_eq!(requests(&sim, "POST", "/rollback"), 0);
+}
+
+#[test]
+fn no_rollback_when_a_newer_deployment_was_made_after_ours() {
+    let sim = sim(30);
+    let run = rollback_guarded_by(&sim, |sim, _| {
+        // The list, newest first, shows one made after ours (already ended, so nothing else shows it).
+        let (_, list) = call(sim, "GET", &format!("/v2/apps/{}/deployments", app_id(sim)), None, Some(&sim.token()));
+        let mut newer = list["deployments"][0].clone();
+        newer["id"] = json!("made-after-ours");
+        newer["cause"] = json!("manual");
+        let mut deployments = vec![newer];
+        deployments.extend(list["deployments"].as_array().unwrap().iter().cloned());
+        sim.add_fault(Fault {
+            method: Some("GET".into()),
+            path: format!("/v2/apps/{}/deployments$", app_id(sim)),
+            kind: FaultKind::Body {
+                status: 200,
+                body: json!({"deployments": deployments, "meta": {"total": deployments.len()}}),
+            },
+            times: 1000,
+        });
+    });
+    let why = skipped(&run);
+    assert!(why.contains("deployment made-after-ours (manual) was made after this run's"), "{why}");
+    assert_eq!(requests(&sim, "POST", "/rollback"), 0);
+}
+
+#[test]
+fn no_rollback_when_the_app_cannot_be_read_again() {
+    let sim = sim(30);
+    let run = rollback_guarded_by(&sim, |sim, _| {
+        sim.add_fault(Fault {
+            method: Some("GET".into()),
+            path: format!("/v2/apps/{}$", app_id(sim)),
+            kind: FaultKind::Status { status: 503, retry_after: None },
+            times: 1000,
+        });
+    });
+    let why = skipped(&run);
+    assert!(why.contains("the app could not be read to make sure a rollback undoes nothing newer"), "{why}");
+    assert_eq!(requests(&sim, "POST", "/rollback"), 0, "fails closed");
+}
+
+#[test]
+fn no_rollback_when_nothing_was_active_when_the_run_began() {
+    let sim = sim(30);
+    // The app's only deployment is the one this run makes.
+    sim.state().apps[0].deployments.clear();
+    next_deployment(&sim, Outcome::DeployError, 30, Live::Healthy);
+    let run = deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0", "--rollback-on-failure"]).run();
+    let why = skipped(&run);
+    assert_eq!(why, "no deployment was ACTIVE when this run began");
+    assert_eq!(requests(&sim, "POST", "/rollback"), 0);
+}
+
+#[test]
+fn no_rollback_when_the_api_says_it_is_not_valid() {
+    let sim = sim(30);
+    let run = rollback_guarded_by(&sim, |sim, _| {
+        sim.add_fault(Fault {
+            method: Some("POST".into()),
+            path: format!("/v2/apps/{}/rollback/validate", app_id(sim)),
+            kind: FaultKind::Body { status: 200, body: json!({"valid": false, "error": {"message": "not today"}}) },
+            times: 1,
+        });
+    });
+    run.assert_code(4);
+    let rollback = run.record("deploy")["rollback"].clone();
+    assert_eq!(rollback["skipped"], Value::Null, "the guard passed");
+    assert!(rollback["error"].as_str().unwrap_or_default().contains("is not valid: not today"), "{rollback}");
+    let rollbacks = sim.requests().iter().filter(|r| r.method == "POST" && r.url.ends_with("/rollback")).count();
+    assert_eq!(rollbacks, 0, "validated, refused, never sent");
+}
