@@ -166,6 +166,43 @@ fn a_failed_deployment_rolls_back_when_nothing_newer_happened() {
         (Some(previous.as_str()), Some("ACTIVE"))
     );
     assert_eq!(rollback["skipped"], Value::Null);
+    assert!(run.stderr.contains("rolled back: deployment"), "{}", run.stderr);
+    assert!(!run.stderr.contains("the rollback deployment"), "{}", run.stderr);
+}
+
+#[test]
+fn a_rollback_refused_outright_is_told_and_not_looked_for() {
+    let sim = sim(30);
+    let run = rollback_guarded_by(&sim, |sim, _| {
+        sim.add_fault(Fault {
+            method: Some("POST".into()),
+            path: format!("/v2/apps/{}/rollback$", app_id(sim)),
+            kind: FaultKind::Body {
+                status: 422,
+                body: json!({"id": "unprocessable_entity", "message": "the app cannot roll back now"}),
+            },
+            times: 1,
+        });
+    });
+    run.assert_code(4);
+    let rollback = run.record("deploy")["rollback"].clone();
+    let error = rollback["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the app cannot roll back now"), "the API's refusal, not a search for it: {rollback}");
+    assert_eq!(rollback["deployment_id"], Value::Null);
+}
+
+#[test]
+fn a_rollback_that_itself_fails_is_said_to_have_failed() {
+    let sim = sim(30);
+    let run = rollback_guarded_by(&sim, |sim, _| {
+        // The rollback's own deployment ends in ERROR too.
+        sim.state().apps[0].next_outcome = Outcome::DeployError;
+    });
+    run.assert_code(4);
+    let rollback = run.record("deploy")["rollback"].clone();
+    assert_eq!(rollback["phase"], "ERROR", "{rollback}");
+    assert!(run.stderr.contains("the rollback deployment") && run.stderr.contains("ended ERROR"), "{}", run.stderr);
+    assert!(!run.stderr.contains("rolled back: deployment"), "{}", run.stderr);
 }
 
 #[test]
