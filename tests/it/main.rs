@@ -15,6 +15,7 @@ mod login;
 mod progress;
 mod prune;
 mod prune_artifacts;
+mod prune_guards;
 mod prune_properties;
 mod prune_protection;
 mod prune_safety;

@@ -1,0 +1,203 @@
+//! do-prune's guards, each pinned alone (issue 28): a saved plan applied after the world
+//! changed, the grace period for recent untagged manifests, an untagged manifest whose time
+//! cannot be read, the app's own deployments when the deployment list lacks them, a registry
+//! that differs from a saved plan's, and an untagged GC type refused when a read failed.
+
+use do_sim::{Fault, FaultKind, Sim};
+use serde_json::{json, Value};
+
+use crate::support::{digest_in, manifests_in, mutating_requests, Run, Tool, PRUNE};
+
+fn world(manifests: Vec<Value>) -> Sim {
+    let seed: do_sim::Seed = serde_json::from_value(json!({
+        "registries": [{"name": "reg", "tier": "professional", "repositories": [{"name": "web", "manifests": manifests}]}],
+    }))
+    .unwrap();
+    let sim = Sim::start(
+        "127.0.0.1:0",
+        seed.into_state("tok", do_sim::Timing { gc_step_ms: 30, deploy_phase_ms: 30 }).unwrap(),
+    )
+    .unwrap();
+    sim.state().rate_limit = do_sim::RateLimit { per_hour: 1_000_000, per_minute: 1_000_000, window_scale: 1.0 };
+    sim
+}
+
+fn releases(n: usize) -> Vec<Value> {
+    (1..=n).map(|i| json!({"tags": [format!("v{i}")], "size_bytes": 1024})).collect()
+}
+
+fn prune(sim: &Sim) -> Tool {
+    Tool::against(PRUNE, sim).args(["--interval", "30ms"])
+}
+
+fn tags(sim: &Sim) -> Vec<String> {
+    let mut tags: Vec<String> = manifests_in(sim, "web")
+        .iter()
+        .flat_map(|m| m["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>())
+        .collect();
+    tags.sort();
+    tags
+}
+
+fn skipped(run: &Run) -> Vec<(String, String)> {
+    run.record("prune")["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["digest"].as_str().unwrap().to_string(), s["reason"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn an_image_deployed_after_the_plan_was_saved_survives_its_apply() {
+    let sim = world(releases(3));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    // Between the plan and its apply, an app starts running v1.
+    let v1 = digest_in(&sim, "web", "v1");
+    sim.add_app(do_sim::default_app_spec("shop", "web", "v1"), true);
+    let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    assert_eq!(tags(&sim), ["v1", "v3"], "v2 went as planned; v1 is deployed now");
+    let skipped = skipped(&run);
+    assert!(
+        skipped.iter().any(|(d, r)| *d == v1 && r.starts_with("now protected:") && r.contains("of app shop")),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn a_saved_plan_never_deletes_what_became_the_newest_tagged_manifest() {
+    let sim = world(releases(3));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    // v3, the newest, is deleted by someone else: v2 is now the repository's newest.
+    let v3 = digest_in(&sim, "web", "v3");
+    sim.state()
+        .registries
+        .get_mut("reg")
+        .unwrap()
+        .repositories
+        .get_mut("web")
+        .unwrap()
+        .edit(|m| m.retain(|m| m.digest != v3));
+    let v2 = digest_in(&sim, "web", "v2");
+    let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    assert_eq!(tags(&sim), ["v2"], "v1 went; v2 stays as the newest");
+    assert!(skipped(&run).iter().any(|(d, r)| *d == v2 && r.contains("newest tagged manifest")), "{:?}", skipped(&run));
+}
+
+#[test]
+fn a_saved_untagged_deletion_that_is_needed_now_is_skipped() {
+    let sim = world(vec![json!({"tags": [], "size_bytes": 1024}), json!({"tags": ["v1"], "size_bytes": 1024})]);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let untagged = manifests_in(&sim, "web").iter().find(|m| m["tags"] == json!([])).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // An app now runs the untagged manifest by digest.
+    let mut spec = do_sim::default_app_spec("shop", "web", "v1");
+    spec["services"][0]["image"] = json!({"registry_type": "DOCR", "repository": "web", "digest": untagged});
+    sim.add_app(spec, true);
+    let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    assert!(manifests_in(&sim, "web").iter().any(|m| m["digest"] == untagged.as_str()), "kept");
+    assert!(skipped(&run).iter().any(|(d, r)| *d == untagged && r.contains("now protected")), "{:?}", skipped(&run));
+    assert!(!mutating_requests(&sim).iter().any(|r| r.url.contains(&untagged)));
+}
+
+#[test]
+fn a_registry_other_than_the_saved_plans_is_refused() {
+    let sim = world(releases(2));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--registry", "other", "--execute"]).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("--registry other differs from the saved plan's registry reg"), "{}", run.stderr);
+    assert!(mutating_requests(&sim).is_empty());
+}
+
+#[test]
+fn untagged_manifests_within_the_grace_period_or_with_an_unreadable_time_stay() {
+    let sim = world(vec![
+        json!({"tags": [], "size_bytes": 1024, "updated_at": "yesterday-ish"}),
+        json!({"tags": ["v1"], "size_bytes": 1024}),
+    ]);
+    // One pushed a minute ago, untagged (a push in progress).
+    let pushed = do_sim::content::image("in flight", 512);
+    let digest = pushed.digest.clone();
+    sim.state().store("reg", "web", vec![pushed], None, std::time::Instant::now()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let a_minute_ago = do_core::duration::format_epoch(now - 60);
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        manifests.iter_mut().find(|m| m.digest == digest).unwrap().updated_at = a_minute_ago.clone();
+    });
+    let run = prune(&sim).args(["--keep-last", "1"]).run();
+    run.assert_code(0);
+    let web = &run.record("prune")["repositories"][0];
+    assert_eq!(web["untagged_kept"]["count"], 2, "{web}");
+    assert!(web["deleted"].as_array().unwrap().is_empty(), "{web}");
+    // Without the grace period, the recent one goes; the unreadable time still keeps the other.
+    let run = prune(&sim).args(["--keep-last", "1", "--untagged-grace", "30s"]).run();
+    let web = &run.record("prune")["repositories"][0];
+    assert_eq!(
+        (web["untagged_kept"]["count"].as_u64(), web["deleted"].as_array().unwrap().len()),
+        (Some(1), 1),
+        "{web}"
+    );
+}
+
+#[test]
+fn the_apps_own_deployments_protect_when_its_deployment_list_lacks_them() {
+    let sim = world(releases(3));
+    let app = sim.add_app(do_sim::default_app_spec("shop", "web", "v1"), true);
+    // The spec moves on to v3, but the app's ACTIVE deployment still runs v1: the list is empty.
+    let mut state = sim.state();
+    let found = state.apps.iter_mut().find(|a| a.id == app).unwrap();
+    found.spec["services"][0]["image"]["tag"] = json!("v3");
+    drop(state);
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/apps/{app}/deployments"),
+        kind: FaultKind::Body { status: 200, body: json!({"deployments": [], "meta": {"total": 0}}) },
+        times: 10,
+    });
+    let run = prune(&sim).args(["--keep-last", "0", "--allow-empty"]).run();
+    run.assert_code(0);
+    let kept: Vec<String> = run.record("prune")["repositories"][0]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| format!("{} {}", k["tags"][0].as_str().unwrap_or(""), k["reason"].as_str().unwrap()))
+        .collect();
+    assert!(kept.iter().any(|k| k.starts_with("v1 deployment ") && k.ends_with("of app shop")), "{kept:?}");
+    assert!(kept.iter().any(|k| k.starts_with("v3 in the spec of app shop")), "{kept:?}");
+}
+
+#[test]
+fn an_untagged_gc_type_is_refused_when_a_manifest_could_not_be_read() {
+    let sim = world(vec![json!({"tags": [], "size_bytes": 1024}), json!({"tags": ["v1"], "size_bytes": 1024})]);
+    let untagged = manifests_in(&sim, "web").iter().find(|m| m["tags"] == json!([])).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/reg/web/manifests/{untagged}"),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = prune(&sim)
+        .args(["--keep-last", "1", "--execute", "--gc-type", "untagged manifests and unreferenced blobs"])
+        .env("DO_RELEASE_RETRY_MAX_TIME", "200ms")
+        .run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("refusing --gc-type") && run.stderr.contains("could not be read"), "{}", run.stderr);
+    assert!(mutating_requests(&sim).is_empty(), "nothing deleted, no GC");
+}
