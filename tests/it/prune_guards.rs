@@ -201,3 +201,44 @@ fn an_untagged_gc_type_is_refused_when_a_manifest_could_not_be_read() {
     assert!(run.stderr.contains("refusing --gc-type") && run.stderr.contains("could not be read"), "{}", run.stderr);
     assert!(mutating_requests(&sim).is_empty(), "nothing deleted, no GC");
 }
+
+#[test]
+fn an_untagged_gc_type_is_decided_again_after_the_apps_are_read_again() {
+    let sim = world(vec![
+        json!({"tags": [], "size_bytes": 1024}),
+        json!({"tags": ["v1"], "size_bytes": 1024}),
+        json!({"tags": ["v2"], "size_bytes": 1024}),
+    ]);
+    let untagged = manifests_in(&sim, "web").iter().find(|m| m["tags"] == json!([])).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The look for a running GC right before deleting takes a while: meanwhile an app starts
+    // running the untagged manifest, which the plan had found to be garbage.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries/reg/garbage-collection$".into(),
+        kind: FaultKind::Latency { ms: 600 },
+        times: 1,
+    });
+    let args = ["--keep-last", "1", "--execute", "--gc-type", "untagged manifests and unreferenced blobs"];
+    let tool = prune(&sim).args(args);
+    let run = std::thread::spawn(move || tool.run());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The fault is taken when the request arrives, before its latency: the window is open.
+    while !sim.state().faults.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no look for a running GC");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut spec = do_sim::default_app_spec("shop", "web", "v2");
+    spec["services"][0]["image"] = json!({"registry_type": "DOCR", "repository": "web", "digest": untagged});
+    sim.add_app(spec, true);
+    let run = run.join().unwrap();
+    run.assert_code(0);
+    let record = run.record("prune");
+    assert_eq!(record["gc"]["type"], "unreferenced blobs only", "{}", run.stderr);
+    assert!(run.stderr.contains("not starting a GC of type"), "{}", run.stderr);
+    assert!(manifests_in(&sim, "web").iter().any(|m| m["digest"] == untagged.as_str()), "the deployed manifest stays");
+    let gcs = sim.snapshot()["registries"][0]["garbage_collections"].clone();
+    assert_eq!(gcs[0]["type"], "unreferenced blobs only", "{gcs}");
+}

@@ -106,6 +106,8 @@ impl Prune<'_> {
             self.progress.info("nothing was deleted and nothing awaits a garbage collection; none started");
             return Ok(Exit::Done);
         }
+        // Decided again after the last read of the apps: what they need may have changed.
+        let gc_type = &self.gc_type_now(gc_type, &images, reads)?;
         match self.garbage_collect(gc_type) {
             Ok((report, exit)) => {
                 record.gc = Some(report);

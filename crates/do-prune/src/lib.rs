@@ -541,21 +541,7 @@ impl Prune<'_> {
         // Repositories not pruned keep everything: their closure is that of every tagged manifest.
         let mut others = Vec::new();
         for (name, listing) in listings.iter().filter(|(name, _)| !selected.contains(name)) {
-            let protected = self.protected(images, name, listing);
-            let mut roots: BTreeMap<String, String> = listing
-                .iter()
-                .filter(|m| !m.tags.is_empty())
-                .map(|m| (m.digest.clone(), "tagged".to_string()))
-                .collect();
-            roots.extend(protected.digests);
-            for manifest in listing
-                .iter()
-                .filter(|m| m.tags.is_empty() && policy::epoch(m).is_none_or(|at| at >= self.grace_cutoff))
-            {
-                roots.insert(manifest.digest.clone(), "untagged and pushed within --untagged-grace".into());
-            }
-            let tag_artifacts = artifacts::by_tags(listing);
-            others.push((name.as_str(), reads.closure(name, listing, &roots, &tag_artifacts)?, listing.as_slice()));
+            others.push((name.as_str(), self.everything_kept(name, listing, images, reads)?, listing.as_slice()));
         }
         let empty = Vec::new();
         let mut all: Vec<(&str, &closure::Closure, &[Manifest])> = planned
@@ -569,6 +555,53 @@ impl Prune<'_> {
                 "refusing --gc-type {requested:?}: {why}; nothing was deleted (the default \"unreferenced blobs only\" is safe, and do-prune deletes unneeded untagged manifests itself)"
             ))),
         }
+    }
+
+    /// The closure of a repository if nothing in it were deleted: every tagged manifest, what
+    /// `images` protect, and untagged ones within the grace period.
+    fn everything_kept(
+        &self,
+        name: &str,
+        listing: &[Manifest],
+        images: &[SpecImage],
+        reads: &Reads,
+    ) -> anyhow::Result<closure::Closure> {
+        let protected = self.protected(images, name, listing);
+        let mut roots: BTreeMap<String, String> =
+            listing.iter().filter(|m| !m.tags.is_empty()).map(|m| (m.digest.clone(), "tagged".to_string())).collect();
+        roots.extend(protected.digests);
+        for manifest in
+            listing.iter().filter(|m| m.tags.is_empty() && policy::epoch(m).is_none_or(|at| at >= self.grace_cutoff))
+        {
+            roots.insert(manifest.digest.clone(), "untagged and pushed within --untagged-grace".into());
+        }
+        reads.closure(name, listing, &roots, &artifacts::by_tags(listing))
+    }
+
+    /// The GC type decided again, after the deletions, over the registry as it is now and what
+    /// the apps need now (read again right before deleting): an untagged type that became unsafe
+    /// since the plan (an app now runs an untagged manifest) gives way to "unreferenced blobs
+    /// only", said on stderr. Only an untagged type costs the listing again.
+    pub(crate) fn gc_type_now(&self, decided: &str, images: &[SpecImage], reads: &Reads) -> anyhow::Result<String> {
+        if GcType::from(decided) == GcType::UnreferencedBlobsOnly {
+            return Ok(decided.to_string());
+        }
+        let listings = self.list_everything()?;
+        let mut all = Vec::new();
+        for (name, listing) in &listings {
+            all.push((name.as_str(), self.everything_kept(name, listing, images, reads)?, listing.as_slice()));
+        }
+        let closures: Vec<(&str, &closure::Closure, &[Manifest])> = all.iter().map(|(n, c, l)| (*n, c, *l)).collect();
+        Ok(match plan::untagged_gc_refusal(&closures) {
+            None => decided.to_string(),
+            Some(why) => {
+                let safe = "unreferenced blobs only";
+                self.progress.warn(&format!(
+                    "not starting a GC of type {decided:?} after all: {why} (it changed since the plan); starting {safe:?} instead"
+                ));
+                safe.to_string()
+            }
+        })
     }
 }
 
