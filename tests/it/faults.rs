@@ -1,7 +1,10 @@
 //! The fault matrix: every API fault the simulator can inject, against each tool that talks to
 //! the API. A cell asserts the outcome (retried and succeeded, or a clear failure with the right
-//! exit code), that nothing destructive happened beyond what the record reports, and that the
-//! record agrees with the simulator's final state. RELIABILITY.md lists every cell.
+//! exit code), that the fault fired (every injected answer used up; the rate limit reached),
+//! that nothing destructive happened beyond what the record reports, and that the record agrees
+//! with the simulator's final state. do-gc-wait's cells run with a GC that outlasts the fault,
+//! so only a tool that read through it to the GC's end reports `succeeded`. RELIABILITY.md lists
+//! every cell.
 
 use std::collections::BTreeSet;
 
@@ -112,17 +115,28 @@ fn record(run: &Run, kind: &str) -> Option<Value> {
 fn cell(under: Under, case: Case) {
     let sim = sim(30);
     let before = digests(&sim);
+    if under == Under::GcWait {
+        // A GC that runs for a while: gc-wait must keep reading it, through the fault, to the end.
+        sim.start_gc_with("example-registry", &[("scanning manifests", 2500)], "succeeded").unwrap();
+    }
     inject(&sim, under, case);
     let run = run(under, &sim);
     let (code, phrase) = expected(under, case);
     assert_eq!(run.code, code, "{under:?} under {case:?}:\n{run:#?}");
     assert!(run.stderr.contains(phrase), "{under:?} under {case:?}: {phrase:?} not in\n{}", run.stderr);
+    // The fault fired: every injected answer was used up, and a limit was run into.
+    let left = sim.state().faults.len();
+    assert_eq!(left, 0, "{under:?} under {case:?}: the fault was not used up, so the cell proves nothing");
+    if case == Case::RateLimitMidRun {
+        assert!(sim.requests().iter().any(|r| r.status == 429), "{under:?}: the rate limit was never reached");
+    }
     let mutating = mutating_requests(&sim);
     match under {
         Under::GcWait => {
             assert!(mutating.is_empty(), "gc-wait changes nothing");
             if code == 0 {
-                assert_eq!(record(&run, "gc-wait").unwrap()["outcome"], "clear");
+                // Only reading through the fault to the GC's end gives this.
+                assert_eq!(record(&run, "gc-wait").unwrap()["outcome"], "succeeded", "{}", run.stderr);
             }
         }
         Under::Deploy => {
