@@ -406,21 +406,24 @@ fn the_end_is_noticed_within_one_interval_with_one_request_per_interval() {
 #[test]
 fn bad_flags_are_exit_2_before_any_request() {
     let sim = sim(30);
-    let cases: &[&[&str]] = &[
-        &["--image", "docker.io/library/nginx:1"],
-        &["--repository", "../web", "--tag", "v1"],
-        &["--repository", "web", "--tag", "v1?x"],
-        &["--repository", "web", "--digest", "sha256:nothex"],
-        &["--tag", "v1"],
-        &["--repository", "web", "--tag", "v1", "--component", "Bad Name"],
-        &["--repository", "web", "--tag", "v1", "--timeout", "forever"],
-        &["--redeploy", "--tag", "v1"],
-        &[],
+    let cases: &[(&[&str], &str)] = &[
+        (&["--image", "docker.io/library/nginx:1"], "not a DOCR image"),
+        (&["--repository", "../web", "--tag", "v1"], "invalid repository name \"../web\""),
+        (&["--repository", "web", "--tag", "v1?x"], "invalid image tag \"v1?x\""),
+        (&["--repository", "web", "--digest", "sha256:nothex"], "invalid digest \"sha256:nothex\""),
+        (&["--tag", "v1"], "--tag and --digest need --repository"),
+        (&["--repository", "web", "--tag", "v1", "--component", "Bad Name"], "invalid --component \"Bad Name\""),
+        (&["--repository", "web", "--tag", "v1", "--timeout", "forever"], "use a number with a unit"),
+        (&["--redeploy", "--tag", "v1"], "'--redeploy' cannot be used with '--tag <TAG>'"),
+        (&[], "no image to deploy"),
     ];
-    for args in cases {
+    for (args, message) in cases {
         let run = deploy(&sim).args(*args).run();
         run.assert_code(2);
+        assert!(run.stderr.contains(message), "{args:?}: {message:?} not in {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: no record");
     }
+    assert!(sim.requests().is_empty(), "no request for any of them: {:?}", sim.requests());
     let run = Tool::against(DEPLOY, &sim).args(["--app", "bad app", "--repository", "web", "--tag", "v1"]).run();
     run.assert_code(2);
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());

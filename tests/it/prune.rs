@@ -429,23 +429,25 @@ fn bad_flags_and_plans_are_exit_2_before_any_request() {
     let sim = seeded("basic", &[("web", five())], vec![]);
     let dir = tempfile::tempdir().unwrap();
     let bad_plan = dir.path().join("bad.json");
-    std::fs::write(&bad_plan, r#"{"version":1,"registry":"reg","created_at":"x","policy":{"keep_tags":[],"keep_last":0,"keep_within_seconds":null,"allow_empty":false},"repositories":[{"name":"../etc","kept":[],"deleted":[],"untagged":{"count":0,"bytes":0}}]}"#).unwrap();
-    let cases: Vec<Vec<String>> = vec![
-        vec!["--keep-tag".into(), "(".into()],
-        vec!["--keep-within".into(), "soon".into()],
-        vec!["--target-usage".into(), "0".into()],
-        vec!["--target-usage".into(), "150".into()],
-        vec!["--repository".into(), "we b".into()],
-        vec!["--registry".into(), "Reg".into()],
-        vec!["--gc-type".into(), "everything".into()],
-        vec!["--concurrency".into(), "0".into()],
-        vec!["--apply".into(), dir.path().join("missing.json").to_str().unwrap().into()],
-        vec!["--apply".into(), bad_plan.to_str().unwrap().into()],
-        vec!["--protect-app".into(), "a/b".into()],
+    std::fs::write(&bad_plan, r#"{"version":2,"registry":"reg","created_at":"x","policy":{"keep_tags":[],"keep_last":0,"keep_within_seconds":null,"allow_empty":false},"repositories":[{"name":"../etc","kept":[],"deleted":[],"untagged_kept":{"count":0,"bytes":0}}]}"#).unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--keep-tag".into(), "(".into()], "not a valid regular expression"),
+        (vec!["--keep-within".into(), "soon".into()], "invalid value 'soon' for '--keep-within"),
+        (vec!["--target-usage".into(), "0".into()], "invalid value '0' for '--target-usage"),
+        (vec!["--target-usage".into(), "150".into()], "invalid value '150' for '--target-usage"),
+        (vec!["--repository".into(), "we b".into()], "invalid repository name \"we b\""),
+        (vec!["--registry".into(), "Reg".into()], "invalid registry name \"Reg\""),
+        (vec!["--gc-type".into(), "everything".into()], "invalid value 'everything' for '--gc-type"),
+        (vec!["--concurrency".into(), "0".into()], "invalid value '0' for '--concurrency"),
+        (vec!["--apply".into(), dir.path().join("missing.json").to_str().unwrap().into()], "cannot read --apply"),
+        (vec!["--apply".into(), bad_plan.to_str().unwrap().into()], "invalid repository name \"../etc\""),
+        (vec!["--protect-app".into(), "a/b".into()], "invalid --protect-app \"a/b\""),
     ];
-    for args in cases {
+    for (args, message) in cases {
         let run = prune(&sim).args(&args).run();
         run.assert_code(2);
+        assert!(run.stderr.contains(message), "{args:?}: {message:?} not in {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: no record");
     }
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());
 }
