@@ -591,6 +591,22 @@ fn production_never_carries_the_preview_mark_so_delete_preview_cannot_reach_it()
 }
 
 #[test]
+fn a_typo_in_the_spec_is_named_with_the_key_it_meant() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let typo = APP_YAML.replace("services:", "servics:").replace("http_port:", "http_prot:");
+    let file = write(dir.path(), "app.yaml", &typo);
+    let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    assert_refused(&run, &sim);
+    assert!(run.stderr.contains("\"servics\" at the top; did you mean services?"), "{}", run.stderr);
+    assert!(sim.requests().is_empty(), "refused before any request");
+    let nested = write(dir.path(), "nested.yaml", &APP_YAML.replace("http_port:", "http_prot:"));
+    let run = deploy(&sim, &nested).args(["--repository", "web", "--tag", "v1.1.0"]).run();
+    assert_refused(&run, &sim);
+    assert!(run.stderr.contains("\"http_prot\" in services[web]; did you mean http_port?"), "{}", run.stderr);
+}
+
+#[test]
 fn the_token_never_reaches_a_preview_through_preview_env() {
     let sim = sim(30);
     let dir = tempfile::tempdir().unwrap();

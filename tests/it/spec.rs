@@ -393,3 +393,49 @@ fn the_checker_catches_what_strays() {
     )
     .is_empty());
 }
+
+/// The fields under a schema, as do-deploy's `spec_keys.json` writes them: an object of fields,
+/// `null` for a value not described further, `"*"` for free-form, `{"[]": …}` for a list.
+fn field_tree(schema: &Value) -> Value {
+    let schema = resolve(schema);
+    let Some(object) = schema.as_object() else { return Value::Null };
+    let mut fields = serde_json::Map::new();
+    let mut free = false;
+    for combined in ["allOf", "oneOf", "anyOf"] {
+        for part in object.get(combined).and_then(Value::as_array).into_iter().flatten() {
+            match field_tree(part) {
+                Value::String(_) => free = true,
+                Value::Object(more) => fields.extend(more),
+                _ => {}
+            }
+        }
+    }
+    if object.get("type") == Some(&json!("array")) || object.contains_key("items") {
+        let items = field_tree(object.get("items").unwrap_or(&Value::Null));
+        return if items.is_null() { Value::Null } else { json!({"[]": items}) };
+    }
+    for (name, property) in object.get("properties").and_then(Value::as_object).into_iter().flatten() {
+        fields.insert(name.clone(), field_tree(property));
+    }
+    if object.get("additionalProperties").is_some_and(|a| a != &json!(false)) {
+        free = true;
+    }
+    match (free, fields.is_empty()) {
+        (true, _) => json!("*"),
+        (false, true) => Value::Null,
+        (false, false) => Value::Object(fields),
+    }
+}
+
+#[test]
+fn do_deploys_known_spec_fields_are_the_published_specs() {
+    let made = field_tree(&spec()["components"]["schemas"]["app_spec"]);
+    let committed: Value = serde_json::from_str(include_str!("../../crates/do-deploy/src/spec_keys.json")).unwrap();
+    assert_eq!(
+        made, committed,
+        "crates/do-deploy/src/spec_keys.json is not the reference spec's app_spec: write it again"
+    );
+    // And the check reads it: a typo is found, the published fields pass.
+    let unknown = do_deploy::speckeys::unknown_keys(&json!({"name": "x", "servics": []}));
+    assert_eq!(unknown.len(), 1);
+}

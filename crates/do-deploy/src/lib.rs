@@ -18,6 +18,7 @@ mod preview;
 mod rollback;
 pub mod spec;
 pub mod specfile;
+pub mod speckeys;
 pub mod target;
 mod update;
 

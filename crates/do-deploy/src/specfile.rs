@@ -112,6 +112,7 @@ pub fn load(
 ) -> anyhow::Result<(Value, Expansion)> {
     check_allowed(allowed, token, env)?;
     let mut spec = read(path)?;
+    check_known_keys(path, &spec)?;
     if name_only {
         spec = json!({"name": spec["name"].clone()});
     }
@@ -124,6 +125,30 @@ pub fn load(
         )));
     }
     Ok((spec, expansion))
+}
+
+/// Refuses a spec with a key no field of its place is named (exit 2), naming each with where it
+/// is and the nearest known key: App Platform would drop it without a word.
+fn check_known_keys(path: &Path, spec: &Value) -> anyhow::Result<()> {
+    let unknown = crate::speckeys::unknown_keys(spec);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = unknown
+        .iter()
+        .map(|u| {
+            let at = if u.at.is_empty() { "at the top".to_string() } else { format!("in {}", u.at) };
+            let hint = u.nearest.as_ref().map(|n| format!("; did you mean {n}?")).unwrap_or_default();
+            format!("  {} {at}{hint}", validate::shown(&u.key))
+        })
+        .collect();
+    Err(Failure::usage(format!(
+        "--spec {} has {} key{} App Platform's app spec does not have (it would drop them without a word):\n{}",
+        path.display(),
+        unknown.len(),
+        if unknown.len() == 1 { "" } else { "s" },
+        lines.join("\n")
+    )))
 }
 
 /// YAML as YAML 1.2 and GitHub read it: `yes`, `no`, `on` and `off` are strings,
