@@ -54,6 +54,23 @@ pub fn problems(spec: &Value) -> Vec<String> {
                 problem(&format!("{list}.name"), format!("component name {name:?} is used twice"));
             }
             names.push(name);
+            // Numbers by type and range, as the live API checks them.
+            for (field, least, most) in [("http_port", 1, 65_535), ("instance_count", 1, 250)] {
+                match component.get(field) {
+                    None | Some(Value::Null) => {}
+                    Some(value) => match value.as_i64() {
+                        Some(n) if (least..=most).contains(&n) => {}
+                        Some(n) => problem(
+                            &format!("{list}.{field}"),
+                            format!("component {name:?}: {field} {n} is out of range {least} to {most}"),
+                        ),
+                        None => problem(
+                            &format!("{list}.{field}"),
+                            format!("component {name:?}: {field} must be a whole number, not {value}"),
+                        ),
+                    },
+                }
+            }
             check_envs(component.get("envs"), &format!("{list}.envs"), &mut problem);
             let Some(image) = component.get("image") else { continue };
             let text = |key: &str| image.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
@@ -209,6 +226,23 @@ mod tests {
         assert!(found.iter().any(|p| p.contains("used twice")), "{found:?}");
         assert!(found.iter().any(|p| p.contains("\"services.envs.key\"")), "{found:?}");
         assert!(problems(&json!({"name": "shop"})).is_empty());
+        let numbers =
+            json!({"name": "shop", "services": [{"name": "web", "http_port": "eighty", "instance_count": -3}]});
+        let found = problems(&numbers);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("\"services.http_port\"") && p.contains("must be a whole number, not \"eighty\"")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("\"services.instance_count\"") && p.contains("-3 is out of range 1 to 250")),
+            "{found:?}"
+        );
+        let fine = json!({"name": "shop", "services": [{"name": "web", "http_port": 8080, "instance_count": 2}]});
+        assert!(problems(&fine).is_empty());
     }
 
     #[test]
