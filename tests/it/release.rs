@@ -590,6 +590,27 @@ fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as
         assert_eq!(step["env"].get("DIGITALOCEAN_ACCESS_TOKEN").is_some(), calls_api, "{step:?}");
     }
     assert!(runs.contains("do-login --registry") && !text.contains("docker login"), "docker logs in through do-login");
+    // The pushed digest is signed and attested, in the registry, while docker is logged in.
+    let position = |what: &str| {
+        steps
+            .iter()
+            .position(|s| {
+                s["run"].as_str().unwrap_or("").contains(what) || s["uses"].as_str().unwrap_or("").contains(what)
+            })
+            .unwrap_or_else(|| panic!("no step with {what}"))
+    };
+    assert!(position("docker push") < position("cosign sign --yes"), "signed after the push");
+    assert!(
+        position("cosign sign --yes") < position("attest-build-provenance")
+            && position("attest-build-provenance") < position("--logout")
+    );
+    let attest = &steps[position("attest-build-provenance")];
+    assert_eq!(attest["with"]["push-to-registry"], true);
+    let permissions = &workflow["jobs"]["release"]["permissions"];
+    assert_eq!(
+        (permissions["id-token"].as_str(), permissions["attestations"].as_str()),
+        (Some("write"), Some("write"))
+    );
     let logout = steps.iter().find(|s| s["run"].as_str().is_some_and(|r| r.contains("--logout"))).unwrap();
     assert_eq!(logout["if"], "always()");
     let action = steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.contains("/do-release@"))).unwrap();
