@@ -242,3 +242,60 @@ fn an_untagged_gc_type_is_decided_again_after_the_apps_are_read_again() {
     let gcs = sim.snapshot()["registries"][0]["garbage_collections"].clone();
     assert_eq!(gcs[0]["type"], "unreferenced blobs only", "{gcs}");
 }
+
+#[test]
+fn deletions_stop_at_the_deadline_and_the_rest_are_never_sent() {
+    let sim = world(releases(10));
+    // Each deletion takes 600 ms: nine of them take 5.4 s, and planning takes a fraction of a
+    // second, so the 3 s deadline falls between deletions.
+    sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: "/v2/registries/reg/repositories/web/digests/".into(),
+        kind: FaultKind::Latency { ms: 600 },
+        times: 1000,
+    });
+    let run = prune(&sim)
+        .args(["--keep-last", "1", "--execute", "--gc", "off", "--concurrency", "1", "--timeout", "3s"])
+        .run();
+    run.assert_code(3);
+    let record = run.record("prune");
+    let not_attempted: Vec<String> = record["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["error"].as_str().unwrap_or("").starts_with("not attempted: the deadline"))
+        .map(|f| f["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!not_attempted.is_empty(), "some deletions were left for after the deadline: {record}");
+    let sent: Vec<String> =
+        mutating_requests(&sim).into_iter().filter(|r| r.method == "DELETE").map(|r| r.url).collect();
+    assert!(!sent.is_empty(), "some deletions were made before it");
+    for digest in &not_attempted {
+        assert!(!sent.iter().any(|url| url.ends_with(digest.as_str())), "{digest} was sent after all");
+        assert!(manifests_in(&sim, "web").iter().any(|m| m["digest"] == digest.as_str()), "{digest} is still there");
+    }
+    assert!(run.stderr.contains("the deadline (--timeout) passed before every deletion was made"), "{}", run.stderr);
+}
+
+#[test]
+fn a_gc_start_answered_already_running_reports_the_running_one() {
+    let sim = world(releases(2));
+    // The start went through, but the answer says a GC is already running (another run's, or ours).
+    sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v2/registries/reg/garbage-collection".into(),
+        kind: FaultKind::AnswerAfterApply {
+            status: 409,
+            body: r#"{"id":"conflict","message":"a garbage collection is already running"}"#.into(),
+            content_type: Some("application/json".into()),
+        },
+        times: 1,
+    });
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "start"]).run();
+    run.assert_code(0);
+    let gc = run.record("prune")["gc"].clone();
+    let running = sim.snapshot()["registries"][0]["garbage_collections"].clone();
+    assert_eq!(running.as_array().unwrap().len(), 1, "no second GC: {running}");
+    assert_eq!((gc["already_running"].as_bool(), gc["uuid"].clone()), (Some(true), running[0]["uuid"].clone()), "{gc}");
+    assert!(run.stderr.contains("is already running"), "{}", run.stderr);
+}
