@@ -172,7 +172,7 @@ fn a_failed_deployment_rolls_back_when_nothing_newer_happened() {
 
 #[test]
 fn a_rollback_refused_outright_is_told_and_not_looked_for() {
-    let (sim, run) = rollback_guarded_by(|sim, _| {
+    let (_sim, run) = rollback_guarded_by(|sim, _| {
         sim.add_fault(Fault {
             method: Some("POST".into()),
             path: format!("/v2/apps/{}/rollback$", app_id(sim)),
@@ -192,7 +192,7 @@ fn a_rollback_refused_outright_is_told_and_not_looked_for() {
 
 #[test]
 fn a_rollback_that_itself_fails_is_said_to_have_failed() {
-    let (sim, run) = rollback_guarded_by(|sim, _| {
+    let (_sim, run) = rollback_guarded_by(|sim, _| {
         // The rollback's own deployment ends in ERROR too.
         sim.state().apps[0].next_outcome = Outcome::DeployError;
     });
