@@ -580,3 +580,30 @@ fn no_pair_of_options_makes_do_deploy_panic() {
         .collect();
     assert!(changed.is_empty(), "dry runs change nothing: {changed:?}");
 }
+
+#[test]
+fn repo_is_repository_and_every_tool_lists_its_exit_codes() {
+    let sim = sim(30);
+    let run = deploy(&sim).args(["--repo", "web", "--tag", "v1.1.0", "--dry-run"]).run();
+    run.assert_code(0);
+    assert_eq!(run.record("deploy")["outcome"], "dry_run");
+    let prune = Tool::against(crate::support::PRUNE, &sim).args(["--repo", "web"]).run();
+    prune.assert_code(0);
+    assert_eq!(prune.record("prune")["repositories"][0]["name"], "web");
+    for (binary, line) in [
+        (crate::support::LOGIN, "3  deadline exceeded (--timeout)"),
+        (crate::support::DO_SIM, "2  usage error"),
+        (DEPLOY, "3  "),
+        (crate::support::PRUNE, "3  deadline exceeded"),
+        (crate::support::GC_WAIT, "3  "),
+        (crate::support::DO_TAG, "3  "),
+    ] {
+        let help = Tool::new(binary).args(["--help"]).run();
+        help.assert_code(0);
+        assert!(
+            help.stdout.contains("Exit codes:") && help.stdout.contains(line),
+            "{binary}: {line:?}\n{}",
+            help.stdout
+        );
+    }
+}

@@ -81,7 +81,7 @@ fn expected(under: Under, case: Case) -> (i32, &'static str) {
         (_, Case::Unauthorized) => (1, "check DIGITALOCEAN_ACCESS_TOKEN"),
         (_, Case::Forbidden) => (1, "403 forbidden"),
         (_, Case::Malformed) => (1, "not the expected JSON"),
-        (Under::GcWait, Case::NotFound) => (1, "registry \"example-registry\" does not exist"),
+        (Under::GcWait, Case::NotFound) => (2, "registry \"example-registry\" does not exist"),
         (Under::Deploy, Case::NotFound) => (1, "GET /v2/apps?per_page=200 answered 404"),
         (Under::Prune, Case::NotFound) => (2, "repository \"web\" is not in registry example-registry"),
     }

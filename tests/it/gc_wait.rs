@@ -271,8 +271,9 @@ fn a_registry_must_be_named_when_there_are_several_and_must_exist() {
     let run = gc_wait(&sim).run();
     run.assert_code(2);
     assert!(run.stderr.contains("2 registries (alpha, beta); choose one with --registry"), "{}", run.stderr);
+    // A name that does not exist is bad input, exit 2, as in every tool.
     let missing = gc_wait(&sim).args(["--registry", "gamma"]).run();
-    missing.assert_code(1);
+    missing.assert_code(2);
     assert!(
         missing.stderr.contains("registry \"gamma\" does not exist in this account, which has: alpha, beta"),
         "{}",

@@ -140,7 +140,7 @@ pub struct Cli {
     pub registry: Option<String>,
 
     /// The DOCR repository the components run
-    #[arg(long, value_name = "REPO")]
+    #[arg(long, visible_alias = "repo", value_name = "REPO")]
     pub repository: Option<String>,
 
     /// The tag to deploy (resolved to its digest)

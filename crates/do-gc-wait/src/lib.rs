@@ -218,7 +218,10 @@ fn confirm_registry(client: &Client, name: &str) -> anyhow::Result<String> {
             let listed: Vec<Registry> = client.get_object("/v2/registries", "registries").unwrap_or_default();
             let names: Vec<&str> = listed.iter().map(|r| r.name.as_str()).collect();
             let has = if names.is_empty() { "no registry".to_string() } else { names.join(", ") };
-            anyhow::bail!("registry {name:?} does not exist in this account, which has: {has}; check --registry")
+            // A name that does not exist is bad input, as in every tool: exit 2.
+            Err(do_core::Failure::usage(format!(
+                "registry {name:?} does not exist in this account, which has: {has}; check --registry"
+            )))
         }
     }
 }

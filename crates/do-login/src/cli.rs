@@ -29,7 +29,8 @@ Output: the input records, then one record
 Exit codes:
   0  logged in (or out)
   1  failed: API error (auth, network, server), or the config could not be written
-  2  usage error or bad input (an unreadable config, a credential store in the way); nothing changed";
+  2  usage error or bad input (an unreadable config, a credential store in the way); nothing changed
+  3  deadline exceeded (--timeout); nothing written";
 
 /// Log docker in to DigitalOcean Container Registry with credentials that expire.
 #[derive(Parser, Debug)]

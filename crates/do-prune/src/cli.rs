@@ -75,7 +75,7 @@ pub struct Cli {
     pub registry: Option<String>,
 
     /// Only these repositories (repeatable); by default all
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, visible_alias = "repo", value_name = "NAME")]
     pub repository: Vec<String>,
 
     /// Keep tags matching this regular expression (whole tag; repeatable)

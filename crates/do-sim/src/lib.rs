@@ -263,7 +263,12 @@ Pushing an image from a shell (what `docker push` is in the demo):
 Example:
   do-sim --listen 127.0.0.1:8080 &
   DIGITALOCEAN_API_URL=http://127.0.0.1:8080 DIGITALOCEAN_ACCESS_TOKEN=sim-token \\
-    do-gc-wait --registry example-registry";
+    do-gc-wait --registry example-registry
+
+Exit codes:
+  0  stopped (the server), or pushed / started (push, gc)
+  1  push or gc failed: the simulator refused or could not be reached
+  2  usage error: bad flags, an unreadable --state file, an address it cannot listen on";
 
 /// A local simulator of the DigitalOcean API parts do-release uses.
 #[derive(Parser, Debug)]
