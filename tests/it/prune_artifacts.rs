@@ -387,3 +387,79 @@ fn a_referrer_under_an_ordinary_tag_is_an_artifact_not_a_release() {
     let left = tags(&sim, "web");
     assert!(left.contains("attached") && left.contains("v3") && !left.contains("v1"), "{left:?}");
 }
+
+/// A registry with the referrers API and one without, holding the same shape: buildx images
+/// (an index, two platform images, attestations), cosign 3 referrers of an index and of a
+/// platform image, and untagged garbage. Returns the simulator, the kept image's amd64 child
+/// and that child's referrer.
+fn buildx_world(referrers_api: bool) -> (Sim, String, String) {
+    let mut manifests = Vec::new();
+    for version in ["v1", "v2", "v3"] {
+        let platforms = ["linux/amd64", "linux/arm64"];
+        manifests.push(json!({"tags": [version], "size_bytes": 1024, "platforms": platforms, "attestations": true}));
+        manifests.push(json!({"referrer_of": version}));
+        // What a rebuild left behind, untagged: garbage.
+        manifests.extend((0..4).map(|_| json!({"tags": [], "size_bytes": 512})));
+    }
+    let sim = seeded(vec![("web", manifests)], None, json!({"referrers_api": referrers_api}));
+    let v3 = digest_in(&sim, "web", "v3");
+    let index = manifests_in(&sim, "web").into_iter().find(|m| m["digest"] == v3.as_str()).unwrap();
+    let amd64 = index["children"][0].as_str().unwrap().to_string();
+    let pushed = sim.push_artifact("reg", "web", &amd64, ArtifactKind::Referrer, false).unwrap();
+    let child_referrer = pushed["digest"].as_str().unwrap().to_string();
+    // Pushed long ago: beyond any grace period, so only its subject can keep it.
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        let manifest = manifests.iter_mut().find(|m| m.digest == child_referrer).unwrap();
+        manifest.updated_at = "2020-01-01T00:00:00Z".into();
+    });
+    (sim, amd64, child_referrer)
+}
+
+#[test]
+fn the_referrers_api_spares_reading_the_garbage_and_gives_the_same_plan() {
+    let mut plans = Vec::new();
+    let mut reads = Vec::new();
+    for referrers_api in [false, true] {
+        let (sim, _, child_referrer) = buildx_world(referrers_api);
+        let before = digests(&sim, "web");
+        let run = prune(&sim).args(["--keep-last", "1", "--untagged-grace", "1ms", "--execute", "--gc", "off"]).run();
+        run.assert_code(0);
+        assert_eq!(run.record("prune")["referrers_api"], json!(referrers_api));
+        let after = digests(&sim, "web");
+        assert!(after.contains(&child_referrer), "the referrer of the kept image's amd64 image stays");
+        assert!(after.contains(&digest_in(&sim, "web", "v3")));
+        plans.push(before.difference(&after).count());
+        let manifest_reads = sim
+            .registry_requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.url.starts_with("/v2/reg/web/manifests/"))
+            .count();
+        reads.push(manifest_reads);
+    }
+    assert_eq!(plans[0], plans[1], "the same deletions with the referrers API and without it");
+    assert!(plans[0] >= 2 * 4 + 2 * 3, "v1, v2 with their children and referrers and the garbage: {plans:?}");
+    assert!(reads[1] < reads[0], "the referrers API saves manifest reads: {reads:?} (off, on)");
+}
+
+#[test]
+fn a_referrers_call_that_fails_falls_back_to_reading_every_untagged_manifest() {
+    let (sim, amd64, child_referrer) = buildx_world(true);
+    sim.add_fault(do_sim::Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/reg/web/referrers/{amd64}"),
+        kind: do_sim::FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = prune(&sim)
+        .args(["--keep-last", "1", "--untagged-grace", "1ms", "--execute", "--gc", "off"])
+        .env("DO_RELEASE_RETRY_MAX_TIME", "200ms")
+        .run();
+    run.assert_code(0);
+    assert!(digests(&sim, "web").contains(&child_referrer), "the referrer the failed call would have named stays");
+    let garbage_reads = sim
+        .registry_requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.url.starts_with("/v2/reg/web/manifests/"))
+        .count();
+    assert!(garbage_reads > 20, "the untagged manifests were read instead: {garbage_reads} reads");
+}

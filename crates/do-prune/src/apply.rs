@@ -15,8 +15,8 @@ use do_core::types::{GarbageCollection, GcStatus, Manifest};
 use do_core::{Client, Exit, Failure};
 use serde_json::json;
 
-use crate::plan::Reads;
 use crate::policy::{Action, Deletion, Kept};
+use crate::reads::Reads;
 use crate::report::{size, Failed, GcReport, PruneRecord, RecheckKept};
 use crate::{closure, protect, GcMode, Prune};
 

@@ -465,7 +465,7 @@ mod properties {
             let reads: BTreeMap<String, Read> = listing.iter().map(|m| (m.digest.clone(), Read::Info(do_core::oci::ManifestInfo {
                 digest: m.digest.clone(), media_type: do_core::oci::OCI_MANIFEST.into(), children: vec![], subject: None, config: None, size: 1,
             }))).chain((0..20).map(|n| (format!("sha256:{:064x}", 1000 + n), Read::Missing))).collect();
-            let closure = closure::compute(&listing, &roots, &reads, &tagged);
+            let closure = closure::compute(&listing, &roots, &reads, &tagged, None);
             let nowhere = |_: &str| None;
             let decision = decide(&tagged, &World { listing: &listing, kept: &closure.kept, reads: &reads, elsewhere: &nowhere, keep_artifacts: false });
             prop_assert!(decision.pending.is_empty());

@@ -38,6 +38,9 @@ pub struct Closure {
     pub outside: Vec<String>,
     /// Reads still needed before the closure is complete.
     pub pending: Vec<String>,
+    /// Members whose referrers the registry's referrers API has not been asked yet (only when
+    /// the API answers; then untagged manifests outside the closure need no read).
+    pub unasked: Vec<String>,
     /// Reads that failed (digest, why): nothing may be deleted in this repository.
     pub failed: Vec<(String, String)>,
     /// Manifests an index in the closure holds that the API listing does not show.
@@ -48,18 +51,23 @@ pub struct Closure {
 
 impl Closure {
     pub fn is_complete(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.unasked.is_empty()
     }
 }
 
 /// Computes the closure of `roots` (digest -> reason) over one repository's `listing` with the
 /// `reads` made so far. `tag_artifacts` are the manifests whose tags name their subjects
-/// (cosign's `sha256-<digest>.sig`): they refer to those subjects as a `subject` field would.
+/// (cosign's `sha256-<digest>.sig`), and those the referrers API named: they refer to those
+/// subjects as a `subject` field would. `asked` is `Some` when the registry's referrers API
+/// answers for this repository: the digests whose referrers it was asked. Then every member's
+/// referrers come from the API, and an untagged manifest outside the closure is garbage
+/// without a read; else each is read, since one may refer to something kept.
 pub fn compute(
     listing: &[Manifest],
     roots: &BTreeMap<String, String>,
     reads: &BTreeMap<String, Read>,
     tag_artifacts: &BTreeMap<String, Subjects>,
+    asked: Option<&BTreeSet<String>>,
 ) -> Closure {
     let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
     let info = |digest: &str| match reads.get(digest) {
@@ -135,14 +143,18 @@ pub fn compute(
             }
         }
     }
-    // Untagged manifests outside the closure must each be read: one may refer to something kept.
-    // Only once the closure itself is known, so that no manifest it holds is read for nothing.
+    // Untagged manifests outside the closure must each be read (one may refer to something
+    // kept) unless the referrers API named every member's referrers. Only once the closure
+    // itself is known, so that no manifest it holds is read for nothing.
     let outside: Vec<&Manifest> =
         listing.iter().filter(|m| m.tags.is_empty() && !closure.kept.contains_key(&m.digest)).collect();
     let expanded = pending.is_empty();
+    if let Some(asked) = asked {
+        closure.unasked = closure.kept.keys().filter(|d| !asked.contains(*d)).cloned().collect();
+    }
     for manifest in &outside {
         match reads.get(&manifest.digest) {
-            None if expanded => {
+            None if expanded && asked.is_none() => {
                 pending.insert(manifest.digest.clone());
             }
             None => {}
@@ -153,9 +165,15 @@ pub fn compute(
     closure.pending = pending.into_iter().collect();
     closure.outside = outside.iter().map(|m| m.digest.clone()).collect();
     if closure.is_complete() && closure.failed.is_empty() {
+        // Unread garbage (the referrers API made its read needless) has no known children, so
+        // it comes in the first wave.
         let garbage: Vec<&str> = outside
             .iter()
-            .filter(|m| matches!(reads.get(&m.digest), Some(Read::Info(_))))
+            .filter(|m| match reads.get(&m.digest) {
+                Some(Read::Info(_)) => true,
+                None => asked.is_some(),
+                Some(Read::Missing) | Some(Read::Failed(_)) => false,
+            })
             .map(|m| m.digest.as_str())
             .collect();
         closure.deletable = parents_first(&garbage, reads);
@@ -275,7 +293,7 @@ mod tests {
         let mut known = BTreeMap::new();
         let mut rounds = Vec::new();
         loop {
-            let closure = compute(listing, roots, &known, &BTreeMap::new());
+            let closure = compute(listing, roots, &known, &BTreeMap::new(), None);
             if closure.is_complete() {
                 return (closure, rounds);
             }
@@ -285,6 +303,52 @@ mod tests {
             }
             rounds.push(closure.pending);
         }
+    }
+
+    #[test]
+    fn a_referrer_the_listing_does_not_show_is_kept_and_noted_unlisted() {
+        let listing = vec![listed("k", &["v1"]), listed("sig", &[])];
+        let edges: BTreeMap<String, Subjects> = [
+            ("sig".to_string(), vec![("k".to_string(), crate::artifacts::Kind::Referrer)]),
+            ("ghost".to_string(), vec![("k".to_string(), crate::artifacts::Kind::Referrer)]),
+        ]
+        .into();
+        let known = reads(vec![("k", image("k")), ("sig", image("sig")), ("ghost", image("ghost"))]);
+        let closure = compute(&listing, &roots(&["k"]), &known, &edges, None);
+        assert!(closure.kept.contains_key("ghost") && closure.kept.contains_key("sig"));
+        assert_eq!(closure.unlisted, ["ghost".to_string()].into(), "only what the listing lacks");
+    }
+
+    #[test]
+    fn with_the_referrers_api_every_member_is_asked_and_the_garbage_is_not_read() {
+        let listing =
+            vec![listed("k", &["v2"]), listed("k1", &[]), listed("sig", &[]), listed("junk", &[]), listed("gone", &[])];
+        let known = reads(vec![
+            ("k", index("k", &[("k1", Some(OCI_MANIFEST))])),
+            ("gone", Read::Missing),
+            ("junk", Read::Failed("read earlier, failed".into())),
+        ]);
+        let edges: BTreeMap<String, Subjects> =
+            [("sig".to_string(), vec![("k1".to_string(), crate::artifacts::Kind::Referrer)])].into();
+        let asked: BTreeSet<String> = ["k".to_string()].into();
+        let first = compute(&listing, &roots(&["k"]), &known, &edges, Some(&asked));
+        assert_eq!(first.unasked, ["k1", "sig"], "what joined the closure is asked next");
+        assert_eq!(first.pending, ["sig"], "a member is read; no garbage is");
+        assert_eq!(first.failed.len(), 1, "a read that failed still counts");
+        assert!(first.deletable.is_empty(), "nothing is garbage before every member is asked");
+        let asked: BTreeSet<String> = ["k", "k1", "sig"].map(String::from).into();
+        let known = reads(vec![
+            ("k", index("k", &[("k1", Some(OCI_MANIFEST))])),
+            ("sig", referrer("sig", "k1")),
+            ("gone", Read::Missing),
+        ]);
+        let done = compute(&listing, &roots(&["k"]), &known, &edges, Some(&asked));
+        assert!(done.is_complete(), "{done:?}");
+        assert_eq!(done.kept["sig"], "refers to k1, which is kept");
+        assert_eq!(done.deletable, ["junk"], "unread garbage goes; what the registry no longer has does not");
+        let without = compute(&listing, &roots(&["k"]), &known, &edges, None);
+        assert_eq!(without.pending, ["junk"], "without the API the garbage is read");
+        assert!(without.unasked.is_empty());
     }
 
     #[test]

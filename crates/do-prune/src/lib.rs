@@ -18,6 +18,7 @@ pub mod closure;
 mod plan;
 pub mod policy;
 mod protect;
+mod reads;
 mod report;
 pub mod usage;
 
@@ -36,9 +37,10 @@ use do_core::{validate, Client, Exit, Failure};
 use serde::{Deserialize, Serialize};
 
 pub use cli::{Cli, GcMode};
-use plan::{Planned, Reads, RepositoryPlan, Rules, Skipped};
+use plan::{Planned, RepositoryPlan, Rules, Skipped};
 use policy::{Action, Policy};
 use protect::{Reference, SpecImage};
+use reads::Reads;
 use report::{PruneRecord, Usage};
 
 const TOOL: &str = "do-prune";
@@ -504,7 +506,7 @@ impl Prune<'_> {
                 for (_, _, digest) in candidates[k..].iter().filter(|(_, n, _)| *n == name) {
                     roots.entry(digest.to_string()).or_insert_with(String::new);
                 }
-                let closure = reads.with(name, |read| closure::compute(listing, &roots, read, &planned.tag_artifacts));
+                let closure = reads.closure_now(name, listing, &roots, &planned.tag_artifacts);
                 gone.extend(closure.outside.into_iter().map(|d| (name.to_string(), d)));
             }
             usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {

@@ -4,17 +4,14 @@
 //! deletion at all (fail closed).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Condvar, Mutex};
 
-use do_core::oci::{NotInRegistry, RegistryClient};
-use do_core::progress::Progress;
 use do_core::types::Manifest;
-use do_core::Exit;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::{self, Artifact, Fate, Subjects};
 use crate::closure::{self, Closure, Read};
 use crate::policy::{self, Action, ArtifactOf, Deletion, Kept, Policy, Protected};
+use crate::reads::Reads;
 
 /// Untagged manifests left in place: held by a kept index, referring to a kept manifest, or
 /// pushed too recently.
@@ -55,166 +52,6 @@ pub enum Rules<'a> {
     Policy { policy: &'a Policy, patterns: &'a [regex::Regex], now: i64, limit: Option<&'a BTreeSet<String>> },
     /// A saved plan's entries for this repository, checked against today's registry.
     Saved { entries: &'a RepositoryPlan, policy: &'a Policy },
-}
-
-/// Manifests read from the registry host, by repository and digest; reads are made as the
-/// closure asks for them, several at once, and never twice.
-pub struct Reads<'a> {
-    reader: &'a RegistryClient,
-    cache: Mutex<BTreeMap<String, BTreeMap<String, Read>>>,
-    concurrency: usize,
-    /// Reads under way, over every repository planned at once: never more than `concurrency`.
-    in_flight: (Mutex<usize>, Condvar),
-    progress: &'a Progress,
-    /// Whether the registry answers the OCI referrers API: probed once, on first use.
-    referrers_api: std::sync::OnceLock<bool>,
-}
-
-impl<'a> Reads<'a> {
-    pub fn new(reader: &'a RegistryClient, concurrency: usize, progress: &'a Progress) -> Reads<'a> {
-        Reads {
-            reader,
-            cache: Mutex::new(BTreeMap::new()),
-            concurrency: concurrency.max(1),
-            in_flight: (Mutex::new(0), Condvar::new()),
-            progress,
-            referrers_api: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Whether the referrers API answered (None: never asked).
-    pub fn referrers_api(&self) -> Option<bool> {
-        self.referrers_api.get().copied()
-    }
-
-    /// The referrers of `digests` by the registry's referrers API, as artifact -> subjects;
-    /// empty when the registry has none (probed once) or a call fails (the tag scheme and the
-    /// `subject` fields the reads show still apply, so nothing is lost).
-    pub fn referrers(&self, repository: &str, digests: &[String]) -> BTreeMap<String, Subjects> {
-        let mut found: BTreeMap<String, Subjects> = BTreeMap::new();
-        let Some((first, rest)) = digests.split_first() else { return found };
-        let ask = |digest: &String| match self.reader.referrers(repository, digest) {
-            Ok(answer) => answer.map(|list| (digest.clone(), list)),
-            Err(error) => {
-                self.progress.debug(&format!("the referrers of {repository}@{digest}: {error:#}"));
-                None
-            }
-        };
-        let mut answers = Vec::new();
-        if *self.referrers_api.get_or_init(|| match ask(first) {
-            Some(answer) => {
-                answers.push(answer);
-                true
-            }
-            None => false,
-        }) {
-            if answers.is_empty() {
-                answers.extend(ask(first));
-            }
-            let more =
-                do_core::concurrent::try_map(rest, self.concurrency, |d| Ok::<_, std::convert::Infallible>(ask(d)));
-            answers.extend(more.unwrap_or_else(|never| match never {}).into_iter().flatten());
-        }
-        for (subject, referrers) in answers {
-            for referrer in referrers {
-                found.entry(referrer).or_default().push((subject.clone(), artifacts::Kind::Referrer));
-            }
-        }
-        found
-    }
-
-    /// One manifest read, waiting for a free place when `concurrency` reads are under way.
-    fn read_one(&self, repository: &str, digest: &str) -> anyhow::Result<do_core::oci::ManifestInfo> {
-        let (count, freed) = &self.in_flight;
-        {
-            let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
-            while *running >= self.concurrency {
-                running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
-            }
-            *running += 1;
-        }
-        let result = self.reader.manifest(repository, digest);
-        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        freed.notify_one();
-        result
-    }
-
-    /// The repository's closure of `roots`, reading until it is complete. A deadline reached
-    /// while reading is an error (exit 3); any other failed read is in the closure's `failed`.
-    pub fn closure(
-        &self,
-        repository: &str,
-        listing: &[Manifest],
-        roots: &BTreeMap<String, String>,
-        tag_artifacts: &BTreeMap<String, Subjects>,
-    ) -> anyhow::Result<Closure> {
-        loop {
-            let (closure, progress) = self.with(repository, |read| {
-                let closure = closure::compute(listing, roots, read, tag_artifacts);
-                let progress = closure.pending.iter().any(|digest| !read.contains_key(digest));
-                (closure, progress)
-            });
-            if closure.is_complete() {
-                return Ok(closure);
-            }
-            // Each round reads something new, so the loop ends; fail closed if it would not.
-            anyhow::ensure!(
-                progress,
-                "the keep closure of {repository} asks again for manifests already read; nothing was deleted"
-            );
-            self.read_all(repository, &closure.pending)?;
-        }
-    }
-
-    /// Reads those of `digests` not read yet.
-    pub fn ensure(&self, repository: &str, digests: &[String]) -> anyhow::Result<()> {
-        let unread: Vec<String> =
-            self.with(repository, |read| digests.iter().filter(|d| !read.contains_key(*d)).cloned().collect());
-        if unread.is_empty() {
-            return Ok(());
-        }
-        self.read_all(repository, &unread)
-    }
-
-    /// Runs `f` over the reads made so far in a repository, without copying them.
-    pub fn with<T>(&self, repository: &str, f: impl FnOnce(&BTreeMap<String, Read>) -> T) -> T {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let empty = BTreeMap::new();
-        f(cache.get(repository).unwrap_or(&empty))
-    }
-
-    /// The reads made so far in a repository (for ordering deletions).
-    pub fn of(&self, repository: &str) -> BTreeMap<String, Read> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(repository).cloned().unwrap_or_default()
-    }
-
-    fn read_all(&self, repository: &str, digests: &[String]) -> anyhow::Result<()> {
-        let total = digests.len();
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let read = do_core::concurrent::try_map(digests, self.concurrency, |digest| {
-            let read = match self.read_one(repository, digest) {
-                Ok(info) => Read::Info(info),
-                Err(error) if error.chain().any(|c| c.is::<NotInRegistry>()) => Read::Missing,
-                // The deadline stops the reads; any other failure is recorded (and fails closed).
-                Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => return Err(error),
-                Err(error) => Read::Failed(format!("{error:#}")),
-            };
-            self.cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(repository.to_string())
-                .or_default()
-                .insert(digest.clone(), read);
-            let count = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if count.is_multiple_of((total / 10).max(1)) || count == total {
-                self.progress.status(&format!("reading manifests of {repository}: {count}/{total}"));
-            }
-            Ok(())
-        });
-        self.progress.finish();
-        read.map(drop)
-            .map_err(|error| error.context("the deadline passed while reading manifests; nothing was deleted"))
-    }
 }
 
 /// A repository's plan, with the closure it rests on.
@@ -314,10 +151,13 @@ fn plan_once(
     let TaggedDecision { mut kept, deletions, saved_untagged, saved_artifacts, mut skipped } =
         decide_tagged(name, &releases, listing, protected, rules);
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
-    // Where the registry has the referrers API, it names the kept images' referrers outright.
-    let kept_digests: Vec<String> = kept.iter().map(|k| k.digest.clone()).collect();
-    let edges = with_referrers(tag_artifacts, reads.referrers(name, &kept_digests));
-    let (mut closure, decision) = settle(name, listing, &mut roots, &edges, setting, reads, &kept_by_tag)?;
+    // Where the registry has the referrers API, it names the referrers of the images the plan
+    // deletes (the closure asks it for those of what stays).
+    let going: Vec<String> =
+        deletions.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.clone()).collect();
+    reads.ask_referrers(name, &going);
+    let (mut closure, decision, edges) =
+        settle(name, listing, &mut roots, &tag_artifacts, setting, reads, &kept_by_tag)?;
     closure.failed.extend(tagged_failed);
     closure.failed.sort();
     closure.failed.dedup();
@@ -431,22 +271,6 @@ fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads
     let releases =
         listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).cloned().collect();
     Found { tag_artifacts, kept_by_tag, releases, tagged_failed }
-}
-
-/// The artifact edges with those the referrers API named (artifact -> subjects) added.
-fn with_referrers(
-    mut edges: BTreeMap<String, Subjects>,
-    from_api: BTreeMap<String, Subjects>,
-) -> BTreeMap<String, Subjects> {
-    for (referrer, subjects) in from_api {
-        let known = edges.entry(referrer).or_default();
-        for (subject, kind) in subjects {
-            if !known.iter().any(|(k, _)| *k == subject) {
-                known.push((subject, kind));
-            }
-        }
-    }
-    edges
 }
 
 /// What the closure and the artifact decision delete: (tagged artifacts, untagged garbage with
@@ -564,12 +388,13 @@ fn settle(
     setting: &Setting,
     reads: &Reads,
     kept_by_tag: &BTreeSet<String>,
-) -> anyhow::Result<(Closure, artifacts::Decision)> {
+) -> anyhow::Result<(Closure, artifacts::Decision, BTreeMap<String, Subjects>)> {
     // Each round adds a root or reads a manifest not read before, so this many rounds suffice.
     for _ in 0..=listing.len() * 2 + 2 {
         let closure = reads.closure(name, listing, roots, tag_artifacts)?;
+        let edges = reads.edges(name, tag_artifacts);
         let decision = reads.with(name, |read| {
-            let mut all = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
+            let mut all = artifacts::with_subjects(edges.clone(), listing, read);
             all.retain(|digest, _| !kept_by_tag.contains(digest));
             let world = artifacts::World {
                 listing,
@@ -587,7 +412,7 @@ fn settle(
                 roots.entry(digest).or_insert(reason);
             }
         } else {
-            return Ok((closure, decision));
+            return Ok((closure, decision, edges));
         }
     }
     anyhow::bail!("the artifacts of {name} did not settle; nothing was deleted")
