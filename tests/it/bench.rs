@@ -1,5 +1,6 @@
 //! `cargo xtask bench --quick`, so the benchmark itself cannot rot: every row is measured and
-//! every bound that applies to the small sizes holds.
+//! every bound of counts (requests, reads, deletions) holds. Bounds of time are for the full
+//! `cargo xtask bench`, not for a test on a busy machine.
 
 #[test]
 fn the_quick_benchmark_measures_every_row_and_keeps_its_bounds() {
@@ -21,7 +22,5 @@ fn the_quick_benchmark_measures_every_row_and_keeps_its_bounds() {
     let broken: Vec<&xtask::bench::Row> = rows.iter().filter(|r| r.holds == Some(false)).collect();
     assert!(broken.is_empty(), "bounds missed: {broken:?}\n{table}");
     assert!(rows.iter().all(|r| !r.measured.is_empty()), "{table}");
-    let ratio: f64 = rows.iter().find(|r| r.measure.contains("/ --concurrency 1")).unwrap().measured.parse().unwrap();
-    assert!(ratio < 0.9, "listing at the default concurrency is faster than one at a time: {ratio}\n{table}");
     assert!(table.lines().count() == rows.len() + 1);
 }

@@ -3,8 +3,6 @@
 //! deadline, input that never ends or never stops, polling settings that would burn the rate
 //! limit, tokens that cannot work, pagination that cycles, records that say a thing twice.
 
-use std::time::{Duration, Instant};
-
 use do_sim::{Fault, FaultKind, Outcome, Sim};
 use serde_json::json;
 
@@ -249,42 +247,37 @@ fn the_timeout_bounds_the_whole_run_and_nothing_changes_after_it() {
     for tag in ["v3", "v4", "v5"] {
         sim.push("example-registry", "web", tag, 1000).unwrap();
     }
-    // Every API answer takes 700 ms.
-    sim.add_fault(Fault { method: None, path: "/v2/".into(), kind: FaultKind::Latency { ms: 700 }, times: 1000 });
-    let started = Instant::now();
+    let before = sim.snapshot()["registries"].clone();
+    // Two API answers take 700 ms each; the third would take a minute. A run that did not stop
+    // at its deadline would wait that minute out, then delete.
+    sim.add_fault(Fault { method: None, path: "/v2/".into(), kind: FaultKind::Latency { ms: 700 }, times: 2 });
+    sim.add_fault(Fault { method: None, path: "/v2/".into(), kind: FaultKind::Latency { ms: 60_000 }, times: 1000 });
     let run = Tool::against(PRUNE, &sim)
         .args(["--keep-last", "0", "--execute", "--timeout", "2s", "--untagged-grace", "1ms"])
         .run();
-    let took = started.elapsed();
     run.assert_code(3);
-    assert!(took < Duration::from_millis(3500), "ran {took:?} with --timeout 2s");
+    assert!(run.stderr.contains("--timeout"), "{}", run.stderr);
     let log = sim.requests();
-    let first = log.first().map(|r| r.at_ms).unwrap_or(0);
-    assert!(
-        log.iter().all(|r| r.at_ms <= first + 2050),
-        "a request was sent after the deadline: {:?}",
-        log.iter().map(|r| (r.at_ms - first, &r.method, &r.url)).collect::<Vec<_>>()
-    );
+    assert!(log.len() <= 2, "no answer after the hung one was waited for: {log:?}");
     assert!(log.iter().all(|r| r.method == "GET"), "nothing was changed: {:?}", mutating_requests(&sim));
+    assert_eq!(sim.snapshot()["registries"], before, "the registry is as it was");
 
     // do-gc-wait and do-deploy stop at their deadline too, with the record due.
     sim.state().faults.clear();
     sim.start_gc_with("example-registry", &[("scanning manifests", 60_000)], "succeeded").unwrap();
     sim.add_fault(Fault { method: None, path: "/v2/".into(), kind: FaultKind::Latency { ms: 400 }, times: 1000 });
-    let started = Instant::now();
+    // The GC runs a minute: only the deadline ends this run before it.
     let run = Tool::against(GC_WAIT, &sim).args(["--timeout", "1500ms", "--interval", "300ms"]).run();
     run.assert_code(3);
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
     assert_eq!(run.record("gc-wait")["outcome"], "timeout");
 }
 
 #[test]
 fn input_that_never_ends_is_bounded_by_the_timeout() {
     let sim = sim(30);
-    let started = Instant::now();
+    // Input that never ends: only the deadline ends this run.
     let run = Tool::against(GC_WAIT, &sim).args(["--timeout", "1500ms"]).run_with_open_stdin();
     run.assert_code(3);
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     assert!(run.stderr.contains("stdin did not end within --timeout; close it, or pass --no-input"), "{}", run.stderr);
     assert!(sim.requests().is_empty(), "nothing was asked before the input was read");
 
@@ -292,14 +285,12 @@ fn input_that_never_ends_is_bounded_by_the_timeout() {
     let fifo = dir.path().join("fifo");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     for binary in [GC_WAIT, DEPLOY, PRUNE, DO_TAG, LOGIN] {
-        let started = Instant::now();
         let run = Tool::against(binary, &sim)
             .args(job(binary))
             .args(["--timeout", "1s", "--input", fifo.to_str().unwrap()])
             .run();
         run.assert_code(3);
         assert!(run.stderr.contains("did not end within --timeout"), "{binary}: {}", run.stderr);
-        assert!(started.elapsed() < Duration::from_secs(4), "{binary}: {:?}", started.elapsed());
     }
     let run = Tool::against(GC_WAIT, &sim).args(["--no-input", "--token-file", fifo.to_str().unwrap()]).run();
     run.assert_code(2);
@@ -338,14 +329,12 @@ fn oversized_input_and_token_files_are_usage_errors_naming_the_limit() {
         (file("empty", b"\n"), "is empty"),
     ];
     for (path, expected) in cases {
-        let started = Instant::now();
         let run = Tool::against(GC_WAIT, &sim)
             .env("DIGITALOCEAN_ACCESS_TOKEN", "")
             .args(["--no-input", "--token-file", path.to_str().unwrap()])
             .run();
         run.assert_code(2);
         assert!(run.stderr.contains(expected), "{}: {}", path.display(), run.stderr);
-        assert!(started.elapsed() < Duration::from_secs(2), "refused at once, not retried");
     }
     assert!(sim.requests().is_empty());
 }
@@ -358,14 +347,12 @@ fn a_token_that_cannot_work_is_refused_at_once() {
         ("\u{feff}sim-token", "byte-order mark"),
         ("sim token", "not printable ASCII at position 4"),
     ] {
-        let started = Instant::now();
         let run = Tool::against(GC_WAIT, &sim).env("DIGITALOCEAN_ACCESS_TOKEN", token).args(["--no-input"]).run();
         run.assert_code(2);
         assert!(run.stderr.contains(expected), "{token:?}: {}", run.stderr);
         assert!(!run.stderr.contains("tökén") && !run.stderr.contains("sim token"), "the token is not shown");
-        assert!(started.elapsed() < Duration::from_secs(2));
     }
-    assert!(sim.requests().is_empty());
+    assert!(sim.requests().is_empty(), "refused before any request, so never retried");
 }
 
 #[test]
@@ -414,11 +401,9 @@ fn polling_and_request_settings_outside_their_bounds_are_usage_errors() {
         (GC_WAIT, vec!["--interval", "2d"], "--interval 2d is out of range"),
     ];
     for (binary, args, expected) in cases {
-        let started = Instant::now();
         let run = Tool::against(binary, &sim).args(["--no-input"]).args(&args).run();
         run.assert_code(2);
         assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
-        assert!(started.elapsed() < Duration::from_secs(2), "{args:?} refused at once");
     }
     assert!(sim.requests().is_empty());
 }

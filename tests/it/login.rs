@@ -222,7 +222,8 @@ fn a_config_changed_while_the_api_answers_keeps_both_changes() {
         assert!(std::time::Instant::now() < deadline, "do-login never asked");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The credentials request has arrived (its fault is taken) and hangs for 1.5 s.
+    crate::support::wait_until("the credentials request", || sim.state().faults.is_empty());
     std::fs::write(dir.path().join("config.json"), r#"{"auths": {"ghcr.io": {"auth": "eDp5"}}}"#).unwrap();
     login.join().unwrap().assert_code(0);
     let after = config(dir.path());

@@ -190,7 +190,7 @@ fn a_failure_at_each_step_then_a_rerun_releases_exactly_once() {
     world.sim.start_gc_with("demo-registry", &[("scanning manifests", 1_500)], "succeeded").unwrap();
     let failed = world.run(true, Config { gc_timeout: "200ms".into(), ..world.config() });
     assert_eq!((failed.exit, failed.steps.last().unwrap().name.as_str()), (3, "gc-wait"));
-    std::thread::sleep(std::time::Duration::from_millis(1_400));
+    crate::support::wait_until("the GC to end", || !crate::support::gc_running(&world.sim, "demo-registry"));
     world.assert_released_once(&world.run(true, world.config()));
 
     // tag: the remote refuses the tag push.

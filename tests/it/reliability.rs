@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use do_sim::{Fault, FaultKind, Outcome, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, DO_TAG, GC_WAIT, PRUNE};
+use crate::support::{mutating_requests, sim, wait_until, Run, Tool, DEPLOY, DO_TAG, GC_WAIT, PRUNE};
 
 #[test]
 fn a_lost_answer_to_a_rollback_does_not_roll_back_twice() {
@@ -108,14 +108,6 @@ fn spawn(binary: &str, sim: &Sim, args: &[&str]) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn gc_start_is_201_a_second_start_is_refused_and_cancel_works() {
     );
     assert_eq!(cancel, 200);
     assert_eq!(body["garbage_collection"]["status"], "cancelling");
-    std::thread::sleep(Duration::from_millis(150));
+    crate::support::wait_until("the cancel to complete", || !crate::support::gc_running(&sim, "example-registry"));
     let (none, _) = api(&sim, "GET", "/v2/registries/example-registry/garbage-collection", None);
     assert_eq!(none, 404, "no GC is active after the cancel completes");
     let (listed, body) = api(&sim, "GET", "/v2/registries/example-registry/garbage-collections", None);
@@ -100,7 +100,7 @@ fn the_registry_is_read_only_while_gc_runs_and_storage_follows_push_delete_and_g
     let refused = sim.push("example-registry", "web", "v3", 1).unwrap_err();
     assert_eq!(refused.status, 409);
     assert!(refused.message.contains("read-only"));
-    std::thread::sleep(Duration::from_millis(250));
+    crate::support::wait_until("the GC to end", || !crate::support::gc_running(&sim, "example-registry"));
     let (_, list) = api(&sim, "GET", "/v2/registries/example-registry/garbage-collections", None);
     let gc = &list["garbage_collections"][0];
     assert_eq!(gc["status"], "succeeded");
@@ -263,8 +263,11 @@ fn a_scripted_build_error_ends_in_error_with_a_reason() {
     sim.state().apps[0].next_outcome = do_sim::Outcome::BuildError;
     let (_, created) = api(&sim, "POST", &format!("/v2/apps/{app_id}/deployments"), Some(json!({"force_build": true})));
     let id = created["deployment"]["id"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(120));
-    let (_, body) = api(&sim, "GET", &format!("/v2/apps/{app_id}/deployments/{id}"), None);
+    let path = format!("/v2/apps/{app_id}/deployments/{id}");
+    crate::support::wait_until("the deployment to end in ERROR", || {
+        crate::support::deployment_phase(&sim, &id) == "ERROR"
+    });
+    let (_, body) = api(&sim, "GET", &path, None);
     let deployment = &body["deployment"];
     assert_eq!(deployment["phase"], "ERROR");
     assert_eq!(deployment["progress"]["error_steps"], 1);

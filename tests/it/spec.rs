@@ -5,7 +5,6 @@
 //! its schema.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -230,7 +229,7 @@ fn every_simulator_answer_matches_the_spec_field_for_field() {
     expect("POST", &format!("{r}/garbage-collection"), None, 409);
     let uuid = gc["garbage_collection"]["uuid"].as_str().unwrap();
     expect("PUT", &format!("{r}/garbage-collection/{uuid}"), Some(json!({"cancel": true})), 200);
-    std::thread::sleep(Duration::from_millis(60));
+    crate::support::wait_until("the cancel to complete", || !crate::support::gc_running(&sim, "example-registry"));
     expect("POST", &format!("{r}/garbage-collection"), None, 201);
     expect("GET", &format!("{r}/garbage-collections"), None, 200);
 
@@ -248,7 +247,9 @@ fn every_simulator_answer_matches_the_spec_field_for_field() {
     sim.state().apps[0].next_outcome = do_sim::Outcome::BuildError;
     let created = expect("POST", &format!("{a}/deployments"), Some(json!({"force_build": true})), 200);
     let failing = created["deployment"]["id"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(120));
+    crate::support::wait_until("the deployment to end in ERROR", || {
+        crate::support::deployment_phase(&sim, &failing) == "ERROR"
+    });
     expect("GET", &format!("{a}/deployments?per_page=20"), None, 200);
     expect("GET", &format!("{a}/deployments/{failing}"), None, 200);
     expect("GET", &format!("{a}/deployments/{failing}/components/web/logs?type=BUILD"), None, 200);

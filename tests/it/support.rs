@@ -244,3 +244,26 @@ pub fn digest_in(sim: &Sim, repository: &str, tag: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Whether a GC runs on `registry` (read from the simulator's state, so it costs no API request
+/// and no rate-limit budget).
+pub fn gc_running(sim: &Sim, registry: &str) -> bool {
+    sim.state().registries.get(registry).is_some_and(|r| r.active_gc(std::time::Instant::now()).is_some())
+}
+
+/// The phase of deployment `id` of the simulator's first app, from its state.
+pub fn deployment_phase(sim: &Sim, id: &str) -> String {
+    let snapshot = sim.snapshot();
+    let deployments = snapshot["apps"][0]["deployments"].as_array().cloned().unwrap_or_default();
+    deployments.iter().find(|d| d["id"] == id).and_then(|d| d["phase"].as_str()).unwrap_or("").to_string()
+}
+
+/// Waits until `done` holds, asking every 5 ms, and fails the test naming `what` when ten
+/// seconds pass first: tests wait on a condition, never for a fixed time.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited 10 s for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -97,7 +97,7 @@ pub fn run(binaries: &BenchBinaries, quick: bool) -> anyhow::Result<Vec<Row>> {
     eprintln!("bench: pruning {deletions} manifests under a limit of {per_window} requests per 3 s...");
     rows.push(prune_load(&binaries.prune, deletions, per_window, 0.05)?.row(!quick));
     eprintln!("bench: following a deployment...");
-    rows.push(deploy_lag(binaries)?);
+    rows.push(deploy_lag(binaries, quick)?);
     Ok(rows)
 }
 
@@ -637,7 +637,7 @@ pub fn prune_load(prune: &Path, deletions: usize, per_window: u64, scale: f64) -
 
 /// do-deploy follows a deployment of 4 phases of 500 ms, looking every second: the end must
 /// be seen by the first look after it.
-fn deploy_lag(binaries: &BenchBinaries) -> anyhow::Result<Row> {
+fn deploy_lag(binaries: &BenchBinaries, quick: bool) -> anyhow::Result<Row> {
     let interval_ms = 1000;
     let sim = SimProcess::start(&binaries.sim, None, &["--deploy-phase", "500ms"])?;
     let interval = format!("{interval_ms}ms");
@@ -677,7 +677,8 @@ fn deploy_lag(binaries: &BenchBinaries) -> anyhow::Result<Row> {
         "deployment end noticed after it happened",
         format!("{lag} ms"),
         format!("within one poll interval ({interval_ms} ms, plus 100 ms for scheduling)"),
-        Some(last >= ended_ms && lag <= interval_ms + 100),
+        // A bound of time, so not held at the quick size (run by `cargo test`, on a busy machine).
+        (!quick).then_some(last >= ended_ms && lag <= interval_ms + 100),
     ))
 }
 

@@ -36,6 +36,19 @@ pub fn serve(shared: &Shared) {
     }
 }
 
+/// A latency fault: `ms` of waiting, cut short when the simulator stops (so a test may hang a
+/// request for a minute to show a tool does not wait it out, and still end at once).
+fn pause(shared: &Shared, ms: u64) {
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}
+
 type Answer = Result<(u16, Option<Value>), SimError>;
 
 struct Incoming {
@@ -87,7 +100,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     if !is_control {
         let latency = shared.lock().latency;
         if !latency.is_zero() {
-            std::thread::sleep(latency);
+            pause(shared, latency.as_millis() as u64);
         }
     }
     if crate::distribution::is_registry_path(&incoming.path) {
@@ -101,7 +114,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     }
     if let Some(rest) = incoming.path.strip_prefix("/_sim/logs/") {
         if let Some(FaultKind::Latency { ms }) = take_fault(&mut shared.lock(), &method, &incoming.path) {
-            std::thread::sleep(Duration::from_millis(ms));
+            pause(shared, ms);
         }
         serve_log(shared, request, rest, !authorization.is_empty(), &url);
         return;
@@ -115,7 +128,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     let now = Instant::now();
     let fault = take_fault(&mut shared.lock(), &method, &incoming.path);
     if let Some(FaultKind::Latency { ms }) = fault {
-        std::thread::sleep(Duration::from_millis(ms));
+        pause(shared, ms);
     }
     let mut state = shared.lock();
     let authorized = authorization.strip_prefix("Bearer ").is_some_and(|token| token == state.token);
@@ -239,7 +252,7 @@ fn serve_registry(
     let (accept, content_type) = (header("Accept"), header("Content-Type"));
     let fault = take_fault(&mut shared.lock(), &incoming.method, &incoming.path);
     match &fault {
-        Some(FaultKind::Latency { ms }) => std::thread::sleep(Duration::from_millis(*ms)),
+        Some(FaultKind::Latency { ms }) => pause(shared, *ms),
         Some(FaultKind::Drop) => return break_connection(request, None),
         _ => {}
     }
