@@ -28,6 +28,7 @@ mod sim;
 mod spec;
 mod support;
 mod tag;
+mod tls;
 
 /// The binaries of this build, for the xtask's benchmark.
 pub fn bench_binaries() -> xtask::bench::BenchBinaries {

@@ -194,17 +194,14 @@ impl Client {
         let token = check_token(config.token.expose(), "the API token")?;
         crate::redact::register(token.expose());
         let token = token.expose();
-        let proxy = if is_loopback_url(&base_url) { None } else { ureq::Proxy::try_from_env() };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(config.request_timeout))
-            .timeout_connect(Some(config.connect_timeout))
-            .user_agent(format!("do-release/{}", env!("CARGO_PKG_VERSION")))
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .proxy(proxy)
-            .build()
-            .into();
+        let agent = crate::transport::agent(
+            &base_url,
+            crate::transport::AgentOptions {
+                timeout: Some(config.request_timeout),
+                connect_timeout: Some(config.connect_timeout),
+                answers: crate::transport::Answers::Raw,
+            },
+        )?;
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
             ^ u64::from(std::process::id()).rotate_left(32);
         Ok(Client {
@@ -620,13 +617,12 @@ pub fn download_without_token(url: &str, timeout: Duration, max_bytes: u64) -> a
         "refusing to download {}: only https (or http to a loopback address)",
         uri.host().unwrap_or("")
     );
-    let proxy = if is_loopback_url(url) { None } else { ureq::Proxy::try_from_env() };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .user_agent(format!("do-release/{}", env!("CARGO_PKG_VERSION")))
-        .proxy(proxy)
-        .build()
-        .into();
+    let options = crate::transport::AgentOptions {
+        timeout: Some(timeout),
+        connect_timeout: None,
+        answers: crate::transport::Answers::Download,
+    };
+    let agent = crate::transport::agent(url, options)?;
     let mut response = agent
         .get(url)
         .call()
@@ -691,7 +687,13 @@ pub(crate) fn describe_transport_error(error: &ureq::Error) -> String {
         ureq::Error::Timeout(_) => "the request timed out".to_string(),
         ureq::Error::ConnectionFailed => "could not connect".to_string(),
         ureq::Error::HostNotFound => "host not found".to_string(),
-        other => other.to_string(),
+        other => {
+            let message = other.to_string();
+            match crate::transport::certificate_hint(&message) {
+                Some(hint) => format!("{message} ({hint})"),
+                None => message,
+            }
+        }
     }
 }
 

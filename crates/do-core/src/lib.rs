@@ -14,6 +14,7 @@ pub mod poll;
 pub mod progress;
 pub mod redact;
 pub mod registry;
+pub mod transport;
 pub mod types;
 pub mod units;
 pub mod upstream;

@@ -214,17 +214,14 @@ impl RegistryClient {
         if let Some((_, password)) = config.credentials.expose().split_once(':') {
             crate::redact::register(password);
         }
-        let proxy = if is_loopback_url(&url) { None } else { ureq::Proxy::try_from_env() };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(config.request_timeout))
-            .timeout_connect(Some(config.request_timeout.min(Duration::from_secs(10))))
-            .user_agent(format!("do-release/{}", env!("CARGO_PKG_VERSION")))
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .proxy(proxy)
-            .build()
-            .into();
+        let agent = crate::transport::agent(
+            &url,
+            crate::transport::AgentOptions {
+                timeout: Some(config.request_timeout),
+                connect_timeout: Some(config.request_timeout.min(Duration::from_secs(10))),
+                answers: crate::transport::Answers::Raw,
+            },
+        )?;
         Ok(RegistryClient {
             agent,
             url,

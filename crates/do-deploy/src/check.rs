@@ -98,16 +98,19 @@ pub fn run(spec: &CheckSpec, deadline: Instant, progress: &do_core::progress::Pr
     let started = Instant::now();
     let until = deadline.min(started + spec.timeout);
     let https = spec.url.starts_with("https://");
-    let proxy = if do_core::api::is_loopback_url(&spec.url) { None } else { ureq::Proxy::try_from_env() };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .https_only(https)
-        .max_redirects(5)
-        .user_agent(format!("do-release/{}", env!("CARGO_PKG_VERSION")))
-        .proxy(proxy)
-        .build()
-        .into();
     let mut report = CheckReport { url: spec.url.clone(), ..CheckReport::default() };
+    let options = do_core::transport::AgentOptions {
+        timeout: None,
+        connect_timeout: None,
+        answers: do_core::transport::Answers::Check { https_only: https },
+    };
+    let agent = match do_core::transport::agent(&spec.url, options) {
+        Ok(agent) => agent,
+        Err(error) => {
+            report.reason = Some(format!("{error:#}"));
+            return report;
+        }
+    };
     loop {
         report.attempts += 1;
         let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));

@@ -74,7 +74,10 @@ pub fn handle(shared: &Shared, call: &RegistryCall, fault: Option<&FaultKind>) -
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
         },
-        _ => route(&mut state, &shared.base_url, call, now),
+        _ => {
+            let realm_base = state.public_url.clone().unwrap_or_else(|| shared.base_url.clone());
+            route(&mut state, &realm_base, call, now)
+        }
     };
     let at_ms = now.duration_since(state.started).as_millis() as u64;
     state.registry_requests.push(RegistryRequest {

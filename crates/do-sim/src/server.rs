@@ -193,7 +193,8 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         return;
     }
     state.settle(now);
-    let link_base = state.link_base.clone().unwrap_or_else(|| shared.base_url.clone());
+    let link_base =
+        state.link_base.clone().or_else(|| state.public_url.clone()).unwrap_or_else(|| shared.base_url.clone());
     let mut answer = route(&mut state, &incoming, &link_base, now);
     if state.quirks.normalized_specs {
         if let Ok((_, Some(body))) = &mut answer {

@@ -798,6 +798,9 @@ pub struct State {
     /// Write pagination links with this base instead of the simulator's own URL (to test that
     /// clients never follow a link, and the token, to another host).
     pub link_base: Option<String>,
+    /// The API's address as clients reach it (behind a TLS front or a proxy): pagination links
+    /// and the registry's token realm name it instead of the simulator's own URL.
+    pub public_url: Option<String>,
     /// Registry credentials handed out by docker-credentials.
     pub credentials: Vec<IssuedCredential>,
     /// Bearer tokens the registry's token service handed out.
@@ -903,6 +906,7 @@ impl State {
             started: Instant::now(),
             log_downloads: Vec::new(),
             link_base: None,
+            public_url: None,
             credentials: Vec::new(),
             registry_tokens: BTreeMap::new(),
             registry_requests: Vec::new(),

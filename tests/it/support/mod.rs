@@ -1,5 +1,7 @@
 //! Running the real binaries against an in-process simulator.
 
+pub mod tls;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
