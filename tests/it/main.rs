@@ -28,6 +28,7 @@ mod sim;
 mod spec;
 mod support;
 mod tag;
+mod tidy;
 mod tls;
 
 /// The binaries of this build, for the xtask's benchmark.

@@ -1,0 +1,130 @@
+//! The shape of the code, checked as rust-analyzer's tidy tests check theirs: no source file over
+//! 600 lines, no function over 80 lines in the tool crates and do-core. What is over today is
+//! listed below and may only shrink: a listed offender that is now within bounds must leave the
+//! list, and a new offender fails the test with its name.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const MAX_FILE_LINES: usize = 600;
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Files over the bound, waiting for their split (issue "one shape for every tool").
+const FILES_OVER: &[&str] = &[
+    "crates/do-core/src/api.rs",
+    "crates/do-core/src/oci.rs",
+    "crates/do-deploy/src/lib.rs",
+    "crates/do-deploy/src/specfile.rs",
+    "crates/do-prune/src/lib.rs",
+    "crates/do-prune/src/policy.rs",
+    "crates/do-sim/src/server.rs",
+    "crates/do-sim/src/state.rs",
+    "xtask/src/bench.rs",
+    "xtask/src/release.rs",
+];
+
+/// Functions over the bound (file: name), waiting for their phases to become functions.
+const FUNCTIONS_OVER: &[&str] = &[
+    "crates/do-deploy/src/lib.rs: deploy",
+    "crates/do-deploy/src/lib.rs: run",
+    "crates/do-gc-wait/src/lib.rs: run",
+    "crates/do-login/src/lib.rs: run",
+    "crates/do-prune/src/apply.rs: apply",
+    "crates/do-prune/src/closure.rs: compute",
+    "crates/do-prune/src/lib.rs: run",
+    "crates/do-prune/src/plan.rs: plan_once",
+    "crates/do-prune/src/policy.rs: plan_tagged",
+    "crates/do-tag/src/lib.rs: plan_version",
+    "crates/do-tag/src/lib.rs: run",
+];
+
+/// The crates whose functions are held to the bound (do-sim and xtask are tools for us).
+const HELD_CRATES: &[&str] = &["do-core", "do-gc-wait", "do-tag", "do-deploy", "do-prune", "do-login"];
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_sources() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = workspace();
+    let mut files = Vec::new();
+    walk(&root.join("src"), &mut files);
+    walk(&root.join("xtask/src"), &mut files);
+    for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        walk(&krate.path().join("src"), &mut files);
+    }
+    files.sort();
+    files
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(workspace()).unwrap().to_string_lossy().replace('\\', "/")
+}
+
+/// `(name, lines)` of each function in `text` before its tests: from the `fn` line to the
+/// closing brace at the same indentation.
+fn functions(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines.iter().position(|l| l.trim() == "#[cfg(test)]").unwrap_or(lines.len());
+    let signature = regex::Regex::new(r"^(\s*)(?:pub(?:\([a-z]+\))? )?(?:const )?fn (\w+)").unwrap();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < end {
+        let Some(captures) = signature.captures(lines[i]) else {
+            i += 1;
+            continue;
+        };
+        let indent = captures[1].to_string();
+        let close = format!("{indent}}}");
+        let Some(last) = (i..lines.len()).find(|&j| lines[j] == close) else { break };
+        found.push((captures[2].to_string(), last - i + 1));
+        i = last + 1;
+    }
+    found
+}
+
+#[test]
+fn no_file_or_function_grows_past_its_bound_and_the_list_of_offenders_only_shrinks() {
+    let mut files_over = BTreeSet::new();
+    let mut functions_over = BTreeSet::new();
+    for path in rust_sources() {
+        let name = relative(&path);
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.lines().count() > MAX_FILE_LINES {
+            files_over.insert(name.clone());
+        }
+        if HELD_CRATES.iter().any(|c| name.starts_with(&format!("crates/{c}/"))) {
+            for (function, lines) in functions(&text) {
+                if lines > MAX_FUNCTION_LINES {
+                    functions_over.insert(format!("{name}: {function}"));
+                }
+            }
+        }
+    }
+    let listed_files: BTreeSet<String> = FILES_OVER.iter().map(|s| s.to_string()).collect();
+    let listed_functions: BTreeSet<String> = FUNCTIONS_OVER.iter().map(|s| s.to_string()).collect();
+    let new_files: Vec<&String> = files_over.difference(&listed_files).collect();
+    let new_functions: Vec<&String> = functions_over.difference(&listed_functions).collect();
+    assert!(new_files.is_empty(), "over {MAX_FILE_LINES} lines, split by concern: {new_files:?}");
+    assert!(new_functions.is_empty(), "over {MAX_FUNCTION_LINES} lines, split into phases: {new_functions:?}");
+    let fixed: Vec<&String> =
+        listed_files.difference(&files_over).chain(listed_functions.difference(&functions_over)).collect();
+    assert!(fixed.is_empty(), "within bounds now, so take them off the list in tests/it/tidy.rs: {fixed:?}");
+}
+
+#[test]
+fn the_function_finder_sees_a_long_function_and_ends_at_its_own_brace() {
+    let body: String = (0..90).map(|i| format!("    let x{i} = {i};\n")).collect();
+    let text = format!("fn short() {{\n}}\n\npub(crate) fn long() {{\n{body}}}\n#[cfg(test)]\nfn ignored() {{\n}}\n");
+    assert_eq!(functions(&text), [("short".to_string(), 2), ("long".to_string(), 92)]);
+}
