@@ -185,7 +185,6 @@ pub struct Client {
     rate_limit: Mutex<RateLimitState>,
     deadline: Mutex<Option<Instant>>,
     requests: AtomicU64,
-    jitter_seed: AtomicU64,
 }
 
 impl Client {
@@ -202,8 +201,6 @@ impl Client {
                 answers: crate::transport::Answers::Raw,
             },
         )?;
-        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-            ^ u64::from(std::process::id()).rotate_left(32);
         Ok(Client {
             agent,
             base_url,
@@ -214,7 +211,6 @@ impl Client {
             rate_limit: Mutex::new(RateLimitState::default()),
             deadline: Mutex::new(None),
             requests: AtomicU64::new(0),
-            jitter_seed: AtomicU64::new(seed | 1),
         })
     }
 
@@ -423,122 +419,50 @@ impl Client {
     fn send(&self, method: &'static str, path: &str, body: Option<&Value>, retry: Retry) -> anyhow::Result<Reply> {
         let url = format!("{}{}", self.base_url, path);
         let body_bytes = body.map(|value| serde_json::to_vec(value).expect("a JSON value serialises"));
-        let started = Instant::now();
-        let mut retries = 0u32;
-        loop {
-            self.pace();
-            let timeout = match self.deadline() {
-                None => self.request_timeout,
-                Some(deadline) => {
-                    match deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) {
-                        Some(left) => left.min(self.request_timeout),
-                        None => {
-                            return Err(Failure::deadline(format!(
-                                "{method} {path} was not sent: the deadline (--timeout) has passed"
-                            )))
-                        }
-                    }
-                }
-            };
-            let attempt_started = Instant::now();
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.send_once(method, &url, body_bytes.as_deref(), timeout);
-            let elapsed_ms = attempt_started.elapsed().as_millis();
-            let (error, wait_hint): (anyhow::Error, Option<Duration>) = match outcome {
-                Ok((status, headers, bytes)) => {
-                    self.note_rate_limit(&headers);
-                    let request_id = header(&headers, "x-request-id");
-                    self.progress.debug(&format!(
-                        "{method} {path} -> {status} in {elapsed_ms}ms{}",
-                        request_id.as_deref().map(|id| format!(" (request id {id})")).unwrap_or_default()
-                    ));
-                    if (200..300).contains(&status) {
-                        return Ok(Reply { status, body: bytes });
-                    }
-                    let api_error = api_error(method, path, status, &bytes, request_id);
-                    let retryable = status == 429 || (retry == Retry::Idempotent && status >= 500);
-                    if !retryable {
-                        return Err(api_error.into());
-                    }
-                    let hint = if status == 429 { self.wait_after_429(&headers) } else { None };
-                    (api_error.into(), hint)
-                }
-                Err(transport) => {
-                    let error =
-                        TransportError { method, path: path.to_string(), message: crate::redact::redact(&transport) };
-                    self.progress.debug(&format!("{error} after {elapsed_ms}ms"));
-                    if retry != Retry::Idempotent {
-                        return Err(error.into());
-                    }
-                    (error.into(), None)
-                }
-            };
-            let delay = wait_hint.unwrap_or_else(|| self.retry.backoff(retries, self.jitter()));
-            if self.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
-                // The request was cut short by the deadline, or the deadline passed meanwhile.
-                return Err(error.context(Failure::deadline_reached()));
-            }
-            if !self.may_retry(started, retries, delay) {
-                if retries > 0 {
-                    return Err(error.context(format!("gave up after {} attempts", retries + 1)));
-                }
-                return Err(error);
-            }
-            self.progress.debug(&format!("retrying in {} after: {error}", crate::duration::human(delay)));
-            std::thread::sleep(delay);
-            retries += 1;
+        let mut headers = vec![("authorization", self.authorization.expose()), ("accept", "application/json")];
+        if body_bytes.is_some() {
+            headers.push(("content-type", "application/json"));
         }
-    }
-
-    fn send_once(
-        &self,
-        method: &str,
-        url: &str,
-        body: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<(u16, Headers, Vec<u8>), String> {
-        let builder = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("authorization", self.authorization.expose())
-            .header("accept", "application/json");
-        let response = match body {
-            Some(bytes) => {
-                let request = builder.header("content-type", "application/json").body(bytes.to_vec());
-                let request = self
-                    .agent
-                    .configure_request(request.map_err(|e| e.to_string())?)
-                    .timeout_global(Some(timeout))
-                    .build();
-                self.agent.run(request)
-            }
-            None => {
-                let request = builder.body(()).map_err(|e| e.to_string())?;
-                self.agent.run(self.agent.configure_request(request).timeout_global(Some(timeout)).build())
-            }
+        let repeat = match retry {
+            Retry::Idempotent => crate::http::Repeat::Safe,
+            Retry::CreateOnce => crate::http::Repeat::OnlyRefused,
         };
-        let mut response = response.map_err(|error| describe_transport_error(&error))?;
-        let status = response.status().as_u16();
-        let headers: Headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_string())))
-            .collect();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY_BYTES)
-            .read_to_vec()
-            .map_err(|error| format!("the response body was cut off: {}", describe_transport_error(&error)))?;
-        Ok((status, headers, bytes))
-    }
-
-    fn may_retry(&self, started: Instant, retries: u32, delay: Duration) -> bool {
-        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        let resume_at = Instant::now() + delay;
-        retries + 1 < self.retry.max_attempts
-            && started.elapsed() + delay <= self.retry.max_elapsed
-            && deadline.is_none_or(|deadline| resume_at < deadline)
+        let request = crate::http::Request {
+            method,
+            url: &url,
+            shown: path,
+            headers: &headers,
+            body: body_bytes.as_deref(),
+            max_body: MAX_BODY_BYTES,
+            repeat,
+        };
+        let pace = || self.pace();
+        let sender = crate::http::Sender {
+            agent: &self.agent,
+            retry: &self.retry,
+            request_timeout: self.request_timeout,
+            deadline: self.deadline(),
+            progress: &self.progress,
+            requests: &self.requests,
+            before_attempt: &pace,
+        };
+        let answer = crate::http::send(&sender, &request, |answer| {
+            self.note_rate_limit(&answer.headers);
+            let status = answer.status;
+            if (200..300).contains(&status) {
+                return crate::http::Judged::Done;
+            }
+            let request_id = header(&answer.headers, "x-request-id");
+            let api_error = api_error(method, path, status, &answer.body, request_id);
+            match status == 429 || (retry == Retry::Idempotent && status >= 500) {
+                false => crate::http::Judged::Fail(api_error.into()),
+                true => crate::http::Judged::Retry {
+                    error: api_error.into(),
+                    wait: if status == 429 { self.wait_after_429(&answer.headers) } else { None },
+                },
+            }
+        })?;
+        Ok(Reply { status: answer.status, body: answer.body })
     }
 
     /// `retry-after` first; otherwise, when the hourly budget is spent, `ratelimit-reset`.
@@ -575,16 +499,6 @@ impl Client {
             self.progress.debug(&format!("rate limit nearly spent, waiting {}", crate::duration::human(delay)));
             std::thread::sleep(delay);
         }
-    }
-
-    fn jitter(&self) -> f64 {
-        // xorshift64: jitter only needs to spread retries, not to be unpredictable.
-        let mut x = self.jitter_seed.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter_seed.store(x, Ordering::Relaxed);
-        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A `links.pages.next` URL as a path on our own base URL: the token never follows a
@@ -728,12 +642,6 @@ fn list_field<T: DeserializeOwned>(page: &mut Value, field: &str, path: &str) ->
         Some(list) => serde_json::from_value::<Vec<T>>(list)
             .with_context(|| format!("GET {path}: the {field} list has an unexpected shape")),
     }
-}
-
-/// A number in [0, 1) that differs from call to call: enough to spread retries.
-pub(crate) fn jitter_unit() -> f64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
 /// Which of the paths given to [`Client::get_all_concurrently`] failed (the error's context).

@@ -9,6 +9,7 @@ pub mod contract;
 pub mod duration;
 pub mod exit;
 pub mod github;
+pub mod http;
 pub mod oci;
 pub mod poll;
 pub mod progress;

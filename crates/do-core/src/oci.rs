@@ -19,7 +19,7 @@ use anyhow::Context;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::api::{describe_transport_error, header, is_loopback_url, segment, Headers, RetryPolicy, Secret};
+use crate::api::{header, is_loopback_url, segment, Headers, RetryPolicy, Secret};
 use crate::exit::Failure;
 use crate::progress::Progress;
 use crate::Client;
@@ -624,95 +624,36 @@ impl RegistryClient {
         body: Option<&[u8]>,
     ) -> anyhow::Result<(u16, Headers, Vec<u8>)> {
         let shown = url.split('?').next().unwrap_or(url).to_string();
-        let started = Instant::now();
-        let mut retries = 0u32;
-        loop {
-            let timeout = match self.deadline {
-                None => self.request_timeout,
-                Some(deadline) => {
-                    match deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) {
-                        Some(left) => left.min(self.request_timeout),
-                        None => {
-                            return Err(Failure::deadline(format!(
-                                "{method} {shown} was not sent: the deadline (--timeout) has passed"
-                            )))
-                        }
-                    }
-                }
-            };
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let attempt = Instant::now();
-            let outcome = self.send_once(method, url, headers, body, timeout);
-            let problem = match outcome {
-                Ok((status, answer_headers, bytes)) => {
-                    self.progress
-                        .debug(&format!("{method} {shown} -> {status} in {}ms", attempt.elapsed().as_millis()));
-                    if status != 429 && status < 500 {
-                        return Ok((status, answer_headers, bytes));
-                    }
-                    let wait = header(&answer_headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
-                    (
-                        format!("{method} {shown} answered {status}{}", registry_error(&bytes)),
-                        wait.map(Duration::from_secs),
-                    )
-                }
-                Err(message) => (format!("{method} {shown} failed: {}", crate::redact::redact(&message)), None),
-            };
-            let delay = problem.1.unwrap_or_else(|| self.retry.backoff(retries, crate::api::jitter_unit()));
-            if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Err(anyhow::anyhow!("{}", problem.0).context(Failure::deadline_reached()));
-            }
-            let in_time = self.deadline.is_none_or(|deadline| Instant::now() + delay < deadline);
-            if retries + 1 >= self.retry.max_attempts || started.elapsed() + delay > self.retry.max_elapsed || !in_time
-            {
-                anyhow::bail!(
-                    "{}{}",
-                    problem.0,
-                    if retries > 0 { format!(" (gave up after {} attempts)", retries + 1) } else { String::new() }
-                );
-            }
-            self.progress.debug(&format!("retrying in {} after: {}", crate::duration::human(delay), problem.0));
-            std::thread::sleep(delay);
-            retries += 1;
-        }
-    }
-
-    fn send_once(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, String)],
-        body: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<(u16, Headers, Vec<u8>), String> {
-        let mut builder = ureq::http::Request::builder().method(method).uri(url);
-        for (name, value) in headers {
-            builder = builder.header(*name, value.as_str());
-        }
-        let response = match body {
-            Some(bytes) => {
-                let request = builder.body(bytes.to_vec()).map_err(|e| e.to_string())?;
-                self.agent.run(self.agent.configure_request(request).timeout_global(Some(timeout)).build())
-            }
-            None => {
-                let request = builder.body(()).map_err(|e| e.to_string())?;
-                self.agent.run(self.agent.configure_request(request).timeout_global(Some(timeout)).build())
-            }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let request = crate::http::Request {
+            method,
+            url,
+            shown: &shown,
+            headers: &headers,
+            body,
+            max_body: MAX_MANIFEST_BYTES,
+            repeat: crate::http::Repeat::Safe,
         };
-        let mut response = response.map_err(|error| describe_transport_error(&error))?;
-        let status = response.status().as_u16();
-        let headers: Headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_string())))
-            .collect();
-        if method == "HEAD" {
-            return Ok((status, headers, Vec::new()));
-        }
-        let bytes = response.body_mut().with_config().limit(MAX_MANIFEST_BYTES).read_to_vec().map_err(|error| {
-            format!("the response body was cut off or too large: {}", describe_transport_error(&error))
+        let sender = crate::http::Sender {
+            agent: &self.agent,
+            retry: &self.retry,
+            request_timeout: self.request_timeout,
+            deadline: self.deadline,
+            progress: &self.progress,
+            requests: &self.requests,
+            before_attempt: &|| {},
+        };
+        let answer = crate::http::send(&sender, &request, |answer| {
+            if answer.status != 429 && answer.status < 500 {
+                return crate::http::Judged::Done;
+            }
+            let wait = header(&answer.headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+            crate::http::Judged::Retry {
+                error: anyhow::anyhow!("{method} {shown} answered {}{}", answer.status, registry_error(&answer.body)),
+                wait: wait.map(Duration::from_secs),
+            }
         })?;
-        Ok((status, headers, bytes))
+        Ok((answer.status, answer.headers, answer.body))
     }
 }
 
