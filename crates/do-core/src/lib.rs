@@ -2,6 +2,7 @@
 //! exit codes, progress output on stderr, polling and the command-line pieces every tool
 //! shares. Tools depend on this crate and never on each other.
 
+pub mod address;
 pub mod api;
 pub mod cli;
 pub mod concurrent;
@@ -10,11 +11,15 @@ pub mod duration;
 pub mod exit;
 pub mod github;
 pub mod http;
+pub mod manifest;
 pub mod oci;
+pub mod paging;
 pub mod poll;
 pub mod progress;
 pub mod redact;
 pub mod registry;
+pub mod registry_auth;
+pub mod secret;
 pub mod transport;
 pub mod types;
 pub mod units;

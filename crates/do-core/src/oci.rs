@@ -16,129 +16,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use base64::Engine;
 use serde_json::Value;
 
 use crate::api::{header, is_loopback_url, segment, Headers, RetryPolicy, Secret};
 use crate::exit::Failure;
+pub use crate::manifest::{
+    is_index_type, normalize_digest, sha256_digest, Descriptor, ManifestInfo, ACCEPTED_TYPES, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+};
 use crate::progress::Progress;
+pub use crate::registry_auth::credentials_for;
+use crate::registry_auth::Challenge;
 use crate::Client;
 
 /// Where DigitalOcean's registry speaks the distribution API.
 pub const DEFAULT_REGISTRY_URL: &str = "https://registry.digitalocean.com";
 pub const REGISTRY_URL_VARIABLE: &str = "DIGITALOCEAN_REGISTRY_URL";
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// The manifest types asked for, in the `Accept` header of every manifest request.
-pub const ACCEPTED_TYPES: [&str; 4] = [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 /// Manifests larger than this are refused (the distribution spec's recommended limit).
 const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
-/// buildx marks attestation manifests in an index with these annotations.
-const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
-const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-
-/// Whether a media type is an index (its body lists other manifests).
-pub fn is_index_type(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
-}
-
-/// `sha256:` and the lowercase hex SHA-256 of `bytes`: a manifest's or blob's digest.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
-/// One manifest an index holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Descriptor {
-    pub digest: String,
-    pub media_type: Option<String>,
-    /// `os/architecture[/variant]`, when the index says.
-    pub platform: Option<String>,
-    /// For a buildx attestation manifest: the platform manifest it describes.
-    pub attestation_of: Option<String>,
-}
-
-/// What a manifest is, as far as keeping or deleting goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManifestInfo {
-    pub digest: String,
-    pub media_type: String,
-    /// The manifests an index holds (empty for an image manifest).
-    pub children: Vec<Descriptor>,
-    /// The manifest this one refers to (OCI 1.1 `subject`: signatures, SBOMs, attestations).
-    pub subject: Option<String>,
-    /// An image manifest's config blob.
-    pub config: Option<String>,
-    pub size: u64,
-}
-
-impl ManifestInfo {
-    pub fn is_index(&self) -> bool {
-        is_index_type(&self.media_type)
-    }
-
-    /// Reads a manifest body. The media type comes from `Content-Type` unless that is generic,
-    /// then from the body's `mediaType`, then from its shape (`manifests` makes an index).
-    pub fn parse(digest: &str, content_type: Option<&str>, body: &[u8]) -> Result<ManifestInfo, String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| format!("the manifest {digest} is not JSON: {e}"))?;
-        let Value::Object(object) = &value else {
-            return Err(format!("the manifest {digest} is not a JSON object"));
-        };
-        let declared = content_type.map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        let from_body = object.get("mediaType").and_then(Value::as_str).map(str::to_string);
-        let media_type = match declared {
-            Some(t) if !t.is_empty() && t != "application/json" && t != "application/octet-stream" => t,
-            _ => from_body
-                .unwrap_or_else(|| if object.contains_key("manifests") { OCI_INDEX } else { OCI_MANIFEST }.to_string()),
-        };
-        let mut children = Vec::new();
-        if let Some(manifests) = object.get("manifests") {
-            let list =
-                manifests.as_array().ok_or_else(|| format!("the index {digest} has a malformed manifests list"))?;
-            for entry in list {
-                let child = entry
-                    .get("digest")
-                    .and_then(Value::as_str)
-                    .filter(|d| d.contains(':'))
-                    .ok_or_else(|| format!("the index {digest} lists a manifest without a digest"))?;
-                let annotations = entry.get("annotations");
-                let annotation = |key: &str| annotations.and_then(|a| a.get(key)).and_then(Value::as_str);
-                let platform = entry.get("platform").and_then(|p| {
-                    let part = |key: &str| p.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
-                    let mut text = format!("{}/{}", part("os")?, part("architecture")?);
-                    if let Some(variant) = part("variant") {
-                        text.push('/');
-                        text.push_str(variant);
-                    }
-                    Some(text)
-                });
-                let attestation_of = (annotation(REFERENCE_TYPE) == Some("attestation-manifest"))
-                    .then(|| annotation(REFERENCE_DIGEST).map(normalize_digest))
-                    .flatten();
-                children.push(Descriptor {
-                    digest: normalize_digest(child),
-                    media_type: entry.get("mediaType").and_then(Value::as_str).map(str::to_string),
-                    platform,
-                    attestation_of,
-                });
-            }
-        }
-        let subject = object.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str).map(normalize_digest);
-        let config = object.get("config").and_then(|c| c.get("digest")).and_then(Value::as_str).map(normalize_digest);
-        Ok(ManifestInfo { digest: digest.to_string(), media_type, children, subject, config, size: body.len() as u64 })
-    }
-}
-
-/// A digest as the API and registry write it: trimmed, algorithm and hex in lowercase.
-pub fn normalize_digest(text: &str) -> String {
-    text.trim().to_ascii_lowercase()
-}
 
 /// The registry's answer to a request for something it does not have.
 #[derive(Debug, Clone)]
@@ -153,18 +49,6 @@ impl fmt::Display for NotInRegistry {
 }
 
 impl std::error::Error for NotInRegistry {}
-
-/// How the registry wants to be authenticated, learnt from its answer to `GET /v2/`.
-#[derive(Clone, Debug)]
-enum Challenge {
-    /// It answered 200: no credentials needed.
-    Open,
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
-}
 
 /// Settings a [`RegistryClient`] is built from.
 #[derive(Clone, Debug)]
@@ -181,17 +65,17 @@ pub struct RegistryConfig {
 }
 
 pub struct RegistryClient {
-    agent: ureq::Agent,
-    url: String,
-    registry: String,
-    credentials: Secret,
-    retry: RetryPolicy,
-    request_timeout: Duration,
-    deadline: Option<Instant>,
-    progress: Arc<Progress>,
-    challenge: Mutex<Option<Challenge>>,
+    pub(crate) agent: ureq::Agent,
+    pub(crate) url: String,
+    pub(crate) registry: String,
+    pub(crate) credentials: Secret,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) request_timeout: Duration,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) challenge: Mutex<Option<Challenge>>,
     /// Bearer tokens by scope.
-    tokens: Mutex<BTreeMap<String, Secret>>,
+    pub(crate) tokens: Mutex<BTreeMap<String, Secret>>,
     requests: AtomicU64,
 }
 
@@ -497,98 +381,6 @@ impl RegistryClient {
         unreachable!("the loop returns on its second pass")
     }
 
-    fn authorization(&self, scope: &str, fresh: bool) -> anyhow::Result<Option<Secret>> {
-        let challenge = self.challenge()?;
-        match challenge {
-            Challenge::Open => Ok(None),
-            Challenge::Basic => Ok(Some(Secret::new(format!("Basic {}", self.basic())))),
-            Challenge::Bearer { realm, service } => {
-                let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-                if fresh {
-                    tokens.remove(scope);
-                }
-                if let Some(token) = tokens.get(scope) {
-                    return Ok(Some(Secret::new(format!("Bearer {}", token.expose()))));
-                }
-                let token = self.fetch_token(&realm, service.as_deref(), scope)?;
-                let value = Secret::new(format!("Bearer {}", token.expose()));
-                tokens.insert(scope.to_string(), token);
-                Ok(Some(value))
-            }
-        }
-    }
-
-    fn basic(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.credentials.expose())
-    }
-
-    /// `GET /v2/`: 200 means open, 401 names the scheme (and, for Bearer, where tokens come from).
-    fn challenge(&self) -> anyhow::Result<Challenge> {
-        // Held while asking, so that reads started at once ask once.
-        let mut known = self.challenge.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = known.clone() {
-            return Ok(known);
-        }
-        let (status, headers, body) = self.send("GET", "/v2/", &[], None)?;
-        let challenge = match status {
-            200..=299 => Challenge::Open,
-            401 => {
-                let text = header(&headers, "www-authenticate").unwrap_or_default();
-                parse_challenge(&text).with_context(|| {
-                    format!("the registry at {} answered 401 with a challenge this tool cannot answer", self.url)
-                })?
-            }
-            _ => anyhow::bail!(
-                "GET {}/v2/ answered {status}{}: is {} a container registry?",
-                self.url,
-                registry_error(&body),
-                self.url
-            ),
-        };
-        *known = Some(challenge.clone());
-        Ok(challenge)
-    }
-
-    /// Gets a Bearer token for `scope` from the realm, with the registry credentials.
-    fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> anyhow::Result<Secret> {
-        let realm_url = crate::api::checked_base_url(realm.split('?').next().unwrap_or(realm))
-            .map_err(|_| anyhow::anyhow!("the registry's token realm {realm:?} is neither https nor loopback; refusing to send credentials there"))?;
-        let mut query = vec![format!("scope={}", query_value(scope))];
-        if let Some(service) = service {
-            query.push(format!("service={}", query_value(service)));
-        }
-        let separator = if realm.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{}{separator}{}",
-            realm_url,
-            realm.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default(),
-            query.join("&")
-        );
-        let authorization = format!("Basic {}", self.basic());
-        let (status, _, body) = self.send_to("GET", &url, &[("authorization", authorization)], None)?;
-        if status == 401 || status == 403 {
-            anyhow::bail!(
-                "the registry's token service refused the credentials ({status}{}); during a garbage collection no write tokens are issued",
-                registry_error(&body)
-            );
-        }
-        anyhow::ensure!(
-            (200..300).contains(&status),
-            "the registry's token service answered {status}{}",
-            registry_error(&body)
-        );
-        let value: Value =
-            serde_json::from_slice(&body).context("the registry's token service sent a body that is not JSON")?;
-        let token = value
-            .get("token")
-            .or_else(|| value.get("access_token"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .context("the registry's token service sent no token")?;
-        crate::redact::register(token);
-        Ok(Secret::new(token.to_string()))
-    }
-
     /// A `Location` from the registry as a path on its own host: credentials never follow a
     /// location elsewhere.
     fn same_host_path(&self, location: &str) -> anyhow::Result<String> {
@@ -604,7 +396,7 @@ impl RegistryClient {
         Ok(rest.to_string())
     }
 
-    fn send(
+    pub(crate) fn send(
         &self,
         method: &'static str,
         path: &str,
@@ -616,7 +408,7 @@ impl RegistryClient {
 
     /// One request with retries on transport errors, 429 and 5xx (registry writes are
     /// content-addressed, so repeating them is harmless).
-    fn send_to(
+    pub(crate) fn send_to(
         &self,
         method: &'static str,
         url: &str,
@@ -661,21 +453,8 @@ fn accept() -> String {
     ACCEPTED_TYPES.join(", ")
 }
 
-/// Percent-encodes a query value (`repository:reg/web:pull` keeps its `:`, `/` and `,`).
-fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b',') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// The distribution error body `{"errors":[{"code","message"}]}` as `: CODE message`.
-fn registry_error(body: &[u8]) -> String {
+pub(crate) fn registry_error(body: &[u8]) -> String {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let first = value.pointer("/errors/0");
     let text = |key: &str| first.and_then(|e| e.get(key)).and_then(Value::as_str).unwrap_or("");
@@ -687,125 +466,9 @@ fn registry_error(body: &[u8]) -> String {
     }
 }
 
-/// Parses `Bearer realm="…",service="…"` or `Basic realm="…"`.
-fn parse_challenge(text: &str) -> anyhow::Result<Challenge> {
-    let (scheme, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
-    let mut parameters = BTreeMap::new();
-    let mut rest = rest.trim();
-    while !rest.is_empty() {
-        let Some((key, after)) = rest.split_once('=') else { break };
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
-        let after = after.trim_start();
-        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
-            let end = quoted.find('"').context("an unterminated quote in the registry's challenge")?;
-            (&quoted[..end], &quoted[end + 1..])
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (&after[..end], &after[end..])
-        };
-        parameters.insert(key, value.to_string());
-        rest = remaining.trim_start().trim_start_matches(',').trim_start();
-    }
-    match scheme.to_ascii_lowercase().as_str() {
-        "basic" => Ok(Challenge::Basic),
-        "bearer" => Ok(Challenge::Bearer {
-            realm: parameters
-                .remove("realm")
-                .filter(|r| !r.is_empty())
-                .context("a Bearer challenge without a realm")?,
-            service: parameters.remove("service"),
-        }),
-        other => anyhow::bail!("an authentication scheme {other:?} that is neither Basic nor Bearer"),
-    }
-}
-
-/// The `user:password` for `url`'s host from a docker config's `auths`: the entry for that
-/// host, or the only entry (the API names `registry.digitalocean.com` whatever host serves it).
-pub fn credentials_for(auths: &Value, url: &str) -> anyhow::Result<Secret> {
-    let entries = auths.as_object().filter(|o| !o.is_empty()).context("the API sent no registry credentials")?;
-    let host = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url).split('/').next().unwrap_or("");
-    let entry = entries
-        .get(host)
-        .or_else(|| (entries.len() == 1).then(|| entries.values().next()).flatten())
-        .with_context(|| format!("the API sent registry credentials for other hosts than {host}"))?;
-    let encoded = entry.get("auth").and_then(Value::as_str).context("the registry credentials have no auth value")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|text| text.contains(':'))
-        .context("the registry credentials are not base64 user:password")?;
-    Ok(Secret::new(decoded))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digests_are_sha256_of_the_bytes() {
-        assert_eq!(sha256_digest(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        assert_eq!(normalize_digest("  SHA256:ABCdef "), "sha256:abcdef");
-    }
-
-    #[test]
-    fn an_index_lists_its_children_platforms_and_attestations() {
-        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:AA","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
-            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb","size":1,"platform":{"os":"unknown","architecture":"unknown"},
-             "annotations":{"vnd.docker.reference.type":"attestation-manifest","vnd.docker.reference.digest":"sha256:aa"}}]}"#;
-        let info = ManifestInfo::parse("sha256:ix", Some("application/vnd.oci.image.index.v1+json"), body).unwrap();
-        assert!(info.is_index());
-        assert_eq!(info.children.len(), 2);
-        assert_eq!(info.children[0].digest, "sha256:aa");
-        assert_eq!(info.children[0].platform.as_deref(), Some("linux/arm64/v8"));
-        assert_eq!(info.children[1].attestation_of.as_deref(), Some("sha256:aa"));
-        assert_eq!(info.children[0].attestation_of, None);
-    }
-
-    #[test]
-    fn the_media_type_comes_from_the_header_then_the_body_then_the_shape() {
-        let image =
-            br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","layers":[]}"#;
-        assert_eq!(ManifestInfo::parse("d", Some("application/json"), image).unwrap().media_type, DOCKER_MANIFEST);
-        let shapeless = br#"{"manifests":[]}"#;
-        assert!(ManifestInfo::parse("d", None, shapeless).unwrap().is_index());
-        let referrer = br#"{"layers":[],"subject":{"digest":"sha256:CC","size":1}}"#;
-        let info =
-            ManifestInfo::parse("d", Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"), referrer)
-                .unwrap();
-        assert_eq!((info.media_type.as_str(), info.subject.as_deref()), (OCI_MANIFEST, Some("sha256:cc")));
-        assert!(ManifestInfo::parse("d", None, b"[1]").is_err());
-        assert!(ManifestInfo::parse("d", None, br#"{"manifests":[{"size":1}]}"#).is_err());
-    }
-
-    #[test]
-    fn challenges_parse() {
-        match parse_challenge(
-            r#"Bearer realm="https://api.digitalocean.com/v2/registry/auth",service="registry.digitalocean.com""#,
-        )
-        .unwrap()
-        {
-            Challenge::Bearer { realm, service } => {
-                assert_eq!(realm, "https://api.digitalocean.com/v2/registry/auth");
-                assert_eq!(service.as_deref(), Some("registry.digitalocean.com"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(parse_challenge(r#"Basic realm="basic-realm""#).unwrap(), Challenge::Basic));
-        assert!(parse_challenge("Bearer service=x").is_err());
-        assert!(parse_challenge("Negotiate").is_err());
-    }
-
-    #[test]
-    fn credentials_come_from_the_entry_for_the_host_or_the_only_one() {
-        let auths = serde_json::json!({"registry.digitalocean.com": {"auth": "dXNlcjpwYXNz"}});
-        assert_eq!(credentials_for(&auths, "http://127.0.0.1:9").unwrap().expose(), "user:pass");
-        let two = serde_json::json!({"a": {"auth": "dXNlcjpwYXNz"}, "127.0.0.1:9": {"auth": "bWU6eW91"}});
-        assert_eq!(credentials_for(&two, "http://127.0.0.1:9").unwrap().expose(), "me:you");
-        assert!(credentials_for(&serde_json::json!({"x": {"auth": "!!"}}), "https://x").is_err());
-        assert!(credentials_for(&serde_json::json!({}), "https://x").is_err());
-    }
 
     #[test]
     fn the_registry_url_follows_the_api_unless_given() {
