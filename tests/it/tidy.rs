@@ -15,8 +15,6 @@ const FILES_OVER: &[&str] = &[
     "crates/do-deploy/src/specfile.rs",
     "crates/do-prune/src/lib.rs",
     "crates/do-prune/src/policy.rs",
-    "crates/do-sim/src/server.rs",
-    "crates/do-sim/src/state.rs",
     "xtask/src/bench.rs",
     "xtask/src/release.rs",
 ];

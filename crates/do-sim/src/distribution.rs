@@ -12,8 +12,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::content::{self, Document};
-use crate::server::Shared;
 use crate::state::{now_rfc3339, FaultKind, Manifest, RegistryGrant, RegistryRequest, State};
+use crate::wire::Shared;
 
 /// Uploaded blobs up to this size keep their bytes, so configs can be read back.
 const SMALL_BLOB_BYTES: usize = 1024 * 1024;
@@ -135,8 +135,8 @@ fn route(state: &mut State, base_url: &str, call: &RegistryCall, now: Instant) -
     let Some(position) = segments.iter().position(|s| matches!(*s, "manifests" | "blobs" | "referrers")) else {
         return error(404, "NAME_UNKNOWN", "no such route");
     };
-    let name = segments[1..position].iter().map(|s| crate::server::percent_decode(s)).collect::<Vec<_>>().join("/");
-    let rest: Vec<String> = segments[position..].iter().map(|s| crate::server::percent_decode(s)).collect();
+    let name = segments[1..position].iter().map(|s| crate::basics::percent_decode(s)).collect::<Vec<_>>().join("/");
+    let rest: Vec<String> = segments[position..].iter().map(|s| crate::basics::percent_decode(s)).collect();
     let Some(grant) = grant else { return challenge(base_url) };
     if grant.name != name {
         return error(401, "UNAUTHORIZED", "the token is for another repository");

@@ -190,7 +190,7 @@ impl Seed {
         }
         state.latency = Duration::from_millis(self.latency_ms.unwrap_or(0));
         for seed in self.registries {
-            crate::check_name(&seed.name)?;
+            crate::basics::check_name(&seed.name)?;
             anyhow::ensure!(
                 tier(&seed.tier).is_some(),
                 "registry {}: tier must be starter, basic or professional",
