@@ -463,3 +463,19 @@ fn a_referrers_call_that_fails_falls_back_to_reading_every_untagged_manifest() {
         .count();
     assert!(garbage_reads > 20, "the untagged manifests were read instead: {garbage_reads} reads");
 }
+
+#[test]
+fn a_repository_without_artifacts_reads_none_of_the_releases_it_deletes() {
+    let releases: Vec<Value> = VERSIONS.iter().map(|v| json!({"tags": [v], "size_bytes": 1024})).collect();
+    let sim = seeded(vec![("web", releases)], None, json!({}));
+    let run = prune(&sim).args(["--keep-last", "2"]).run();
+    run.assert_code(0);
+    let read: BTreeSet<String> = sim
+        .registry_requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.url.starts_with("/v2/reg/web/manifests/"))
+        .map(|r| r.url.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let kept: BTreeSet<String> = ["v2.1.0", "v2.2.0"].iter().map(|t| digest_in(&sim, "web", t)).collect();
+    assert_eq!(read, kept, "only the kept images are read (the closure's roots)");
+}

@@ -102,21 +102,22 @@ pub fn plan_repository(
     setting: &Setting,
     reads: &Reads,
 ) -> anyhow::Result<Planned> {
-    let tagged = listing.iter().filter(|m| !m.tags.is_empty()).count();
-    for _ in 0..=tagged + 1 {
+    // Each round that does not return reads manifests not read before, or finds a kept release
+    // to be an artifact (which it stays from then on), so this many rounds suffice.
+    for _ in 0..=listing.len() {
         let planned = plan_once(name, listing, protected, rules, setting, reads)?;
         let (stale, unread) = reads.with(name, |read| {
             let has_subject = |digest: &str| matches!(read.get(digest), Some(Read::Info(i)) if i.subject.is_some());
             let has_artifacts = !planned.tag_artifacts.is_empty() || listing.iter().any(|m| has_subject(&m.digest));
-            let releases = planned.plan.kept.iter().filter(|k| !k.tags.is_empty()).map(|k| k.digest.as_str()).chain(
-                planned
-                    .plan
-                    .deleted
-                    .iter()
-                    .filter(|d| d.artifact.is_none() && !d.all_tags.is_empty())
-                    .map(|d| d.digest.as_str()),
-            );
-            let stale = releases.clone().any(|d| has_subject(d) && !planned.kept_by_tag.contains(d));
+            // A kept release read while planning (as a root of the closure) may turn out to be
+            // a referrer. (A release the plan deletes was either read before the plan, which
+            // then knew it, or is read below and planned again.)
+            let stale = planned
+                .plan
+                .kept
+                .iter()
+                .filter(|k| !k.tags.is_empty())
+                .any(|k| has_subject(&k.digest) && !planned.kept_by_tag.contains(&k.digest));
             let unread: Vec<String> = match has_artifacts {
                 false => Vec::new(),
                 true => planned
