@@ -419,6 +419,7 @@ fn buildx_world(referrers_api: bool) -> (Sim, String, String) {
 fn the_referrers_api_spares_reading_the_garbage_and_gives_the_same_plan() {
     let mut plans = Vec::new();
     let mut reads = Vec::new();
+    let mut told = Vec::new();
     for referrers_api in [false, true] {
         let (sim, _, child_referrer) = buildx_world(referrers_api);
         let before = digests(&sim, "web");
@@ -429,6 +430,10 @@ fn the_referrers_api_spares_reading_the_garbage_and_gives_the_same_plan() {
         assert!(after.contains(&child_referrer), "the referrer of the kept image's amd64 image stays");
         assert!(after.contains(&digest_in(&sim, "web", "v3")));
         plans.push(before.difference(&after).count());
+        let mut fates: Vec<(String, String)> =
+            artifacts(&run, "web").into_iter().map(|(_, kind, fate, _)| (kind, fate)).collect();
+        fates.sort();
+        told.push(fates);
         let manifest_reads = sim
             .registry_requests()
             .iter()
@@ -437,6 +442,8 @@ fn the_referrers_api_spares_reading_the_garbage_and_gives_the_same_plan() {
         reads.push(manifest_reads);
     }
     assert_eq!(plans[0], plans[1], "the same deletions with the referrers API and without it");
+    assert_eq!(told[0], told[1], "the same artifacts told, each with its fate");
+    assert!(told[1].contains(&("referrer".to_string(), "deleted".to_string())), "{told:?}");
     assert!(plans[0] >= 2 * 4 + 2 * 3, "v1, v2 with their children and referrers and the garbage: {plans:?}");
     assert!(reads[1] < reads[0], "the referrers API saves manifest reads: {reads:?} (off, on)");
 }
