@@ -20,6 +20,26 @@ pub fn registry_name(name: &str) -> anyhow::Result<&str> {
     }
 }
 
+/// An app as a flag names it (`--app`, `--protect-app`): its name or its id, 1 to 64 letters,
+/// digits and `-`.
+pub fn app_reference<'a>(app: &'a str, flag: &str) -> anyhow::Result<&'a str> {
+    let valid = (1..=64).contains(&app.len()) && app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    match valid {
+        true => Ok(app),
+        false => Err(Failure::usage(format!("invalid {flag} {}: give the app's name or id", shown(app)))),
+    }
+}
+
+/// An app component's name: 1 to 32 lowercase letters, digits and `-`.
+pub fn component_name(name: &str) -> anyhow::Result<&str> {
+    let valid = (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    match valid {
+        true => Ok(name),
+        false => Err(Failure::usage(format!("invalid --component {}", shown(name)))),
+    }
+}
+
 /// A repository name: path components of `[a-z0-9]+` joined by one of `.`, `_`, `__` or `-`s,
 /// separated by `/`, at most 255 characters.
 pub fn repository_name(name: &str) -> anyhow::Result<&str> {
@@ -82,6 +102,22 @@ pub fn shown(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_references_and_component_names_are_checked_once_for_every_tool() {
+        assert!(app_reference("my-app", "--app").is_ok());
+        assert!(app_reference("4f6c71e2-1e90-4762-9fee-6cc4a0a9f2cf", "--app").is_ok());
+        for bad in ["", "my app", "../x", &"a".repeat(65)] {
+            let error = app_reference(bad, "--protect-app").unwrap_err().to_string();
+            assert!(error.starts_with("invalid --protect-app"), "{error}");
+        }
+        assert!(app_reference(&"a".repeat(64), "--app").is_ok());
+        assert!(component_name("web-2").is_ok());
+        for bad in ["", "Web", "a_b", &"a".repeat(33)] {
+            assert!(component_name(bad).is_err(), "{bad}");
+        }
+        assert!(component_name(&"a".repeat(32)).is_ok());
+    }
 
     #[test]
     fn registry_names_follow_digitalocean_rules() {

@@ -192,6 +192,58 @@ fn excerpt(body: &str) -> String {
     body[..end].to_string()
 }
 
+/// Checks the release after ACTIVE, when asked: `--check-url`, or `--check-path` on the
+/// app's live URL.
+pub(crate) fn release(ctx: &crate::Ctx, app: &do_core::types::App) -> Option<CheckReport> {
+    let url = match (&ctx.settings.check_url, &ctx.settings.check_path) {
+        (Some(url), _) => url.clone(),
+        (None, Some(path)) => {
+            let live = app.live_url.clone().or_else(|| {
+                let fresh: Option<do_core::types::App> =
+                    ctx.client.get_object(&format!("/v2/apps/{}", do_core::api::segment(&app.id)), "app").ok();
+                fresh.and_then(|a| a.live_url)
+            });
+            let Some(live) = live else {
+                return Some(CheckReport {
+                    url: path.clone(),
+                    reason: Some("the app has no live URL to check".into()),
+                    ..CheckReport::default()
+                });
+            };
+            if let Err(error) = check_url(&live) {
+                return Some(CheckReport { url: live, reason: Some(format!("{error:#}")), ..CheckReport::default() });
+            }
+            format!("{}{path}", live.trim_end_matches('/'))
+        }
+        (None, None) => return None,
+    };
+    ctx.progress.info(&format!("checking {url}"));
+    let spec = CheckSpec {
+        url,
+        status: ctx.settings.expect_status,
+        body: ctx.settings.expectations.body.clone(),
+        headers: ctx.settings.expectations.headers.clone(),
+        timeout: ctx.settings.check_timeout,
+        interval: ctx.settings.interval.min(Duration::from_secs(2)),
+    };
+    Some(run(&spec, ctx.deadline, ctx.progress))
+}
+
+/// Says on stderr how the check failed, and how the answer began.
+pub(crate) fn tell_failure(progress: &do_core::progress::Progress, check: &CheckReport) {
+    progress.warn(&format!(
+        "the check of {} failed after {} attempts: {} (status {}, headers {:?})",
+        check.url,
+        check.attempts,
+        check.reason.as_deref().unwrap_or("?"),
+        check.status.map_or("none".to_string(), |s| s.to_string()),
+        check.headers
+    ));
+    if let Some(body) = &check.body_excerpt {
+        progress.info(&format!("the answer began: {}", body.trim_end()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

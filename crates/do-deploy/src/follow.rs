@@ -8,118 +8,120 @@ use do_core::poll::{Check, Poller};
 use do_core::types::{App, Deployment, Phase};
 use serde_json::Value;
 
-use crate::{Deployer, FailureReport, LOG_EXCERPT_LINES};
+use crate::{Ctx, FailureReport, LOG_EXCERPT_LINES};
 
-impl Deployer<'_> {
-    pub(crate) fn deployment(&self, app: &App, id: &str) -> anyhow::Result<Deployment> {
-        self.client.get_object(&format!("/v2/apps/{}/deployments/{}", segment(&app.id), segment(id)), "deployment")
-    }
+pub(crate) fn deployment(ctx: &Ctx, app: &App, id: &str) -> anyhow::Result<Deployment> {
+    ctx.client.get_object(&format!("/v2/apps/{}/deployments/{}", segment(&app.id), segment(id)), "deployment")
+}
 
-    /// Follows a deployment to a terminal phase; `None` at the deadline. The phase last seen
-    /// stays in `last_phase` (no request is sent after the deadline to ask again).
-    pub(crate) fn follow(&self, app: &App, id: &str) -> anyhow::Result<Option<Deployment>> {
-        let poller =
-            Poller { interval: self.cli.interval, max_interval: self.cli.max_interval, deadline: self.deadline };
-        let polled = poller.run(self.progress, || {
-            let deployment = self.deployment(app, id)?;
-            *self.last_phase.lock().unwrap_or_else(|e| e.into_inner()) = Some(deployment.phase.to_string());
-            if deployment.phase.is_terminal() {
-                return Ok(Check::Done(deployment));
-            }
-            Ok(Check::Waiting(describe_progress(&deployment)))
-        })?;
-        Ok(polled.outcome)
-    }
+/// How following a deployment ended: its terminal state (`None` at the deadline), and the phase
+/// it was last seen in (no request is sent after the deadline to ask again).
+pub(crate) struct Followed {
+    pub ended: anyhow::Result<Option<Deployment>>,
+    pub last_phase: Option<String>,
+}
 
-    pub(crate) fn explain_failure(
-        &self,
-        app: &App,
-        deployment: &Deployment,
-        fallback_component: Option<&str>,
-    ) -> FailureReport {
-        let failed = deployment
-            .progress
-            .as_ref()
-            .and_then(|p| serde_json::to_value(p).ok())
-            .and_then(|p| find_error_step(&p, None));
-        let (step, reason, component, top) = match &failed {
-            Some(found) => (found.step.clone(), found.reason.clone(), found.component.clone(), found.top.clone()),
-            None => (None, None, None, None),
-        };
-        let component = component.or(fallback_component.map(str::to_string));
-        let log_type = match (deployment.phase.clone(), top.as_deref()) {
-            (Phase::Error, Some(top)) if top.contains("build") => Some("BUILD"),
-            (Phase::Error, _) => Some("DEPLOY"),
-            _ => None,
-        };
-        self.progress.warn(&format!(
-            "deployment {} ended {}{}{}",
-            deployment.id,
-            deployment.phase,
-            step.as_deref().map(|s| format!(" in step {s}")).unwrap_or_default(),
-            reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-        ));
-        let mut log_excerpt = Vec::new();
-        if let (Some(log_type), Some(component)) = (log_type, component.as_deref()) {
-            match self.log_tail(app, deployment, component, log_type) {
-                Ok(Some(lines)) => {
-                    self.progress.info(&format!("last {} lines of the {log_type} log of {component}:", lines.len()));
-                    do_core::github::group(&format!("{log_type} log of {component}"));
-                    for line in &lines {
-                        eprintln!("  {line}");
-                    }
-                    do_core::github::end_group();
-                    log_excerpt = lines.iter().rev().take(LOG_EXCERPT_LINES).rev().cloned().collect();
+/// Follows a deployment to a terminal phase.
+pub(crate) fn follow(ctx: &Ctx, app: &App, id: &str) -> Followed {
+    let s = ctx.settings;
+    let poller = Poller { interval: s.interval, max_interval: s.max_interval, deadline: ctx.deadline };
+    let mut last_phase = None;
+    let polled = poller.run(ctx.progress, || {
+        let deployment = deployment(ctx, app, id)?;
+        last_phase = Some(deployment.phase.to_string());
+        if deployment.phase.is_terminal() {
+            return Ok(Check::Done(deployment));
+        }
+        Ok(Check::Waiting(describe_progress(&deployment)))
+    });
+    Followed { ended: polled.map(|polled| polled.outcome), last_phase }
+}
+
+pub(crate) fn explain_failure(
+    ctx: &Ctx,
+    app: &App,
+    deployment: &Deployment,
+    fallback_component: Option<&str>,
+) -> FailureReport {
+    let failed =
+        deployment.progress.as_ref().and_then(|p| serde_json::to_value(p).ok()).and_then(|p| find_error_step(&p, None));
+    let (step, reason, component, top) = match &failed {
+        Some(found) => (found.step.clone(), found.reason.clone(), found.component.clone(), found.top.clone()),
+        None => (None, None, None, None),
+    };
+    let component = component.or(fallback_component.map(str::to_string));
+    let log_type = match (deployment.phase.clone(), top.as_deref()) {
+        (Phase::Error, Some(top)) if top.contains("build") => Some("BUILD"),
+        (Phase::Error, _) => Some("DEPLOY"),
+        _ => None,
+    };
+    ctx.progress.warn(&format!(
+        "deployment {} ended {}{}{}",
+        deployment.id,
+        deployment.phase,
+        step.as_deref().map(|s| format!(" in step {s}")).unwrap_or_default(),
+        reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+    ));
+    let mut log_excerpt = Vec::new();
+    if let (Some(log_type), Some(component)) = (log_type, component.as_deref()) {
+        match log_tail(ctx, app, deployment, component, log_type) {
+            Ok(Some(lines)) => {
+                ctx.progress.info(&format!("last {} lines of the {log_type} log of {component}:", lines.len()));
+                do_core::github::group(&format!("{log_type} log of {component}"));
+                for line in &lines {
+                    eprintln!("  {line}");
                 }
-                Ok(None) => self.progress.info(&format!("no {log_type} log: the deployment never reached that phase")),
-                Err(error) => self.progress.warn(&format!("could not fetch the {log_type} log: {error:#}")),
+                do_core::github::end_group();
+                log_excerpt = lines.iter().rev().take(LOG_EXCERPT_LINES).rev().cloned().collect();
             }
+            Ok(None) => ctx.progress.info(&format!("no {log_type} log: the deployment never reached that phase")),
+            Err(error) => ctx.progress.warn(&format!("could not fetch the {log_type} log: {error:#}")),
         }
-        FailureReport { step, reason, component, log_type: log_type.map(str::to_string), log_excerpt }
     }
+    FailureReport { step, reason, component, log_type: log_type.map(str::to_string), log_excerpt }
+}
 
-    /// The last `--log-lines` lines of a phase's log. The historic URLs are downloaded without the token.
-    fn log_tail(
-        &self,
-        app: &App,
-        deployment: &Deployment,
-        component: &str,
-        log_type: &str,
-    ) -> anyhow::Result<Option<Vec<String>>> {
-        let path = format!(
-            "/v2/apps/{}/deployments/{}/components/{}/logs?type={log_type}",
-            segment(&app.id),
-            segment(&deployment.id),
-            segment(component)
-        );
-        let answer: Value = match self.client.get_object_or_none::<Value>(&path, "historic_urls") {
-            Ok(Some(urls)) => urls,
-            Ok(None) => return Ok(None),
-            Err(error) if do_core::api::has_status(&error, 400) => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        let urls: Vec<String> =
-            answer.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
-        let mut lines = Vec::new();
-        for url in urls {
-            let text = do_core::api::download_without_token(&url, Duration::from_secs(30), 32 * 1024 * 1024)?;
-            // An app's log can print anything, its secrets included.
-            lines.extend(text.lines().map(do_core::redact::redact));
-        }
-        let skip = lines.len().saturating_sub(self.cli.log_lines);
-        Ok(Some(lines.split_off(skip)))
+/// The last `--log-lines` lines of a phase's log. The historic URLs are downloaded without the token.
+fn log_tail(
+    ctx: &Ctx,
+    app: &App,
+    deployment: &Deployment,
+    component: &str,
+    log_type: &str,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let path = format!(
+        "/v2/apps/{}/deployments/{}/components/{}/logs?type={log_type}",
+        segment(&app.id),
+        segment(&deployment.id),
+        segment(component)
+    );
+    let answer: Value = match ctx.client.get_object_or_none::<Value>(&path, "historic_urls") {
+        Ok(Some(urls)) => urls,
+        Ok(None) => return Ok(None),
+        Err(error) if do_core::api::has_status(&error, 400) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let urls: Vec<String> =
+        answer.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
+    let mut lines = Vec::new();
+    for url in urls {
+        let text = do_core::api::download_without_token(&url, Duration::from_secs(30), 32 * 1024 * 1024)?;
+        // An app's log can print anything, its secrets included.
+        lines.extend(text.lines().map(do_core::redact::redact));
     }
+    let skip = lines.len().saturating_sub(ctx.settings.log_lines);
+    Ok(Some(lines.split_off(skip)))
+}
 
-    /// The deployment that superseded `ours`: of the app's newest deployments, the oldest one
-    /// newer than it (the list is newest first). `None` when the list does not show one.
-    pub(crate) fn superseded_by(&self, app: &App, ours: &Deployment) -> anyhow::Result<Option<Deployment>> {
-        let recent = self.recent_deployments(app)?;
-        let newer: Vec<Deployment> = match recent.iter().position(|d| d.id == ours.id) {
-            Some(at) => recent[..at].to_vec(),
-            None => recent.into_iter().filter(|d| d.created_at > ours.created_at).collect(),
-        };
-        Ok(newer.into_iter().last())
-    }
+/// The deployment that superseded `ours`: of the app's newest deployments, the oldest one
+/// newer than it (the list is newest first). `None` when the list does not show one.
+pub(crate) fn superseded_by(ctx: &Ctx, app: &App, ours: &Deployment) -> anyhow::Result<Option<Deployment>> {
+    let recent = crate::update::recent_deployments(ctx, app)?;
+    let newer: Vec<Deployment> = match recent.iter().position(|d| d.id == ours.id) {
+        Some(at) => recent[..at].to_vec(),
+        None => recent.into_iter().filter(|d| d.created_at > ours.created_at).collect(),
+    };
+    Ok(newer.into_iter().last())
 }
 
 struct ErrorStep {

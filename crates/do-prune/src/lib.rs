@@ -95,9 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         validate::repository_name(repository)?;
     }
     for app in &cli.protect_app {
-        if app.is_empty() || app.len() > 64 || !app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(Failure::usage(format!("invalid --protect-app {}", validate::shown(app))));
-        }
+        validate::app_reference(app, "--protect-app")?;
     }
     let protect::InputProtection { references, tags: record_tags } = protect::from_input(&input)?;
     let saved = cli.apply.as_ref().map(|path| read_plan(path)).transpose()?;

@@ -1,0 +1,133 @@
+//! do-deploy's flags checked before any request (exit 2 for anything wrong), and turned into
+//! the `Settings` every phase reads: the app reference, durations, components, the check, the
+//! preview names, the app spec file (read, expanded, made a preview's), the image to deploy.
+
+use do_core::contract::Input;
+use do_core::progress::Progress;
+use do_core::{validate, Failure};
+use serde_json::Value;
+
+use crate::check;
+use crate::specfile;
+use crate::target::{self, ImageFlags, Target};
+use crate::{Cli, Settings, SpecPlan};
+
+/// Every flag that needs more than clap's parsing; the check's expectations.
+pub(crate) fn check_flags(cli: &Cli) -> anyhow::Result<check::Expectations> {
+    if let Some(app) = &cli.app {
+        validate::app_reference(app, "--app")?;
+    }
+    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
+    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
+    do_core::cli::check_duration("--interval", cli.interval, loopback)?;
+    do_core::cli::check_duration("--max-interval", cli.max_interval, loopback)?;
+    do_core::cli::check_duration("--check-timeout", cli.check_timeout, loopback)?;
+    for component in &cli.component {
+        validate::component_name(component)?;
+    }
+    if cli.log_lines > 10_000 {
+        return Err(Failure::usage("--log-lines is at most 10000"));
+    }
+    let expectations = check::parse_expectations(cli.expect_body.as_deref(), &cli.expect_header)?;
+    let checking = cli.check_path.is_some() || cli.check_url.is_some();
+    if !checking && (cli.expect_body.is_some() || !cli.expect_header.is_empty()) {
+        return Err(Failure::usage("--expect-body and --expect-header need --check-path or --check-url"));
+    }
+    if let Some(url) = &cli.check_url {
+        check::check_url(url)?;
+    }
+    if let Some(path) = &cli.check_path {
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Failure::usage(format!("--check-path {}: give a path like /healthz", validate::shown(path))));
+        }
+    }
+    for name in cli.preview.iter().chain(&cli.delete_preview) {
+        specfile::check_preview_name(name)?;
+    }
+    Ok(expectations)
+}
+
+/// The `--spec` file, read and expanded (`names_only`: only its name is needed, as for
+/// --delete-preview); its SECRET values are registered for redaction.
+pub(crate) fn read_spec(
+    cli: &Cli,
+    progress: &std::sync::Arc<Progress>,
+    names_only: bool,
+) -> anyhow::Result<Option<Value>> {
+    let Some(path) = &cli.spec else { return Ok(None) };
+    let token = cli.api.token(progress)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let (spec, expansion) = specfile::load(path, &cli.spec_env, Some(token.expose()), &env, names_only)?;
+    expansion.secret_values.iter().for_each(|secret| do_core::redact::register(secret));
+    Ok(Some(spec))
+}
+
+/// With `--spec`: what it asks for, made a preview's with `--preview`. A spec that carries the
+/// preview mark without `--preview` is refused.
+pub(crate) fn spec_plan(cli: &Cli, progress: &std::sync::Arc<Progress>) -> anyhow::Result<Option<SpecPlan>> {
+    let preview_envs = match cli.preview_env.is_empty() {
+        true => Vec::new(),
+        false => {
+            let token = cli.api.token(progress)?;
+            let parse = |text: &String| specfile::parse_preview_env(text, Some(token.expose()));
+            cli.preview_env.iter().map(parse).collect::<anyhow::Result<Vec<_>>>()?
+        }
+    };
+    let Some(spec) = read_spec(cli, progress, false)? else { return Ok(None) };
+    if cli.preview.is_none() && specfile::carries_preview_mark(&spec) {
+        return Err(Failure::usage(format!(
+            "the spec gives its components {}, which only do-deploy --preview sets (on preview apps, which --delete-preview deletes); remove it from {} or deploy with --preview",
+            specfile::PREVIEW_MARKER,
+            spec["name"].as_str().unwrap_or("the spec")
+        )));
+    }
+    Ok(Some(SpecPlan {
+        spec: match &cli.preview {
+            Some(preview) => specfile::for_preview(&spec, preview, &preview_envs),
+            None => spec,
+        },
+        preview: cli.preview.clone(),
+        may_create: cli.create || cli.preview.is_some(),
+    }))
+}
+
+/// The image to deploy, from the flags or an `image` record on stdin; none for --redeploy.
+pub(crate) fn target(cli: &Cli, input: &Input) -> anyhow::Result<Option<Target>> {
+    if cli.redeploy {
+        return Ok(None);
+    }
+    let flags = ImageFlags {
+        image: cli.image.as_deref(),
+        registry: cli.registry.as_deref(),
+        repository: cli.repository.as_deref(),
+        tag: cli.tag.as_deref(),
+        digest: cli.digest.as_deref(),
+    };
+    Ok(Some(target::choose(&flags, input)?))
+}
+
+/// The settings every phase reads, owned (no phase sees the command line).
+pub(crate) fn settings(cli: &Cli, expectations: check::Expectations, spec_plan: Option<SpecPlan>) -> Settings {
+    Settings {
+        app: cli.app.clone(),
+        component: cli.component.clone(),
+        dry_run: cli.dry_run,
+        if_busy: cli.if_busy,
+        force: cli.force,
+        force_rebuild: cli.force_rebuild,
+        allow_downgrade: cli.allow_downgrade,
+        allow_removal: cli.allow_removal,
+        no_wait: cli.no_wait,
+        rollback_on_failure: cli.rollback_on_failure,
+        pin: cli.pin,
+        interval: cli.interval,
+        max_interval: cli.max_interval,
+        log_lines: cli.log_lines,
+        check_url: cli.check_url.clone(),
+        check_path: cli.check_path.clone(),
+        expect_status: cli.expect_status,
+        check_timeout: cli.check_timeout,
+        expectations,
+        spec_plan,
+    }
+}
