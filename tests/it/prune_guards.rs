@@ -299,3 +299,133 @@ fn a_gc_start_answered_already_running_reports_the_running_one() {
     assert_eq!((gc["already_running"].as_bool(), gc["uuid"].clone()), (Some(true), running[0]["uuid"].clone()), "{gc}");
     assert!(run.stderr.contains("is already running"), "{}", run.stderr);
 }
+
+/// A platform image of the kept index, also tagged long ago (`v0-amd64`): the policy would
+/// delete it whole, the closure needs it.
+fn index_with_an_old_tagged_child() -> (Sim, String) {
+    let platforms = ["linux/amd64", "linux/arm64"];
+    let sim = world(vec![json!({"tags": ["v2"], "size_bytes": 1024, "platforms": platforms})]);
+    let v2 = digest_in(&sim, "web", "v2");
+    let index = manifests_in(&sim, "web").into_iter().find(|m| m["digest"] == v2.as_str()).unwrap();
+    let amd64 = index["children"][0].as_str().unwrap().to_string();
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        let child = manifests.iter_mut().find(|m| m.digest == amd64).unwrap();
+        child.tags = vec!["v0-amd64".into()];
+        child.updated_at = "2020-01-01T00:00:00Z".into();
+    });
+    (sim, amd64)
+}
+
+#[test]
+fn a_tagged_manifest_a_kept_index_holds_stays_whatever_the_policy_says() {
+    let (sim, amd64) = index_with_an_old_tagged_child();
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    assert!(manifests_in(&sim, "web").iter().any(|m| m["digest"] == amd64.as_str()), "the index stays whole");
+    let record = run.record("prune");
+    let kept = record["repositories"][0]["kept"].as_array().unwrap();
+    let reason = kept.iter().find(|k| k["digest"] == amd64.as_str()).map(|k| k["reason"].clone());
+    assert_eq!(
+        reason,
+        Some(json!(format!("the linux/amd64 image of index {}, which is kept", &digest_in(&sim, "web", "v2")[7..19])))
+    );
+    assert!(mutating_requests(&sim).is_empty(), "nothing to delete: {:?}", mutating_requests(&sim));
+}
+
+/// Four releases, each signed (a repository with artifacts), and reads of `v1` failing for good.
+fn signed_with_an_unreadable_release() -> (Sim, String) {
+    let manifests: Vec<Value> = (1..=4)
+        .flat_map(|i| {
+            [json!({"tags": [format!("v{i}")], "size_bytes": 1024}), json!({"signature_of": format!("v{i}")})]
+        })
+        .collect();
+    let sim = world(manifests);
+    let v1 = digest_in(&sim, "web", "v1");
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/reg/web/manifests/{v1}"),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    (sim, v1)
+}
+
+#[test]
+fn a_release_whose_read_fails_where_artifacts_live_blocks_the_repository_and_is_kept_as_such() {
+    let (sim, v1) = signed_with_an_unreadable_release();
+    let run = prune(&sim)
+        .args(["--keep-last", "2", "--execute", "--gc", "off"])
+        .env("DO_RELEASE_RETRY_MAX_TIME", "200ms")
+        .run();
+    run.assert_code(1);
+    assert!(mutating_requests(&sim).is_empty(), "nothing deleted: it may be a signature of a kept image");
+    let web = &run.record("prune")["repositories"][0];
+    assert!(web["blocked"].as_str().unwrap().contains("manifest read(s) failed"), "{web}");
+    let kept: Vec<(String, String)> = web["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["digest"].as_str().unwrap().to_string(), k["reason"].as_str().unwrap().to_string()))
+        .collect();
+    let v2 = digest_in(&sim, "web", "v2");
+    for release in [&v1, &v2] {
+        let reason = kept.iter().find(|(d, _)| d == release).map(|(_, r)| r.as_str()).unwrap_or("not kept");
+        assert!(reason.starts_with("nothing in this repository is deleted"), "{release}: {reason}");
+    }
+    let signatures: Vec<String> =
+        web["artifacts"].as_array().unwrap().iter().map(|a| a["digest"].as_str().unwrap().to_string()).collect();
+    assert_eq!(signatures.len(), 4);
+    assert!(kept.iter().all(|(d, _)| !signatures.contains(d)), "artifacts are never among the kept images: {kept:?}");
+    assert_eq!(kept.len(), 4, "the four releases, each once: {kept:?}");
+}
+
+#[test]
+fn a_saved_plan_applied_where_a_read_now_fails_keeps_its_releases_and_lists_no_garbage_among_them() {
+    let mut manifests = releases(3);
+    manifests.insert(0, json!({"tags": [], "size_bytes": 1024}));
+    manifests.insert(0, json!({"tags": [], "size_bytes": 1024}));
+    let sim = world(manifests);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let untagged_planned =
+        saved["repositories"][0]["deleted"].as_array().unwrap().iter().filter(|d| d["all_tags"] == json!([])).count();
+    assert_eq!(untagged_planned, 2, "the plan deletes the garbage: {saved}");
+    let v3 = digest_in(&sim, "web", "v3");
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/reg/web/manifests/{v3}"),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = prune(&sim)
+        .args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"])
+        .env("DO_RELEASE_RETRY_MAX_TIME", "200ms")
+        .run();
+    run.assert_code(1);
+    assert!(mutating_requests(&sim).is_empty(), "nothing deleted while what v3 needs is unknown");
+    let web = &run.record("prune")["repositories"][0];
+    let kept = web["kept"].as_array().unwrap();
+    assert!(kept.iter().all(|k| k["tags"] != json!([])), "garbage is never listed as a kept image: {kept:?}");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+}
+
+#[test]
+fn an_applied_plan_lists_its_tagged_deletions_before_the_untagged_ones() {
+    let mut manifests = vec![json!({"tags": [], "size_bytes": 1024}), json!({"tags": [], "size_bytes": 1024})];
+    manifests.extend((1..=3).flat_map(|i| {
+        [json!({"tags": [format!("v{i}")], "size_bytes": 1024}), json!({"signature_of": format!("v{i}")})]
+    }));
+    let sim = world(manifests);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    let deleted = run.record("prune")["repositories"][0]["deleted"].as_array().unwrap().clone();
+    let untagged: Vec<bool> = deleted.iter().map(|d| d["all_tags"] == json!([])).collect();
+    assert_eq!(untagged.iter().filter(|u| **u).count(), 2, "{deleted:?}");
+    assert_eq!(untagged.iter().filter(|u| !**u).count(), 4, "v1, v2 and their signatures: {deleted:?}");
+    assert!(untagged.windows(2).all(|w| !(w[0] && !w[1])), "tagged deletions first, then untagged: {deleted:?}");
+}

@@ -252,16 +252,13 @@ fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads
         .collect();
     let mut tag_artifacts = artifacts::by_tags(listing);
     tag_artifacts.retain(|digest, _| !kept_by_tag.contains(digest));
-    let unknown: Vec<String> = listing
-        .iter()
-        .filter(|m| !m.tags.is_empty() && !tag_artifacts.contains_key(&m.digest))
-        .map(|m| m.digest.clone())
-        .collect();
+    // A tagged manifest whose read failed may be a referrer: what it is stays unknown.
+    let tagged: Vec<&String> = listing.iter().filter(|m| !m.tags.is_empty()).map(|m| &m.digest).collect();
     let (tagged_artifacts, tagged_failed) = reads.with(name, |read| {
-        let failed: Vec<(String, String)> = unknown
+        let failed: Vec<(String, String)> = tagged
             .iter()
-            .filter_map(|d| match read.get(d) {
-                Some(Read::Failed(why)) => Some((d.clone(), why.clone())),
+            .filter_map(|d| match read.get(*d) {
+                Some(Read::Failed(why)) => Some(((*d).clone(), why.clone())),
                 _ => None,
             })
             .collect();
