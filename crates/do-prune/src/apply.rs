@@ -18,252 +18,248 @@ use serde_json::json;
 use crate::policy::{Action, Deletion, Kept};
 use crate::reads::Reads;
 use crate::report::{size, Failed, GcReport, PruneRecord, RecheckKept};
-use crate::{closure, protect, GcMode, Prune};
+use crate::{closure, protect, Ctx, GcMode};
 
 /// The GC running on `registry`, if one is.
 pub fn active_gc(client: &Client, registry: &str) -> anyhow::Result<Option<GarbageCollection>> {
     client.get_object_or_none(&format!("/v2/registries/{}/garbage-collection", segment(registry)), "garbage_collection")
 }
 
-impl Prune<'_> {
-    pub(crate) fn apply(
-        &self,
-        planned: &mut [crate::plan::Planned],
-        listings: &BTreeMap<String, Vec<Manifest>>,
-        reads: &Reads,
-        limit: Option<&BTreeSet<String>>,
-        gc_type: &str,
-        record: &mut PruneRecord,
-    ) -> anyhow::Result<Exit> {
-        let images = match self.wait_for_gc().and_then(|()| {
-            protect::from_apps(self.client, &self.registry, &self.cli.protect_app, self.cli.keep_rollback)
-        }) {
-            Ok(images) => images,
-            Err(error) => return Err(not_attempted(planned, error, record)),
-        };
-        let mut deleted = 0;
-        for index in 0..planned.len() {
-            if planned[index].plan.deleted.is_empty() {
-                continue;
+pub(crate) fn apply(
+    ctx: &Ctx,
+    planned: &mut [crate::plan::Planned],
+    listings: &BTreeMap<String, Vec<Manifest>>,
+    reads: &Reads,
+    limit: Option<&BTreeSet<String>>,
+    gc_type: &str,
+    record: &mut PruneRecord,
+) -> anyhow::Result<Exit> {
+    let images = match wait_for_gc(ctx).and_then(|()| {
+        protect::from_apps(ctx.client, &ctx.registry, &ctx.settings.protect_app, ctx.settings.keep_rollback)
+    }) {
+        Ok(images) => images,
+        Err(error) => return Err(not_attempted(planned, error, record)),
+    };
+    let mut deleted = 0;
+    for index in 0..planned.len() {
+        if planned[index].plan.deleted.is_empty() {
+            continue;
+        }
+        let name = planned[index].plan.name.clone();
+        let again = crate::listing::list_repository(ctx, &name).and_then(|listing| {
+            if listings.get(&name).is_none_or(|before| tagged(before) != tagged(&listing)) {
+                ctx.progress.info(&format!("{name} changed since it was listed; planning it again"));
             }
-            let name = planned[index].plan.name.clone();
-            let again = self.list_repository(&name).and_then(|listing| {
-                if listings.get(&name).is_none_or(|before| tagged(before) != tagged(&listing)) {
-                    self.progress.info(&format!("{name} changed since it was listed; planning it again"));
-                }
-                self.plan_one(&name, &listing, listings, &images, reads, limit)
-            });
-            let again = match again {
-                Ok(again) => again,
-                Err(error) => return Err(not_attempted(&mut planned[index..], error, record)),
+            crate::planning::plan_one(ctx, &name, &listing, listings, &images, reads, limit)
+        });
+        let again = match again {
+            Ok(again) => again,
+            Err(error) => return Err(not_attempted(&mut planned[index..], error, record)),
+        };
+        let planned = &mut planned[index];
+        let still: BTreeSet<(String, Action, Vec<String>)> = again.plan.deleted.iter().map(key).collect();
+        let (going, staying): (Vec<Deletion>, Vec<Deletion>) =
+            planned.plan.deleted.drain(..).partition(|d| still.contains(&key(d)));
+        for deletion in staying {
+            let reason = again
+                .plan
+                .kept
+                .iter()
+                .find(|k| k.digest == deletion.digest)
+                .map(|k| k.reason.clone())
+                .or_else(|| again.closure.kept.get(&deletion.digest).cloned())
+                .or_else(|| again.skipped.iter().find(|s| s.digest == deletion.digest).map(|s| s.reason.clone()))
+                .unwrap_or_else(|| "changed since the plan".to_string());
+            let kept = Kept {
+                digest: deletion.digest.clone(),
+                tags: deletion.all_tags.clone(),
+                reason: format!("kept at the re-check before deleting: {reason}"),
             };
-            let planned = &mut planned[index];
-            let still: BTreeSet<(String, Action, Vec<String>)> = again.plan.deleted.iter().map(key).collect();
-            let (going, staying): (Vec<Deletion>, Vec<Deletion>) =
-                planned.plan.deleted.drain(..).partition(|d| still.contains(&key(d)));
-            for deletion in staying {
-                let reason = again
-                    .plan
-                    .kept
-                    .iter()
-                    .find(|k| k.digest == deletion.digest)
-                    .map(|k| k.reason.clone())
-                    .or_else(|| again.closure.kept.get(&deletion.digest).cloned())
-                    .or_else(|| again.skipped.iter().find(|s| s.digest == deletion.digest).map(|s| s.reason.clone()))
-                    .unwrap_or_else(|| "changed since the plan".to_string());
-                let kept = Kept {
-                    digest: deletion.digest.clone(),
-                    tags: deletion.all_tags.clone(),
-                    reason: format!("kept at the re-check before deleting: {reason}"),
-                };
-                self.progress.warn(&format!("{name} {}: {}", closure::short(&kept.digest), kept.reason));
-                record.kept_at_recheck.push(RecheckKept { repository: name.clone(), kept: kept.clone() });
-                planned.plan.kept.push(kept);
-            }
-            // Again's order: tagged first, then untagged garbage with each index before its children.
-            let order: BTreeMap<(String, Action, Vec<String>), usize> =
-                again.plan.deleted.iter().enumerate().map(|(i, d)| (key(d), i)).collect();
-            let mut going = going;
-            going.sort_by_key(|d| order.get(&key(d)).copied().unwrap_or(usize::MAX));
-            planned.plan.deleted = going;
-            let failed = self.delete(&name, &planned.plan.deleted, reads);
-            deleted += planned.plan.deleted.len() - failed.len();
-            record.failed.extend(failed);
+            ctx.progress.warn(&format!("{name} {}: {}", closure::short(&kept.digest), kept.reason));
+            record.kept_at_recheck.push(RecheckKept { repository: name.clone(), kept: kept.clone() });
+            planned.plan.kept.push(kept);
         }
-        if record.failed.iter().any(|f| f.error == DEADLINE_PASSED) {
-            return Err(Failure::deadline(
-                "the deadline (--timeout) passed before every deletion was made; the record lists what was not",
-            ));
-        }
-        if self.cli.gc == GcMode::Off {
-            return Ok(Exit::Done);
-        }
-        let awaiting_gc = match (record.usage.reported_bytes, record.usage.before_bytes) {
-            (Some(reported), Some(listed)) => reported > listed + (listed / 100).max(1024 * 1024),
-            _ => false,
-        };
-        if deleted == 0 && !awaiting_gc {
-            self.progress.info("nothing was deleted and nothing awaits a garbage collection; none started");
-            return Ok(Exit::Done);
-        }
-        // Decided again after the last read of the apps: what they need may have changed.
-        let gc_type = &self.gc_type_now(gc_type, &images, reads)?;
-        match self.garbage_collect(gc_type) {
-            Ok((report, exit)) => {
-                record.gc = Some(report);
-                Ok(exit)
-            }
-            Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => {
-                record.gc = Some(GcReport {
-                    gc_type: Some(gc_type.to_string()),
-                    error: Some(format!("{error:#}")),
-                    ..GcReport::default()
-                });
-                Err(error)
-            }
-            Err(error) => {
-                self.progress.warn(&format!("garbage collection: {error:#}"));
-                record.gc = Some(GcReport {
-                    gc_type: Some(gc_type.to_string()),
-                    error: Some(format!("{error:#}")),
-                    ..GcReport::default()
-                });
-                Ok(Exit::Failed)
-            }
-        }
+        // Again's order: tagged first, then untagged garbage with each index before its children.
+        let order: BTreeMap<(String, Action, Vec<String>), usize> =
+            again.plan.deleted.iter().enumerate().map(|(i, d)| (key(d), i)).collect();
+        let mut going = going;
+        going.sort_by_key(|d| order.get(&key(d)).copied().unwrap_or(usize::MAX));
+        planned.plan.deleted = going;
+        let failed = delete(ctx, &name, &planned.plan.deleted, reads);
+        deleted += planned.plan.deleted.len() - failed.len();
+        record.failed.extend(failed);
     }
-
-    /// Waits until no GC runs, within the deadline; at the deadline nothing was deleted (exit 3).
-    fn wait_for_gc(&self) -> anyhow::Result<()> {
-        let Some(running) = active_gc(self.client, &self.registry)? else { return Ok(()) };
-        self.progress.info(&format!(
-            "garbage collection {} is running ({}); the registry is read-only until it ends, so waiting before deleting",
-            running.uuid, running.status
+    if record.failed.iter().any(|f| f.error == DEADLINE_PASSED) {
+        return Err(Failure::deadline(
+            "the deadline (--timeout) passed before every deletion was made; the record lists what was not",
         ));
-        let poller = Poller {
-            interval: self.cli.interval,
-            max_interval: self.cli.interval.max(Duration::from_secs(60)),
-            deadline: self.deadline,
-        };
-        let polled = poller.run(self.progress, || match active_gc(self.client, &self.registry)? {
-            Some(gc) => Ok(Check::Waiting(format!("garbage collection {} is {}", gc.uuid, gc.status))),
-            None => Ok(Check::Done(())),
-        })?;
-        match polled.outcome {
-            Some(()) => Ok(()),
-            None => Err(Failure::deadline(format!(
-                "garbage collection {} still runs at the deadline; nothing was deleted (rerun later or raise --timeout)",
-                running.uuid
-            ))),
+    }
+    if ctx.settings.gc == GcMode::Off {
+        return Ok(Exit::Done);
+    }
+    let awaiting_gc = match (record.usage.reported_bytes, record.usage.before_bytes) {
+        (Some(reported), Some(listed)) => reported > listed + (listed / 100).max(1024 * 1024),
+        _ => false,
+    };
+    if deleted == 0 && !awaiting_gc {
+        ctx.progress.info("nothing was deleted and nothing awaits a garbage collection; none started");
+        return Ok(Exit::Done);
+    }
+    // Decided again after the last read of the apps: what they need may have changed.
+    let gc_type = &crate::planning::gc_type_now(ctx, gc_type, &images, reads)?;
+    match garbage_collect(ctx, gc_type) {
+        Ok((report, exit)) => {
+            record.gc = Some(report);
+            Ok(exit)
+        }
+        Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => {
+            record.gc = Some(GcReport {
+                gc_type: Some(gc_type.to_string()),
+                error: Some(format!("{error:#}")),
+                ..GcReport::default()
+            });
+            Err(error)
+        }
+        Err(error) => {
+            ctx.progress.warn(&format!("garbage collection: {error:#}"));
+            record.gc = Some(GcReport {
+                gc_type: Some(gc_type.to_string()),
+                error: Some(format!("{error:#}")),
+                ..GcReport::default()
+            });
+            Ok(Exit::Failed)
         }
     }
+}
 
-    /// Deletes one repository's deletions in waves, several at once within a wave; a failure
-    /// does not stop the others, and a 404 means it is already gone.
-    fn delete(&self, repository: &str, deletions: &[Deletion], reads: &Reads) -> Vec<Failed> {
-        let base = format!("{}/repositories/{}", self.registry_path, segment(repository));
-        // Releases' tags first, then the tagged artifacts (signatures) of what went.
-        let (mut tagged_wave, mut artifact_wave) = (Vec::new(), Vec::new());
-        for deletion in deletions.iter().filter(|d| !d.all_tags.is_empty()) {
-            let wave = if deletion.artifact.is_some() { &mut artifact_wave } else { &mut tagged_wave };
-            match deletion.action {
-                Action::Manifest => wave.push((deletion, format!("{base}/digests/{}", segment(&deletion.digest)))),
-                Action::Tags => {
-                    for tag in &deletion.tags {
-                        wave.push((deletion, format!("{base}/tags/{}", segment(tag))));
-                    }
+/// Waits until no GC runs, within the deadline; at the deadline nothing was deleted (exit 3).
+fn wait_for_gc(ctx: &Ctx) -> anyhow::Result<()> {
+    let Some(running) = active_gc(ctx.client, &ctx.registry)? else { return Ok(()) };
+    ctx.progress.info(&format!(
+        "garbage collection {} is running ({}); the registry is read-only until it ends, so waiting before deleting",
+        running.uuid, running.status
+    ));
+    let poller = Poller {
+        interval: ctx.settings.interval,
+        max_interval: ctx.settings.interval.max(Duration::from_secs(60)),
+        deadline: ctx.deadline,
+    };
+    let polled = poller.run(ctx.progress, || match active_gc(ctx.client, &ctx.registry)? {
+        Some(gc) => Ok(Check::Waiting(format!("garbage collection {} is {}", gc.uuid, gc.status))),
+        None => Ok(Check::Done(())),
+    })?;
+    match polled.outcome {
+        Some(()) => Ok(()),
+        None => Err(Failure::deadline(format!(
+            "garbage collection {} still runs at the deadline; nothing was deleted (rerun later or raise --timeout)",
+            running.uuid
+        ))),
+    }
+}
+
+/// Deletes one repository's deletions in waves, several at once within a wave; a failure
+/// does not stop the others, and a 404 means it is already gone.
+fn delete(ctx: &Ctx, repository: &str, deletions: &[Deletion], reads: &Reads) -> Vec<Failed> {
+    let base = format!("{}/repositories/{}", ctx.registry_path, segment(repository));
+    // Releases' tags first, then the tagged artifacts (signatures) of what went.
+    let (mut tagged_wave, mut artifact_wave) = (Vec::new(), Vec::new());
+    for deletion in deletions.iter().filter(|d| !d.all_tags.is_empty()) {
+        let wave = if deletion.artifact.is_some() { &mut artifact_wave } else { &mut tagged_wave };
+        match deletion.action {
+            Action::Manifest => wave.push((deletion, format!("{base}/digests/{}", segment(&deletion.digest)))),
+            Action::Tags => {
+                for tag in &deletion.tags {
+                    wave.push((deletion, format!("{base}/tags/{}", segment(tag))));
                 }
             }
         }
-        let untagged: Vec<&Deletion> = deletions.iter().filter(|d| d.all_tags.is_empty()).collect();
-        let digests: Vec<&str> = untagged.iter().map(|d| d.digest.as_str()).collect();
-        let by_digest: BTreeMap<&str, &Deletion> = untagged.iter().map(|d| (d.digest.as_str(), *d)).collect();
-        let mut waves = vec![tagged_wave, artifact_wave];
-        for wave in closure::waves(&digests, &reads.of(repository)) {
-            waves.push(
-                wave.iter()
-                    .map(|digest| (by_digest[digest.as_str()], format!("{base}/digests/{}", segment(digest))))
-                    .collect(),
-            );
-        }
-        let total: usize = waves.iter().map(Vec::len).sum();
-        let done = AtomicUsize::new(0);
-        let mut failed = Vec::new();
-        for wave in waves.into_iter().filter(|w| !w.is_empty()) {
-            let outcomes =
-                do_core::concurrent::try_map(&wave, usize::from(self.cli.concurrency), |(deletion, path)| {
-                    let outcome = if Instant::now() >= self.deadline {
-                        Err(DEADLINE_PASSED.to_string())
-                    } else {
-                        match self.client.delete(path) {
-                            Ok(()) => Ok(()),
-                            Err(error) if has_status(&error, 404) => {
-                                self.progress.debug(&format!("{path}: already gone"));
-                                Ok(())
-                            }
-                            Err(error) => Err(format!("{error:#}")),
-                        }
-                    };
-                    let count = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    // Every tenth part, so CI logs get about ten lines however many deletions there are.
-                    if count.is_multiple_of((total / 10).max(1)) || count == total {
-                        self.progress.status(&format!("deleting in {repository}: {count}/{total}"));
-                    }
-                    Ok::<_, std::convert::Infallible>(outcome.err().map(|error| Failed {
-                        repository: repository.to_string(),
-                        digest: deletion.digest.clone(),
-                        tags: deletion.tags.clone(),
-                        error,
-                    }))
-                });
-            failed.extend(outcomes.unwrap_or_else(|never| match never {}).into_iter().flatten());
-        }
-        self.progress.finish();
-        // A manifest with several tag deletions counts once (its tags are next to each other:
-        // outcomes come back in the wave's order).
-        failed.dedup_by(|a, b| a.digest == b.digest && a.error == b.error);
-        self.progress.info(&format!(
-            "{repository}: {} of {} deletions done{}",
-            deletions.len() - failed.len(),
-            deletions.len(),
-            if failed.is_empty() { String::new() } else { format!(", {} failed", failed.len()) }
-        ));
-        for failure in &failed {
-            self.progress
-                .warn(&format!("could not delete {}@{}: {}", failure.repository, failure.digest, failure.error));
-        }
-        failed
     }
+    let untagged: Vec<&Deletion> = deletions.iter().filter(|d| d.all_tags.is_empty()).collect();
+    let digests: Vec<&str> = untagged.iter().map(|d| d.digest.as_str()).collect();
+    let by_digest: BTreeMap<&str, &Deletion> = untagged.iter().map(|d| (d.digest.as_str(), *d)).collect();
+    let mut waves = vec![tagged_wave, artifact_wave];
+    for wave in closure::waves(&digests, &reads.of(repository)) {
+        waves.push(
+            wave.iter()
+                .map(|digest| (by_digest[digest.as_str()], format!("{base}/digests/{}", segment(digest))))
+                .collect(),
+        );
+    }
+    let total: usize = waves.iter().map(Vec::len).sum();
+    let done = AtomicUsize::new(0);
+    let mut failed = Vec::new();
+    for wave in waves.into_iter().filter(|w| !w.is_empty()) {
+        let outcomes =
+            do_core::concurrent::try_map(&wave, usize::from(ctx.settings.concurrency), |(deletion, path)| {
+                let outcome = if Instant::now() >= ctx.deadline {
+                    Err(DEADLINE_PASSED.to_string())
+                } else {
+                    match ctx.client.delete(path) {
+                        Ok(()) => Ok(()),
+                        Err(error) if has_status(&error, 404) => {
+                            ctx.progress.debug(&format!("{path}: already gone"));
+                            Ok(())
+                        }
+                        Err(error) => Err(format!("{error:#}")),
+                    }
+                };
+                let count = done.fetch_add(1, Ordering::Relaxed) + 1;
+                // Every tenth part, so CI logs get about ten lines however many deletions there are.
+                if count.is_multiple_of((total / 10).max(1)) || count == total {
+                    ctx.progress.status(&format!("deleting in {repository}: {count}/{total}"));
+                }
+                Ok::<_, std::convert::Infallible>(outcome.err().map(|error| Failed {
+                    repository: repository.to_string(),
+                    digest: deletion.digest.clone(),
+                    tags: deletion.tags.clone(),
+                    error,
+                }))
+            });
+        failed.extend(outcomes.unwrap_or_else(|never| match never {}).into_iter().flatten());
+    }
+    ctx.progress.finish();
+    // A manifest with several tag deletions counts once (its tags are next to each other:
+    // outcomes come back in the wave's order).
+    failed.dedup_by(|a, b| a.digest == b.digest && a.error == b.error);
+    ctx.progress.info(&format!(
+        "{repository}: {} of {} deletions done{}",
+        deletions.len() - failed.len(),
+        deletions.len(),
+        if failed.is_empty() { String::new() } else { format!(", {} failed", failed.len()) }
+    ));
+    for failure in &failed {
+        ctx.progress.warn(&format!("could not delete {}@{}: {}", failure.repository, failure.digest, failure.error));
+    }
+    failed
+}
 
-    /// Starts GC with an explicit type through `/v2/registries/{r}/garbage-collection`, or
-    /// reports the one already running; waits for it with `--gc wait`.
-    fn garbage_collect(&self, gc_type: &str) -> anyhow::Result<(GcReport, Exit)> {
-        if Instant::now() >= self.deadline {
-            return Err(Failure::deadline("the deadline (--timeout) passed before garbage collection could start"));
-        }
-        let path = format!("{}/garbage-collection", self.registry_path);
-        let report = |gc: &GarbageCollection, gc_type: Option<&str>, already_running: bool| GcReport {
-            uuid: Some(gc.uuid.clone()),
-            gc_type: gc_type.map(str::to_string),
-            status: Some(gc.status.to_string()),
-            already_running,
-            freed_bytes: gc.freed_bytes,
-            error: None,
-        };
-        let started = match self.client.post_create::<GarbageCollection>(
-            &path,
-            Some(&json!({"type": gc_type})),
-            "garbage_collection",
-        ) {
+/// Starts GC with an explicit type through `/v2/registries/{r}/garbage-collection`, or
+/// reports the one already running; waits for it with `--gc wait`.
+fn garbage_collect(ctx: &Ctx, gc_type: &str) -> anyhow::Result<(GcReport, Exit)> {
+    if Instant::now() >= ctx.deadline {
+        return Err(Failure::deadline("the deadline (--timeout) passed before garbage collection could start"));
+    }
+    let path = format!("{}/garbage-collection", ctx.registry_path);
+    let report = |gc: &GarbageCollection, gc_type: Option<&str>, already_running: bool| GcReport {
+        uuid: Some(gc.uuid.clone()),
+        gc_type: gc_type.map(str::to_string),
+        status: Some(gc.status.to_string()),
+        already_running,
+        freed_bytes: gc.freed_bytes,
+        error: None,
+    };
+    let started =
+        match ctx.client.post_create::<GarbageCollection>(&path, Some(&json!({"type": gc_type})), "garbage_collection")
+        {
             Ok(gc) => {
-                self.progress.info(&format!("garbage collection {} started (type: {gc_type})", gc.uuid));
+                ctx.progress.info(&format!("garbage collection {} started (type: {gc_type})", gc.uuid));
                 report(&gc, Some(gc_type), false)
             }
             Err(error) if is_ambiguous(&error) || has_status(&error, 409) => {
                 // Lost, or refused as one is already active: look before anything else.
-                match active_gc(self.client, &self.registry)? {
+                match active_gc(ctx.client, &ctx.registry)? {
                     Some(gc) if has_status(&error, 409) => {
-                        self.progress.info(&format!(
+                        ctx.progress.info(&format!(
                             "garbage collection {} is already running ({}); not starting another",
                             gc.uuid, gc.status
                         ));
@@ -275,41 +271,40 @@ impl Prune<'_> {
             }
             Err(error) => return Err(error.context("could not start garbage collection")),
         };
-        if self.cli.gc != GcMode::Wait {
-            return Ok((started, Exit::Done));
+    if ctx.settings.gc != GcMode::Wait {
+        return Ok((started, Exit::Done));
+    }
+    let uuid = started.uuid.clone().unwrap_or_default();
+    let poller = Poller {
+        interval: ctx.settings.interval,
+        max_interval: ctx.settings.interval.max(Duration::from_secs(60)),
+        deadline: ctx.deadline,
+    };
+    let list_path = format!("{}/garbage-collections?page=1&per_page=20", ctx.registry_path);
+    let polled = poller.run(ctx.progress, || match active_gc(ctx.client, &ctx.registry)? {
+        Some(gc) if gc.uuid == uuid && !gc.status.is_terminal() => {
+            Ok(Check::Waiting(format!("garbage collection {uuid} is {}", gc.status)))
         }
-        let uuid = started.uuid.clone().unwrap_or_default();
-        let poller = Poller {
-            interval: self.cli.interval,
-            max_interval: self.cli.interval.max(Duration::from_secs(60)),
-            deadline: self.deadline,
-        };
-        let list_path = format!("{}/garbage-collections?page=1&per_page=20", self.registry_path);
-        let polled = poller.run(self.progress, || match active_gc(self.client, &self.registry)? {
-            Some(gc) if gc.uuid == uuid && !gc.status.is_terminal() => {
-                Ok(Check::Waiting(format!("garbage collection {uuid} is {}", gc.status)))
+        _ => {
+            let recent: Vec<GarbageCollection> = ctx.client.get_object(&list_path, "garbage_collections")?;
+            Ok(Check::Done(recent.into_iter().find(|gc| gc.uuid == uuid)))
+        }
+    })?;
+    let mut finished = started;
+    match polled.outcome {
+        None => Ok((finished, Exit::Deadline)),
+        Some(ended) => {
+            if let Some(ended) = ended {
+                finished.status = Some(ended.status.to_string());
+                finished.freed_bytes = ended.freed_bytes;
             }
-            _ => {
-                let recent: Vec<GarbageCollection> = self.client.get_object(&list_path, "garbage_collections")?;
-                Ok(Check::Done(recent.into_iter().find(|gc| gc.uuid == uuid)))
-            }
-        })?;
-        let mut finished = started;
-        match polled.outcome {
-            None => Ok((finished, Exit::Deadline)),
-            Some(ended) => {
-                if let Some(ended) = ended {
-                    finished.status = Some(ended.status.to_string());
-                    finished.freed_bytes = ended.freed_bytes;
-                }
-                self.progress.info(&format!(
-                    "garbage collection {uuid} ended {}{}",
-                    finished.status.as_deref().unwrap_or("?"),
-                    finished.freed_bytes.map(|b| format!(", freed {}", size(b))).unwrap_or_default()
-                ));
-                let failed = finished.status.as_deref().map(GcStatus::from) == Some(GcStatus::Failed);
-                Ok((finished, if failed { Exit::RemoteFailed } else { Exit::Done }))
-            }
+            ctx.progress.info(&format!(
+                "garbage collection {uuid} ended {}{}",
+                finished.status.as_deref().unwrap_or("?"),
+                finished.freed_bytes.map(|b| format!(", freed {}", size(b))).unwrap_or_default()
+            ));
+            let failed = finished.status.as_deref().map(GcStatus::from) == Some(GcStatus::Failed);
+            Ok((finished, if failed { Exit::RemoteFailed } else { Exit::Done }))
         }
     }
 }

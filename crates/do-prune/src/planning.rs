@@ -1,0 +1,259 @@
+//! The registry's plan: every selected repository planned (`plan::plan_repository`), trimmed to
+//! `--target-usage` when asked, and the GC type decided (an untagged type only when nothing in
+//! the whole registry needs an untagged manifest), again after the deletions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use do_core::types::{GcType, Manifest, Registry, Subscription};
+use do_core::Failure;
+
+use crate::plan::{self, Planned, Rules};
+use crate::policy::{self, Action};
+use crate::protect::{self, SpecImage};
+use crate::reads::Reads;
+use crate::report::{self, Usage};
+use crate::{artifacts, closure, usage, Ctx, GcMode};
+
+pub(crate) fn protected(ctx: &Ctx, images: &[SpecImage], name: &str, listing: &[Manifest]) -> policy::Protected {
+    protect::resolve(&ctx.settings.references, &ctx.settings.record_tags, images, &ctx.registry, name, listing)
+}
+
+pub(crate) fn rules<'b>(ctx: &'b Ctx, name: &str, limit: Option<&'b BTreeSet<String>>) -> Rules<'b> {
+    match &ctx.settings.saved {
+        Some(saved) => Rules::Saved {
+            entries: saved
+                .repositories
+                .iter()
+                .find(|r| r.name == name)
+                .expect("saved repositories are the selected ones"),
+            policy: &ctx.settings.policy,
+        },
+        None => Rules::Policy {
+            policy: &ctx.settings.policy,
+            patterns: &ctx.settings.patterns,
+            now: ctx.settings.now,
+            limit,
+        },
+    }
+}
+
+/// Plans one repository; `listings` are every repository's, to tell an artifact whose
+/// subject lives in another repository from an orphan.
+pub(crate) fn plan_one(
+    ctx: &Ctx,
+    name: &str,
+    listing: &[Manifest],
+    listings: &BTreeMap<String, Vec<Manifest>>,
+    images: &[SpecImage],
+    reads: &Reads,
+    limit: Option<&BTreeSet<String>>,
+) -> anyhow::Result<Planned> {
+    let protected = protected(ctx, images, name, listing);
+    let elsewhere = |digest: &str| {
+        listings
+            .iter()
+            .find(|(other, manifests)| *other != name && manifests.iter().any(|m| m.digest == digest))
+            .map(|(other, _)| other.clone())
+    };
+    let setting = plan::Setting {
+        grace_cutoff: ctx.settings.grace_cutoff,
+        keep_artifacts: ctx.settings.keep_artifacts,
+        elsewhere: &elsewhere,
+    };
+    plan::plan_repository(name, listing, &protected, &rules(ctx, name, limit), &setting, reads)
+}
+
+pub(crate) fn plan_all(
+    ctx: &Ctx,
+    selected: &[String],
+    listings: &BTreeMap<String, Vec<Manifest>>,
+    images: &[SpecImage],
+    reads: &Reads,
+    limit: Option<&BTreeSet<String>>,
+) -> anyhow::Result<Vec<Planned>> {
+    // Repositories are planned side by side; `reads` keeps the manifest reads within --concurrency.
+    let empty = Vec::new();
+    do_core::concurrent::try_map(selected, usize::from(ctx.settings.concurrency), |name| {
+        plan_one(ctx, name, listings.get(name).unwrap_or(&empty), listings, images, reads, limit)
+    })
+}
+
+/// Usage before, from the listing; the included storage from the subscription. Without
+/// it, --target-usage cannot work and is a usage error.
+pub(crate) fn usage_before(
+    ctx: &Ctx,
+    registry: &Registry,
+    listings: &BTreeMap<String, Vec<Manifest>>,
+) -> anyhow::Result<Usage> {
+    let included_of = |s: &Subscription| s.tier.as_ref().and_then(|t| t.included_storage_bytes);
+    let mut included = registry.subscription.as_ref().and_then(included_of);
+    if included.is_none() && ctx.settings.target_usage.is_some() {
+        let subscription: Option<Subscription> =
+            ctx.client.get_object_or_none("/v2/registries/subscription", "subscription")?;
+        included = subscription.as_ref().and_then(included_of);
+    }
+    if ctx.settings.target_usage.is_some() && included.is_none() {
+        return Err(Failure::usage(
+            "--target-usage needs the subscription's included storage, which the API did not give; nothing was deleted",
+        ));
+    }
+    let before = usage::unique_blob_bytes(listings.values().flatten());
+    Ok(Usage {
+        before_bytes: Some(before),
+        reported_bytes: registry.storage_usage_bytes,
+        included_bytes: included,
+        estimated_after_bytes: None,
+        before_percent: report::percent_of(Some(before), included),
+        estimated_after_percent: None,
+    })
+}
+
+/// The tagged manifests to delete whole for --target-usage: oldest first, across
+/// repositories, only as many as bring the estimated usage to the target.
+pub(crate) fn trim_to_target(
+    ctx: &Ctx,
+    planned: &[Planned],
+    listings: &BTreeMap<String, Vec<Manifest>>,
+    reads: &Reads,
+    target: u64,
+) -> anyhow::Result<BTreeSet<String>> {
+    let mut candidates: Vec<(i64, &str, &str)> = planned
+        .iter()
+        .flat_map(|p| {
+            p.plan
+                .deleted
+                .iter()
+                .filter(|d| d.action == Action::Manifest && !d.all_tags.is_empty() && d.artifact.is_none())
+                .map(move |d| {
+                    (
+                        d.updated_at
+                            .as_deref()
+                            .and_then(do_core::duration::parse_timestamp)
+                            .map(|t| t.as_second())
+                            .unwrap_or(i64::MAX),
+                        p.plan.name.as_str(),
+                        d.digest.as_str(),
+                    )
+                })
+        })
+        .collect();
+    candidates.sort();
+    // Learn what every candidate holds, as if all were kept.
+    for planned in planned {
+        let mut roots = planned.roots.clone();
+        for (_, _, digest) in candidates.iter().filter(|(_, name, _)| *name == planned.plan.name) {
+            roots.entry(digest.to_string()).or_insert_with(String::new);
+        }
+        if let Some(listing) = listings.get(&planned.plan.name) {
+            reads.closure(&planned.plan.name, listing, &roots, &planned.tag_artifacts)?;
+        }
+    }
+    let usage_after = |k: usize| {
+        let going: BTreeSet<(&str, &str)> = candidates[..k].iter().map(|(_, name, digest)| (*name, *digest)).collect();
+        let mut gone: BTreeSet<(String, String)> = BTreeSet::new();
+        for planned in planned {
+            let name = planned.plan.name.as_str();
+            let Some(listing) = listings.get(name) else { continue };
+            let mut roots = planned.roots.clone();
+            for (_, _, digest) in candidates[k..].iter().filter(|(_, n, _)| *n == name) {
+                roots.entry(digest.to_string()).or_insert_with(String::new);
+            }
+            let closure = reads.closure_now(name, listing, &roots, &planned.tag_artifacts);
+            gone.extend(closure.outside.into_iter().map(|d| (name.to_string(), d)));
+        }
+        usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
+            let gone = &gone;
+            let going = &going;
+            manifests.iter().filter(move |m| {
+                !going.contains(&(name.as_str(), m.digest.as_str()))
+                    && !gone.contains(&(name.clone(), m.digest.clone()))
+            })
+        }))
+    };
+    let k = usage::deletions_for_target(candidates.len(), target, usage_after);
+    if usage_after(k) > target {
+        ctx.progress.warn("--target-usage cannot be reached with what the rules allow to delete; deleting all of that");
+    }
+    Ok(candidates[..k].iter().map(|(_, _, digest)| digest.to_string()).collect())
+}
+
+/// The GC type: "unreferenced blobs only" unless the user asked for an untagged type, which
+/// is allowed only when no repository of the registry needs an untagged manifest.
+pub(crate) fn gc_type(
+    ctx: &Ctx,
+    planned: &[Planned],
+    selected: &[String],
+    listings: &BTreeMap<String, Vec<Manifest>>,
+    images: &[SpecImage],
+    reads: &Reads,
+) -> anyhow::Result<String> {
+    let requested = ctx.settings.gc_type.clone();
+    if ctx.settings.gc == GcMode::Off || GcType::from(requested.as_str()) == GcType::UnreferencedBlobsOnly {
+        return Ok(requested);
+    }
+    // Repositories not pruned keep everything: their closure is that of every tagged manifest.
+    let mut others = Vec::new();
+    for (name, listing) in listings.iter().filter(|(name, _)| !selected.contains(name)) {
+        others.push((name.as_str(), everything_kept(ctx, name, listing, images, reads)?, listing.as_slice()));
+    }
+    let empty = Vec::new();
+    let mut all: Vec<(&str, &closure::Closure, &[Manifest])> = planned
+        .iter()
+        .map(|p| (p.plan.name.as_str(), &p.closure, listings.get(&p.plan.name).unwrap_or(&empty).as_slice()))
+        .collect();
+    all.extend(others.iter().map(|(name, closure, listing)| (*name, closure, *listing)));
+    match plan::untagged_gc_refusal(&all) {
+        None => Ok(requested),
+        Some(why) => Err(Failure::usage(format!(
+            "refusing --gc-type {requested:?}: {why}; nothing was deleted (the default \"unreferenced blobs only\" is safe, and do-prune deletes unneeded untagged manifests itself)"
+        ))),
+    }
+}
+
+/// The closure of a repository if nothing in it were deleted: every tagged manifest, what
+/// `images` protect, and untagged ones within the grace period.
+pub(crate) fn everything_kept(
+    ctx: &Ctx,
+    name: &str,
+    listing: &[Manifest],
+    images: &[SpecImage],
+    reads: &Reads,
+) -> anyhow::Result<closure::Closure> {
+    let protected = protected(ctx, images, name, listing);
+    let mut roots: BTreeMap<String, String> =
+        listing.iter().filter(|m| !m.tags.is_empty()).map(|m| (m.digest.clone(), "tagged".to_string())).collect();
+    roots.extend(protected.digests);
+    for manifest in listing
+        .iter()
+        .filter(|m| m.tags.is_empty() && policy::epoch(m).is_none_or(|at| at >= ctx.settings.grace_cutoff))
+    {
+        roots.insert(manifest.digest.clone(), "untagged and pushed within --untagged-grace".into());
+    }
+    reads.closure(name, listing, &roots, &artifacts::by_tags(listing))
+}
+
+/// The GC type decided again, after the deletions, over the registry as it is now and what
+/// the apps need now (read again right before deleting): an untagged type that became unsafe
+/// since the plan (an app now runs an untagged manifest) gives way to "unreferenced blobs
+/// only", said on stderr. Only an untagged type costs the listing again.
+pub(crate) fn gc_type_now(ctx: &Ctx, decided: &str, images: &[SpecImage], reads: &Reads) -> anyhow::Result<String> {
+    if GcType::from(decided) == GcType::UnreferencedBlobsOnly {
+        return Ok(decided.to_string());
+    }
+    let listings = crate::listing::list_everything(ctx)?;
+    let mut all = Vec::new();
+    for (name, listing) in &listings {
+        all.push((name.as_str(), everything_kept(ctx, name, listing, images, reads)?, listing.as_slice()));
+    }
+    let closures: Vec<(&str, &closure::Closure, &[Manifest])> = all.iter().map(|(n, c, l)| (*n, c, *l)).collect();
+    Ok(match plan::untagged_gc_refusal(&closures) {
+        None => decided.to_string(),
+        Some(why) => {
+            let safe = "unreferenced blobs only";
+            ctx.progress.warn(&format!(
+                "not starting a GC of type {decided:?} after all: {why} (it changed since the plan); starting {safe:?} instead"
+            ));
+            safe.to_string()
+        }
+    })
+}
