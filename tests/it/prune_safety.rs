@@ -119,6 +119,16 @@ fn multi_arch_indexes_keep_every_child_and_lose_their_orphans_parents_first() {
     assert_eq!(record["index_children_listed"], true);
     assert_eq!(record["gc"]["type"], "unreferenced blobs only");
     assert_eq!(record["repositories"][0]["untagged_kept"]["count"], 8, "4 children of each kept index");
+    let children: u64 = manifests(&sim, "web")
+        .iter()
+        .filter(|m| {
+            m["tags"] == json!([])
+                && kept.iter().any(|k| children_of(&sim, "web", k).contains(&m["digest"].as_str().unwrap().to_string()))
+        })
+        .map(|m| m["compressed_size_bytes"].as_u64().or(m["size_bytes"].as_u64()).unwrap())
+        .sum();
+    assert!(children > 0);
+    assert_eq!(record["repositories"][0]["untagged_kept"]["bytes"], children, "their sizes, summed");
     let reader = registry_reader(&sim, "reg");
     for digest in &kept {
         fully_readable(&reader, "web", digest).unwrap();
