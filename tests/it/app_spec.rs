@@ -54,19 +54,6 @@ fn app_named(sim: &Sim, name: &str) -> Option<Value> {
     sim.snapshot()["apps"].as_array().unwrap().iter().find(|app| app["spec"]["name"] == name).cloned()
 }
 
-fn digest_of(sim: &Sim, tag: &str) -> String {
-    let snapshot = sim.snapshot();
-    let repositories = snapshot["registries"][0]["repositories"].as_array().unwrap().clone();
-    repositories
-        .iter()
-        .flat_map(|r| r["manifests"].as_array().unwrap().clone())
-        .find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag))
-        .unwrap_or_else(|| panic!("no manifest tagged {tag}"))["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 fn env_value<'a>(envs: &'a Value, key: &str) -> Option<&'a Value> {
     envs.as_array()?.iter().find(|e| e["key"] == key).map(|e| &e["value"])
 }
@@ -103,7 +90,7 @@ fn the_spec_from_yaml_or_json_becomes_the_apps_spec_pinned_and_with_its_secret_k
         let record = run.record("deploy");
         assert_eq!(record["phase"], "ACTIVE", "{name}");
         assert_eq!(record["created"], false);
-        let digest = digest_of(&sim, "v1.1.0");
+        let digest = crate::support::digest_in(&sim, "web", "v1.1.0");
         let spec = app_named(&sim, "example-app").unwrap()["spec"].clone();
         let web = &spec["services"][0];
         assert_eq!(web["image"], json!({"registry_type": "DOCR", "repository": "web", "digest": digest}), "{name}");
@@ -133,7 +120,7 @@ fn only_the_released_repositorys_components_are_pinned() {
     let file = write(dir.path(), "app.yaml", &text);
     deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0"]).run().assert_code(0);
     let spec = app_named(&sim, "example-app").unwrap()["spec"].clone();
-    assert_eq!(spec["services"][0]["image"]["digest"], digest_of(&sim, "v1.1.0"));
+    assert_eq!(spec["services"][0]["image"]["digest"], crate::support::digest_in(&sim, "web", "v1.1.0"));
     assert_eq!(spec["workers"][0]["image"], json!({"registry_type": "DOCR", "repository": "jobs", "tag": "v9"}));
     assert_eq!(
         spec["workers"][1]["image"]["tag"], "1.27",
@@ -254,7 +241,7 @@ fn the_dry_run_shows_a_readable_diff_and_sends_only_reads() {
     let file = write(dir.path(), "app.yaml", &text);
     let run = deploy(&sim, &file).args(["--repository", "web", "--tag", "v1.1.0", "--dry-run"]).run();
     run.assert_code(0);
-    let digest = digest_of(&sim, "v1.1.0");
+    let digest = crate::support::digest_in(&sim, "web", "v1.1.0");
     for line in [
         "dry run: the spec would change 4 fields of example-app:".to_string(),
         "  ~ services[web].envs[LOG_LEVEL].value: \"info\" -> \"debug\"".to_string(),
@@ -415,7 +402,7 @@ fn a_missing_app_is_created_only_with_create() {
     );
     assert_eq!(record["phase"], "ACTIVE");
     assert!(record["live_url"].as_str().is_some_and(|u| u.ends_with("/_sim/live/new-shop")), "{record}");
-    assert_eq!(app["spec"]["services"][0]["image"]["digest"], digest_of(&sim, "v1.1.0"));
+    assert_eq!(app["spec"]["services"][0]["image"]["digest"], crate::support::digest_in(&sim, "web", "v1.1.0"));
     assert_eq!(sim.snapshot()["apps"].as_array().unwrap().len(), 2);
 }
 
@@ -669,7 +656,7 @@ fn a_preview_is_created_then_updated_in_place_and_its_url_is_an_output() {
     assert_eq!(updated["id"], preview["id"], "the same app");
     assert_eq!(second.record("deploy")["created"], false);
     assert_eq!(updated["deployments"].as_array().unwrap().len(), 2, "a new deployment");
-    assert_eq!(updated["spec"]["services"][0]["image"]["digest"], digest_of(&sim, "pr-42-b0b"));
+    assert_eq!(updated["spec"]["services"][0]["image"]["digest"], crate::support::digest_in(&sim, "web", "pr-42-b0b"));
     assert_eq!(sim.snapshot()["apps"].as_array().unwrap().len(), 2);
 }
 
@@ -868,7 +855,7 @@ fn prune_keeps_the_image_a_preview_runs() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "app.yaml", APP_YAML);
     sim.push("example-registry", "web", "pr-11-c0ffee", 1000).unwrap();
-    let preview_digest = digest_of(&sim, "pr-11-c0ffee");
+    let preview_digest = crate::support::digest_in(&sim, "web", "pr-11-c0ffee");
     deploy(&sim, &file)
         .args(["--repository", "web", "--tag", "pr-11-c0ffee", "--preview", "pr-11"])
         .run()

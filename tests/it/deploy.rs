@@ -21,15 +21,6 @@ fn app_spec(sim: &Sim) -> Value {
     sim.snapshot()["apps"][0]["spec"].clone()
 }
 
-fn digest_of(sim: &Sim, tag: &str) -> String {
-    let snapshot = sim.snapshot();
-    let manifests = snapshot["registries"][0]["repositories"][0]["manifests"].as_array().unwrap().clone();
-    manifests.iter().find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag)).unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 fn next_deployment(sim: &Sim, outcome: Outcome, phase_ms: u64) {
     let mut state = sim.state();
     state.apps[0].next_outcome = outcome;
@@ -49,7 +40,7 @@ fn done(run: &Run) -> Value {
 fn pins_by_digest_and_leaves_the_rest_of_the_spec_unchanged() {
     let sim = sim(40);
     let before = app_spec(&sim);
-    let digest = digest_of(&sim, "v1.1.0");
+    let digest = crate::support::digest_in(&sim, "web", "v1.1.0");
     let record = done(&deploy(&sim).args(["--repository", "web", "--tag", "v1.1.0"]).run());
     assert_eq!(record["phase"], "ACTIVE");
     assert_eq!(record["changed"], true);
@@ -314,10 +305,10 @@ fn the_image_can_come_from_a_tag_record_or_an_image_record() {
     let tag_record = r#"{"kind":"tag","v":1,"data":{"tag":"v1.0.0","version":"1.0.0","commit":"abc"}}"#;
     let run = deploy(&sim).args(["--repository", "web"]).stdin(tag_record).run();
     let record = done(&run);
-    assert_eq!(record["image"], format!("web@{}", digest_of(&sim, "v1.0.0")));
+    assert_eq!(record["image"], format!("web@{}", crate::support::digest_in(&sim, "web", "v1.0.0")));
     assert!(run.stdout.starts_with(tag_record), "upstream records pass through");
 
-    let digest = digest_of(&sim, "v1.1.0");
+    let digest = crate::support::digest_in(&sim, "web", "v1.1.0");
     let image_record = format!(
         r#"{{"kind":"image","v":1,"data":{{"registry":"example-registry","repository":"web","tag":"v1.1.0","digest":"{digest}"}}}}"#
     );

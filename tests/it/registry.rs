@@ -331,7 +331,7 @@ fn the_gc_canary_tells_a_registry_that_breaks_indexes_from_one_that_does_not() {
     let problems: Vec<String> = worst
         .requests()
         .iter()
-        .flat_map(|r| crate::spec::check_request(&r.method, &r.url, r.body.as_deref()))
+        .flat_map(|r| crate::openapi::check_request(&r.method, &r.url, r.body.as_deref()))
         .collect();
     assert!(problems.is_empty(), "the canary strays from the spec:\n{}", problems.join("\n"));
 

@@ -10,7 +10,7 @@ const MAX_FILE_LINES: usize = 600;
 const MAX_FUNCTION_LINES: usize = 80;
 
 /// Files over the bound, waiting for their split (issue "one shape for every tool").
-const FILES_OVER: &[&str] = &["crates/do-deploy/src/specfile.rs", "crates/do-prune/src/policy.rs"];
+const FILES_OVER: &[&str] = &[];
 
 /// Functions over the bound (file: name), waiting for their phases to become functions.
 const FUNCTIONS_OVER: &[&str] = &[
@@ -96,7 +96,8 @@ fn no_file_or_function_grows_past_its_bound_and_the_list_of_offenders_only_shrin
         if text.lines().count() > MAX_FILE_LINES {
             files_over.insert(name.clone());
         }
-        if HELD_CRATES.iter().any(|c| name.starts_with(&format!("crates/{c}/"))) {
+        let unit_tests = name.contains("_tests/");
+        if !unit_tests && HELD_CRATES.iter().any(|c| name.starts_with(&format!("crates/{c}/"))) {
             for (function, lines) in functions(&text) {
                 if lines > MAX_FUNCTION_LINES {
                     functions_over.insert(format!("{name}: {function}"));
