@@ -21,7 +21,6 @@ const FUNCTIONS_OVER: &[&str] = &[
     "crates/do-prune/src/plan.rs: plan_once",
     "crates/do-prune/src/policy.rs: plan_tagged",
     "crates/do-tag/src/lib.rs: plan_version",
-    "crates/do-tag/src/lib.rs: run",
 ];
 
 /// Types of a tool crate with `impl` blocks in more than one file (crate: type), waiting to

@@ -1,8 +1,10 @@
 //! do-tag: the next semantic version from git tags, tagged and pushed safely and idempotently.
 
+mod checks;
 mod cli;
 mod git;
 pub mod notes;
+mod publish;
 pub mod version;
 
 use anyhow::Context;
@@ -11,8 +13,10 @@ use do_core::contract::Output;
 use do_core::{Exit, Failure};
 use serde::Serialize;
 
+use checks::{changelog, check_remote, check_repository};
 pub use cli::Cli;
 use git::Git;
+use publish::{make, push, release_notes, tell_dry_run, Release};
 use version::{bump_from_commits, highest, next_version, Bump, VersionTag};
 
 const TOOL: &str = "do-tag";
@@ -74,166 +78,25 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     check_flags(&cli)?;
     let progress = cli.io.progress(TOOL);
     let git = Git::open(&cli.dir, deadline, progress.clone())?;
-    if !git.is_work_tree()? {
-        return Err(Failure::usage(format!("{} is not inside a git work tree; use -C DIR", cli.dir.display())));
-    }
-    if git.is_shallow()? {
-        return Err(Failure::usage(
-            "this is a shallow clone, so tags and history are incomplete: run `git fetch --unshallow --tags` \
-             (in GitHub Actions, actions/checkout with fetch-depth: 0)",
-        ));
-    }
-    let head = git.head()?.ok_or_else(|| Failure::usage("the repository has no commit to tag yet"))?;
-    let branch = git.branch()?;
-    match &branch {
-        None if !cli.allow_detached => {
-            return Err(Failure::usage("HEAD is detached; check out a branch, or pass --allow-detached"));
-        }
-        Some(name) if !cli.allow_branch.is_empty() && !cli.allow_branch.iter().any(|glob| glob_matches(glob, name)) => {
-            return Err(Failure::usage(format!(
-                "branch {name:?} is not allowed by --allow-branch {}; switch branches or widen the pattern",
-                cli.allow_branch.join(", ")
-            )));
-        }
-        None if !cli.allow_branch.is_empty() => {
-            return Err(Failure::usage("HEAD is detached, so no branch matches --allow-branch"));
-        }
-        _ => {}
-    }
-    if !cli.allow_dirty {
-        let changes = git.tracked_changes()?;
-        if !changes.is_empty() {
-            return Err(Failure::usage(format!(
-                "{} tracked file{} changed ({}); commit or stash, or pass --allow-dirty",
-                changes.len(),
-                if changes.len() == 1 { "" } else { "s" },
-                changes.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    let pushing = !cli.no_push;
-    if pushing && !git.remote_exists(&cli.remote)? {
-        return Err(Failure::usage(format!("no git remote named {:?}; pass --remote NAME or --no-push", cli.remote)));
-    }
-
+    let (head, branch) = check_repository(&cli, &git)?;
     let tags = git.version_tags(&cli.prefix, cli.all_tags)?;
     let previous = highest(&tags).cloned();
     let on_head: Vec<&VersionTag> = tags.iter().filter(|t| t.commit == head).collect();
     let plan = plan_version(&cli, &git, previous.as_ref(), &on_head)?;
     if let Some(ignored) = &plan.ignored_head_tag {
-        progress.info(&format!(
-            "HEAD carries {ignored}, lower than {}: ignored",
-            previous.as_ref().map_or("?", |p| p.name.as_str())
-        ));
+        let highest = previous.as_ref().map_or("?", |p| p.name.as_str());
+        progress.info(&format!("HEAD carries {ignored}, lower than {highest}: ignored"));
     }
     let tag_name = format!("{}{}", cli.prefix, plan.version);
     if plan.nothing {
         return nothing_to_release(&cli, &git, &input, &plan, &tag_name, &head, branch.as_deref(), &progress);
     }
-    let commits = git.commits_since(plan.previous_tag.as_deref(), &cli.paths)?;
-    let github = match git.remote_url(&cli.remote)? {
-        Some(url) => notes::github_url(&url),
-        None => None,
-    };
-    let release_notes = notes::notes(&commits, github.as_deref());
-    if let Some(file) = &cli.notes_file {
-        std::fs::write(file, &release_notes)
-            .with_context(|| format!("cannot write --notes-file {}", file.display()))?;
-    }
-    let changelog = match &cli.changelog {
-        Some(file) if plan.created => {
-            let existing = match std::fs::read_to_string(file) {
-                Ok(text) => Some(text),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-                Err(error) => {
-                    return Err(Failure::usage(format!("cannot read --changelog {}: {error}", file.display())))
-                }
-            };
-            let date = jiff::Zoned::now().date().to_string();
-            let section = notes::changelog_section(&plan.version.to_string(), &date, &release_notes);
-            Some((file.clone(), notes::prepend(existing.as_deref(), &section)))
-        }
-        Some(file) => {
-            progress.info(&format!("HEAD already carries its tag; {} is left as it is", file.display()));
-            None
-        }
-        None => None,
-    };
-    if let Some((file, _)) = &changelog {
-        if cli.commit_changelog && branch.is_none() {
-            return Err(Failure::usage("--commit-changelog needs a branch to commit on; HEAD is detached"));
-        }
-        // Written only as a file of this repository: never through a link (a committed
-        // CHANGELOG.md -> /elsewhere would write there), never outside.
-        if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Failure::usage(format!(
-                "--changelog {} is a symbolic link; nothing was written (give the file itself)",
-                file.display()
-            )));
-        }
-        let top = std::path::PathBuf::from(git.top_level()?);
-        let parent = std::path::absolute(file)?.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-        let inside = std::fs::canonicalize(&parent)
-            .is_ok_and(|dir| dir.starts_with(std::fs::canonicalize(&top).unwrap_or(top.clone())));
-        if !inside {
-            return Err(Failure::usage(format!(
-                "--changelog {} is outside the repository {}; nothing was written",
-                file.display(),
-                top.display()
-            )));
-        }
-    }
-
-    if plan.created {
-        if let Some(commit) = git.local_tag_commit(&tag_name)? {
-            return Err(Failure::usage(format!(
-                "tag {tag_name} already exists locally on commit {}; delete it, or choose another version",
-                short(&commit)
-            )));
-        }
-    }
-    let mut push_branch_first = false;
-    let mut remote_has_tag = false;
-    if pushing {
-        let refs = git.remote_refs(&cli.remote, &tag_name, branch.as_deref())?;
-        if let Some(remote_commit) = &refs.tag_commit {
-            if plan.created || *remote_commit != head {
-                return Err(Failure::usage(format!(
-                    "tag {tag_name} already exists on {} (commit {}); someone else released it: fetch tags and rerun",
-                    cli.remote,
-                    short(remote_commit)
-                )));
-            }
-            remote_has_tag = true;
-        }
-        if !cli.allow_unpushed {
-            let mut on_remote = false;
-            for (_, commit) in &refs.branches {
-                if git.contains(commit, &head)? {
-                    on_remote = true;
-                    break;
-                }
-            }
-            if !on_remote {
-                match (&branch, cli.push_branch) {
-                    (Some(_), true) => push_branch_first = true,
-                    _ => {
-                        let which = branch
-                            .as_deref()
-                            .map(|b| format!("{}/{b}", cli.remote))
-                            .unwrap_or_else(|| format!("any branch of {}", cli.remote));
-                        return Err(Failure::usage(format!(
-                            "HEAD {} is not on {which}; push the branch first, pass --push-branch, or --allow-unpushed",
-                            short(&head)
-                        )));
-                    }
-                }
-            }
-        }
-    }
-
+    let release_notes = release_notes(&cli, &git, &plan)?;
+    let changelog = changelog(&cli, &git, &plan, &release_notes, branch.as_deref(), &progress)?;
+    let remote = check_remote(&cli, &git, &plan, &tag_name, &head, branch.as_deref())?;
     let mut output = Output::stdout();
     output.pass_through(&input)?;
+    let pushing = !cli.no_push;
     let mut record = TagRecord {
         tag: tag_name.clone(),
         version: plan.version.to_string(),
@@ -249,87 +112,24 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         notes: release_notes.clone(),
     };
     if cli.dry_run {
-        if let Some((file, _)) = &changelog {
-            progress.info(&format!(
-                "dry run: would add {tag_name} to {}{}",
-                file.display(),
-                if cli.commit_changelog { " and commit it" } else { "" }
-            ));
-        }
-        progress.info(&format!(
-            "dry run: would {} {tag_name} on {}{} ({})",
-            if plan.created { "create" } else { "keep" },
-            short(&head),
-            if pushing && !remote_has_tag { format!(" and push it to {}", cli.remote) } else { String::new() },
-            plan.why
-        ));
-        output.emit("tag", 1, &record)?;
-        github_outputs(&record)?;
-        return Ok(Exit::Done);
-    }
-
-    // Commit (the changelog), tag, then push the branch and the tag in one atomic push: a
-    // failure anywhere leaves the remote as it was, and a rerun finds nothing half done.
-    let mut committed_changelog = false;
-    if let (Some((file, text)), true) = (&changelog, cli.commit_changelog) {
-        std::fs::write(file, text).with_context(|| format!("cannot write --changelog {}", file.display()))?;
-        let relative = std::path::absolute(file)?;
-        let head = git.commit_file(&relative.display().to_string(), &format!("chore(release): {tag_name}"))?;
-        progress.info(&format!("committed {} as {}", file.display(), short(&head)));
-        record.commit = head;
-        committed_changelog = true;
-        push_branch_first = pushing;
-    }
-    if plan.created {
-        let message = match &cli.message {
-            Some(message) => message.clone(),
-            None => format!("{tag_name}\n\n{release_notes}"),
-        };
-        if let Err(error) = git.create_tag(&tag_name, &message, cli.sign) {
-            if committed_changelog {
-                git.drop_last_commit().context("the tag could not be made, nor the changelog commit undone")?;
-                progress.warn("the changelog commit was undone: its tag could not be made");
-            }
-            return Err(error);
-        }
-        progress.info(&format!("created {tag_name} on {} ({})", short(&record.commit), plan.why));
+        tell_dry_run(&cli, &plan, &tag_name, &head, changelog.as_ref(), &remote, &progress);
     } else {
-        progress.info(&format!("HEAD already carries {tag_name}; keeping it"));
-    }
-    let mut refspecs = Vec::new();
-    if push_branch_first {
-        let branch = branch.as_deref().expect("a branch, checked above");
-        refspecs.push(format!("HEAD:refs/heads/{branch}"));
-    }
-    if pushing && !remote_has_tag {
-        refspecs.push(format!("refs/tags/{tag_name}"));
-    }
-    if !refspecs.is_empty() {
-        progress.info(&format!("pushing {} to {}", refspecs.join(" and "), cli.remote));
-        if let Err(error) = git.push_refs(&cli.remote, &refspecs) {
-            // The changelog commit and its tag are undone, so a rerun makes them once, afresh.
-            let undone = committed_changelog && git.delete_tag(&tag_name).and_then(|()| git.drop_last_commit()).is_ok();
+        let release = Release {
+            tag_name: &tag_name,
+            notes: &release_notes,
+            branch: branch.as_deref(),
+            changelog: changelog.as_ref(),
+        };
+        let committed = make(&cli, &git, &plan, &release, &mut record, &progress)?;
+        if let Err(error) = push(&cli, &git, &release, &remote, committed, &mut record, &progress) {
             output.emit("tag", 1, &record)?;
             github_outputs(&record)?;
-            let left = if undone {
-                "nothing was pushed, and the changelog commit and the tag were undone; rerun do-tag"
-            } else {
-                "the tag stays local, rerun do-tag to push it"
-            };
-            return Err(error.context(format!("could not push {tag_name} to {}; {left}", cli.remote)));
+            return Err(error);
         }
-    }
-    if pushing && !remote_has_tag {
-        record.pushed = true;
-        record.on_remote = true;
-        progress.info(&format!("pushed {tag_name} to {}", cli.remote));
-    } else if remote_has_tag {
-        record.on_remote = true;
-        progress.info(&format!("{} already has {tag_name}", cli.remote));
-    }
-    if let (Some((file, text)), false) = (&changelog, cli.commit_changelog) {
-        std::fs::write(file, text).with_context(|| format!("cannot write --changelog {}", file.display()))?;
-        progress.info(&format!("added {tag_name} to {} (not committed)", file.display()));
+        if let (Some((file, text)), false) = (&changelog, cli.commit_changelog) {
+            std::fs::write(file, text).with_context(|| format!("cannot write --changelog {}", file.display()))?;
+            progress.info(&format!("added {tag_name} to {} (not committed)", file.display()));
+        }
     }
     output.emit("tag", 1, &record)?;
     github_outputs(&record)?;
