@@ -545,3 +545,28 @@ pub fn untagged_gc_refusal(closures: &[(&str, &Closure, &[Manifest])]) -> Option
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn untagged(digest: &str, updated_at: Option<&str>) -> Manifest {
+        Manifest { digest: digest.into(), updated_at: updated_at.map(str::to_string), ..Manifest::default() }
+    }
+
+    #[test]
+    fn untagged_manifests_pushed_at_or_after_the_grace_cutoff_or_undated_are_roots() {
+        let cutoff = do_core::duration::parse_timestamp("2026-01-01T00:00:00Z").unwrap().as_second();
+        let listing = vec![
+            untagged("older", Some("2025-12-31T23:59:59Z")),
+            untagged("at", Some("2026-01-01T00:00:00Z")),
+            untagged("newer", Some("2026-01-01T00:00:01Z")),
+            untagged("undated", None),
+            Manifest { digest: "tagged".into(), tags: vec!["v1".into()], ..Manifest::default() },
+        ];
+        let roots = roots_of(&[], &Protected::default(), &listing, cutoff);
+        assert_eq!(roots.keys().map(String::as_str).collect::<Vec<_>>(), ["at", "newer", "undated"]);
+        assert!(roots["at"].contains("--untagged-grace"));
+        assert_eq!(roots["undated"], "untagged, and its updated_at cannot be read");
+    }
+}
