@@ -14,8 +14,6 @@ const FILES_OVER: &[&str] = &[];
 
 /// Functions over the bound (file: name), waiting for their phases to become functions.
 const FUNCTIONS_OVER: &[&str] = &[
-    "crates/do-gc-wait/src/lib.rs: run",
-    "crates/do-login/src/lib.rs: run",
     "crates/do-prune/src/apply.rs: apply",
     "crates/do-prune/src/closure.rs: compute",
     "crates/do-prune/src/plan.rs: plan_once",

@@ -20,6 +20,7 @@ pub mod redact;
 pub mod registry;
 pub mod registry_auth;
 pub mod secret;
+pub mod start;
 pub mod transport;
 pub mod types;
 pub mod units;

@@ -17,11 +17,13 @@ pub(crate) fn check_flags(cli: &Cli) -> anyhow::Result<check::Expectations> {
     if let Some(app) = &cli.app {
         validate::app_reference(app, "--app")?;
     }
-    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
-    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
-    do_core::cli::check_duration("--interval", cli.interval, loopback)?;
-    do_core::cli::check_duration("--max-interval", cli.max_interval, loopback)?;
-    do_core::cli::check_duration("--check-timeout", cli.check_timeout, loopback)?;
+    let durations = [
+        ("--timeout", cli.timeout),
+        ("--interval", cli.interval),
+        ("--max-interval", cli.max_interval),
+        ("--check-timeout", cli.check_timeout),
+    ];
+    do_core::start::check_durations(&cli.api, &durations)?;
     for component in &cli.component {
         validate::component_name(component)?;
     }

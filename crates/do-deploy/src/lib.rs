@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use do_core::contract::Output;
 use do_core::progress::Progress;
 use do_core::types::App;
 use do_core::{Client, Exit, Failure};
@@ -69,22 +68,23 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let started = Instant::now();
-    let deadline = started + cli.timeout;
-    let input = cli.io.read_input(deadline)?;
+    let start = do_core::start::begin(&cli.io, cli.timeout)?;
     let expectations = args::check_flags(&cli)?;
     let progress = cli.io.progress(TOOL);
     if let Some(preview) = &cli.delete_preview {
-        return delete_preview(&cli, &progress, &input, deadline, preview);
+        return delete_preview(&cli, &progress, &start, preview);
     }
     let plan = args::spec_plan(&cli, &progress)?;
-    let target = args::target(&cli, &input)?;
-    let client = cli.api.client(progress.clone())?;
-    client.set_deadline(deadline);
-    let mut output = Output::stdout();
-    output.pass_through(&input)?;
+    let target = args::target(&cli, &start.input)?;
+    let (client, mut output) = start.connect(&cli.api, &progress)?;
     let settings = args::settings(&cli, expectations, plan);
-    let ctx = Ctx { client: &client, progress: &progress, started, deadline, settings: &settings };
+    let ctx = Ctx {
+        client: &client,
+        progress: &progress,
+        started: start.started,
+        deadline: start.deadline,
+        settings: &settings,
+    };
     let (record, exit) = deploy::deploy(&ctx, target)?;
     output.emit("deploy", 1, &record)?;
     record::github_outputs(&record).context("cannot write the GitHub Actions output files")?;
@@ -95,18 +95,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
 fn delete_preview(
     cli: &Cli,
     progress: &std::sync::Arc<Progress>,
-    input: &do_core::contract::Input,
-    deadline: Instant,
+    start: &do_core::start::Start,
     preview: &str,
 ) -> anyhow::Result<Exit> {
     let spec = args::read_spec(cli, progress, true)?.ok_or_else(|| {
         Failure::usage("--delete-preview needs --spec FILE: the preview's app is named after the spec's name")
     })?;
     let base = spec["name"].as_str().unwrap_or_default();
-    let client = cli.api.client(progress.clone())?;
-    client.set_deadline(deadline);
-    let mut output = Output::stdout();
-    output.pass_through(input)?;
+    let (client, mut output) = start.connect(&cli.api, progress)?;
     let (record, outcome) = preview::delete(&client, progress, base, preview, cli.dry_run)?;
     output.emit("preview-delete", 1, &record)?;
     if let Some(github) = do_core::github::GitHub::from_env() {

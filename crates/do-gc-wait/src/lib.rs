@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use do_core::api::segment;
-use do_core::contract::Output;
 use do_core::poll::{Check, Poller};
 use do_core::progress::Progress;
 use do_core::types::{GarbageCollection, GcStatus, Registry};
@@ -64,39 +63,74 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let started = Instant::now();
-    let deadline = started + cli.timeout;
-    let input = cli.io.read_input(deadline)?;
-    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
-    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
-    do_core::cli::check_duration("--interval", cli.interval, loopback)?;
-    do_core::cli::check_duration("--max-interval", cli.max_interval, loopback)?;
-    let registry_from_input = input.last("image").and_then(|record| record.str("registry")).map(str::to_string);
+    let start = do_core::start::begin(&cli.io, cli.timeout)?;
+    let flags = [("--timeout", cli.timeout), ("--interval", cli.interval), ("--max-interval", cli.max_interval)];
+    do_core::start::check_durations(&cli.api, &flags)?;
+    let registry_from_input = start.input.last("image").and_then(|record| record.str("registry")).map(str::to_string);
     let registry = cli.registry.clone().or(registry_from_input);
     if let Some(name) = &registry {
         validate::registry_name(name)?;
     }
     let progress = cli.io.progress(TOOL);
-    let client = cli.api.client(progress.clone())?;
-    client.set_deadline(deadline);
-
-    let mut output = Output::stdout();
-    output.pass_through(&input)?;
-
+    let (client, mut output) = start.connect(&cli.api, &progress)?;
     let registry = match registry {
         Some(name) => confirm_registry(&client, &name)?,
         None => do_core::registry::find(&client, None)?.name,
     };
-    let gc_path = format!("/v2/registries/{}/garbage-collection", segment(&registry));
-    let poller = Poller { interval: cli.interval, max_interval: cli.max_interval, deadline };
+    let poller = Poller { interval: cli.interval, max_interval: cli.max_interval, deadline: start.deadline };
+    let waited = wait(&client, &progress, &registry, &poller, cli.cancel_after)?;
+    let outcome = match (&waited.polled.outcome, &waited.last_seen) {
+        (None, _) => "timeout".to_string(),
+        (Some(()), None) => "clear".to_string(),
+        (Some(()), Some(gc)) if gc.status.is_terminal() => gc.status.to_string(),
+        // It ended between looks and the list did not say how.
+        (Some(()), Some(_)) => "ended".to_string(),
+    };
+    let record = GcWaitRecord {
+        registry: registry.clone(),
+        outcome,
+        waited_ms: waited.polled.waited.as_millis() as u64,
+        polls: waited.polled.polls,
+        gc: waited.last_seen.as_ref().map(SeenGc::from),
+        cancelled: waited.cancelled,
+    };
+    output.emit("gc-wait", 1, &record)?;
+    report(&progress, &record, waited.last_seen.as_ref(), waited.polled.waited);
+    github_outputs(&record, waited.polled.waited)?;
+    if waited.polled.outcome.is_none() {
+        return Err(Failure::deadline(format!(
+            "garbage collection still running on {registry} after {}; rerun later, raise --timeout, or use --cancel-after",
+            do_core::duration::human(cli.timeout)
+        )));
+    }
+    Ok(Exit::Done)
+}
+
+/// How the wait went: the polls, the GC last seen, whether it was cancelled.
+struct Waited {
+    polled: do_core::poll::Polled<()>,
+    last_seen: Option<GarbageCollection>,
+    cancelled: bool,
+}
+
+/// Waits until no GC runs on `registry` (or the deadline), cancelling one active for longer than
+/// `cancel_after` once.
+fn wait(
+    client: &Client,
+    progress: &Progress,
+    registry: &str,
+    poller: &Poller,
+    cancel_after: Option<Duration>,
+) -> anyhow::Result<Waited> {
+    let gc_path = format!("/v2/registries/{}/garbage-collection", segment(registry));
     let mut last_seen: Option<GarbageCollection> = None;
     let mut cancelled = false;
     let mut first_seen_at: Option<Instant> = None;
-    let polled = poller.run(&progress, || {
+    let polled = poller.run(progress, || {
         let Some(gc) = client.get_object_or_none::<GarbageCollection>(&gc_path, "garbage_collection")? else {
             // Gone between two looks: its entry in the list tells how it ended.
             if let Some(seen) = last_seen.take() {
-                last_seen = Some(ended_gc(&client, &registry, &seen.uuid)?.unwrap_or(seen));
+                last_seen = Some(ended_gc(client, registry, &seen.uuid)?.unwrap_or(seen));
             }
             return Ok(Check::Done(()));
         };
@@ -106,13 +140,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             last_seen = Some(gc);
             return Ok(Check::Done(()));
         }
-        if let Some(limit) = cli.cancel_after {
+        if let Some(limit) = cancel_after {
             if !cancelled && gc.status != GcStatus::Cancelling && gc_age(&gc, seen_at) > limit {
-                progress.info(&format!(
-                    "cancelling garbage collection {} (active for more than {})",
-                    gc.uuid,
-                    do_core::duration::human(limit)
-                ));
+                let over = do_core::duration::human(limit);
+                progress.info(&format!("cancelling garbage collection {} (active for more than {over})", gc.uuid));
                 let cancel_path = format!("{gc_path}/{}", segment(&gc.uuid));
                 client
                     .put::<GarbageCollection>(&cancel_path, &serde_json::json!({"cancel": true}), "garbage_collection")
@@ -123,48 +154,26 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         last_seen = Some(gc);
         Ok(Check::Waiting(state))
     })?;
+    Ok(Waited { polled, last_seen, cancelled })
+}
 
-    let outcome = match (&polled.outcome, &last_seen) {
-        (None, _) => "timeout".to_string(),
-        (Some(()), None) => "clear".to_string(),
-        (Some(()), Some(gc)) if gc.status.is_terminal() => gc.status.to_string(),
-        // It ended between looks and the list did not say how.
-        (Some(()), Some(_)) => "ended".to_string(),
-    };
-    let record = GcWaitRecord {
-        registry: registry.clone(),
-        outcome: outcome.clone(),
-        waited_ms: polled.waited.as_millis() as u64,
-        polls: polled.polls,
-        gc: last_seen.as_ref().map(SeenGc::from),
-        cancelled,
-    };
-    output.emit("gc-wait", 1, &record)?;
-    report(&progress, &record, last_seen.as_ref(), polled.waited);
-    if let Some(github) = do_core::github::GitHub::from_env() {
-        github
-            .outputs(&[
-                ("registry", record.registry.clone()),
-                ("gc_outcome", record.outcome.clone()),
-                ("waited_ms", record.waited_ms.to_string()),
-            ])
-            .and_then(|()| {
-                github.summary(&format!(
-                    "### do-gc-wait\n\n| registry | garbage collection | waited |\n|---|---|---|\n| {} | {} | {} |\n",
-                    record.registry,
-                    record.outcome,
-                    do_core::duration::human(polled.waited)
-                ))
-            })
-            .context("cannot write the GitHub Actions output files")?;
-    }
-    if polled.outcome.is_none() {
-        return Err(Failure::deadline(format!(
-            "garbage collection still running on {registry} after {}; rerun later, raise --timeout, or use --cancel-after",
-            do_core::duration::human(cli.timeout)
-        )));
-    }
-    Ok(Exit::Done)
+fn github_outputs(record: &GcWaitRecord, waited: Duration) -> anyhow::Result<()> {
+    let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
+    github
+        .outputs(&[
+            ("registry", record.registry.clone()),
+            ("gc_outcome", record.outcome.clone()),
+            ("waited_ms", record.waited_ms.to_string()),
+        ])
+        .and_then(|()| {
+            github.summary(&format!(
+                "### do-gc-wait\n\n| registry | garbage collection | waited |\n|---|---|---|\n| {} | {} | {} |\n",
+                record.registry,
+                record.outcome,
+                do_core::duration::human(waited)
+            ))
+        })
+        .context("cannot write the GitHub Actions output files")
 }
 
 /// How long a GC has been active: from its `created_at`, or else from when we first saw it.

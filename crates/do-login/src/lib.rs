@@ -50,24 +50,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let deadline = Instant::now() + cli.timeout;
     // With --print, stdout is the config alone: there is nothing to pass through.
     let input = if cli.print { Default::default() } else { cli.io.read_input(deadline)? };
-    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
-    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
-    if !cli.logout && !(MIN_EXPIRY..=MAX_EXPIRY).contains(&cli.expiry) {
-        return Err(Failure::usage(format!(
-            "--expiry {} is out of range: give 1m to 30d",
-            do_core::duration::human(cli.expiry)
-        )));
-    }
     let registry_from_input = input.last("image").and_then(|record| record.str("registry")).map(str::to_string);
     let registry = cli.registry.clone().or(registry_from_input);
-    if let Some(name) = &registry {
-        validate::registry_name(name)?;
-    }
-    let host_ok = (1..=253).contains(&cli.registry_host.len())
-        && cli.registry_host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
-    if !host_ok {
-        return Err(Failure::usage(format!("invalid --registry-host {}", validate::shown(&cli.registry_host))));
-    }
+    check_flags(&cli, registry.as_deref())?;
     let progress = cli.io.progress(TOOL);
     let config_dir = match (&cli.docker_config, cli.print) {
         (_, true) => None,
@@ -81,49 +66,90 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(file) => read_config(file)?,
         None => Map::new(),
     };
-    if let Some(dir) = &config_dir {
-        if let Some(mode) = others_may_write(dir) {
-            progress.warn(&format!(
-                "{} can be written by other users (mode {mode:o}): they could replace the credentials docker uses; make it private (chmod 700)",
-                dir.display()
-            ));
-        }
+    if let Some(mode) = config_dir.as_deref().and_then(others_may_write) {
+        progress.warn(&format!(
+            "{} can be written by other users (mode {mode:o}): they could replace the credentials docker uses; make it private (chmod 700)",
+            config_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default()
+        ));
     }
-
     let mut output = Output::stdout();
     if cli.logout {
         output.pass_through(&input)?;
         let file = file.expect("--logout conflicts with --print");
-        let mut config = existing;
-        let removed = config
-            .get_mut("auths")
-            .and_then(Value::as_object_mut)
-            .is_some_and(|auths| auths.remove(&cli.registry_host).is_some());
-        if removed {
-            write_config(&file, &config)?;
-            progress.info(&format!("removed the {} entry from {}", cli.registry_host, file.display()));
-        } else {
-            progress.info(&format!("{} has no {} entry; nothing to remove", file.display(), cli.registry_host));
-        }
-        let record = LoginRecord {
-            registry,
-            host: cli.registry_host.clone(),
-            read_write: false,
-            expires_at: None,
-            config: Some(file.display().to_string()),
-            logged_out: true,
-        };
-        output.emit("login", 1, &record)?;
-        return Ok(Exit::Done);
+        return logout(&cli, &progress, &mut output, registry, &file, existing);
     }
-
     let client = cli.api.client(progress.clone())?;
     client.set_deadline(deadline);
     if !cli.print {
         output.pass_through(&input)?;
     }
-    let registry = do_core::registry::find(&client, registry.as_deref())?.name;
-    let (credentials, ignored) = fetch(&client, &registry, cli.expiry, !cli.read_only)?;
+    login(&cli, &client, &progress, &mut output, registry.as_deref(), file.as_deref())
+}
+
+/// The flags that need more than clap's parsing, checked before any request.
+fn check_flags(cli: &Cli, registry: Option<&str>) -> anyhow::Result<()> {
+    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
+    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
+    if !cli.logout && !(MIN_EXPIRY..=MAX_EXPIRY).contains(&cli.expiry) {
+        return Err(Failure::usage(format!(
+            "--expiry {} is out of range: give 1m to 30d",
+            do_core::duration::human(cli.expiry)
+        )));
+    }
+    if let Some(name) = registry {
+        validate::registry_name(name)?;
+    }
+    let host_ok = (1..=253).contains(&cli.registry_host.len())
+        && cli.registry_host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    if !host_ok {
+        return Err(Failure::usage(format!("invalid --registry-host {}", validate::shown(&cli.registry_host))));
+    }
+    Ok(())
+}
+
+/// `--logout`: the registry host's entry taken out of the config; no request.
+fn logout(
+    cli: &Cli,
+    progress: &do_core::progress::Progress,
+    output: &mut Output<std::io::Stdout>,
+    registry: Option<String>,
+    file: &std::path::Path,
+    existing: Map<String, Value>,
+) -> anyhow::Result<Exit> {
+    let mut config = existing;
+    let removed = config
+        .get_mut("auths")
+        .and_then(Value::as_object_mut)
+        .is_some_and(|auths| auths.remove(&cli.registry_host).is_some());
+    if removed {
+        write_config(file, &config)?;
+        progress.info(&format!("removed the {} entry from {}", cli.registry_host, file.display()));
+    } else {
+        progress.info(&format!("{} has no {} entry; nothing to remove", file.display(), cli.registry_host));
+    }
+    let record = LoginRecord {
+        registry,
+        host: cli.registry_host.clone(),
+        read_write: false,
+        expires_at: None,
+        config: Some(file.display().to_string()),
+        logged_out: true,
+    };
+    output.emit("login", 1, &record)?;
+    Ok(Exit::Done)
+}
+
+/// Fresh registry credentials, merged into the config (or, with --print, on stdout).
+fn login(
+    cli: &Cli,
+    client: &Client,
+    progress: &do_core::progress::Progress,
+    output: &mut Output<std::io::Stdout>,
+    registry: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Exit> {
+    let registry = do_core::registry::find(client, registry)?.name;
+    let (credentials, ignored) = fetch(client, &registry, cli.expiry, !cli.read_only)?;
     for host in ignored {
         progress.warn(&format!(
             "the API also gave credentials for {}, which is not DigitalOcean's registry; not written",
@@ -140,10 +166,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         host: hosts.join(","),
         read_write: !cli.read_only,
         expires_at: expires_at.clone(),
-        config: file.as_ref().map(|f| f.display().to_string()),
+        config: file.map(|f| f.display().to_string()),
         logged_out: false,
     };
-    match &file {
+    match file {
         None => {
             let mut config = Map::new();
             merge(&mut config, credentials);

@@ -42,9 +42,7 @@ pub(crate) struct Settings {
 }
 
 pub(crate) fn settings(cli: &Cli, input: &Input) -> anyhow::Result<Settings> {
-    let loopback = do_core::api::is_loopback_url(&cli.api.api_url);
-    do_core::cli::check_duration("--timeout", cli.timeout, loopback)?;
-    do_core::cli::check_duration("--interval", cli.interval, loopback)?;
+    do_core::start::check_durations(&cli.api, &[("--timeout", cli.timeout), ("--interval", cli.interval)])?;
     if let Some(registry) = &cli.registry {
         validate::registry_name(registry)?;
     }

@@ -75,15 +75,13 @@ pub(crate) struct Ctx<'a> {
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     // Everything given is checked before the first request.
-    let deadline = Instant::now() + cli.timeout;
-    let input = cli.io.read_input(deadline)?;
-    let settings = args::settings(&cli, &input)?;
+    let start = do_core::start::begin(&cli.io, cli.timeout)?;
+    let settings = args::settings(&cli, &start.input)?;
+    let api_url = do_core::api::checked_base_url(&cli.api.api_url)?;
+    let registry_url = do_core::oci::registry_url_for(&api_url, cli.registry_url.as_deref())?;
     let progress = cli.io.progress(TOOL);
-    let client = cli.api.client(progress.clone())?;
-    let registry_url = do_core::oci::registry_url_for(client.base_url(), cli.registry_url.as_deref())?;
-    client.set_deadline(deadline);
-    let mut output = Output::stdout();
-    output.pass_through(&input)?;
+    let (client, mut output) = start.connect(&cli.api, &progress)?;
+    let deadline = start.deadline;
     let registries: Vec<Registry> = client.get_object("/v2/registries", "registries")?;
     let named = settings.registry.as_deref().or(settings.saved.as_ref().map(|s| s.registry.as_str()));
     let registry = do_core::registry::choose(&registries, named)?.clone();
