@@ -387,8 +387,10 @@ fn settle(
     reads: &Reads,
     kept_by_tag: &BTreeSet<String>,
 ) -> anyhow::Result<(Closure, artifacts::Decision, BTreeMap<String, Subjects>)> {
-    // Each round adds a root or reads a manifest not read before, so this many rounds suffice.
-    for _ in 0..=listing.len() * 2 + 2 {
+    // Each round adds a root or reads a manifest not read before; one that does neither would
+    // repeat itself, so it fails closed.
+    let mut before: Option<(usize, usize)> = None;
+    loop {
         let closure = reads.closure(name, listing, roots, tag_artifacts)?;
         let edges = reads.edges(name, tag_artifacts);
         let decision = reads.with(name, |read| {
@@ -412,8 +414,10 @@ fn settle(
         } else {
             return Ok((closure, decision, edges));
         }
+        let now = (roots.len(), reads.with(name, BTreeMap::len));
+        anyhow::ensure!(before != Some(now), "the artifacts of {name} did not settle; nothing was deleted");
+        before = Some(now);
     }
-    anyhow::bail!("the artifacts of {name} did not settle; nothing was deleted")
 }
 
 fn artifact_deletion(manifest: &Manifest, artifact: &Artifact) -> Deletion {
