@@ -56,37 +56,9 @@ pub(crate) fn apply(
             Ok(again) => again,
             Err(error) => return Err(not_attempted(&mut planned[index..], error, record)),
         };
-        let planned = &mut planned[index];
-        let still: BTreeSet<(String, Action, Vec<String>)> = again.plan.deleted.iter().map(key).collect();
-        let (going, staying): (Vec<Deletion>, Vec<Deletion>) =
-            planned.plan.deleted.drain(..).partition(|d| still.contains(&key(d)));
-        for deletion in staying {
-            let reason = again
-                .plan
-                .kept
-                .iter()
-                .find(|k| k.digest == deletion.digest)
-                .map(|k| k.reason.clone())
-                .or_else(|| again.closure.kept.get(&deletion.digest).cloned())
-                .or_else(|| again.skipped.iter().find(|s| s.digest == deletion.digest).map(|s| s.reason.clone()))
-                .unwrap_or_else(|| "changed since the plan".to_string());
-            let kept = Kept {
-                digest: deletion.digest.clone(),
-                tags: deletion.all_tags.clone(),
-                reason: format!("kept at the re-check before deleting: {reason}"),
-            };
-            ctx.progress.warn(&format!("{name} {}: {}", closure::short(&kept.digest), kept.reason));
-            record.kept_at_recheck.push(RecheckKept { repository: name.clone(), kept: kept.clone() });
-            planned.plan.kept.push(kept);
-        }
-        // Again's order: tagged first, then untagged garbage with each index before its children.
-        let order: BTreeMap<(String, Action, Vec<String>), usize> =
-            again.plan.deleted.iter().enumerate().map(|(i, d)| (key(d), i)).collect();
-        let mut going = going;
-        going.sort_by_key(|d| order.get(&key(d)).copied().unwrap_or(usize::MAX));
-        planned.plan.deleted = going;
-        let failed = delete(ctx, &name, &planned.plan.deleted, reads);
-        deleted += planned.plan.deleted.len() - failed.len();
+        recheck(ctx, &mut planned[index], &again, record);
+        let failed = delete(ctx, &name, &planned[index].plan.deleted, reads);
+        deleted += planned[index].plan.deleted.len() - failed.len();
         record.failed.extend(failed);
     }
     if record.failed.iter().any(|f| f.error == DEADLINE_PASSED) {
@@ -107,27 +79,65 @@ pub(crate) fn apply(
     }
     // Decided again after the last read of the apps: what they need may have changed.
     let gc_type = &crate::planning::gc_type_now(ctx, gc_type, &images, reads)?;
+    start_gc(ctx, gc_type, record)
+}
+
+/// The plan's deletions of a repository against its plan made again right before deleting:
+/// what the new plan no longer deletes is kept (and said), the rest goes in the new plan's order
+/// (tagged first, then untagged garbage with each index before its children).
+fn recheck(ctx: &Ctx, planned: &mut crate::plan::Planned, again: &crate::plan::Planned, record: &mut PruneRecord) {
+    let name = planned.plan.name.clone();
+    let still: BTreeSet<(String, Action, Vec<String>)> = again.plan.deleted.iter().map(key).collect();
+    let (mut going, staying): (Vec<Deletion>, Vec<Deletion>) =
+        planned.plan.deleted.drain(..).partition(|d| still.contains(&key(d)));
+    for deletion in staying {
+        let reason = again
+            .plan
+            .kept
+            .iter()
+            .find(|k| k.digest == deletion.digest)
+            .map(|k| k.reason.clone())
+            .or_else(|| again.closure.kept.get(&deletion.digest).cloned())
+            .or_else(|| again.skipped.iter().find(|s| s.digest == deletion.digest).map(|s| s.reason.clone()))
+            .unwrap_or_else(|| "changed since the plan".to_string());
+        let kept = Kept {
+            digest: deletion.digest.clone(),
+            tags: deletion.all_tags.clone(),
+            reason: format!("kept at the re-check before deleting: {reason}"),
+        };
+        ctx.progress.warn(&format!("{name} {}: {}", closure::short(&kept.digest), kept.reason));
+        record.kept_at_recheck.push(RecheckKept { repository: name.clone(), kept: kept.clone() });
+        planned.plan.kept.push(kept);
+    }
+    let order: BTreeMap<(String, Action, Vec<String>), usize> =
+        again.plan.deleted.iter().enumerate().map(|(i, d)| (key(d), i)).collect();
+    going.sort_by_key(|d| order.get(&key(d)).copied().unwrap_or(usize::MAX));
+    planned.plan.deleted = going;
+}
+
+/// Starts the GC and records how it went: a failure to start is told and is exit 1 (the
+/// deletions stand); at the deadline, exit 3.
+fn start_gc(ctx: &Ctx, gc_type: &str, record: &mut PruneRecord) -> anyhow::Result<Exit> {
     match garbage_collect(ctx, gc_type) {
         Ok((report, exit)) => {
             record.gc = Some(report);
             Ok(exit)
         }
-        Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => {
-            record.gc = Some(GcReport {
-                gc_type: Some(gc_type.to_string()),
-                error: Some(format!("{error:#}")),
-                ..GcReport::default()
-            });
-            Err(error)
-        }
         Err(error) => {
-            ctx.progress.warn(&format!("garbage collection: {error:#}"));
+            let deadline = do_core::exit::exit_code_of(&error) == Exit::Deadline;
+            if !deadline {
+                ctx.progress.warn(&format!("garbage collection: {error:#}"));
+            }
             record.gc = Some(GcReport {
                 gc_type: Some(gc_type.to_string()),
                 error: Some(format!("{error:#}")),
                 ..GcReport::default()
             });
-            Ok(Exit::Failed)
+            if deadline {
+                Err(error)
+            } else {
+                Ok(Exit::Failed)
+            }
         }
     }
 }
