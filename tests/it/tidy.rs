@@ -14,9 +14,7 @@ const FILES_OVER: &[&str] = &[];
 
 /// Functions over the bound (file: name), waiting for their phases to become functions.
 const FUNCTIONS_OVER: &[&str] = &[
-    "crates/do-prune/src/apply.rs: apply",
     "crates/do-prune/src/closure.rs: compute",
-    "crates/do-prune/src/plan.rs: plan_once",
     "crates/do-prune/src/policy.rs: plan_tagged",
     "crates/do-tag/src/lib.rs: plan_version",
 ];

@@ -188,26 +188,10 @@ fn plan_once(
     };
     let mut deleted = deletions;
     deleted.extend(artifact_deletions);
-    let blocked = closure.failed.first().map(|(digest, why)| {
-        format!(
-            "nothing in this repository is deleted: {} manifest read(s) failed, so what the kept images need is unknown (first: {} {why})",
-            closure.failed.len(),
-            closure::short(digest)
-        )
-    });
     let mut artifacts = decision.artifacts;
+    let blocked = blocked_by(&closure);
     match &blocked {
-        Some(reason) => {
-            for deletion in deleted.drain(..) {
-                if deletion.action == Action::Manifest && deletion.artifact.is_none() {
-                    kept.push(Kept { digest: deletion.digest, tags: deletion.all_tags, reason: reason.clone() });
-                }
-            }
-            for artifact in artifacts.iter_mut().filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan)) {
-                artifact.fate = Fate::Kept;
-                artifact.reason = reason.clone();
-            }
-        }
+        Some(reason) => block(reason, &mut deleted, &mut kept, &mut artifacts),
         None => deleted.extend(untagged_deletions),
     }
     let untagged_kept = untagged_kept(listing, &closure);
@@ -224,6 +208,32 @@ fn plan_once(
         tag_artifacts: edges,
         kept_by_tag,
     })
+}
+
+/// Why nothing in the repository may be deleted: a read failed, so what the kept images need
+/// is unknown.
+fn blocked_by(closure: &Closure) -> Option<String> {
+    closure.failed.first().map(|(digest, why)| {
+        format!(
+            "nothing in this repository is deleted: {} manifest read(s) failed, so what the kept images need is unknown (first: {} {why})",
+            closure.failed.len(),
+            closure::short(digest)
+        )
+    })
+}
+
+/// A blocked repository: the releases it would delete are kept, and so are the artifacts, for
+/// `reason`; nothing is deleted.
+fn block(reason: &str, deleted: &mut Vec<Deletion>, kept: &mut Vec<Kept>, artifacts: &mut [Artifact]) {
+    for deletion in deleted.drain(..) {
+        if deletion.action == Action::Manifest && deletion.artifact.is_none() {
+            kept.push(Kept { digest: deletion.digest, tags: deletion.all_tags, reason: reason.to_string() });
+        }
+    }
+    for artifact in artifacts.iter_mut().filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan)) {
+        artifact.fate = Fate::Kept;
+        artifact.reason = reason.to_string();
+    }
 }
 
 /// Which tagged manifests of a repository are artifacts and which are releases.
