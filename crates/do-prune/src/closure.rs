@@ -70,27 +70,7 @@ pub fn compute(
     asked: Option<&BTreeSet<String>>,
 ) -> Closure {
     let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
-    let info = |digest: &str| match reads.get(digest) {
-        Some(Read::Info(info)) => Some(info),
-        _ => None,
-    };
-    // Referrers of a manifest: the listed manifests whose subject (or tag) names it.
-    let mut referrers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for manifest in listing {
-        if let Some(subject) = info(&manifest.digest).and_then(|i| i.subject.as_deref()) {
-            referrers.entry(subject).or_default().push(manifest.digest.as_str());
-        }
-    }
-    // Known without a read: from its tag, or from the referrers API (which may name manifests
-    // the listing does not show).
-    for (artifact, subjects) in tag_artifacts {
-        for (subject, _) in subjects {
-            let known = referrers.entry(subject.as_str()).or_default();
-            if !known.contains(&artifact.as_str()) {
-                known.push(artifact.as_str());
-            }
-        }
-    }
+    let referrers = referrers_of(listing, reads, tag_artifacts);
     let mut closure = Closure::default();
     // Digest -> whether it must be read to know what it holds: roots always, an index child when
     // its descriptor says index or says nothing.
@@ -143,9 +123,23 @@ pub fn compute(
             }
         }
     }
-    // Untagged manifests outside the closure must each be read (one may refer to something
-    // kept) unless the referrers API named every member's referrers. Only once the closure
-    // itself is known, so that no manifest it holds is read for nothing.
+    outside(&mut closure, listing, reads, asked, pending);
+    closure.failed.sort();
+    closure.failed.dedup();
+    closure
+}
+
+/// The untagged manifests outside the closure: each must be read (one may refer to something
+/// kept) unless the referrers API named every member's referrers; once every read is made and
+/// none failed, the garbage, parents first. Only once the closure itself is known (`pending`
+/// empty), so that no manifest it holds is read for nothing.
+fn outside(
+    closure: &mut Closure,
+    listing: &[Manifest],
+    reads: &BTreeMap<String, Read>,
+    asked: Option<&BTreeSet<String>>,
+    mut pending: BTreeSet<String>,
+) {
     let outside: Vec<&Manifest> =
         listing.iter().filter(|m| m.tags.is_empty() && !closure.kept.contains_key(&m.digest)).collect();
     let expanded = pending.is_empty();
@@ -178,9 +172,37 @@ pub fn compute(
             .collect();
         closure.deletable = parents_first(&garbage, reads);
     }
-    closure.failed.sort();
-    closure.failed.dedup();
-    closure
+}
+
+/// The referrers of each manifest: the listed manifests whose read shows it as `subject`, and
+/// those whose tag (or the referrers API) names it.
+fn referrers_of<'a>(
+    listing: &'a [Manifest],
+    reads: &'a BTreeMap<String, Read>,
+    tag_artifacts: &'a BTreeMap<String, Subjects>,
+) -> BTreeMap<&'a str, Vec<&'a str>> {
+    let info = |digest: &str| match reads.get(digest) {
+        Some(Read::Info(info)) => Some(info),
+        _ => None,
+    };
+    // Referrers of a manifest: the listed manifests whose subject (or tag) names it.
+    let mut referrers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for manifest in listing {
+        if let Some(subject) = info(&manifest.digest).and_then(|i| i.subject.as_deref()) {
+            referrers.entry(subject).or_default().push(manifest.digest.as_str());
+        }
+    }
+    // Known without a read: from its tag, or from the referrers API (which may name manifests
+    // the listing does not show).
+    for (artifact, subjects) in tag_artifacts {
+        for (subject, _) in subjects {
+            let known = referrers.entry(subject.as_str()).or_default();
+            if !known.contains(&artifact.as_str()) {
+                known.push(artifact.as_str());
+            }
+        }
+    }
+    referrers
 }
 
 /// Orders `digests` so that an index comes before every manifest it holds (deleting a child
