@@ -142,28 +142,31 @@ pub fn plan_tagged(
             plan.kept.push(Kept { digest: manifest.digest.clone(), tags: manifest.tags.clone(), reason });
             continue;
         }
-        let kept_tags: Vec<(&String, String)> = manifest
-            .tags
-            .iter()
-            .filter_map(|tag| kept_tag_reason(tag, keep_tag_patterns).map(|why| (tag, why)))
-            .collect();
-        if kept_tags.is_empty() {
-            plan.deleted.push(deletion(manifest, manifest.tags.clone(), Action::Manifest, "kept by no rule"));
-        } else {
-            let reason = kept_tags.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>().join("; ");
-            let doomed: Vec<String> =
-                manifest.tags.iter().filter(|t| !kept_tags.iter().any(|(kept, _)| kept == t)).cloned().collect();
-            plan.kept.push(Kept {
-                digest: manifest.digest.clone(),
-                tags: kept_tags.iter().map(|(tag, _)| (*tag).clone()).collect(),
-                reason,
-            });
-            if !doomed.is_empty() {
-                plan.deleted.push(deletion(manifest, doomed, Action::Tags, "tags kept by no rule"));
-            }
-        }
+        plan_tags(&mut plan, manifest, keep_tag_patterns);
     }
     plan
+}
+
+/// A manifest no rule keeps whole: deleted, or, when some of its tags stay on their own
+/// (`latest`, --keep-tag), kept with those while the others are deleted.
+fn plan_tags(plan: &mut TaggedPlan, manifest: &Manifest, keep_tag_patterns: &[regex::Regex]) {
+    let kept_tags: Vec<(&String, String)> =
+        manifest.tags.iter().filter_map(|tag| kept_tag_reason(tag, keep_tag_patterns).map(|why| (tag, why))).collect();
+    if kept_tags.is_empty() {
+        plan.deleted.push(deletion(manifest, manifest.tags.clone(), Action::Manifest, "kept by no rule"));
+        return;
+    }
+    let reason = kept_tags.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>().join("; ");
+    let doomed: Vec<String> =
+        manifest.tags.iter().filter(|t| !kept_tags.iter().any(|(kept, _)| kept == t)).cloned().collect();
+    plan.kept.push(Kept {
+        digest: manifest.digest.clone(),
+        tags: kept_tags.iter().map(|(tag, _)| (*tag).clone()).collect(),
+        reason,
+    });
+    if !doomed.is_empty() {
+        plan.deleted.push(deletion(manifest, doomed, Action::Tags, "tags kept by no rule"));
+    }
 }
 
 /// Why a tag stays on its own: `latest`, or a `--keep-tag` pattern.

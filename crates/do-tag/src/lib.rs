@@ -198,23 +198,7 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
         (head, _) => (head, None),
     };
     if let Some(existing) = head_tag.filter(|_| !cli.new_tag) {
-        let wanted = cli.set_version.as_ref();
-        if wanted.is_some_and(|wanted| *wanted != existing.version) {
-            return Err(Failure::usage(format!(
-                "HEAD already carries {}; pass --new-tag to tag it again with another version",
-                existing.name
-            )));
-        }
-        let below = previous_below(git, cli, &existing)?;
-        return Ok(Plan {
-            version: existing.version.clone(),
-            previous_tag: below,
-            created: false,
-            bump: "none".into(),
-            why: format!("HEAD already carries {}", existing.name),
-            ignored_head_tag: None,
-            nothing: false,
-        });
+        return keep_head_tag(cli, git, &existing);
     }
     let previous_tag = previous.map(|t| t.name.clone());
     if let Some(version) = &cli.set_version {
@@ -275,6 +259,28 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
         None => why,
     };
     Ok(Plan { version, previous_tag, created: true, bump: bump.to_string(), why, ignored_head_tag, nothing: false })
+}
+
+/// HEAD already carries the highest version tag: it is the release (unless --set-version asks
+/// for another, which needs --new-tag).
+fn keep_head_tag(cli: &Cli, git: &Git, existing: &VersionTag) -> anyhow::Result<Plan> {
+    let wanted = cli.set_version.as_ref();
+    if wanted.is_some_and(|wanted| *wanted != existing.version) {
+        return Err(Failure::usage(format!(
+            "HEAD already carries {}; pass --new-tag to tag it again with another version",
+            existing.name
+        )));
+    }
+    let below = previous_below(git, cli, existing)?;
+    Ok(Plan {
+        version: existing.version.clone(),
+        previous_tag: below,
+        created: false,
+        bump: "none".into(),
+        why: format!("HEAD already carries {}", existing.name),
+        ignored_head_tag: None,
+        nothing: false,
+    })
 }
 
 /// For an existing tag on HEAD, the highest version tag below it (the release before).
