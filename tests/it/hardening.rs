@@ -173,17 +173,7 @@ fn a_release_whose_deployment_logs_the_token_saves_no_credential() {
     let sim = Sim::start("127.0.0.1:0", state).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let repo = xtask::demo::app_repository(scratch.path()).unwrap();
-    let mut env: Vec<(String, String)> = [
-        ("GIT_COMMITTER_NAME", "t"),
-        ("GIT_COMMITTER_EMAIL", "t@x.invalid"),
-        ("GIT_AUTHOR_NAME", "t"),
-        ("GIT_AUTHOR_EMAIL", "t@x.invalid"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.push(("DIGITALOCEAN_API_URL".into(), sim.url().into()));
-    env.push(("DIGITALOCEAN_ACCESS_TOKEN".into(), SECRET.into()));
+    let env = crate::support::release_env(sim.url(), SECRET);
     let options = xtask::release::Options {
         config: xtask::config::Config {
             poll_interval: "30ms".into(),

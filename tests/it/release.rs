@@ -30,20 +30,9 @@ impl World {
     }
 
     pub(crate) fn options(&self, execute: bool, config: Config) -> Options {
-        let mut env: Vec<(String, String)> = [
-            ("GIT_AUTHOR_NAME", "t"),
-            ("GIT_AUTHOR_EMAIL", "t@do-release.invalid"),
-            ("GIT_COMMITTER_NAME", "t"),
-            ("GIT_COMMITTER_EMAIL", "t@do-release.invalid"),
-            ("GIT_CONFIG_NOSYSTEM", "1"),
-            ("DO_RELEASE_RETRY_BASE_DELAY", "20ms"),
-            ("DO_RELEASE_RETRY_MAX_TIME", "300ms"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        env.push(("DIGITALOCEAN_API_URL".into(), self.sim.url().into()));
-        env.push(("DIGITALOCEAN_ACCESS_TOKEN".into(), self.sim.token()));
+        let mut env = crate::support::release_env(self.sim.url(), &self.sim.token());
+        env.push(("DO_RELEASE_RETRY_BASE_DELAY".into(), "20ms".into()));
+        env.push(("DO_RELEASE_RETRY_MAX_TIME".into(), "300ms".into()));
         env.push(("HOME".into(), self.scratch.path().display().to_string()));
         Options {
             config,

@@ -439,17 +439,7 @@ fn the_token_appears_in_no_output_record_plan_report_or_github_file() {
     };
     let scratch = tempfile::tempdir().unwrap();
     let repo = xtask::demo::app_repository(scratch.path()).unwrap();
-    let mut env: Vec<(String, String)> = [
-        ("GIT_COMMITTER_NAME", "t"),
-        ("GIT_COMMITTER_EMAIL", "t@x.invalid"),
-        ("GIT_AUTHOR_NAME", "t"),
-        ("GIT_AUTHOR_EMAIL", "t@x.invalid"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.push(("DIGITALOCEAN_API_URL".into(), world_sim.url().into()));
-    env.push(("DIGITALOCEAN_ACCESS_TOKEN".into(), SECRET.into()));
+    let env = crate::support::release_env(world_sim.url(), SECRET);
     let options = xtask::release::Options {
         config: xtask::config::Config { poll_interval: "30ms".into(), ..xtask::demo::config() },
         repo_dir: repo,

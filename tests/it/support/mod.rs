@@ -269,3 +269,20 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// The environment a release in a temporary repository runs with: a git identity of its own
+/// (nothing of the machine's), and the simulator at `api_url` with `token`.
+pub fn release_env(api_url: &str, token: &str) -> Vec<(String, String)> {
+    [
+        ("GIT_AUTHOR_NAME", "t"),
+        ("GIT_AUTHOR_EMAIL", "t@do-release.invalid"),
+        ("GIT_COMMITTER_NAME", "t"),
+        ("GIT_COMMITTER_EMAIL", "t@do-release.invalid"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("DIGITALOCEAN_API_URL", api_url),
+        ("DIGITALOCEAN_ACCESS_TOKEN", token),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
