@@ -427,3 +427,22 @@ fn a_record_with_a_key_twice_is_a_usage_error_naming_the_line() {
     }
     assert!(sim.requests().is_empty());
 }
+
+#[test]
+fn an_api_that_does_not_answer_is_told_at_each_retry_and_points_at_the_api_url() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let run = Tool::new(GC_WAIT)
+        .env("DIGITALOCEAN_API_URL", &url)
+        .env("DIGITALOCEAN_ACCESS_TOKEN", "sim-token")
+        .env("DO_RELEASE_RETRY_BASE_DELAY", "50ms")
+        .env("DO_RELEASE_RETRY_MAX_TIME", "1s")
+        .args(["--no-input"])
+        .run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let retries = run.stderr.matches("retrying in").count();
+    assert!(retries >= 2, "each retry is told, with its reason: {}", run.stderr);
+    assert!(run.stderr.contains("after: GET /v2/registries failed: could not connect"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("DIGITALOCEAN_API_URL is set to {url}: check")), "{}", run.stderr);
+}

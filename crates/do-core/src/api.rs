@@ -301,6 +301,9 @@ impl Client {
             repeat,
         };
         let pace = || self.pace();
+        let hint = std::env::var(API_URL_VARIABLE).ok().filter(|url| !url.trim().is_empty()).map(|url| {
+            format!("{API_URL_VARIABLE} is set to {url}: check that the API (or do-sim) answers there, or unset it")
+        });
         let sender = crate::http::Sender {
             agent: &self.agent,
             retry: &self.retry,
@@ -309,6 +312,7 @@ impl Client {
             progress: &self.progress,
             requests: &self.requests,
             before_attempt: &pace,
+            unreachable_hint: hint.as_deref(),
         };
         let answer = crate::http::send(&sender, &request, |answer| {
             self.note_rate_limit(&answer.headers);
@@ -449,6 +453,9 @@ pub(crate) fn describe_transport_error(error: &ureq::Error) -> String {
     match error {
         ureq::Error::Timeout(_) => "the request timed out".to_string(),
         ureq::Error::ConnectionFailed => "could not connect".to_string(),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "could not connect: nothing answers at that address (connection refused)".to_string()
+        }
         ureq::Error::HostNotFound => "host not found".to_string(),
         other => {
             let message = other.to_string();

@@ -63,6 +63,8 @@ pub struct Sender<'a> {
     pub requests: &'a AtomicU64,
     /// Run before each attempt (the API client's pacing when the rate limit runs low).
     pub before_attempt: &'a dyn Fn(),
+    /// Said when the host could not be reached at all (where its address came from).
+    pub unreachable_hint: Option<&'a str>,
 }
 
 /// Sends `request` until `judge` takes an answer, a failure may not be repeated, or the
@@ -107,12 +109,18 @@ pub fn send(sender: &Sender, request: &Request, mut judge: impl FnMut(&Answer) -
             return Err(error.context(Failure::deadline_reached()));
         }
         if !may_retry(sender, started, retries, delay) {
-            return Err(match retries {
+            let unreachable = error.downcast_ref::<TransportError>().is_some();
+            let error = match retries {
                 0 => error,
                 _ => error.context(format!("gave up after {} attempts", retries + 1)),
+            };
+            return Err(match (unreachable, sender.unreachable_hint) {
+                (true, Some(hint)) => error.context(hint.to_string()),
+                _ => error,
             });
         }
-        sender.progress.debug(&format!("retrying in {} after: {error}", crate::duration::human(delay)));
+        // Said without --verbose: a host that is down is not silence for minutes.
+        sender.progress.info(&format!("retrying in {} after: {error}", crate::duration::human(delay)));
         std::thread::sleep(delay);
         retries += 1;
     }

@@ -434,6 +434,7 @@ impl RegistryClient {
             progress: &self.progress,
             requests: &self.requests,
             before_attempt: &|| {},
+            unreachable_hint: None,
         };
         let answer = crate::http::send(&sender, &request, |answer| {
             if answer.status != 429 && answer.status < 500 {
