@@ -446,3 +446,27 @@ fn an_api_that_does_not_answer_is_told_at_each_retry_and_points_at_the_api_url()
     assert!(run.stderr.contains("after: GET /v2/registries failed: could not connect"), "{}", run.stderr);
     assert!(run.stderr.contains(&format!("DIGITALOCEAN_API_URL is set to {url}: check")), "{}", run.stderr);
 }
+
+#[test]
+fn every_tool_prints_its_own_completions_without_a_request_or_its_variables_in_the_way() {
+    let sim = sim(30);
+    for binary in [GC_WAIT, DO_TAG, DEPLOY, PRUNE, LOGIN] {
+        let name = std::path::Path::new(binary).file_name().unwrap().to_str().unwrap().to_string();
+        for (shell, expected) in [
+            ("bash", format!("complete -F _{}", name.replace('-', "__"))),
+            ("zsh", format!("#compdef {name}")),
+            ("fish", format!("complete -c {name}")),
+        ] {
+            // The tools' variables set, as in CI, change nothing.
+            let run = Tool::against(binary, &sim).args(["--completions", shell]).run();
+            run.assert_code(0);
+            let script = run.stdout.clone();
+            assert!(script.contains(&expected), "{name} {shell}: {}", &script[..script.len().min(300)]);
+            assert!(script.contains("timeout"), "{name} {shell}: the flags are in it");
+        }
+        let run = Tool::new(binary).args(["--completions", "tcsh"]).run();
+        run.assert_code(2);
+        assert!(run.stderr.contains("possible values: bash, elvish, fish, powershell, zsh"), "{}", run.stderr);
+    }
+    assert!(sim.requests().is_empty(), "no request");
+}

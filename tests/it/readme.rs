@@ -99,7 +99,9 @@ fn every_command_in_the_readme_runs() {
     for tool in ["do-gc-wait", "do-tag", "do-deploy", "do-prune", "do-login", "do-sim"] {
         assert!(user_bin.join(tool).is_file(), "{tool} installed into ~/.cargo/bin");
     }
-    assert!(home.path().join(".local/share/bash-completion/completions/do-prune.bash").is_file());
+    let completion = home.path().join(".local/share/bash-completion/completions/do-prune");
+    let script = std::fs::read_to_string(&completion).unwrap_or_default();
+    assert!(script.contains("complete -F _do__prune"), "do-prune wrote its own completions: {script:.200}");
     assert!(home.path().join(".local/share/man/man1/do-deploy.1").is_file());
     assert!(stdout.contains(r#""kind":"tag","v":1,"data":{"tag":"v1.4.0""#), "the pipeline tagged v1.4.0:\n{stdout}");
     assert!(stdout.contains("### Features\n\n- dark mode ("), "the pipeline's release notes:\n{stdout}");

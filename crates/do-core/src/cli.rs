@@ -101,6 +101,27 @@ pub struct IoArgs {
     /// a tag not pushed, a deployment not ACTIVE, a failed prune or preview delete)
     #[arg(long)]
     pub ignore_upstream_failure: bool,
+
+    /// Print this tool's shell completions for SHELL (bash, zsh, fish, elvish, powershell) on
+    /// stdout, and exit
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+}
+
+/// Prints the completions of the command `C` (named `tool`) for `shell` on stdout: what
+/// `--completions SHELL` does, with no request and no input read.
+pub fn print_completions<C: clap::CommandFactory>(
+    shell: clap_complete::Shell,
+    tool: &str,
+) -> anyhow::Result<crate::Exit> {
+    let mut command = C::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, tool, &mut script);
+    let mut stdout = std::io::stdout().lock();
+    std::io::Write::write_all(&mut stdout, &script)
+        .and_then(|()| std::io::Write::flush(&mut stdout))
+        .map_err(|e| anyhow::Error::from(e).context("cannot write the completions to stdout"))?;
+    Ok(crate::Exit::Done)
 }
 
 /// Reads the token file: a regular file (or a link to one), small, holding one printable ASCII

@@ -95,7 +95,7 @@ pub enum IfBusy {
 #[command(name = "do-deploy", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The app, by name or id (with --spec, the app is the one the spec names)
-    #[arg(long, value_name = "NAME_OR_ID", required_unless_present = "spec", conflicts_with = "spec")]
+    #[arg(long, value_name = "NAME_OR_ID", required_unless_present_any = ["spec", "completions"], conflicts_with = "spec")]
     pub app: Option<String>,
 
     /// The app spec in the repository (YAML or JSON, like .do/app.yaml): it becomes the app's

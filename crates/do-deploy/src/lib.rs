@@ -68,6 +68,9 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    if let Some(shell) = cli.io.completions {
+        return do_core::cli::print_completions::<Cli>(shell, TOOL);
+    }
     let start = do_core::start::begin(&cli.io, cli.timeout)?;
     let expectations = args::check_flags(&cli)?;
     let progress = cli.io.progress(TOOL);

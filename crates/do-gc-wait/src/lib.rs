@@ -63,6 +63,9 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    if let Some(shell) = cli.io.completions {
+        return do_core::cli::print_completions::<Cli>(shell, TOOL);
+    }
     let start = do_core::start::begin(&cli.io, cli.timeout)?;
     let flags = [("--timeout", cli.timeout), ("--interval", cli.interval), ("--max-interval", cli.max_interval)];
     do_core::start::check_durations(&cli.api, &flags)?;

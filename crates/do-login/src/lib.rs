@@ -47,6 +47,9 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    if let Some(shell) = cli.io.completions {
+        return do_core::cli::print_completions::<Cli>(shell, TOOL);
+    }
     let deadline = Instant::now() + cli.timeout;
     // With --print, stdout is the config alone: there is nothing to pass through.
     let input = if cli.print { Default::default() } else { cli.io.read_input(deadline)? };

@@ -74,6 +74,9 @@ pub(crate) struct Ctx<'a> {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    if let Some(shell) = cli.io.completions {
+        return do_core::cli::print_completions::<Cli>(shell, TOOL);
+    }
     // Everything given is checked before the first request.
     let start = do_core::start::begin(&cli.io, cli.timeout)?;
     let settings = args::settings(&cli, &start.input)?;

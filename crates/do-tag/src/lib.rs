@@ -72,6 +72,9 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    if let Some(shell) = cli.io.completions {
+        return do_core::cli::print_completions::<Cli>(shell, TOOL);
+    }
     do_core::cli::check_duration("--timeout", cli.timeout, false)?;
     let deadline = std::time::Instant::now() + cli.timeout;
     let input = cli.io.read_input(deadline)?;
