@@ -486,3 +486,24 @@ fn a_repository_without_artifacts_reads_none_of_the_releases_it_deletes() {
     let kept: BTreeSet<String> = ["v2.1.0", "v2.2.0"].iter().map(|t| digest_in(&sim, "web", t)).collect();
     assert_eq!(read, kept, "only the kept images are read (the closure's roots)");
 }
+
+#[test]
+fn a_lone_referrer_under_an_ordinary_tag_is_read_and_stays_with_its_kept_image() {
+    let releases: Vec<Value> = ["v1", "v2", "v3"].iter().map(|v| json!({"tags": [v], "size_bytes": 1024})).collect();
+    let sim = seeded(vec![("web", releases)], None, json!({}));
+    let pushed = sim.push_artifact("reg", "web", "v3", ArtifactKind::Referrer, false).unwrap();
+    let referrer = pushed["digest"].as_str().unwrap().to_string();
+    // Tagged like a release, and older than every one: only its read tells what it is.
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        let manifest = manifests.iter_mut().find(|m| m.digest == referrer).unwrap();
+        manifest.tags = vec!["v3-provenance".into()];
+        manifest.updated_at = "2020-01-01T00:00:00Z".into();
+    });
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    let left = tags(&sim, "web");
+    assert!(left.contains("v3-provenance") && left.contains("v3"), "the referrer of v3 stays with it: {left:?}");
+    assert!(!left.contains("v1") && !left.contains("v2"), "{left:?}");
+    let artifact = artifacts(&run, "web").into_iter().find(|a| a.0 == referrer).expect("listed as an artifact");
+    assert_eq!((artifact.1.as_str(), artifact.2.as_str()), ("referrer", "kept"));
+}

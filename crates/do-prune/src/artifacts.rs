@@ -245,10 +245,31 @@ pub fn describe(digest: &str, tags: &[String]) -> String {
     }
 }
 
+/// The digest of `{}`, the empty config OCI 1.1 artifacts (cosign 3 bundles, GitHub's
+/// attestations, any `artifactType` manifest) carry; no image has it.
+pub const EMPTY_CONFIG: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
+/// Whether the listing shows `manifest` carrying the empty config: an OCI 1.1 artifact, whatever
+/// its tag says, to be read before it is judged.
+pub fn looks_like_artifact(manifest: Option<&Manifest>) -> bool {
+    manifest.is_some_and(|m| m.blobs.iter().any(|b| b.digest.as_deref() == Some(EMPTY_CONFIG)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use do_core::oci::{ManifestInfo, OCI_MANIFEST};
+
+    #[test]
+    fn the_empty_config_of_oci_artifacts_marks_a_manifest_to_read() {
+        assert_eq!(EMPTY_CONFIG, do_core::oci::sha256_digest(b"{}"));
+        let blob = |digest: &str| do_core::types::Blob { digest: Some(digest.into()), compressed_size_bytes: Some(2) };
+        let artifact = Manifest { blobs: vec![blob(EMPTY_CONFIG), blob("sha256:layer")], ..Manifest::default() };
+        let image = Manifest { blobs: vec![blob("sha256:config"), blob("sha256:layer")], ..Manifest::default() };
+        assert!(looks_like_artifact(Some(&artifact)));
+        assert!(!looks_like_artifact(Some(&image)));
+        assert!(!looks_like_artifact(None));
+    }
 
     fn hex(c: char) -> String {
         c.to_string().repeat(64)

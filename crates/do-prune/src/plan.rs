@@ -104,6 +104,7 @@ pub fn plan_repository(
 ) -> anyhow::Result<Planned> {
     // Each round that does not return reads manifests not read before, or finds a kept release
     // to be an artifact (which it stays from then on), so this many rounds suffice.
+    let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
     for _ in 0..=listing.len() {
         let planned = plan_once(name, listing, protected, rules, setting, reads)?;
         let (stale, unread) = reads.with(name, |read| {
@@ -118,17 +119,18 @@ pub fn plan_repository(
                 .iter()
                 .filter(|k| !k.tags.is_empty())
                 .any(|k| has_subject(&k.digest) && !planned.kept_by_tag.contains(&k.digest));
-            let unread: Vec<String> = match has_artifacts {
-                false => Vec::new(),
-                true => planned
-                    .plan
-                    .deleted
-                    .iter()
-                    .filter(|d| d.artifact.is_none() && !d.all_tags.is_empty() && d.action == Action::Manifest)
-                    .filter(|d| !read.contains_key(&d.digest))
-                    .map(|d| d.digest.clone())
-                    .collect(),
-            };
+            // A release the plan deletes may be an OCI referrer under an ordinary tag: read it
+            // where the repository holds artifacts, or where its listing shows the empty config
+            // OCI 1.1 artifacts carry.
+            let unread: Vec<String> = planned
+                .plan
+                .deleted
+                .iter()
+                .filter(|d| d.artifact.is_none() && !d.all_tags.is_empty() && d.action == Action::Manifest)
+                .filter(|d| has_artifacts || artifacts::looks_like_artifact(listed.get(d.digest.as_str()).copied()))
+                .filter(|d| !read.contains_key(&d.digest))
+                .map(|d| d.digest.clone())
+                .collect();
             (stale, unread)
         });
         if !stale && unread.is_empty() {
