@@ -501,6 +501,7 @@ fn every_option(dir: &std::path::Path, sim: &Sim) -> Vec<Vec<String>> {
             "--api-url" => sim.url().to_string(),
             "--token-file" => token.display().to_string(),
             "--input" => input.display().to_string(),
+            "--completions" => "bash".into(),
             _ => return None,
         })
     };
