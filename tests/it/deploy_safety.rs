@@ -532,3 +532,14 @@ fn no_rollback_when_the_api_says_it_is_not_valid() {
     let rollbacks = sim.requests().iter().filter(|r| r.method == "POST" && r.url.ends_with("/rollback")).count();
     assert_eq!(rollbacks, 0, "validated, refused, never sent");
 }
+
+#[test]
+fn a_dry_run_of_the_image_already_running_says_unchanged() {
+    let sim = sim(30);
+    deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0"]).run().assert_code(0);
+    let dry = deploy(&sim).args(["--repository", "web", "--tag", "v1.0.0", "--dry-run"]).run();
+    dry.assert_code(0);
+    let record = dry.record("deploy");
+    assert_eq!((record["outcome"].as_str(), record["changed"].as_bool()), (Some("unchanged"), Some(false)), "{record}");
+    assert!(!dry.stderr.contains(" -> "), "no change is shown: {}", dry.stderr);
+}
