@@ -507,3 +507,22 @@ fn a_lone_referrer_under_an_ordinary_tag_is_read_and_stays_with_its_kept_image()
     let artifact = artifacts(&run, "web").into_iter().find(|a| a.0 == referrer).expect("listed as an artifact");
     assert_eq!((artifact.1.as_str(), artifact.2.as_str()), ("referrer", "kept"));
 }
+
+#[test]
+fn a_kept_release_that_turns_out_to_be_a_referrer_is_planned_again_as_an_artifact() {
+    // v1 stays by its `latest` tag, so nothing is deleted and nothing else is read: only the
+    // kept manifest's own read can tell the newest "release" is v1's referrer.
+    let sim = seeded(vec![("web", vec![json!({"tags": ["v1", "latest"], "size_bytes": 1024})])], None, json!({}));
+    let pushed = sim.push_artifact("reg", "web", "v1", ArtifactKind::Referrer, false).unwrap();
+    let referrer = pushed["digest"].as_str().unwrap().to_string();
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        manifests.iter_mut().find(|m| m.digest == referrer).unwrap().tags = vec!["v1-provenance".into()];
+    });
+    let run = prune(&sim).args(["--keep-last", "1"]).run();
+    run.assert_code(0);
+    let web = repository(&run, "web");
+    let kept: Vec<&str> = web["kept"].as_array().unwrap().iter().map(|k| k["digest"].as_str().unwrap()).collect();
+    assert!(!kept.contains(&referrer.as_str()), "a referrer is not a kept release: {web}");
+    let artifact = artifacts(&run, "web").into_iter().find(|a| a.0 == referrer).expect("listed as an artifact");
+    assert_eq!((artifact.1.as_str(), artifact.2.as_str()), ("referrer", "kept"));
+}
