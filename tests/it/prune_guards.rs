@@ -26,6 +26,15 @@ fn releases(n: usize) -> Vec<Value> {
     (1..=n).map(|i| json!({"tags": [format!("v{i}")], "size_bytes": 1024})).collect()
 }
 
+/// A plan of `--keep-last 1` saved with `--plan-out`, in a directory that lives as long as the
+/// first value does.
+fn saved_plan(sim: &Sim) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    prune(sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    (dir, plan)
+}
+
 fn prune(sim: &Sim) -> Tool {
     Tool::against(PRUNE, sim).args(["--interval", "30ms"])
 }
@@ -51,9 +60,7 @@ fn skipped(run: &Run) -> Vec<(String, String)> {
 #[test]
 fn an_image_deployed_after_the_plan_was_saved_survives_its_apply() {
     let sim = world(releases(3));
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let (_dir, plan) = saved_plan(&sim);
     // Between the plan and its apply, an app starts running v1.
     let v1 = digest_in(&sim, "web", "v1");
     sim.add_app(do_sim::default_app_spec("shop", "web", "v1"), true);
@@ -70,9 +77,7 @@ fn an_image_deployed_after_the_plan_was_saved_survives_its_apply() {
 #[test]
 fn a_saved_plan_never_deletes_what_became_the_newest_tagged_manifest() {
     let sim = world(releases(3));
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let (_dir, plan) = saved_plan(&sim);
     // v3, the newest, is deleted by someone else: v2 is now the repository's newest.
     let v3 = digest_in(&sim, "web", "v3");
     sim.state()
@@ -93,9 +98,7 @@ fn a_saved_plan_never_deletes_what_became_the_newest_tagged_manifest() {
 #[test]
 fn a_saved_untagged_deletion_that_is_needed_now_is_skipped() {
     let sim = world(vec![json!({"tags": [], "size_bytes": 1024}), json!({"tags": ["v1"], "size_bytes": 1024})]);
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let (_dir, plan) = saved_plan(&sim);
     let untagged = manifests_in(&sim, "web").iter().find(|m| m["tags"] == json!([])).unwrap()["digest"]
         .as_str()
         .unwrap()
@@ -114,9 +117,7 @@ fn a_saved_untagged_deletion_that_is_needed_now_is_skipped() {
 #[test]
 fn a_registry_other_than_the_saved_plans_is_refused() {
     let sim = world(releases(2));
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let (_dir, plan) = saved_plan(&sim);
     let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--registry", "other", "--execute"]).run();
     run.assert_code(2);
     assert!(run.stderr.contains("--registry other differs from the saved plan's registry reg"), "{}", run.stderr);
@@ -385,9 +386,7 @@ fn a_saved_plan_applied_where_a_read_now_fails_keeps_its_releases_and_lists_no_g
     manifests.insert(0, json!({"tags": [], "size_bytes": 1024}));
     manifests.insert(0, json!({"tags": [], "size_bytes": 1024}));
     let sim = world(manifests);
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let (_dir, plan) = saved_plan(&sim);
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
     let untagged_planned =
         saved["repositories"][0]["deleted"].as_array().unwrap().iter().filter(|d| d["all_tags"] == json!([])).count();
@@ -418,9 +417,7 @@ fn an_applied_plan_lists_its_tagged_deletions_before_the_untagged_ones() {
         [json!({"tags": [format!("v{i}")], "size_bytes": 1024}), json!({"signature_of": format!("v{i}")})]
     }));
     let sim = world(manifests);
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
+    let (_dir, plan) = saved_plan(&sim);
     let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
     run.assert_code(0);
     let deleted = run.record("prune")["repositories"][0]["deleted"].as_array().unwrap().clone();
