@@ -1,6 +1,7 @@
 //! The shape of the code, checked as rust-analyzer's tidy tests check theirs: no source file over
 //! 600 lines, no function over 80 lines in the tool crates and do-core, no tool crate type with
-//! its methods over several files. The exception lists are empty; one that is ever filled may
+//! its methods over several files, no lock or cell carrying state between do-deploy's or
+//! do-prune's phases. The exception lists are empty; one that is ever filled may
 //! only shrink (a listed offender within bounds must leave it), and a new offender fails the
 //! test with its name.
 
@@ -138,4 +139,37 @@ fn the_function_finder_sees_a_long_function_and_ends_at_its_own_brace() {
     let body: String = (0..90).map(|i| format!("    let x{i} = {i};\n")).collect();
     let text = format!("fn short() {{\n}}\n\npub(crate) fn long() {{\n{body}}}\n#[cfg(test)]\nfn ignored() {{\n}}\n");
     assert_eq!(functions(&text), [("short".to_string(), 2), ("long".to_string(), 92)]);
+}
+
+/// The tools whose phases hand state on as values: a lock or a cell there would carry it
+/// between phases out of sight.
+const PHASED_CRATES: &[&str] = &["do-deploy", "do-prune"];
+
+/// Where `text` names a `Mutex` or `RefCell`, as "line: text".
+fn shared_state(text: &str) -> Vec<String> {
+    let pattern = regex::Regex::new(r"\b(Mutex|RwLock|RefCell)\b").unwrap();
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| pattern.is_match(line))
+        .map(|(n, line)| format!("{}: {}", n + 1, line.trim()))
+        .collect()
+}
+
+#[test]
+fn do_deploy_and_do_prune_hand_state_between_phases_as_values_not_through_a_lock_or_cell() {
+    let mut found = Vec::new();
+    for krate in PHASED_CRATES {
+        for path in rust_sources().into_iter().filter(|p| relative(p).starts_with(&format!("crates/{krate}/src/"))) {
+            let text = std::fs::read_to_string(&path).unwrap();
+            found.extend(shared_state(&text).into_iter().map(|hit| format!("{}:{hit}", relative(&path))));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "pass what a phase learnt on as a value (bounds on concurrency live in do_core::concurrent): {found:?}"
+    );
+    assert_eq!(
+        shared_state("let a = 1;\ncache: Mutex<Vec<u8>>,\nuse std::cell::RefCell;"),
+        ["2: cache: Mutex<Vec<u8>>,", "3: use std::cell::RefCell;"]
+    );
 }

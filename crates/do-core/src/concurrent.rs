@@ -1,7 +1,7 @@
 //! Bounded concurrency without an async runtime: a few scoped threads share one work list.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// Runs `work` on every item, at most `concurrency` at a time, and returns the results in the
 /// items' order. After the first error no new item is started, and the error of the earliest
@@ -46,6 +46,50 @@ where
     Ok(done)
 }
 
+/// `try_map` over items each work may change: every item is given to one worker alone.
+pub fn try_map_mut<I, R, E>(
+    items: &mut [I],
+    concurrency: usize,
+    work: impl Fn(&mut I) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E>
+where
+    I: Send,
+    R: Send,
+    E: Send,
+{
+    let cells: Vec<Mutex<&mut I>> = items.iter_mut().map(Mutex::new).collect();
+    try_map(&cells, concurrency, |cell| work(&mut cell.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
+/// A bound on work under way across threads: `run` waits for a free place when `most` are
+/// running.
+pub struct Limit {
+    running: Mutex<usize>,
+    freed: Condvar,
+    most: usize,
+}
+
+impl Limit {
+    pub fn new(most: usize) -> Limit {
+        Limit { running: Mutex::new(0), freed: Condvar::new(), most: most.max(1) }
+    }
+
+    /// Runs `work` once fewer than `most` others run.
+    pub fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            while *running >= self.most {
+                running = self.freed.wait(running).unwrap_or_else(|e| e.into_inner());
+            }
+            *running += 1;
+        }
+        let result = work();
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +129,27 @@ mod tests {
         assert!(started.load(Ordering::SeqCst) < 20, "work went on after the error");
         assert_eq!(try_map(&items[..3], 1, |n| if *n == 1 { Err(*n) } else { Ok(*n) }), Err(1));
         assert_eq!(try_map(&[] as &[u64], 4, |n| Ok::<_, ()>(*n)), Ok(vec![]));
+    }
+
+    #[test]
+    fn each_item_is_changed_once_in_place_and_the_limit_holds_across_threads() {
+        let limit = Limit::new(2);
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let mut items: Vec<u64> = (0..30).collect();
+        let out = try_map_mut(&mut items, 4, |n| {
+            limit.run(|| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(1 + *n % 3));
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+            *n += 100;
+            Ok::<_, ()>(*n)
+        })
+        .unwrap();
+        assert_eq!(items, (100..130).collect::<Vec<u64>>());
+        assert_eq!(out, items);
+        assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 }

@@ -16,7 +16,7 @@ use do_core::{Client, Exit, Failure};
 use serde_json::json;
 
 use crate::policy::{Action, Deletion, Kept};
-use crate::reads::Reads;
+use crate::reads::{AllReads, Reader, Reads};
 use crate::report::{size, Failed, GcReport, PruneRecord, RecheckKept};
 use crate::{closure, protect, Ctx, GcMode};
 
@@ -29,7 +29,7 @@ pub(crate) fn apply(
     ctx: &Ctx,
     planned: &mut [crate::plan::Planned],
     listings: &BTreeMap<String, Vec<Manifest>>,
-    reads: &Reads,
+    (reader, reads): (&Reader, &mut AllReads),
     limit: Option<&BTreeSet<String>>,
     gc_type: &str,
     record: &mut PruneRecord,
@@ -46,18 +46,19 @@ pub(crate) fn apply(
             continue;
         }
         let name = planned[index].plan.name.clone();
+        let known = reads.entry(name.clone()).or_default();
         let again = crate::listing::list_repository(ctx, &name).and_then(|listing| {
             if listings.get(&name).is_none_or(|before| tagged(before) != tagged(&listing)) {
                 ctx.progress.info(&format!("{name} changed since it was listed; planning it again"));
             }
-            crate::planning::plan_one(ctx, &name, &listing, listings, &images, reads, limit)
+            crate::planning::plan_one(ctx, &name, &listing, listings, &images, (reader, &mut *known), limit)
         });
         let again = match again {
             Ok(again) => again,
             Err(error) => return Err(not_attempted(&mut planned[index..], error, record)),
         };
         recheck(ctx, &mut planned[index], &again, record);
-        let failed = delete(ctx, &name, &planned[index].plan.deleted, reads);
+        let failed = delete(ctx, &name, &planned[index].plan.deleted, known);
         deleted += planned[index].plan.deleted.len() - failed.len();
         record.failed.extend(failed);
     }
@@ -78,7 +79,7 @@ pub(crate) fn apply(
         return Ok(Exit::Done);
     }
     // Decided again after the last read of the apps: what they need may have changed.
-    let gc_type = &crate::planning::gc_type_now(ctx, gc_type, &images, reads)?;
+    let gc_type = &crate::planning::gc_type_now(ctx, gc_type, &images, (reader, reads))?;
     start_gc(ctx, gc_type, record)
 }
 
@@ -188,7 +189,7 @@ fn delete(ctx: &Ctx, repository: &str, deletions: &[Deletion], reads: &Reads) ->
     let digests: Vec<&str> = untagged.iter().map(|d| d.digest.as_str()).collect();
     let by_digest: BTreeMap<&str, &Deletion> = untagged.iter().map(|d| (d.digest.as_str(), *d)).collect();
     let mut waves = vec![tagged_wave, artifact_wave];
-    for wave in closure::waves(&digests, &reads.of(repository)) {
+    for wave in closure::waves(&digests, &reads.read) {
         waves.push(
             wave.iter()
                 .map(|digest| (by_digest[digest.as_str()], format!("{base}/digests/{}", segment(digest))))

@@ -47,7 +47,7 @@ pub use cli::{Cli, GcMode};
 use plan::{Planned, RepositoryPlan, Skipped};
 use policy::Action;
 use protect::SpecImage;
-use reads::Reads;
+use reads::{AllReads, Reader};
 use report::{PruneRecord, Usage};
 pub use saved::SavedPlan;
 
@@ -114,6 +114,8 @@ struct Whole {
     usage: Usage,
     limit: Option<BTreeSet<String>>,
     gc_type: String,
+    /// What was learnt of each repository while planning, for the plan made again at apply.
+    reads: AllReads,
 }
 
 fn prune(
@@ -124,7 +126,7 @@ fn prune(
 ) -> anyhow::Result<Exit> {
     let s = ctx.settings;
     let gathered = gather(ctx)?;
-    let reader = RegistryClient::from_api(
+    let registry_client = RegistryClient::from_api(
         ctx.client,
         &ctx.registry,
         registry_url,
@@ -135,8 +137,8 @@ fn prune(
     .context(
         "cannot read manifests from the registry, which deciding what is safe to delete needs; nothing was deleted",
     )?;
-    let reads = Reads::new(&reader, usize::from(s.concurrency), ctx.progress);
-    let Whole { mut planned, usage, limit, gc_type } = plan(ctx, registry, &gathered, &reads)?;
+    let reader = Reader::new(&registry_client, usize::from(s.concurrency), ctx.progress);
+    let Whole { mut planned, usage, limit, gc_type, mut reads } = plan(ctx, registry, &gathered, &reader)?;
     let (unlisted, indexes_read) = warn_about(ctx, &planned, &reads);
     let deletion_count: usize = planned.iter().map(|p| p.plan.deleted.len()).sum();
     if let Some(limit) = s.max_delete.filter(|limit| deletion_count > *limit) {
@@ -156,7 +158,7 @@ fn prune(
         skipped: planned.iter().flat_map(|p| p.skipped.iter().cloned()).collect::<Vec<Skipped>>(),
         kept_at_recheck: Vec::new(),
         index_children_listed: indexes_read.then_some(unlisted == 0),
-        referrers_api: reads.referrers_api(),
+        referrers_api: reader.referrers_api(),
         gc: None,
         requests: 0,
         registry_requests: 0,
@@ -165,13 +167,21 @@ fn prune(
         saved::write_plan(ctx, path, &record.repositories)?;
     }
     if !s.execute {
-        return dry_run(ctx, record, &reader, output);
+        return dry_run(ctx, record, &registry_client, output);
     }
     // Apply: the record is written whatever happens from here on.
-    let outcome = apply::apply(ctx, &mut planned, &gathered.listings, &reads, limit.as_ref(), &gc_type, &mut record);
+    let outcome = apply::apply(
+        ctx,
+        &mut planned,
+        &gathered.listings,
+        (&reader, &mut reads),
+        limit.as_ref(),
+        &gc_type,
+        &mut record,
+    );
     record.repositories = planned.iter().map(|p| p.plan.clone()).collect();
     record.requests = ctx.client.requests_made();
-    record.registry_requests = reader.requests_made();
+    record.registry_requests = registry_client.requests_made();
     output.emit("prune", RECORD_VERSION, &record)?;
     report::github_outputs(&record)?;
     exit_of(&record, outcome?)
@@ -190,17 +200,24 @@ fn gather(ctx: &Ctx) -> anyhow::Result<Gathered> {
     Ok(Gathered { listings, selected, images })
 }
 
-fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reads: &Reads) -> anyhow::Result<Whole> {
+fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reader: &Reader) -> anyhow::Result<Whole> {
+    let mut reads = AllReads::new();
     let Gathered { listings, selected, images } = gathered;
-    let mut planned = planning::plan_all(ctx, selected, listings, images, reads, None)?;
+    let mut planned = planning::plan_all(ctx, selected, listings, images, (reader, &mut reads), None)?;
     let mut usage = planning::usage_before(ctx, registry, listings)?;
     let mut limit = None;
     if let (Some(percent), Some(included)) = (ctx.settings.target_usage, usage.included_bytes) {
-        let chosen = planning::trim_to_target(ctx, &planned, listings, reads, included * u64::from(percent) / 100)?;
-        planned = planning::plan_all(ctx, selected, listings, images, reads, Some(&chosen))?;
+        let chosen = planning::trim_to_target(
+            ctx,
+            &planned,
+            listings,
+            (reader, &mut reads),
+            included * u64::from(percent) / 100,
+        )?;
+        planned = planning::plan_all(ctx, selected, listings, images, (reader, &mut reads), Some(&chosen))?;
         limit = Some(chosen);
     }
-    let gc_type = planning::gc_type(ctx, &planned, selected, listings, images, reads)?;
+    let gc_type = planning::gc_type(ctx, &planned, selected, listings, images, (reader, &mut reads))?;
     let gone: BTreeSet<(&str, &str)> = planned
         .iter()
         .flat_map(|p| {
@@ -214,12 +231,12 @@ fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reads: &Reads) -> a
     }));
     usage.estimated_after_bytes = Some(after);
     usage.estimated_after_percent = report::percent_of(Some(after), usage.included_bytes);
-    Ok(Whole { planned, usage, limit, gc_type })
+    Ok(Whole { planned, usage, limit, gc_type, reads })
 }
 
 /// Warns of what the plan could not be sure of; how many index children the listing lacks, and
 /// whether any index was read.
-fn warn_about(ctx: &Ctx, planned: &[Planned], reads: &Reads) -> (usize, bool) {
+fn warn_about(ctx: &Ctx, planned: &[Planned], reads: &AllReads) -> (usize, bool) {
     for planned in planned {
         let unreadable = planned.plan.kept.iter().filter(|k| k.reason.contains("cannot be read"));
         for (digest, updated_at) in unreadable.map(|k| (&k.digest, &k.reason)) {
@@ -227,9 +244,11 @@ fn warn_about(ctx: &Ctx, planned: &[Planned], reads: &Reads) -> (usize, bool) {
         }
     }
     let unlisted: usize = planned.iter().map(|p| p.closure.unlisted.len()).sum();
-    let indexes_read = planned
-        .iter()
-        .any(|p| reads.with(&p.plan.name, |r| r.values().any(|r| matches!(r, closure::Read::Info(i) if i.is_index()))));
+    let indexes_read = planned.iter().any(|p| {
+        reads
+            .get(&p.plan.name)
+            .is_some_and(|r| r.read.values().any(|r| matches!(r, closure::Read::Info(i) if i.is_index())))
+    });
     if unlisted > 0 {
         ctx.progress.warn(&format!(
             "the API listing does not show {unlisted} manifest(s) that kept indexes hold; the children of deleted indexes stay in the registry, and GC stays \"unreferenced blobs only\""
@@ -247,7 +266,7 @@ fn warn_about(ctx: &Ctx, planned: &[Planned], reads: &Reads) -> (usize, bool) {
 fn dry_run(
     ctx: &Ctx,
     mut record: PruneRecord,
-    reader: &RegistryClient,
+    registry_client: &RegistryClient,
     output: &mut Output<std::io::Stdout>,
 ) -> anyhow::Result<Exit> {
     if let Some(gc) = apply::active_gc(ctx.client, &ctx.registry)? {
@@ -257,7 +276,7 @@ fn dry_run(
         ));
     }
     record.requests = ctx.client.requests_made();
-    record.registry_requests = reader.requests_made();
+    record.registry_requests = registry_client.requests_made();
     output.emit("prune", RECORD_VERSION, &record)?;
     report::github_outputs(&record)?;
     ctx.progress.info("dry run: nothing was deleted; add --execute to delete");

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifacts::{self, Artifact, Fate, Subjects};
 use crate::closure::{self, Closure, Read};
 use crate::policy::{self, Action, ArtifactOf, Deletion, Kept, Policy, Protected};
-use crate::reads::Reads;
+use crate::reads::{Reader, Reads};
 
 /// Untagged manifests left in place: held by a kept index, referring to a kept manifest, or
 /// pushed too recently.
@@ -100,14 +100,16 @@ pub fn plan_repository(
     protected: &Protected,
     rules: &Rules,
     setting: &Setting,
-    reads: &Reads,
+    reader: &Reader,
+    reads: &mut Reads,
 ) -> anyhow::Result<Planned> {
     // Each round that does not return reads manifests not read before, or finds a kept release
     // to be an artifact (which it stays from then on), so this many rounds suffice.
     let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
     for _ in 0..=listing.len() {
-        let planned = plan_once(name, listing, protected, rules, setting, reads)?;
-        let (stale, unread) = reads.with(name, |read| {
+        let planned = plan_once(name, listing, protected, rules, setting, reader, reads)?;
+        let (stale, unread) = {
+            let read = &reads.read;
             let has_subject = |digest: &str| matches!(read.get(digest), Some(Read::Info(i)) if i.subject.is_some());
             let has_artifacts = !planned.tag_artifacts.is_empty() || listing.iter().any(|m| has_subject(&m.digest));
             // A kept release read while planning (as a root of the closure) may turn out to be
@@ -132,11 +134,11 @@ pub fn plan_repository(
                 .map(|d| d.digest.clone())
                 .collect();
             (stale, unread)
-        });
+        };
         if !stale && unread.is_empty() {
             return Ok(planned);
         }
-        reads.ensure(name, &unread)?;
+        reader.ensure(reads, name, &unread)?;
     }
     anyhow::bail!("the plan of {name} did not settle on which manifests are artifacts; nothing was deleted")
 }
@@ -148,9 +150,10 @@ fn plan_once(
     protected: &Protected,
     rules: &Rules,
     setting: &Setting,
-    reads: &Reads,
+    reader: &Reader,
+    reads: &mut Reads,
 ) -> anyhow::Result<Planned> {
-    let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(name, listing, rules, reads);
+    let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(listing, rules, reads);
     let TaggedDecision { mut kept, deletions, saved_untagged, saved_artifacts, mut skipped } =
         decide_tagged(name, &releases, listing, protected, rules);
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
@@ -158,9 +161,9 @@ fn plan_once(
     // deletes (the closure asks it for those of what stays).
     let going: Vec<String> =
         deletions.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.clone()).collect();
-    reads.ask_referrers(name, &going);
+    reader.ask_referrers(reads, name, &going);
     let (mut closure, decision, edges) =
-        settle(name, listing, &mut roots, &tag_artifacts, setting, reads, &kept_by_tag)?;
+        settle(name, listing, &mut roots, &tag_artifacts, setting, (reader, reads), &kept_by_tag)?;
     closure.failed.extend(tagged_failed);
     closure.failed.sort();
     closure.failed.dedup();
@@ -252,7 +255,7 @@ struct Found {
 
 /// Tells artifacts from releases: by cosign's tag scheme, else by a `subject` the manifest's
 /// read (made so far) shows. One carrying a tag the rules keep on its own stays a release.
-fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads) -> Found {
+fn find_artifacts(listing: &[Manifest], rules: &Rules, reads: &Reads) -> Found {
     let patterns: Vec<regex::Regex> = match rules {
         Rules::Policy { patterns, .. } => patterns.to_vec(),
         Rules::Saved { policy, .. } => policy::compile_keep_tags(&policy.keep_tags).unwrap_or_default(),
@@ -266,18 +269,15 @@ fn find_artifacts(name: &str, listing: &[Manifest], rules: &Rules, reads: &Reads
     tag_artifacts.retain(|digest, _| !kept_by_tag.contains(digest));
     // A tagged manifest whose read failed may be a referrer: what it is stays unknown.
     let tagged: Vec<&String> = listing.iter().filter(|m| !m.tags.is_empty()).map(|m| &m.digest).collect();
-    let (tagged_artifacts, tagged_failed) = reads.with(name, |read| {
-        let failed: Vec<(String, String)> = tagged
-            .iter()
-            .filter_map(|d| match read.get(*d) {
-                Some(Read::Failed(why)) => Some(((*d).clone(), why.clone())),
-                _ => None,
-            })
-            .collect();
-        let mut found = artifacts::with_subjects(tag_artifacts.clone(), listing, read);
-        found.retain(|digest, _| !kept_by_tag.contains(digest));
-        (found, failed)
-    });
+    let tagged_failed: Vec<(String, String)> = tagged
+        .iter()
+        .filter_map(|d| match reads.read.get(*d) {
+            Some(Read::Failed(why)) => Some(((*d).clone(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut tagged_artifacts = artifacts::with_subjects(tag_artifacts.clone(), listing, &reads.read);
+    tagged_artifacts.retain(|digest, _| !kept_by_tag.contains(digest));
     let releases =
         listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).cloned().collect();
     Found { tag_artifacts, kept_by_tag, releases, tagged_failed }
@@ -396,29 +396,27 @@ fn settle(
     roots: &mut BTreeMap<String, String>,
     tag_artifacts: &BTreeMap<String, Subjects>,
     setting: &Setting,
-    reads: &Reads,
+    (reader, reads): (&Reader, &mut Reads),
     kept_by_tag: &BTreeSet<String>,
 ) -> anyhow::Result<(Closure, artifacts::Decision, BTreeMap<String, Subjects>)> {
     // Each round adds a root or reads a manifest not read before; one that does neither would
     // repeat itself, so it fails closed.
     let mut before: Option<(usize, usize)> = None;
     loop {
-        let closure = reads.closure(name, listing, roots, tag_artifacts)?;
-        let edges = reads.edges(name, tag_artifacts);
-        let decision = reads.with(name, |read| {
-            let mut all = artifacts::with_subjects(edges.clone(), listing, read);
-            all.retain(|digest, _| !kept_by_tag.contains(digest));
-            let world = artifacts::World {
-                listing,
-                kept: &closure.kept,
-                reads: read,
-                elsewhere: setting.elsewhere,
-                keep_artifacts: setting.keep_artifacts,
-            };
-            artifacts::decide(&all, &world)
-        });
+        let closure = reader.closure(reads, name, listing, roots, tag_artifacts)?;
+        let edges = reader.edges(reads, tag_artifacts);
+        let mut all = artifacts::with_subjects(edges.clone(), listing, &reads.read);
+        all.retain(|digest, _| !kept_by_tag.contains(digest));
+        let world = artifacts::World {
+            listing,
+            kept: &closure.kept,
+            reads: &reads.read,
+            elsewhere: setting.elsewhere,
+            keep_artifacts: setting.keep_artifacts,
+        };
+        let decision = artifacts::decide(&all, &world);
         if !decision.pending.is_empty() {
-            reads.ensure(name, &decision.pending)?;
+            reader.ensure(reads, name, &decision.pending)?;
         } else if !decision.new_roots.is_empty() {
             for (digest, reason) in decision.new_roots {
                 roots.entry(digest).or_insert(reason);
@@ -426,7 +424,7 @@ fn settle(
         } else {
             return Ok((closure, decision, edges));
         }
-        let now = (roots.len(), reads.with(name, BTreeMap::len));
+        let now = (roots.len(), reads.read.len());
         anyhow::ensure!(before != Some(now), "the artifacts of {name} did not settle; nothing was deleted");
         before = Some(now);
     }

@@ -10,7 +10,7 @@ use do_core::Failure;
 use crate::plan::{self, Planned, Rules};
 use crate::policy::{self, Action};
 use crate::protect::{self, SpecImage};
-use crate::reads::Reads;
+use crate::reads::{AllReads, Reader, Reads};
 use crate::report::{self, Usage};
 use crate::{artifacts, closure, usage, Ctx, GcMode};
 
@@ -45,7 +45,7 @@ pub(crate) fn plan_one(
     listing: &[Manifest],
     listings: &BTreeMap<String, Vec<Manifest>>,
     images: &[SpecImage],
-    reads: &Reads,
+    (reader, reads): (&Reader, &mut Reads),
     limit: Option<&BTreeSet<String>>,
 ) -> anyhow::Result<Planned> {
     let protected = protected(ctx, images, name, listing);
@@ -60,7 +60,7 @@ pub(crate) fn plan_one(
         keep_artifacts: ctx.settings.keep_artifacts,
         elsewhere: &elsewhere,
     };
-    plan::plan_repository(name, listing, &protected, &rules(ctx, name, limit), &setting, reads)
+    plan::plan_repository(name, listing, &protected, &rules(ctx, name, limit), &setting, reader, reads)
 }
 
 pub(crate) fn plan_all(
@@ -68,14 +68,20 @@ pub(crate) fn plan_all(
     selected: &[String],
     listings: &BTreeMap<String, Vec<Manifest>>,
     images: &[SpecImage],
-    reads: &Reads,
+    (reader, reads): (&Reader, &mut AllReads),
     limit: Option<&BTreeSet<String>>,
 ) -> anyhow::Result<Vec<Planned>> {
-    // Repositories are planned side by side; `reads` keeps the manifest reads within --concurrency.
+    // Repositories are planned side by side, each with what was learnt of it; `reader` keeps
+    // the manifest reads of all of them within --concurrency.
     let empty = Vec::new();
-    do_core::concurrent::try_map(selected, usize::from(ctx.settings.concurrency), |name| {
-        plan_one(ctx, name, listings.get(name).unwrap_or(&empty), listings, images, reads, limit)
-    })
+    let mut each: Vec<(&String, Reads)> =
+        selected.iter().map(|name| (name, reads.remove(name).unwrap_or_default())).collect();
+    let planned =
+        do_core::concurrent::try_map_mut(&mut each, usize::from(ctx.settings.concurrency), |(name, known)| {
+            plan_one(ctx, name, listings.get(*name).unwrap_or(&empty), listings, images, (reader, known), limit)
+        });
+    reads.extend(each.into_iter().map(|(name, known)| (name.clone(), known)));
+    planned
 }
 
 /// Usage before, from the listing; the included storage from the subscription. Without
@@ -114,7 +120,7 @@ pub(crate) fn trim_to_target(
     ctx: &Ctx,
     planned: &[Planned],
     listings: &BTreeMap<String, Vec<Manifest>>,
-    reads: &Reads,
+    (reader, reads): (&Reader, &mut AllReads),
     target: u64,
 ) -> anyhow::Result<BTreeSet<String>> {
     let mut candidates: Vec<(i64, &str, &str)> = planned
@@ -145,9 +151,11 @@ pub(crate) fn trim_to_target(
             roots.entry(digest.to_string()).or_insert_with(String::new);
         }
         if let Some(listing) = listings.get(&planned.plan.name) {
-            reads.closure(&planned.plan.name, listing, &roots, &planned.tag_artifacts)?;
+            let known = reads.entry(planned.plan.name.clone()).or_default();
+            reader.closure(known, &planned.plan.name, listing, &roots, &planned.tag_artifacts)?;
         }
     }
+    let nothing_read = Reads::default();
     let usage_after = |k: usize| {
         let going: BTreeSet<(&str, &str)> = candidates[..k].iter().map(|(_, name, digest)| (*name, *digest)).collect();
         let mut gone: BTreeSet<(String, String)> = BTreeSet::new();
@@ -158,7 +166,8 @@ pub(crate) fn trim_to_target(
             for (_, _, digest) in candidates[k..].iter().filter(|(_, n, _)| *n == name) {
                 roots.entry(digest.to_string()).or_insert_with(String::new);
             }
-            let closure = reads.closure_now(name, listing, &roots, &planned.tag_artifacts);
+            let closure =
+                reader.closure_now(reads.get(name).unwrap_or(&nothing_read), listing, &roots, &planned.tag_artifacts);
             gone.extend(closure.outside.into_iter().map(|d| (name.to_string(), d)));
         }
         usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
@@ -185,7 +194,7 @@ pub(crate) fn gc_type(
     selected: &[String],
     listings: &BTreeMap<String, Vec<Manifest>>,
     images: &[SpecImage],
-    reads: &Reads,
+    (reader, reads): (&Reader, &mut AllReads),
 ) -> anyhow::Result<String> {
     let requested = ctx.settings.gc_type.clone();
     if ctx.settings.gc == GcMode::Off || GcType::from(requested.as_str()) == GcType::UnreferencedBlobsOnly {
@@ -194,7 +203,8 @@ pub(crate) fn gc_type(
     // Repositories not pruned keep everything: their closure is that of every tagged manifest.
     let mut others = Vec::new();
     for (name, listing) in listings.iter().filter(|(name, _)| !selected.contains(name)) {
-        others.push((name.as_str(), everything_kept(ctx, name, listing, images, reads)?, listing.as_slice()));
+        let known = reads.entry(name.clone()).or_default();
+        others.push((name.as_str(), everything_kept(ctx, name, listing, images, (reader, known))?, listing.as_slice()));
     }
     let empty = Vec::new();
     let mut all: Vec<(&str, &closure::Closure, &[Manifest])> = planned
@@ -217,7 +227,7 @@ pub(crate) fn everything_kept(
     name: &str,
     listing: &[Manifest],
     images: &[SpecImage],
-    reads: &Reads,
+    (reader, reads): (&Reader, &mut Reads),
 ) -> anyhow::Result<closure::Closure> {
     let protected = protected(ctx, images, name, listing);
     let mut roots: BTreeMap<String, String> =
@@ -229,21 +239,27 @@ pub(crate) fn everything_kept(
     {
         roots.insert(manifest.digest.clone(), "untagged and pushed within --untagged-grace".into());
     }
-    reads.closure(name, listing, &roots, &artifacts::by_tags(listing))
+    reader.closure(reads, name, listing, &roots, &artifacts::by_tags(listing))
 }
 
 /// The GC type decided again, after the deletions, over the registry as it is now and what
 /// the apps need now (read again right before deleting): an untagged type that became unsafe
 /// since the plan (an app now runs an untagged manifest) gives way to "unreferenced blobs
 /// only", said on stderr. Only an untagged type costs the listing again.
-pub(crate) fn gc_type_now(ctx: &Ctx, decided: &str, images: &[SpecImage], reads: &Reads) -> anyhow::Result<String> {
+pub(crate) fn gc_type_now(
+    ctx: &Ctx,
+    decided: &str,
+    images: &[SpecImage],
+    (reader, reads): (&Reader, &mut AllReads),
+) -> anyhow::Result<String> {
     if GcType::from(decided) == GcType::UnreferencedBlobsOnly {
         return Ok(decided.to_string());
     }
     let listings = crate::listing::list_everything(ctx)?;
     let mut all = Vec::new();
     for (name, listing) in &listings {
-        all.push((name.as_str(), everything_kept(ctx, name, listing, images, reads)?, listing.as_slice()));
+        let known = reads.entry(name.clone()).or_default();
+        all.push((name.as_str(), everything_kept(ctx, name, listing, images, (reader, known))?, listing.as_slice()));
     }
     let closures: Vec<(&str, &closure::Closure, &[Manifest])> = all.iter().map(|(n, c, l)| (*n, c, *l)).collect();
     Ok(match plan::untagged_gc_refusal(&closures) {
