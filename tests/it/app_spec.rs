@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{call, mutating_requests, sim, Run, Tool, DEPLOY, PRUNE};
-
-const FAST: [&str; 4] = ["--interval", "30ms", "--max-interval", "60ms"];
+use crate::support::{call, mutating_requests, sim, Run, Tool, DEPLOY, FAST, PRUNE};
 
 /// The simulator's default app as a repository would keep it: no region, instance size or
 /// count (App Platform fills those in), the secret left for the live app to keep.
@@ -453,7 +451,7 @@ fn a_create_refused_because_the_name_was_just_taken_goes_on_with_that_app() {
     assert_eq!(record["deployment_id"], app["deployments"][0]["id"]);
 
     // A refusal with no app of the name behind it is the refusal, nothing else.
-    let sim = do_sim::Sim::start_default(std::time::Duration::from_millis(30)).unwrap();
+    let sim = crate::support::sim(30);
     sim.add_fault(Fault {
         method: Some("POST".into()),
         path: "/v2/apps$".into(),

@@ -23,9 +23,9 @@ fn client(sim: &Sim) -> Client {
 }
 
 fn seeded(repositories: serde_json::Value) -> Sim {
-    let seed: do_sim::Seed =
-        serde_json::from_value(json!({"registries": [{"name": "reg", "repositories": repositories}]})).unwrap();
-    Sim::start("127.0.0.1:0", seed.into_state("t", Default::default()).unwrap()).unwrap()
+    crate::support::world::seeded(json!({"registries": [{"name": "reg", "repositories": repositories}]}))
+        .token("t")
+        .start()
 }
 
 #[test]

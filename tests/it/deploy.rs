@@ -5,17 +5,7 @@ use std::time::Duration;
 use do_sim::{Fault, FaultKind, Outcome, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY};
-
-const FAST: [&str; 4] = ["--interval", "30ms", "--max-interval", "60ms"];
-
-fn deploy(sim: &Sim) -> Tool {
-    Tool::against(DEPLOY, sim).args(FAST).args(["--app", "example-app"])
-}
-
-fn app_id(sim: &Sim) -> String {
-    sim.state().apps[0].id.clone()
-}
+use crate::support::{deploy, first_app_id as app_id, mutating_requests, sim, world, Run, Tool, DEPLOY, FAST};
 
 fn app_spec(sim: &Sim) -> Value {
     sim.snapshot()["apps"][0]["spec"].clone()
@@ -81,7 +71,7 @@ fn pin_tag_writes_the_tag_and_no_digest() {
 }
 
 fn two_component_sim() -> Sim {
-    let seed: do_sim::Seed = serde_json::from_value(json!({
+    world::seeded(json!({
         "registries": [{"name": "reg", "repositories": [
             {"name": "web", "manifests": [{"tags": ["v1"], "size_bytes": 10}, {"tags": ["v2"], "size_bytes": 10}]},
             {"name": "api", "manifests": [{"tags": ["v1"], "size_bytes": 10}]}
@@ -91,9 +81,8 @@ fn two_component_sim() -> Sim {
             {"name": "api", "image": {"registry_type": "DOCR", "repository": "api", "tag": "v1"}}
         ], "workers": [{"name": "queue", "image": {"registry_type": "DOCR", "repository": "web", "tag": "v1"}}]}}]
     }))
-    .unwrap();
-    let timing = do_sim::Timing { gc_step_ms: 40, deploy_phase_ms: 40 };
-    Sim::start("127.0.0.1:0", seed.into_state("tok", timing).unwrap()).unwrap()
+    .step_ms(40)
+    .start()
 }
 
 #[test]

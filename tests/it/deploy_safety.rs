@@ -9,17 +9,7 @@ use std::time::{Duration, Instant};
 use do_sim::{Fault, FaultKind, Live, Outcome, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{call, sim, Run, Tool, DEPLOY};
-
-const FAST: [&str; 4] = ["--interval", "30ms", "--max-interval", "60ms"];
-
-fn deploy(sim: &Sim) -> Tool {
-    Tool::against(DEPLOY, sim).args(FAST).args(["--app", "example-app"])
-}
-
-fn app_id(sim: &Sim) -> String {
-    sim.state().apps[0].id.clone()
-}
+use crate::support::{call, deploy, first_app_id as app_id, sim, Run, Tool};
 
 fn next_deployment(sim: &Sim, outcome: Outcome, phase_ms: u64, live: Live) {
     let mut state = sim.state();

@@ -9,9 +9,9 @@
 use std::collections::BTreeSet;
 
 use do_sim::{Fault, FaultKind, RateLimit, Sim};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, GC_WAIT, PRUNE};
+use crate::support::{digests_in, mutating_requests, sim, Run, Tool, DEPLOY, GC_WAIT, PRUNE};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Case {
@@ -98,23 +98,13 @@ fn run(under: Under, sim: &Sim) -> Run {
     }
 }
 
-fn digests(sim: &Sim) -> BTreeSet<String> {
-    let snapshot = sim.snapshot();
-    snapshot["registries"][0]["repositories"][0]["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn record(run: &Run, kind: &str) -> Option<Value> {
     run.records().into_iter().rev().find(|r| r["kind"] == kind).map(|r| r["data"].clone())
 }
 
 fn cell(under: Under, case: Case) {
     let sim = sim(30);
-    let before = digests(&sim);
+    let before = digests_in(&sim, do_sim::DEFAULT_REPOSITORY);
     if under == Under::GcWait {
         // A GC that runs for a while: gc-wait must keep reading it, through the fault, to the end.
         sim.start_gc_with("example-registry", &[("scanning manifests", 2500)], "succeeded").unwrap();
@@ -161,7 +151,7 @@ fn cell(under: Under, case: Case) {
             }
         }
         Under::Prune => {
-            let after = digests(&sim);
+            let after = digests_in(&sim, do_sim::DEFAULT_REPOSITORY);
             let gone: BTreeSet<String> = before.difference(&after).cloned().collect();
             match record(&run, "prune") {
                 Some(prune) => {
@@ -216,4 +206,41 @@ matrix! {
     gc_wait: Under::GcWait;
     deploy: Under::Deploy;
     prune: Under::Prune;
+}
+
+#[test]
+fn a_pagination_link_that_cycles_ends_the_listing_with_an_error() {
+    let sim = sim(30);
+    let page = json!({"apps": [], "meta": {"total": 5}, "links": {"pages": {"next": format!("{}/v2/apps?page=1&per_page=200", sim.url())}}});
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/apps".into(),
+        kind: FaultKind::Body { status: 200, body: page },
+        times: 1000,
+    });
+    let run = Tool::against(PRUNE, &sim).args(["--keep-last", "0", "--execute"]).run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("leads back to a page already read"), "{}", run.stderr);
+    let app_reads = sim.requests().iter().filter(|r| r.url.starts_with("/v2/apps")).count();
+    assert_eq!(app_reads, 2, "the first page, and the one it pointed back to");
+    assert!(mutating_requests(&sim).is_empty());
+}
+
+#[test]
+fn an_api_that_does_not_answer_is_told_at_each_retry_and_points_at_the_api_url() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let run = Tool::new(GC_WAIT)
+        .env("DIGITALOCEAN_API_URL", &url)
+        .env("DIGITALOCEAN_ACCESS_TOKEN", "sim-token")
+        .env("DO_RELEASE_RETRY_BASE_DELAY", "50ms")
+        .env("DO_RELEASE_RETRY_MAX_TIME", "1s")
+        .args(["--no-input"])
+        .run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let retries = run.stderr.matches("retrying in").count();
+    assert!(retries >= 2, "each retry is told, with its reason: {}", run.stderr);
+    assert!(run.stderr.contains("after: GET /v2/registries failed: could not connect"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("DIGITALOCEAN_API_URL is set to {url}: check")), "{}", run.stderr);
 }

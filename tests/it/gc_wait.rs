@@ -6,11 +6,7 @@ use std::process::{Command, Stdio};
 use do_sim::{Fault, FaultKind, DEFAULT_REGISTRY};
 use serde_json::json;
 
-use crate::support::{mutating_requests, sim, Tool, DO_SIM, GC_WAIT};
-
-fn gc_wait(sim: &do_sim::Sim) -> Tool {
-    Tool::against(GC_WAIT, sim).args(["--interval", "40ms", "--max-interval", "80ms"])
-}
+use crate::support::{gc_wait, mutating_requests, sim, world, Tool, DO_SIM, GC_WAIT};
 
 fn gc_requests(sim: &do_sim::Sim) -> usize {
     sim.requests().iter().filter(|r| r.url.ends_with("/garbage-collection")).count()
@@ -265,11 +261,8 @@ fn cancel_after_cancels_a_long_gc() {
 
 #[test]
 fn a_registry_must_be_named_when_there_are_several_and_must_exist() {
-    let seed: do_sim::Seed = serde_json::from_value(json!({
-        "registries": [{"name": "alpha"}, {"name": "beta", "tier": "professional"}]
-    }))
-    .unwrap();
-    let sim = do_sim::Sim::start("127.0.0.1:0", seed.into_state("t0ken", Default::default()).unwrap()).unwrap();
+    let sim =
+        world::seeded(json!({"registries": [{"name": "alpha"}, {"name": "beta", "tier": "professional"}]})).start();
     let run = gc_wait(&sim).run();
     run.assert_code(2);
     assert!(run.stderr.contains("2 registries (alpha, beta); choose one with --registry"), "{}", run.stderr);

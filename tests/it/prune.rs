@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, PRUNE};
+use crate::support::{mutating_requests, prune, sim, world, Run, Tool, DEPLOY, PRUNE};
 
 /// A registry `reg` with the given repositories, each a list of (tags, MiB), oldest first
 /// across the whole seed (the first manifest is the oldest), and the given apps.
@@ -13,27 +13,20 @@ use crate::support::{mutating_requests, sim, Run, Tool, DEPLOY, PRUNE};
 type SeedManifest<'a> = (Vec<&'a str>, u64);
 
 fn seeded(tier: &str, repositories: &[(&str, Vec<SeedManifest>)], apps: Vec<Value>) -> Sim {
-    let repositories: Vec<Value> = repositories
+    let repositories: Vec<(&str, Vec<Value>)> = repositories
         .iter()
         .map(|(name, manifests)| {
-            json!({"name": name, "manifests": manifests.iter().map(|(tags, mib)| json!({"tags": tags, "size_bytes": mib * 1024 * 1024})).collect::<Vec<_>>()})
+            (
+                *name,
+                manifests.iter().map(|(tags, mib)| json!({"tags": tags, "size_bytes": mib * 1024 * 1024})).collect(),
+            )
         })
         .collect();
-    let seed: do_sim::Seed = serde_json::from_value(json!({
-        "registries": [{"name": "reg", "tier": tier, "repositories": repositories}],
-        "apps": apps,
-    }))
-    .unwrap();
-    let timing = do_sim::Timing { gc_step_ms: 30, deploy_phase_ms: 30 };
-    Sim::start("127.0.0.1:0", seed.into_state("tok", timing).unwrap()).unwrap()
+    world::registry(tier, repositories).apps(apps).step_ms(30).start()
 }
 
 fn tagged(tags: &[&'static str], mib: u64) -> (Vec<&'static str>, u64) {
     (tags.to_vec(), mib)
-}
-
-fn prune(sim: &Sim) -> Tool {
-    Tool::against(PRUNE, sim).args(["--interval", "30ms"])
 }
 
 /// The tags of the manifests deleted whole, and of tag-only deletions, in the record.
@@ -479,12 +472,11 @@ fn listing_at_any_concurrency_plans_exactly_the_same_prune() {
     let mut repositories: Vec<Value> =
         (0..9).map(|r| json!({"name": format!("svc-{r}"), "manifests": manifests(r * 61)})).collect();
     repositories.push(json!({"name": "big", "manifests": manifests(730)}));
-    let seed: do_sim::Seed = serde_json::from_value(json!({
+    let sim = world::seeded(json!({
         "registries": [{"name": "reg", "tier": "professional", "repositories": repositories}],
         "apps": [{"spec": do_sim::default_app_spec("shop", "big", "v1.728.0")}],
     }))
-    .unwrap();
-    let sim = Sim::start("127.0.0.1:0", seed.into_state(do_sim::DEFAULT_TOKEN, Default::default()).unwrap()).unwrap();
+    .start();
     let planned = |concurrency: &str| {
         let run = prune(&sim).args(["--keep-last", "5", "--untagged-grace", "0s", "--concurrency", concurrency]).run();
         run.assert_code(0);

@@ -8,26 +8,16 @@ use do_sim::artifacts::ArtifactKind;
 use do_sim::Sim;
 use serde_json::{json, Value};
 
-use crate::support::{call, digest_in, manifests_in, mutating_requests, Run, Tool, PRUNE};
+use crate::support::{call, digest_in, digests_in as digests, manifests_in, mutating_requests, prune, world, Run};
 
 const VERSIONS: [&str; 6] = ["v1.0.0", "v1.1.0", "v1.2.0", "v2.0.0", "v2.1.0", "v2.2.0"];
 
 /// A registry `reg` seeded with `repositories` (each a list of seed manifests, oldest first)
 /// and one app running `web:{running}` when given.
 fn seeded(repositories: Vec<(&str, Vec<Value>)>, running: Option<&str>, options: Value) -> Sim {
-    let repositories: Vec<Value> =
-        repositories.into_iter().map(|(name, manifests)| json!({"name": name, "manifests": manifests})).collect();
-    let mut registry = json!({"name": "reg", "tier": "professional", "repositories": repositories});
-    for (key, value) in options.as_object().into_iter().flatten() {
-        registry[key] = value.clone();
-    }
     let apps: Vec<Value> =
         running.into_iter().map(|tag| json!({"spec": do_sim::default_app_spec("shop", "web", tag)})).collect();
-    let seed: do_sim::Seed = serde_json::from_value(json!({"registries": [registry], "apps": apps})).unwrap();
-    let timing = do_sim::Timing { gc_step_ms: 30, deploy_phase_ms: 30 };
-    let sim = Sim::start("127.0.0.1:0", seed.into_state("tok", timing).unwrap()).unwrap();
-    sim.state().rate_limit = do_sim::RateLimit { per_hour: 1_000_000, per_minute: 1_000_000, window_scale: 1.0 };
-    sim
+    world::registry("professional", repositories).registry_options(options).apps(apps).step_ms(30).unlimited().start()
 }
 
 /// Every release signed and attested right after its push, as a careful team's CI does.
@@ -40,19 +30,11 @@ fn signed_releases() -> Vec<Value> {
         .collect()
 }
 
-fn prune(sim: &Sim) -> Tool {
-    Tool::against(PRUNE, sim).args(["--interval", "30ms"])
-}
-
 fn tags(sim: &Sim, repository: &str) -> BTreeSet<String> {
     manifests_in(sim, repository)
         .iter()
         .flat_map(|m| m["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>())
         .collect()
-}
-
-fn digests(sim: &Sim, repository: &str) -> BTreeSet<String> {
-    manifests_in(sim, repository).iter().map(|m| m["digest"].as_str().unwrap().to_string()).collect()
 }
 
 /// cosign's tag for an artifact of `tag`'s image.

@@ -6,20 +6,10 @@
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{digest_in, manifests_in, mutating_requests, Run, Tool, PRUNE};
+use crate::support::{digest_in, manifests_in, mutating_requests, prune, world, Run};
 
 fn world(manifests: Vec<Value>) -> Sim {
-    let seed: do_sim::Seed = serde_json::from_value(json!({
-        "registries": [{"name": "reg", "tier": "professional", "repositories": [{"name": "web", "manifests": manifests}]}],
-    }))
-    .unwrap();
-    let sim = Sim::start(
-        "127.0.0.1:0",
-        seed.into_state("tok", do_sim::Timing { gc_step_ms: 30, deploy_phase_ms: 30 }).unwrap(),
-    )
-    .unwrap();
-    sim.state().rate_limit = do_sim::RateLimit { per_hour: 1_000_000, per_minute: 1_000_000, window_scale: 1.0 };
-    sim
+    world::registry("professional", vec![("web", manifests)]).step_ms(30).unlimited().start()
 }
 
 fn releases(n: usize) -> Vec<Value> {
@@ -33,10 +23,6 @@ fn saved_plan(sim: &Sim) -> (tempfile::TempDir, std::path::PathBuf) {
     let plan = dir.path().join("plan.json");
     prune(sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run().assert_code(0);
     (dir, plan)
-}
-
-fn prune(sim: &Sim) -> Tool {
-    Tool::against(PRUNE, sim).args(["--interval", "30ms"])
 }
 
 fn tags(sim: &Sim) -> Vec<String> {

@@ -14,7 +14,7 @@ use do_sim::Sim;
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::support::{fully_readable, registry_reader, Run, Tool, PRUNE};
+use crate::support::{self, fully_readable, registry_reader, world, Run};
 
 const REPOSITORIES: [&str; 3] = ["web", "api", "team/jobs"];
 const TAGS: [&str; 6] = ["v1", "v2", "v3", "v4", "latest", "stable"];
@@ -107,10 +107,7 @@ struct Pushed {
 }
 
 fn build(scenario: &Scenario) -> (Sim, Vec<Pushed>) {
-    let seed: do_sim::Seed =
-        serde_json::from_value(json!({"registries": [{"name": "reg", "tier": "professional"}]})).unwrap();
-    let timing = do_sim::Timing { gc_step_ms: 15, deploy_phase_ms: 15 };
-    let sim = Sim::start("127.0.0.1:0", seed.into_state("tok", timing).unwrap()).unwrap();
+    let sim = world::registry("professional", Vec::new()).step_ms(15).start();
     let mut pushed: Vec<Pushed> = Vec::new();
     let mut last_in: BTreeMap<usize, Document> = BTreeMap::new();
     let now = Instant::now();
@@ -211,7 +208,7 @@ fn pin(sim: &Sim, scenario: &Scenario, pushed: &[Pushed]) -> Vec<(&'static str, 
 }
 
 fn prune(sim: &Sim, args: &[String]) -> Run {
-    Tool::against(PRUNE, sim).args(["--interval", "15ms", "--keep-rollback", "1"]).args(args).run()
+    support::prune(sim).args(["--keep-rollback", "1"]).args(args).run()
 }
 
 /// Runs the scenario; a string says what broke.

@@ -8,15 +8,12 @@ use std::collections::BTreeSet;
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, Run, Tool, PRUNE};
+use crate::support::{mutating_requests, world, Run, Tool, PRUNE};
 
 fn world(tags: &[&str]) -> Sim {
     let manifests: Vec<Value> = tags.iter().map(|t| json!({"tags": [t], "size_bytes": 1024})).collect();
-    let seed: do_sim::Seed = serde_json::from_value(json!({
-        "registries": [{"name": "reg", "repositories": [{"name": "web", "manifests": manifests}, {"name": "api", "manifests": [{"tags": ["a1"], "size_bytes": 1024}, {"tags": ["a2"], "size_bytes": 1024}]}]}],
-    }))
-    .unwrap();
-    Sim::start("127.0.0.1:0", seed.into_state("tok", Default::default()).unwrap()).unwrap()
+    let api = vec![json!({"tags": ["a1"], "size_bytes": 1024}), json!({"tags": ["a2"], "size_bytes": 1024})];
+    world::registry("basic", vec![("web", manifests), ("api", api)]).start()
 }
 
 fn spec(name: &str, repository: &str, image: Value) -> Value {

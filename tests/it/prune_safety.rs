@@ -10,8 +10,8 @@ use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
 use crate::support::{
-    call, digest_in as digest_of, fully_readable, manifests_in as manifests, mutating_requests, registry_reader, Run,
-    Tool, PRUNE,
+    call, digest_in as digest_of, fully_readable, manifests_in as manifests, mutating_requests, prune, registry_reader,
+    world, Run,
 };
 
 const UNTAGGED_GC: &str = "untagged manifests and unreferenced blobs";
@@ -27,21 +27,7 @@ fn index(tags: &[&str], mib: u64) -> Value {
 
 /// A registry `reg` with these repositories (manifests oldest first across the whole seed).
 fn world(repositories: Vec<(&str, Vec<Value>)>, registry_options: Value) -> Sim {
-    let repositories: Vec<Value> =
-        repositories.into_iter().map(|(name, manifests)| json!({"name": name, "manifests": manifests})).collect();
-    let mut registry = json!({"name": "reg", "tier": "professional", "repositories": repositories});
-    for (key, value) in registry_options.as_object().into_iter().flatten() {
-        registry[key] = value.clone();
-    }
-    let seed: do_sim::Seed = serde_json::from_value(json!({"registries": [registry]})).unwrap();
-    let timing = do_sim::Timing { gc_step_ms: 30, deploy_phase_ms: 30 };
-    let sim = Sim::start("127.0.0.1:0", seed.into_state("tok", timing).unwrap()).unwrap();
-    sim.state().rate_limit = do_sim::RateLimit { per_hour: 1_000_000, per_minute: 1_000_000, window_scale: 1.0 };
-    sim
-}
-
-fn prune(sim: &Sim) -> Tool {
-    Tool::against(PRUNE, sim).args(["--interval", "30ms"])
+    world::registry("professional", repositories).registry_options(registry_options).step_ms(30).unlimited().start()
 }
 
 fn children_of(sim: &Sim, repository: &str, digest: &str) -> Vec<String> {
@@ -484,11 +470,8 @@ fn a_list_answer_without_its_list_fails_closed() {
 #[test]
 fn target_usage_counts_what_the_listing_holds_so_a_second_run_deletes_nothing_more() {
     // Starter: 500 MiB included. 8 images of 50 MiB (80%); target 50%.
-    let seed: do_sim::Seed =
-        serde_json::from_value(json!({"registries": [{"name": "reg", "tier": "starter", "repositories": [
-        {"name": "web", "manifests": (1..=8).map(|i| image(&[&format!("v{i}")], 50)).collect::<Vec<_>>()}]}]}))
-        .unwrap();
-    let sim = Sim::start("127.0.0.1:0", seed.into_state("tok", Default::default()).unwrap()).unwrap();
+    let sim =
+        world::registry("starter", vec![("web", (1..=8).map(|i| image(&[&format!("v{i}")], 50)).collect())]).start();
     let first = prune(&sim).args(["--keep-last", "2", "--target-usage", "50", "--execute", "--gc", "off"]).run();
     first.assert_code(0);
     assert_eq!(deleted(&first).len(), 3, "150 MiB, oldest first");

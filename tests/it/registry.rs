@@ -13,7 +13,7 @@ use do_core::api::{RetryPolicy, Secret};
 use do_core::oci::{sha256_digest, NotInRegistry, RegistryClient, RegistryConfig, OCI_INDEX, OCI_MANIFEST};
 use serde_json::json;
 
-use crate::support::{call, registry_reader, sim};
+use crate::support::{call, registry_reader, sim, world};
 
 const BINARY: &str = "/usr/bin/docker-registry";
 const USER: &str = "reader";
@@ -310,11 +310,10 @@ fn canary_options(sim: &do_sim::Sim, registry: &str) -> xtask::canary::Options {
 }
 
 fn scratch_registry(gc_keeps_index_children: bool, hide_index_children: bool) -> do_sim::Sim {
-    let seed: do_sim::Seed = serde_json::from_value(json!({"registries": [{"name": "scratch", "tier": "professional",
+    world::seeded(json!({"registries": [{"name": "scratch", "tier": "professional",
         "gc_keeps_index_children": gc_keeps_index_children, "hide_index_children": hide_index_children}]}))
-    .unwrap();
-    let timing = do_sim::Timing { gc_step_ms: 20, deploy_phase_ms: 20 };
-    do_sim::Sim::start("127.0.0.1:0", seed.into_state("tok", timing).unwrap()).unwrap()
+    .step_ms(20)
+    .start()
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use xtask::config::Config;
 use xtask::release::{release, Options, Outcome};
 
-use crate::support::{mutating_requests, Tool, DEPLOY, DO_SIM, DO_TAG, GC_WAIT, LOGIN, PRUNE};
+use crate::support::{mutating_requests, sim, world, Tool, DEPLOY, DO_SIM, DO_TAG, GC_WAIT, LOGIN, PRUNE};
 
 pub(crate) struct World {
     pub(crate) sim: Sim,
@@ -20,10 +20,8 @@ pub(crate) struct World {
 impl World {
     /// The demo's world without the running GC, and its app repository.
     pub(crate) fn new() -> World {
-        let mut state = xtask::demo::world().unwrap();
-        state.registries.values_mut().for_each(|r| r.gcs.clear());
-        state.timing = do_sim::Timing { gc_step_ms: 60, deploy_phase_ms: 40 };
-        let sim = Sim::start("127.0.0.1:0", state).unwrap();
+        let sim =
+            world::demo().steps(std::time::Duration::from_millis(60), std::time::Duration::from_millis(40)).start();
         let scratch = tempfile::tempdir().unwrap();
         let repo = xtask::demo::app_repository(scratch.path()).unwrap();
         World { sim, scratch, repo }
@@ -684,4 +682,28 @@ fn no_commit_in_the_paths_since_the_last_tag_ends_the_release_with_nothing_done(
 
 fn mutating_sim_requests(world: &World) -> Vec<String> {
     crate::support::mutating_requests(&world.sim).into_iter().map(|r| format!("{} {}", r.method, r.url)).collect()
+}
+
+#[test]
+fn every_tool_prints_its_own_completions_without_a_request_or_its_variables_in_the_way() {
+    let sim = sim(30);
+    for binary in [GC_WAIT, DO_TAG, DEPLOY, PRUNE, LOGIN] {
+        let name = std::path::Path::new(binary).file_name().unwrap().to_str().unwrap().to_string();
+        for (shell, expected) in [
+            ("bash", format!("complete -F _{}", name.replace('-', "__"))),
+            ("zsh", format!("#compdef {name}")),
+            ("fish", format!("complete -c {name}")),
+        ] {
+            // The tools' variables set, as in CI, change nothing.
+            let run = Tool::against(binary, &sim).args(["--completions", shell]).run();
+            run.assert_code(0);
+            let script = run.stdout.clone();
+            assert!(script.contains(&expected), "{name} {shell}: {}", &script[..script.len().min(300)]);
+            assert!(script.contains("timeout"), "{name} {shell}: the flags are in it");
+        }
+        let run = Tool::new(binary).args(["--completions", "tcsh"]).run();
+        run.assert_code(2);
+        assert!(run.stderr.contains("possible values: bash, elvish, fish, powershell, zsh"), "{}", run.stderr);
+    }
+    assert!(sim.requests().is_empty(), "no request");
 }

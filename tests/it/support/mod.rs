@@ -1,6 +1,7 @@
 //! Running the real binaries against an in-process simulator.
 
 pub mod tls;
+pub mod world;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -89,6 +90,11 @@ impl Tool {
         self
     }
 
+    /// Runs with an empty token, as if none were set (a flag or file must give it).
+    pub fn without_token(self) -> Tool {
+        self.env("DIGITALOCEAN_ACCESS_TOKEN", "")
+    }
+
     pub fn arg_verbose(self) -> Tool {
         self.args(["-v"])
     }
@@ -157,7 +163,45 @@ pub const LOGIN: &str = env!("CARGO_BIN_EXE_do-login");
 
 /// The default simulated world with GC steps and deployment phases of `step_ms`.
 pub fn sim(step_ms: u64) -> Sim {
-    Sim::start_default(Duration::from_millis(step_ms)).expect("the simulator starts")
+    world::default_world().step_ms(step_ms).start()
+}
+
+/// The flags that make the polling tools poll fast.
+pub const FAST: [&str; 4] = ["--interval", "30ms", "--max-interval", "60ms"];
+
+/// do-prune against `sim`, polling fast; add the flags and `.run()` it, then `.record("prune")`.
+pub fn prune(sim: &Sim) -> Tool {
+    Tool::against(PRUNE, sim).args(["--interval", "30ms"])
+}
+
+/// do-deploy against `sim` for the default world's `example-app`, polling fast.
+pub fn deploy(sim: &Sim) -> Tool {
+    Tool::against(DEPLOY, sim).args(FAST).args(["--app", "example-app"])
+}
+
+/// do-gc-wait against `sim`, polling fast.
+pub fn gc_wait(sim: &Sim) -> Tool {
+    Tool::against(GC_WAIT, sim).args(["--interval", "40ms", "--max-interval", "80ms"])
+}
+
+/// The least flags that give `binary` a job in the default world (do-deploy needs an app and
+/// something to do).
+pub fn job(binary: &str) -> Vec<&'static str> {
+    if binary == DEPLOY {
+        vec!["--app", "example-app", "--redeploy"]
+    } else {
+        vec![]
+    }
+}
+
+/// The id of the world's first app.
+pub fn first_app_id(sim: &Sim) -> String {
+    sim.state().apps[0].id.clone()
+}
+
+/// The digests of every manifest in `repository`.
+pub fn digests_in(sim: &Sim, repository: &str) -> std::collections::BTreeSet<String> {
+    manifests_in(sim, repository).iter().map(|m| m["digest"].as_str().unwrap().to_string()).collect()
 }
 
 /// Requests that would change something remotely.
