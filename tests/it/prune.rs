@@ -1,84 +1,16 @@
-//! do-prune against seeded registries in the simulator.
+//! do-prune's retention rules, limits and scale: what each rule keeps, alone and together, the
+//! grace period, --max-delete and --target-usage, the deadline, listings over many pages, and a
+//! repository that changes while it is pruned.
 
-use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use do_sim::{Fault, FaultKind, Sim};
+use do_sim::{Fault, FaultKind};
 use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, prune, sim, world, Run, Tool, DEPLOY, PRUNE};
-
-/// A registry `reg` with the given repositories, each a list of (tags, MiB), oldest first
-/// across the whole seed (the first manifest is the oldest), and the given apps.
-/// A manifest to seed: its tags and its size in MiB.
-type SeedManifest<'a> = (Vec<&'a str>, u64);
-
-fn seeded(tier: &str, repositories: &[(&str, Vec<SeedManifest>)], apps: Vec<Value>) -> Sim {
-    let repositories: Vec<(&str, Vec<Value>)> = repositories
-        .iter()
-        .map(|(name, manifests)| {
-            (
-                *name,
-                manifests.iter().map(|(tags, mib)| json!({"tags": tags, "size_bytes": mib * 1024 * 1024})).collect(),
-            )
-        })
-        .collect();
-    world::registry(tier, repositories).apps(apps).step_ms(30).start()
-}
-
-fn tagged(tags: &[&'static str], mib: u64) -> (Vec<&'static str>, u64) {
-    (tags.to_vec(), mib)
-}
-
-/// The tags of the manifests deleted whole, and of tag-only deletions, in the record.
-fn deleted_tags(run: &Run) -> BTreeSet<String> {
-    let record = run.record("prune");
-    record["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["deleted"].as_array().unwrap().clone())
-        .flat_map(|d| d["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>())
-        .collect()
-}
-
-fn kept_reason(run: &Run, tag: &str) -> String {
-    let record = run.record("prune");
-    record["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["kept"].as_array().unwrap().clone())
-        .find(|k| k["tags"].as_array().unwrap().iter().any(|t| t == tag))
-        .unwrap_or_else(|| panic!("{tag} is not kept: {record}"))["reason"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn set(tags: &[&str]) -> BTreeSet<String> {
-    tags.iter().map(|t| t.to_string()).collect()
-}
-
-fn remaining_tags(sim: &Sim) -> BTreeSet<String> {
-    let snapshot = sim.snapshot();
-    snapshot["registries"][0]["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["manifests"].as_array().unwrap().clone())
-        .flat_map(|m| m["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>())
-        .collect()
-}
-
-fn five() -> Vec<(Vec<&'static str>, u64)> {
-    vec![
-        tagged(&["v1"], 10),
-        tagged(&["v2"], 10),
-        tagged(&["v3"], 10),
-        tagged(&["v4", "latest"], 10),
-        tagged(&["v5"], 10),
-    ]
-}
+use crate::support::images::*;
+use crate::support::{
+    call, digest_in as digest_of, manifests_in, manifests_in as manifests, mutating_requests, prune, world, Tool, PRUNE,
+};
 
 #[test]
 fn each_rule_alone_and_together() {
@@ -124,121 +56,6 @@ fn latest_is_kept_and_partial_tag_deletion_keeps_the_manifest() {
     assert_eq!(manifests, 3, "no manifest deleted");
 }
 
-/// The default world plus v2.0.0 and v3.0.0, deployed one after the other by do-deploy.
-fn deployed_history() -> Sim {
-    let sim = sim(20);
-    sim.push(do_sim::DEFAULT_REGISTRY, "web", "v2.0.0", 1_000_000).unwrap();
-    sim.push(do_sim::DEFAULT_REGISTRY, "web", "v3.0.0", 1_000_000).unwrap();
-    for tag in ["v2.0.0", "v3.0.0"] {
-        Tool::against(DEPLOY, &sim)
-            .args(["--app", "example-app", "--repository", "web", "--tag", tag, "--interval", "20ms"])
-            .run()
-            .assert_code(0);
-    }
-    sim
-}
-
-#[test]
-fn deployed_digests_are_kept_active_pending_and_rollback_targets() {
-    let sim = deployed_history();
-    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "1"]).run();
-    run.assert_code(0);
-    assert!(kept_reason(&run, "v3.0.0").starts_with("active deployment"), "{}", kept_reason(&run, "v3.0.0"));
-    assert!(kept_reason(&run, "v2.0.0").contains("rollback target"), "{}", kept_reason(&run, "v2.0.0"));
-    assert_eq!(
-        deleted_tags(&run),
-        set(&["v1.0.0", "v1.1.0", "v1.2.0"]),
-        "v1.2.0 (tag-pinned, two deployments back) is beyond --keep-rollback 1"
-    );
-
-    // Two rollback targets: the first deployment's spec used the tag v1.2.0, resolved to its digest.
-    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "2"]).run();
-    assert!(kept_reason(&run, "v1.2.0").contains("rollback target"), "{}", run.stdout);
-    assert_eq!(deleted_tags(&run), set(&["v1.0.0", "v1.1.0"]));
-
-    // A deployment in progress protects its image too.
-    sim.state().apps[0].next_outcome = do_sim::Outcome::Hang;
-    Tool::against(DEPLOY, &sim)
-        .args(["--app", "example-app", "--repository", "web", "--tag", "v1.0.0", "--no-wait"])
-        .run()
-        .assert_code(0);
-    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "2"]).run();
-    let reason = kept_reason(&run, "v1.0.0");
-    assert!(
-        ["pending build", "building", "pending deploy", "deploying"].iter().any(|phase| reason.starts_with(phase)),
-        "{reason}"
-    );
-    assert_eq!(deleted_tags(&run), set(&["v1.1.0"]));
-}
-
-#[test]
-fn an_unreadable_app_aborts_with_nothing_deleted() {
-    let sim = sim(20);
-    let app_id = sim.state().apps[0].id.clone();
-    sim.add_fault(Fault {
-        method: None,
-        path: format!("/v2/apps/{app_id}/deployments"),
-        kind: FaultKind::Status { status: 500, retry_after: None },
-        times: 1000,
-    });
-    let run = prune(&sim).args(["--keep-last", "0", "--execute"]).env("DO_RELEASE_RETRY_MAX_TIME", "200ms").run();
-    run.assert_code(1);
-    assert!(
-        run.stderr.contains("cannot read the deployments of app example-app; nothing was deleted"),
-        "{}",
-        run.stderr
-    );
-    assert!(mutating_requests(&sim).is_empty());
-    assert!(run.stdout.is_empty(), "no prune record claims anything");
-}
-
-#[test]
-fn a_stale_saved_plan_is_refused_entry_by_entry() {
-    let sim = seeded("basic", &[("web", five())], vec![]);
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.json");
-    let run = prune(&sim).args(["--keep-last", "1", "--plan-out", plan.to_str().unwrap()]).run();
-    run.assert_code(0);
-    assert_eq!(deleted_tags(&run), set(&["v1", "v2", "v3", "v4"]));
-    // Since the plan: v2's manifest lost its tag, v3 was re-pushed (its tag moved), v1 was deleted.
-    let snapshot = sim.snapshot();
-    let digest_of = |tag: &str| {
-        snapshot["registries"][0]["repositories"][0]["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["tags"].as_array().unwrap().iter().any(|t| t == tag))
-            .unwrap()["digest"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let (v1, v2, v3) = (digest_of("v1"), digest_of("v2"), digest_of("v3"));
-    let with_manifests = |change: &dyn Fn(&mut Vec<do_sim::state::Manifest>)| {
-        sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(change)
-    };
-    with_manifests(&|manifests| manifests.retain(|m| m.digest != v1));
-    with_manifests(&|manifests| manifests.iter_mut().find(|m| m.digest == v2).unwrap().tags.push("hotfix".into()));
-    sim.push("reg", "web", "v3", 1000).unwrap();
-    let run = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]).run();
-    run.assert_code(0);
-    let record = run.record("prune");
-    let skipped: Vec<(String, String)> = record["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["digest"].as_str().unwrap().to_string(), s["reason"].as_str().unwrap().to_string()))
-        .collect();
-    assert!(skipped.contains(&(v1.clone(), "gone since the plan".to_string())), "{skipped:?}");
-    assert!(skipped.iter().any(|(d, r)| *d == v2 && r.contains("changed since the plan")), "{skipped:?}");
-    assert!(skipped.iter().any(|(d, r)| *d == v3 && r.contains("changed since the plan")), "{skipped:?}");
-    assert_eq!(
-        remaining_tags(&sim),
-        set(&["v2", "hotfix", "v3", "latest", "v5"]),
-        "only v4's tag went; v3 is the new push"
-    );
-}
-
 #[test]
 fn allow_empty_and_max_delete() {
     let sim = seeded("basic", &[("web", vec![tagged(&["v1"], 10), tagged(&["v2"], 10)])], vec![]);
@@ -273,46 +90,6 @@ fn target_usage_deletes_oldest_first_until_under_the_target() {
     assert_eq!(usage["estimated_after_bytes"], 250 * 1024 * 1024);
     assert_eq!(usage["before_percent"], 80.0);
     assert_eq!(usage["estimated_after_percent"], 50.0);
-}
-
-#[test]
-fn gc_starts_with_an_explicit_safe_type_after_a_running_gc_ends() {
-    let sim = seeded("basic", &[("web", five())], vec![]);
-    let run = prune(&sim).args(["--keep-last", "3", "--execute"]).run();
-    run.assert_code(0);
-    let posts: Vec<_> = sim.requests().into_iter().filter(|r| r.method == "POST").collect();
-    assert_eq!(posts.len(), 1);
-    assert_eq!(posts[0].url, "/v2/registries/reg/garbage-collection", "the registries family, as godo does");
-    assert_eq!(posts[0].status, 201);
-    assert_eq!(
-        serde_json::from_str::<Value>(posts[0].body.as_deref().unwrap()).unwrap(),
-        json!({"type": "unreferenced blobs only"})
-    );
-    let gc = run.record("prune")["gc"].clone();
-    assert_eq!(gc["type"], "unreferenced blobs only");
-    assert_eq!(gc["already_running"], false);
-
-    // A GC already running: the registry is read-only, so do-prune waits for it, deletes, and
-    // starts its own.
-    let sim = seeded("basic", &[("web", five())], vec![]);
-    sim.start_gc_with("reg", &[("scanning manifests", 300)], "succeeded").unwrap();
-    let run = prune(&sim).args(["--keep-last", "3", "--execute", "--gc", "wait"]).run();
-    run.assert_code(0);
-    assert!(
-        run.stderr.contains("the registry is read-only until it ends, so waiting before deleting"),
-        "{}",
-        run.stderr
-    );
-    let log = sim.requests();
-    let first_delete = log.iter().position(|r| r.method == "DELETE").unwrap();
-    assert!(
-        log[..first_delete].iter().filter(|r| r.url.ends_with("/garbage-collection")).count() >= 2,
-        "it looked until the GC ended"
-    );
-    assert!(log.iter().all(|r| r.method != "DELETE" || r.status == 204), "no delete was refused as read-only");
-    let gc = run.record("prune")["gc"].clone();
-    assert_eq!((gc["already_running"].clone(), gc["status"].clone()), (json!(false), json!("succeeded")));
-    assert_eq!(sim.snapshot()["registries"][0]["garbage_collections"].as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -365,56 +142,6 @@ fn more_than_200_manifests_across_pages_and_a_repository_with_a_slash() {
     assert_eq!(remaining_tags(&sim), set(&["new", "keep"]));
     let reads = sim.registry_requests().into_iter().filter(|r| r.url.contains("/v2/reg/team/web/manifests/")).count();
     assert_eq!(reads, 1, "team/web's kept manifest, read by its full name");
-}
-
-#[test]
-fn digests_named_on_the_input_are_protected() {
-    let sim = seeded("basic", &[("web", five())], vec![]);
-    let digest =
-        sim.snapshot()["registries"][0]["repositories"][0]["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let image =
-        format!(r#"{{"kind":"image","v":1,"data":{{"registry":"reg","repository":"web","digest":"{digest}"}}}}"#);
-    let tag = r#"{"kind":"tag","v":1,"data":{"tag":"v2","version":"2.0.0","commit":"abc"}}"#;
-    let run = prune(&sim).args(["--keep-last", "0"]).stdin(format!("{image}\n{tag}\n")).run();
-    run.assert_code(0);
-    assert_eq!(kept_reason(&run, "v1"), "named by the image record");
-    assert_eq!(kept_reason(&run, "v2"), "tag v2 named by the tag record");
-    assert_eq!(deleted_tags(&run), set(&["v3", "v4"]), "v5 is the newest");
-    assert!(run.stdout.starts_with(&image), "the input passes through first");
-}
-
-#[test]
-fn a_needed_untagged_manifest_survives_the_gc_and_an_untagged_gc_type_is_refused() {
-    let sim = seeded("basic", &[("web", vec![tagged(&["v1"], 10), tagged(&["v2"], 10)])], vec![]);
-    let v1 = sim.snapshot()["registries"][0]["repositories"][0]["manifests"][0]["digest"].as_str().unwrap().to_string();
-    // A deployment runs v1 by digest, then its tag moves away.
-    add_app(
-        &sim,
-        json!({"name": "shop", "services": [{"name": "web", "image": {"registry_type": "DOCR", "repository": "web", "digest": v1}}]}),
-    );
-    sim.push("reg", "web", "v1", 1000).unwrap();
-    let refused = prune(&sim)
-        .args(["--keep-last", "1", "--execute", "--gc-type", "untagged manifests and unreferenced blobs"])
-        .run();
-    refused.assert_code(2);
-    assert!(
-        refused.stderr.contains("refusing --gc-type") && refused.stderr.contains("must stay"),
-        "{}",
-        refused.stderr
-    );
-    assert!(mutating_requests(&sim).is_empty(), "nothing was deleted");
-
-    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "wait"]).run();
-    run.assert_code(0);
-    assert_eq!(deleted_tags(&run), set(&["v2"]));
-    assert_eq!(run.record("prune")["gc"]["type"], "unreferenced blobs only");
-    let reader = crate::support::registry_reader(&sim, "reg");
-    crate::support::fully_readable(&reader, "web", &v1).expect("the deployed untagged image survives GC");
-}
-
-/// Adds an app with an ACTIVE deployment of `spec` to a running simulator.
-fn add_app(sim: &Sim, spec: Value) {
-    sim.add_app(spec, true);
 }
 
 #[test]
@@ -492,4 +219,316 @@ fn listing_at_any_concurrency_plans_exactly_the_same_prune() {
     for concurrency in ["4", "16"] {
         assert_eq!(planned(concurrency), sequential, "--concurrency {concurrency}");
     }
+}
+
+#[test]
+fn untagged_manifests_within_the_grace_period_or_with_an_unreadable_time_stay() {
+    let sim = web(vec![
+        json!({"tags": [], "size_bytes": 1024, "updated_at": "yesterday-ish"}),
+        json!({"tags": ["v1"], "size_bytes": 1024}),
+    ]);
+    // One pushed a minute ago, untagged (a push in progress).
+    let pushed = do_sim::content::image("in flight", 512);
+    let digest = pushed.digest.clone();
+    sim.state().store("reg", "web", vec![pushed], None, std::time::Instant::now()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let a_minute_ago = do_core::duration::format_epoch(now - 60);
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        manifests.iter_mut().find(|m| m.digest == digest).unwrap().updated_at = a_minute_ago.clone();
+    });
+    let run = prune(&sim).args(["--keep-last", "1"]).run();
+    run.assert_code(0);
+    let web = &run.record("prune")["repositories"][0];
+    assert_eq!(web["untagged_kept"]["count"], 2, "{web}");
+    assert!(web["deleted"].as_array().unwrap().is_empty(), "{web}");
+    // Without the grace period, the recent one goes; the unreadable time still keeps the other.
+    let run = prune(&sim).args(["--keep-last", "1", "--untagged-grace", "30s"]).run();
+    let web = &run.record("prune")["repositories"][0];
+    assert_eq!(
+        (web["untagged_kept"]["count"].as_u64(), web["deleted"].as_array().unwrap().len()),
+        (Some(1), 1),
+        "{web}"
+    );
+}
+
+#[test]
+fn deletions_stop_at_the_deadline_and_the_rest_are_never_sent() {
+    let sim = web(releases(10));
+    // Each deletion takes 600 ms: nine of them take 5.4 s, and planning takes a fraction of a
+    // second, so the 3 s deadline falls between deletions.
+    sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: "/v2/registries/reg/repositories/web/digests/".into(),
+        kind: FaultKind::Latency { ms: 600 },
+        times: 1000,
+    });
+    let run = prune(&sim)
+        .args(["--keep-last", "1", "--execute", "--gc", "off", "--concurrency", "1", "--timeout", "3s"])
+        .run();
+    run.assert_code(3);
+    let record = run.record("prune");
+    let not_attempted: Vec<String> = record["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["error"].as_str().unwrap_or("").starts_with("not attempted: the deadline"))
+        .map(|f| f["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!not_attempted.is_empty(), "some deletions were left for after the deadline: {record}");
+    let sent: Vec<String> =
+        mutating_requests(&sim).into_iter().filter(|r| r.method == "DELETE").map(|r| r.url).collect();
+    assert!(!sent.is_empty(), "some deletions were made before it");
+    for digest in &not_attempted {
+        assert!(!sent.iter().any(|url| url.ends_with(digest.as_str())), "{digest} was sent after all");
+        assert!(manifests_in(&sim, "web").iter().any(|m| m["digest"] == digest.as_str()), "{digest} is still there");
+    }
+    assert!(run.stderr.contains("the deadline (--timeout) passed before every deletion was made"), "{}", run.stderr);
+}
+
+#[test]
+fn a_repository_that_changed_since_it_was_listed_is_planned_again() {
+    let sim = repositories(vec![("web", vec![image(&["v1"], 1), image(&["v2"], 1), image(&["v3"], 1)])], json!({}));
+    let v2 = digest_of(&sim, "web", "v2");
+    // The look for a running GC right before deleting takes a while.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries/reg/garbage-collection$".into(),
+        kind: FaultKind::Latency { ms: 800 },
+        times: 1,
+    });
+    let child = std::thread::spawn({
+        let tool = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]);
+        move || tool.run()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.registry_requests().iter().all(|r| !r.url.contains("/manifests/")) {
+        assert!(Instant::now() < deadline, "do-prune never read a manifest");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A release tags v2 again as a hotfix while do-prune plans.
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        for manifest in manifests {
+            if manifest.digest == v2 {
+                manifest.tags.push("hotfix".into());
+            }
+        }
+    });
+    let run = child.join().unwrap();
+    run.assert_code(0);
+    assert!(run.stderr.contains("web changed since it was listed; planning it again"), "{}", run.stderr);
+    assert!(present(&sim, "web").contains(&v2), "a manifest whose tags changed is not deleted on the old plan");
+}
+
+#[test]
+fn a_list_answer_without_its_list_fails_closed() {
+    for body in [json!({}), json!({"apps": null}), json!({"apps": null, "meta": {"total": 3}})] {
+        let sim = repositories(vec![("web", vec![image(&["v1"], 1), image(&["v2"], 1)])], json!({}));
+        sim.add_fault(Fault {
+            method: Some("GET".into()),
+            path: "/v2/apps".into(),
+            kind: FaultKind::Body { status: 200, body: body.clone() },
+            times: 1,
+        });
+        let run = prune(&sim).args(["--keep-last", "0", "--execute"]).run();
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("has no apps list") && run.stderr.contains("nothing was deleted"),
+            "{body}: {}",
+            run.stderr
+        );
+        assert!(mutating_requests(&sim).is_empty(), "{body}");
+    }
+    // The API leaves an empty list out and says so: an account without apps.
+    let sim = repositories(vec![("web", vec![image(&["v1"], 1), image(&["v2"], 1)])], json!({}));
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/apps".into(),
+        kind: FaultKind::Body { status: 200, body: json!({"meta": {"total": 0}}) },
+        times: 1,
+    });
+    prune(&sim).args(["--keep-last", "0", "--execute", "--gc", "off"]).run().assert_code(0);
+    assert_eq!(present(&sim, "web").len(), 1);
+
+    // A deployments page without its list.
+    let sim = repositories(vec![("web", vec![image(&["v1"], 1), image(&["v2"], 1)])], json!({}));
+    let app = add_app(&sim, app_on("shop", "web", json!({"tag": "v1"})));
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/apps/{app}/deployments"),
+        kind: FaultKind::Body { status: 200, body: json!({"links": {}}) },
+        times: 1,
+    });
+    let run = prune(&sim).args(["--keep-last", "0", "--execute"]).run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("cannot read the deployments of app shop"), "{}", run.stderr);
+    assert!(mutating_requests(&sim).is_empty());
+}
+
+#[test]
+fn target_usage_counts_what_the_listing_holds_so_a_second_run_deletes_nothing_more() {
+    // Starter: 500 MiB included. 8 images of 50 MiB (80%); target 50%.
+    let sim =
+        world::registry("starter", vec![("web", (1..=8).map(|i| image(&[&format!("v{i}")], 50)).collect())]).start();
+    let first = prune(&sim).args(["--keep-last", "2", "--target-usage", "50", "--execute", "--gc", "off"]).run();
+    first.assert_code(0);
+    assert_eq!(deleted(&first).len(), 3, "150 MiB, oldest first");
+    let usage = first.record("prune")["usage"].clone();
+    assert_eq!(
+        (usage["before_bytes"].clone(), usage["estimated_after_bytes"].clone()),
+        (json!(400 * 1024 * 1024), json!(250 * 1024 * 1024))
+    );
+    // No GC ran, so the registry still reports 400 MiB; the listing says 250.
+    let second = prune(&sim).args(["--keep-last", "2", "--target-usage", "50", "--execute", "--gc", "off"]).run();
+    second.assert_code(0);
+    assert_eq!(second.record("prune")["usage"]["reported_bytes"], 400 * 1024 * 1024);
+    assert!(deleted(&second).is_empty(), "already at the target: {}", second.stdout);
+
+    // The registry object without a subscription (the by-name answer has none): the
+    // subscription endpoint gives the included storage.
+    let registries = json!({"registries": [{"name": "reg", "region": "fra1", "storage_usage_bytes": 1}]});
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries$".into(),
+        kind: FaultKind::Body { status: 200, body: registries.clone() },
+        times: 1,
+    });
+    let run = prune(&sim).args(["--keep-last", "1", "--target-usage", "40"]).run();
+    run.assert_code(0);
+    assert_eq!(run.record("prune")["usage"]["included_bytes"], 524_288_000);
+    // Neither gives it: --target-usage cannot work.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries$".into(),
+        kind: FaultKind::Body { status: 200, body: registries },
+        times: 1,
+    });
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries/subscription".into(),
+        kind: FaultKind::Status { status: 404, retry_after: None },
+        times: 1,
+    });
+    let before = mutating_requests(&sim).len();
+    let run = prune(&sim).args(["--keep-last", "1", "--target-usage", "40", "--execute"]).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("--target-usage needs the subscription's included storage"), "{}", run.stderr);
+    assert_eq!(mutating_requests(&sim).len(), before);
+}
+
+#[test]
+fn a_manifest_whose_time_cannot_be_read_counts_as_newest() {
+    let sim = repositories(
+        vec![(
+            "web",
+            vec![
+                image(&["old"], 1),
+                image(&["no-zone"], 1),
+                image(&["empty"], 1),
+                image(&["number"], 1),
+                image(&["fresh"], 1),
+            ],
+        )],
+        json!({}),
+    );
+    {
+        let mut state = sim.state();
+        let web = state.registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap();
+        web.edit(|manifests| {
+            for manifest in manifests {
+                match manifest.tags[0].as_str() {
+                    "no-zone" => manifest.updated_at = "2026-11-29 10:00".into(),
+                    "empty" => manifest.updated_at = String::new(),
+                    _ => {}
+                }
+            }
+        });
+    }
+    // The API answering a number where a timestamp belongs.
+    let mut listing: Value =
+        call(&sim, "GET", "/v2/registries/reg/repositories/web/digests?per_page=200", None, Some("tok")).1;
+    for manifest in listing["manifests"].as_array_mut().unwrap() {
+        if manifest["tags"][0] == "number" {
+            manifest["updated_at"] = json!(1_700_000_000);
+        }
+        if manifest["tags"][0] == "old" {
+            manifest["updated_at"] = json!("2020-01-01T00:00:00Z");
+        }
+    }
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/registries/reg/repositories/web/digests".into(),
+        kind: FaultKind::Body { status: 200, body: listing },
+        times: 2,
+    });
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-within", "30d", "--execute", "--gc", "off"]).run();
+    run.assert_code(0);
+    let gone: Vec<String> = deleted(&run).iter().map(|d| d["tags"][0].as_str().unwrap().to_string()).collect();
+    assert_eq!(gone, ["old"]);
+    for odd in ["\"2026-11-29 10:00\"", "\"\"", "\"1700000000\""] {
+        assert!(
+            run.stderr.contains("cannot be read, so it counts as newest") && run.stderr.contains(odd),
+            "{odd}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn two_prunes_at_once_with_different_keep_tags_leave_the_newest_tagged_manifest() {
+    let sim = repositories(
+        vec![("web", vec![image(&["release-1"], 1), image(&["v1"], 1), image(&["v2"], 1), image(&["v3"], 1)])],
+        json!({}),
+    );
+    let newest = digest_of(&sim, "web", "v3");
+    // Slow deletions, so that both runs plan before either deletes.
+    sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: "/v2/registries/reg/".into(),
+        kind: FaultKind::Latency { ms: 300 },
+        times: 100,
+    });
+    let spawn = |pattern: &str| {
+        let tool = prune(&sim).args([
+            "--keep-last",
+            "0",
+            "--keep-tag",
+            pattern,
+            "--execute",
+            "--gc",
+            "off",
+            "--concurrency",
+            "1",
+        ]);
+        std::thread::spawn(move || tool.run())
+    };
+    let (keep_releases, keep_versions) = (spawn("release-.*"), spawn("v.*"));
+    keep_releases.join().unwrap().assert_code(0);
+    keep_versions.join().unwrap().assert_code(0);
+    let left: Vec<Value> = manifests(&sim, "web").into_iter().filter(|m| m["tags"] != json!([])).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["digest"], newest.as_str(), "both kept the newest");
+}
+
+#[test]
+fn two_thousand_manifests_cost_the_listing_the_reads_and_1400_deletions() {
+    let figures = xtask::bench::prune_economy(&crate::bench_binaries(), 1).unwrap();
+    assert_eq!(figures.manifests, 2000);
+    assert_eq!(figures.deletions, 1400, "{figures:#?}");
+    assert_eq!((figures.remaining, figures.expected_remaining), (600, 600), "{figures:#?}");
+    assert_eq!(figures.manifest_reads, figures.manifest_read_bound, "{figures:#?}");
+    assert_eq!(figures.manifest_read_bound, 1300);
+    assert_eq!((figures.listing_pages, figures.app_reads, figures.gc_calls), (21, 4, 2), "{figures:#?}");
+    assert_eq!(
+        (figures.other_api_requests, figures.registry_auth_requests, figures.referrers_probes),
+        (2, 2, 1),
+        "{figures:#?}"
+    );
+    assert_eq!(
+        figures.api_requests,
+        figures.listing_pages + figures.app_reads + figures.deletions + figures.gc_calls + figures.other_api_requests,
+        "nothing else was asked"
+    );
+    assert_eq!(figures.recorded_requests as usize, figures.api_requests, "the record counts every request");
+    assert_eq!(figures.total_requests, figures.lower_bound, "{figures:#?}");
+    assert!(figures.within_bounds());
 }

@@ -1,14 +1,20 @@
-//! Every rule that decides which images App Platform still needs, pinned by a test through the
-//! real binary: what each deployment phase protects, how many superseded deployments stay
-//! protected for a rollback, the spec alone, and `--protect-app`, which checks an app but never
-//! narrows protection to it.
+//! What App Platform still needs is never deleted: every rule that decides it, pinned through
+//! the real binary (what each deployment phase protects, how many superseded deployments stay
+//! protected for a rollback, the spec alone, `--protect-app`, which checks an app but never
+//! narrows protection to it, protection records from the input, deployments that start while
+//! the registry is read).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
-use crate::support::{mutating_requests, world, Run, Tool, PRUNE};
+use crate::support::images::*;
+use crate::support::{
+    call, digest_in as digest_of, fully_readable, mutating_requests, prune, registry_reader, sim, world, Run, Tool,
+    DEPLOY, PRUNE,
+};
 
 fn world(tags: &[&str]) -> Sim {
     let manifests: Vec<Value> = tags.iter().map(|t| json!({"tags": [t], "size_bytes": 1024})).collect();
@@ -24,7 +30,7 @@ fn spec(name: &str, repository: &str, image: Value) -> Value {
 }
 
 /// Adds an app (with an ACTIVE deployment of its spec unless `active` is false); returns its id.
-fn add_app(sim: &Sim, spec: Value, active: bool) -> String {
+fn add_app_as(sim: &Sim, spec: Value, active: bool) -> String {
     sim.add_app(spec, active)
 }
 
@@ -67,14 +73,10 @@ fn kept_tags(run: &Run) -> BTreeSet<String> {
     kept(run).into_iter().map(|(tag, _)| tag).collect()
 }
 
-fn set(tags: &[&str]) -> BTreeSet<String> {
-    tags.iter().map(|t| t.to_string()).collect()
-}
-
 #[test]
 fn each_deployment_phase_protects_what_it_runs() {
     let sim = world(&["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"]);
-    let app = add_app(&sim, spec("shop", "web", json!({"tag": "v8"})), false);
+    let app = add_app_as(&sim, spec("shop", "web", json!({"tag": "v8"})), false);
     list_deployments(
         &sim,
         &app,
@@ -125,7 +127,7 @@ fn superseded_deployments_stay_protected_up_to_keep_rollback_of_those_that_were_
     ];
     for (keep_rollback, protected) in cases {
         let sim = world(&["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]);
-        let app = add_app(&sim, spec("shop", "web", json!({"tag": "v9"})), false);
+        let app = add_app_as(&sim, spec("shop", "web", json!({"tag": "v9"})), false);
         list_deployments(&sim, &app, history());
         let run = plan(&sim, &["--keep-rollback", keep_rollback]);
         assert_eq!(kept_tags(&run), set(protected), "--keep-rollback {keep_rollback}");
@@ -160,7 +162,7 @@ fn keep_rollback_counts_distinct_images_so_redeploys_never_push_the_real_rollbac
     ];
     for (keep_rollback, protected) in cases {
         let sim = world(&["v0.9.0", "v1.0.0", "v1.1.0", "v1.2.0"]);
-        let app = add_app(&sim, spec("shop", "web", json!({"tag": "v1.2.0"})), false);
+        let app = add_app_as(&sim, spec("shop", "web", json!({"tag": "v1.2.0"})), false);
         list_deployments(&sim, &app, history());
         let run = plan(&sim, &["--keep-rollback", keep_rollback]);
         assert_eq!(kept_tags(&run), set(protected), "--keep-rollback {keep_rollback}");
@@ -179,10 +181,10 @@ fn the_spec_alone_protects_by_tag_and_by_digest_and_only_in_its_registry() {
         .as_str()
         .unwrap()
         .to_string();
-    let by_tag = add_app(&sim, spec("shop", "web", json!({"tag": "v1"})), false);
-    let by_digest = add_app(&sim, spec("blog", "web", json!({"digest": digest})), false);
-    let elsewhere = add_app(&sim, spec("other", "web", json!({"tag": "v3", "registry": "another-registry"})), false);
-    let hub = add_app(
+    let by_tag = add_app_as(&sim, spec("shop", "web", json!({"tag": "v1"})), false);
+    let by_digest = add_app_as(&sim, spec("blog", "web", json!({"digest": digest})), false);
+    let elsewhere = add_app_as(&sim, spec("other", "web", json!({"tag": "v3", "registry": "another-registry"})), false);
+    let hub = add_app_as(
         &sim,
         json!({"name": "hub", "services": [{"name": "svc", "image": {"registry_type": "DOCKER_HUB", "registry": "library", "repository": "web", "tag": "v4"}}]}),
         false,
@@ -199,14 +201,14 @@ fn the_spec_alone_protects_by_tag_and_by_digest_and_only_in_its_registry() {
 #[test]
 fn protect_app_checks_the_app_and_never_narrows_protection() {
     let sim = world(&["v1", "v2", "v3"]);
-    let shop = add_app(&sim, spec("shop", "web", json!({"tag": "v3"})), true);
-    add_app(&sim, spec("backend", "web", json!({"tag": "v1"})), true);
-    add_app(
+    let shop = add_app_as(&sim, spec("shop", "web", json!({"tag": "v3"})), true);
+    add_app_as(&sim, spec("backend", "web", json!({"tag": "v1"})), true);
+    add_app_as(
         &sim,
         json!({"name": "static", "static_sites": [{"name": "site", "github": {"repo": "x/y", "branch": "main"}}]}),
         true,
     );
-    add_app(&sim, spec("elsewhere", "web", json!({"tag": "v2", "registry": "another-registry"})), true);
+    add_app_as(&sim, spec("elsewhere", "web", json!({"tag": "v2", "registry": "another-registry"})), true);
     // By name and by id: the other app's image stays all the same.
     for named in ["shop", shop.as_str()] {
         let run = Tool::against(PRUNE, &sim)
@@ -258,7 +260,7 @@ fn protect_app_checks_the_app_and_never_narrows_protection() {
 #[test]
 fn an_app_that_left_the_registry_still_protects_its_rollback_targets() {
     let sim = world(&["v1", "v2", "v3"]);
-    let app = add_app(
+    let app = add_app_as(
         &sim,
         json!({"name": "moved", "services": [{"name": "svc", "image": {"registry_type": "GHCR", "registry": "org", "repository": "web", "tag": "v9"}}]}),
         false,
@@ -273,4 +275,253 @@ fn an_app_that_left_the_registry_still_protects_its_rollback_targets() {
     );
     let run = plan(&sim, &["--keep-rollback", "1"]);
     assert_eq!(kept_tags(&run), set(&["v2"]));
+}
+
+#[test]
+fn deployed_digests_are_kept_active_pending_and_rollback_targets() {
+    let sim = deployed_history();
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "1"]).run();
+    run.assert_code(0);
+    assert!(kept_reason(&run, "v3.0.0").starts_with("active deployment"), "{}", kept_reason(&run, "v3.0.0"));
+    assert!(kept_reason(&run, "v2.0.0").contains("rollback target"), "{}", kept_reason(&run, "v2.0.0"));
+    assert_eq!(
+        deleted_tags(&run),
+        set(&["v1.0.0", "v1.1.0", "v1.2.0"]),
+        "v1.2.0 (tag-pinned, two deployments back) is beyond --keep-rollback 1"
+    );
+
+    // Two rollback targets: the first deployment's spec used the tag v1.2.0, resolved to its digest.
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "2"]).run();
+    assert!(kept_reason(&run, "v1.2.0").contains("rollback target"), "{}", run.stdout);
+    assert_eq!(deleted_tags(&run), set(&["v1.0.0", "v1.1.0"]));
+
+    // A deployment in progress protects its image too.
+    sim.state().apps[0].next_outcome = do_sim::Outcome::Hang;
+    Tool::against(DEPLOY, &sim)
+        .args(["--app", "example-app", "--repository", "web", "--tag", "v1.0.0", "--no-wait"])
+        .run()
+        .assert_code(0);
+    let run = prune(&sim).args(["--keep-last", "0", "--keep-rollback", "2"]).run();
+    let reason = kept_reason(&run, "v1.0.0");
+    assert!(
+        ["pending build", "building", "pending deploy", "deploying"].iter().any(|phase| reason.starts_with(phase)),
+        "{reason}"
+    );
+    assert_eq!(deleted_tags(&run), set(&["v1.1.0"]));
+}
+
+#[test]
+fn an_unreadable_app_aborts_with_nothing_deleted() {
+    let sim = sim(20);
+    let app_id = sim.state().apps[0].id.clone();
+    sim.add_fault(Fault {
+        method: None,
+        path: format!("/v2/apps/{app_id}/deployments"),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = prune(&sim).args(["--keep-last", "0", "--execute"]).env("DO_RELEASE_RETRY_MAX_TIME", "200ms").run();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("cannot read the deployments of app example-app; nothing was deleted"),
+        "{}",
+        run.stderr
+    );
+    assert!(mutating_requests(&sim).is_empty());
+    assert!(run.stdout.is_empty(), "no prune record claims anything");
+}
+
+#[test]
+fn digests_named_on_the_input_are_protected() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    let digest =
+        sim.snapshot()["registries"][0]["repositories"][0]["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let image =
+        format!(r#"{{"kind":"image","v":1,"data":{{"registry":"reg","repository":"web","digest":"{digest}"}}}}"#);
+    let tag = r#"{"kind":"tag","v":1,"data":{"tag":"v2","version":"2.0.0","commit":"abc"}}"#;
+    let run = prune(&sim).args(["--keep-last", "0"]).stdin(format!("{image}\n{tag}\n")).run();
+    run.assert_code(0);
+    assert_eq!(kept_reason(&run, "v1"), "named by the image record");
+    assert_eq!(kept_reason(&run, "v2"), "tag v2 named by the tag record");
+    assert_eq!(deleted_tags(&run), set(&["v3", "v4"]), "v5 is the newest");
+    assert!(run.stdout.starts_with(&image), "the input passes through first");
+}
+
+#[test]
+fn the_apps_own_deployments_protect_when_its_deployment_list_lacks_them() {
+    let sim = web(releases(3));
+    let app = sim.add_app(do_sim::default_app_spec("shop", "web", "v1"), true);
+    // The spec moves on to v3, but the app's ACTIVE deployment still runs v1: the list is empty.
+    let mut state = sim.state();
+    let found = state.apps.iter_mut().find(|a| a.id == app).unwrap();
+    found.spec["services"][0]["image"]["tag"] = json!("v3");
+    drop(state);
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/apps/{app}/deployments"),
+        kind: FaultKind::Body { status: 200, body: json!({"deployments": [], "meta": {"total": 0}}) },
+        times: 10,
+    });
+    let run = prune(&sim).args(["--keep-last", "0", "--allow-empty"]).run();
+    run.assert_code(0);
+    let kept: Vec<String> = run.record("prune")["repositories"][0]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| format!("{} {}", k["tags"][0].as_str().unwrap_or(""), k["reason"].as_str().unwrap()))
+        .collect();
+    assert!(kept.iter().any(|k| k.starts_with("v1 deployment ") && k.ends_with("of app shop")), "{kept:?}");
+    assert!(kept.iter().any(|k| k.starts_with("v3 in the spec of app shop")), "{kept:?}");
+}
+
+#[test]
+fn a_repository_scoped_run_still_protects_the_whole_registry() {
+    let (sim, pinned) = deployed_untagged_in_api();
+    let refused =
+        prune(&sim).args(["--repository", "web", "--keep-last", "1", "--execute", "--gc-type", UNTAGGED_GC]).run();
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("of api must stay") && refused.stderr.contains("backend"), "{}", refused.stderr);
+    assert!(mutating_requests(&sim).is_empty());
+    let run = prune(&sim).args(["--repository", "web", "--keep-last", "1", "--execute", "--gc", "wait"]).run();
+    run.assert_code(0);
+    assert!(
+        sim.requests().iter().all(|r| r.method != "DELETE" || r.url.contains("/repositories/web/")),
+        "only web is pruned"
+    );
+    fully_readable(&registry_reader(&sim, "reg"), "api", &pinned).unwrap();
+}
+
+#[test]
+fn a_deployment_that_starts_while_the_registry_is_read_is_kept() {
+    let sim = repositories(
+        vec![("web", vec![image(&["v1"], 1), image(&["v2"], 1), image(&["v3"], 1), image(&["v4"], 1)])],
+        json!({}),
+    );
+    let app = add_app(&sim, app_on("shop", "web", json!({"tag": "v4"})));
+    let v1 = digest_of(&sim, "web", "v1");
+    // The first manifest read takes a while: the apps were read just before it.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/reg/web/manifests/".into(),
+        kind: FaultKind::Latency { ms: 1500 },
+        times: 1,
+    });
+    let child = std::thread::spawn({
+        let tool = prune(&sim).args(["--keep-last", "1", "--keep-rollback", "0", "--execute", "--gc", "off"]);
+        move || tool.run()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sim.requests().iter().any(|r| r.url.starts_with(&format!("/v2/apps/{app}/deployments"))) {
+        assert!(Instant::now() < deadline, "do-prune never read the apps");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Someone deploys v1 by digest while do-prune reads manifests.
+    let (status, _) = call(
+        &sim,
+        "PUT",
+        &format!("/v2/apps/{app}"),
+        Some(json!({"spec": app_on("shop", "web", json!({"digest": v1}))})),
+        Some("tok"),
+    );
+    assert_eq!(status, 200);
+    let run = child.join().unwrap();
+    run.assert_code(0);
+    assert!(present(&sim, "web").contains(&v1), "the image being deployed was not deleted");
+    let record = run.record("prune");
+    let rechecked = record["kept_at_recheck"].as_array().unwrap();
+    assert_eq!(rechecked.len(), 1, "{record}");
+    assert_eq!(rechecked[0]["digest"], v1.as_str());
+    assert!(rechecked[0]["reason"].as_str().unwrap().contains("deployment"), "{rechecked:?}");
+    assert!(run.stderr.contains("kept at the re-check before deleting"), "{}", run.stderr);
+}
+
+#[test]
+fn every_form_of_protection_record_is_understood_and_a_bad_one_stops_everything() {
+    let sim = repositories(vec![("web", (1..=7).map(|i| image(&[&format!("v{i}")], 1)).collect())], json!({}));
+    let d = |tag: &str| digest_of(&sim, "web", tag);
+    let upper = d("v2").to_uppercase().replace("SHA256", "sha256");
+    let records = [
+        format!(r#"{{"kind":"image","v":1,"data":{{"registry":"reg","repository":"reg/web","digest":"{}"}}}}"#, d("v1")),
+        format!(r#"{{"kind":"image","v":1,"data":{{"registry":"reg","repository":"web","digest":"  {upper} "}}}}"#),
+        format!(r#"{{"kind":"image","v":1,"data":{{"registry":"reg","repository":"registry.digitalocean.com/reg/web","digest":"{}","image":"registry.digitalocean.com/reg/web:v4"}}}}"#, d("v3")),
+        r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"image":"web:v5","components":[{"image_after":"docker_hub:library/nginx:1"}]}}"#.to_string(),
+    ];
+    let run = prune(&sim).args(["--keep-last", "0"]).stdin(records.join("\n")).run();
+    run.assert_code(0);
+    let kept: BTreeSet<String> = run.record("prune")["repositories"][0]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["tags"][0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kept,
+        ["v1", "v2", "v3", "v4", "v5", "v7"].iter().map(|s| s.to_string()).collect(),
+        "v7 is the newest; only v6 goes"
+    );
+
+    let bad =
+        r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"image":"web@sha256:nothex"}}"#;
+    let sim = repositories(vec![("web", vec![image(&["v1"], 1), image(&["v2"], 1)])], json!({}));
+    let run = prune(&sim).args(["--keep-last", "0", "--execute"]).stdin(format!("{}\n{bad}\n", records[0])).run();
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("input line 2: deploy record") && run.stderr.contains("invalid digest"),
+        "{}",
+        run.stderr
+    );
+    assert!(sim.requests().is_empty(), "exit 2 before any request");
+}
+
+#[test]
+fn a_protection_record_protects_in_its_own_repository_and_registry_only() {
+    // web and api both have an "old" image; a newer one keeps each repository non-empty.
+    let both = || vec![image(&["old"], 1), image(&["new"], 1)];
+    let sim = repositories(vec![("web", both()), ("api", both())], json!({}));
+    let records = [
+        // api's old, deployed: protects api:old, not web:old.
+        r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"image":"api:old"}}"#
+            .to_string(),
+        // web's old digest, but in another registry: protects nothing here.
+        format!(
+            r#"{{"kind":"image","v":1,"data":{{"registry":"other-registry","repository":"web","digest":"{}"}}}}"#,
+            digest_of(&sim, "web", "old")
+        ),
+    ];
+    // Unless --registry says this registry is meant, a record of another one is a mistake: exit 2.
+    let run = prune(&sim).args(["--keep-last", "1", "--execute"]).stdin(records.join("\n")).run();
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("input line 2: the record names web@… in registry other-registry, not reg")
+            && run.stderr.contains("pass --registry reg"),
+        "{}",
+        run.stderr
+    );
+    assert!(mutating_requests(&sim).is_empty(), "nothing was deleted");
+    let run = prune(&sim).args(["--keep-last", "1", "--registry", "reg"]).stdin(records.join("\n")).run();
+    run.assert_code(0);
+    assert!(run.stderr.contains("it protects nothing here"), "{}", run.stderr);
+    let record = run.record("prune");
+    let repository =
+        |name: &str| record["repositories"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone();
+    let deleted_tags = |name: &str| -> Vec<String> {
+        repository(name)["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d["all_tags"].as_array().unwrap().clone())
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(deleted_tags("web"), ["old"], "web:old is named by no record of this registry's web");
+    assert!(deleted_tags("api").is_empty(), "api:old is deployed");
+    let api_old = repository("api")["kept"].as_array().unwrap().iter().find(|k| k["tags"][0] == "old").unwrap().clone();
+    assert_eq!(api_old["reason"], "deployed by the deploy record");
+
+    // A host with a port is not a repository, and its port is never read as a tag.
+    let bad =
+        r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"image":"localhost:5000/web"}}"#;
+    let run = prune(&sim).args(["--keep-last", "1"]).stdin(bad).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("invalid repository name \"localhost:5000/web\""), "{}", run.stderr);
 }

@@ -173,3 +173,55 @@ fn do_deploy_and_do_prune_hand_state_between_phases_as_values_not_through_a_lock
         ["2: cache: Mutex<Vec<u8>>,", "3: use std::cell::RefCell;"]
     );
 }
+
+/// The tests and items a document names as `module::name` (or `module::group::name`), with
+/// the line.
+fn named_items(text: &str) -> Vec<(usize, String, String)> {
+    let pattern = regex::Regex::new(r"`([a-z_]+)::(?:[a-z_]+::)?([a-z0-9_]+)`").unwrap();
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for c in pattern.captures_iter(line) {
+            found.push((n + 1, c[1].to_string(), c[2].to_string()));
+        }
+    }
+    found
+}
+
+/// The source files a module name may be: a test file, a support module, a crate's module
+/// and the unit tests beside it.
+fn files_of_module(module: &str) -> Vec<PathBuf> {
+    let root = workspace();
+    let mut candidates =
+        vec![root.join(format!("tests/it/{module}.rs")), root.join(format!("tests/it/{module}/mod.rs"))];
+    // A module's unit tests may live beside it, in `{module}_tests/`.
+    let beside = format!("{module}_tests");
+    candidates.extend(rust_sources().into_iter().filter(|p| {
+        p.file_stem().is_some_and(|s| s == module)
+            || p.parent().and_then(|d| d.file_name()).is_some_and(|d| *d == *beside)
+    }));
+    candidates.into_iter().filter(|p| p.is_file()).collect()
+}
+
+#[test]
+fn every_test_the_documents_name_exists_where_they_say() {
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for document in ["RELIABILITY.md", "ARCHITECTURE.md", "README.md"] {
+        let text = std::fs::read_to_string(workspace().join(document)).unwrap();
+        for (line, module, name) in named_items(&text) {
+            checked += 1;
+            let defines =
+                |source: &str| source.contains(&format!("fn {name}(")) || source.contains(&format!("mod {name}"));
+            let found = files_of_module(&module).iter().any(|f| defines(&std::fs::read_to_string(f).unwrap()));
+            if !found {
+                missing.push(format!("{document}:{line}: {module}::{name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "the documents name tests that are not where they say: {missing:#?}");
+    assert!(checked > 100, "only {checked} test names were found in the documents");
+    assert_eq!(
+        named_items("see `prune::each_rule_alone_and_together` and `faults::prune::burst_5xx`, not `x`"),
+        [(1, "prune".into(), "each_rule_alone_and_together".into()), (1, "faults".into(), "burst_5xx".into())]
+    );
+}

@@ -1,5 +1,6 @@
 //! Running the real binaries against an in-process simulator.
 
+pub mod images;
 pub mod tls;
 pub mod world;
 
