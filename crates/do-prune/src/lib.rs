@@ -166,24 +166,29 @@ fn prune(
     if let Some(path) = &s.plan_out {
         saved::write_plan(ctx, path, &record.repositories)?;
     }
-    if !s.execute {
-        return dry_run(ctx, record, &registry_client, output);
-    }
-    // Apply: the record is written whatever happens from here on.
-    let outcome = apply::apply(
-        ctx,
-        &mut planned,
-        &gathered.listings,
-        (&reader, &mut reads),
-        limit.as_ref(),
-        &gc_type,
-        &mut record,
-    );
+    let outcome = if s.execute {
+        // Apply: the record is written whatever happens from here on.
+        apply::apply(
+            ctx,
+            &mut planned,
+            &gathered.listings,
+            (&reader, &mut reads),
+            limit.as_ref(),
+            &gc_type,
+            &mut record,
+        )
+    } else {
+        tell_running_gc(ctx)?;
+        Ok(Exit::Done)
+    };
     record.repositories = planned.iter().map(|p| p.plan.clone()).collect();
     record.requests = ctx.client.requests_made();
     record.registry_requests = registry_client.requests_made();
     output.emit("prune", RECORD_VERSION, &record)?;
     report::github_outputs(&record)?;
+    if !s.execute {
+        ctx.progress.info("dry run: nothing was deleted; add --execute to delete");
+    }
     exit_of(&record, outcome?)
 }
 
@@ -263,27 +268,19 @@ fn warn_about(ctx: &Ctx, planned: &[Planned], reads: &AllReads) -> (usize, bool)
     (unlisted, indexes_read)
 }
 
-fn dry_run(
-    ctx: &Ctx,
-    mut record: PruneRecord,
-    registry_client: &RegistryClient,
-    output: &mut Output<std::io::Stdout>,
-) -> anyhow::Result<Exit> {
+/// A dry run says when a GC runs, which an executed run would wait out.
+fn tell_running_gc(ctx: &Ctx) -> anyhow::Result<()> {
     if let Some(gc) = apply::active_gc(ctx.client, &ctx.registry)? {
         ctx.progress.info(&format!(
             "garbage collection {} is running ({}); an executed prune waits for it before deleting",
             gc.uuid, gc.status
         ));
     }
-    record.requests = ctx.client.requests_made();
-    record.registry_requests = registry_client.requests_made();
-    output.emit("prune", RECORD_VERSION, &record)?;
-    report::github_outputs(&record)?;
-    ctx.progress.info("dry run: nothing was deleted; add --execute to delete");
-    blocked_error(&record).map_or(Ok(Exit::Done), Err)
+    Ok(())
 }
 
-/// The exit an executed run calls for, with the message that goes with it.
+/// The exit the run calls for, with the message that goes with it (a dry run's is 0 unless a
+/// repository was blocked).
 fn exit_of(record: &PruneRecord, exit: Exit) -> anyhow::Result<Exit> {
     if !record.failed.is_empty() {
         return Err(anyhow::anyhow!(
