@@ -76,8 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         return do_core::cli::print_completions::<Cli>(shell, TOOL);
     }
     do_core::cli::check_duration("--timeout", cli.timeout, false)?;
-    let deadline = std::time::Instant::now() + cli.timeout;
-    let input = cli.io.read_input(deadline)?;
+    let do_core::start::Start { deadline, input, .. } = do_core::start::begin(&cli.io, cli.timeout)?;
     check_flags(&cli)?;
     let progress = cli.io.progress(TOOL);
     let git = Git::open(&cli.dir, deadline, progress.clone())?;
