@@ -1,8 +1,7 @@
-//! do-deploy against concurrent activity and answers shaped like the real API's (issue 11's
-//! findings), and the check of the release after ACTIVE. Each finding is a test that failed
-//! before: a rollback over a newer deployment, two runs of one image, normalised specs and an
-//! update answer without `pending_deployment`, an HTML 524 or a 204 after the update was applied,
-//! and a deadline that did not bound the update.
+//! do-deploy follows only its own deployment and never rolls back over newer work, whatever
+//! else happens to the app meanwhile (another image, a redeploy, a second run, an answer shaped
+//! like the real API's, a lost answer, the deadline), and a release is checked after ACTIVE.
+//! Each guard of the rollback is pinned alone.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! `cargo xtask release` checks before anything irreversible (issue 13): a build that cannot
+//! `cargo xtask release` checks before anything irreversible: a build that cannot
 //! run, a token or app that cannot work, an image tag built from another commit; a failing
 //! build leaves no tag; docker credentials reach the push only; the xtask and a plain cargo
 //! build share one build.
