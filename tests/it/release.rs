@@ -389,6 +389,98 @@ fn github_actions_outputs_summaries_and_annotations() {
     assert!(outputs.ends_with(")\nDO_RELEASE_EOF\n"), "{outputs}");
 }
 
+/// The keys a tool wrote to `$GITHUB_OUTPUT` (`key=value`, or `key<<DELIMITER` lines up to the
+/// delimiter).
+fn output_keys(text: &str) -> std::collections::BTreeSet<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((key, delimiter)) = line.split_once("<<") {
+            keys.insert(key.to_string());
+            lines.by_ref().find(|l| *l == delimiter);
+        } else if let Some((key, _)) = line.split_once('=') {
+            keys.insert(key.to_string());
+        }
+    }
+    keys
+}
+
+/// The keys a `--help` lists under "GitHub Actions outputs".
+fn help_keys(help: &str) -> std::collections::BTreeSet<String> {
+    let key = regex::Regex::new(r"^  ([a-z_]+)  ").unwrap();
+    help.lines()
+        .skip_while(|l| !l.starts_with("GitHub Actions outputs"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| key.captures(l).map(|c| c[1].to_string()))
+        .collect()
+}
+
+/// The keys README's outputs table lists for `tool`.
+fn readme_keys(tool: &str) -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let row =
+        readme.lines().find(|l| l.starts_with(&format!("| {tool} | "))).unwrap_or_else(|| panic!("no {tool} row"));
+    let key = regex::Regex::new(r"`([a-z_]+)`").unwrap();
+    key.captures_iter(row).map(|c| c[1].to_string()).collect()
+}
+
+#[test]
+fn every_github_output_a_tool_writes_is_named_in_its_help_and_in_the_readme() {
+    let sim = sim(30);
+    let dir = tempfile::tempdir().unwrap();
+    let github = |tool: &str, name: &str| {
+        let output = dir.path().join(name);
+        let run = Tool::against(tool, &sim).env("GITHUB_ACTIONS", "true").env("GITHUB_OUTPUT", &output);
+        (run, output)
+    };
+    let written = |(tool, output): (Tool, PathBuf)| {
+        tool.run().assert_code(0);
+        output_keys(&std::fs::read_to_string(output).unwrap())
+    };
+    let spec = dir.path().join("app.yaml");
+    std::fs::write(&spec, "name: example-app\nservices:\n  - name: web\n    image:\n      registry_type: DOCR\n      repository: web\n      tag: v1.1.0\n").unwrap();
+    let (deploy, deploy_out) = github(DEPLOY, "deploy");
+    let (preview, preview_out) = github(DEPLOY, "preview");
+    let mut deploy_keys = written((
+        deploy.args(["--app", "example-app", "--repository", "web", "--tag", "v1.1.0", "--interval", "30ms"]),
+        deploy_out,
+    ));
+    deploy_keys.extend(written((
+        preview.args(["--spec", spec.to_str().unwrap(), "--delete-preview", "pr-1", "--dry-run"]),
+        preview_out,
+    )));
+    let (login, login_out) = github(LOGIN, "login");
+    let login = login.args(["--docker-config", dir.path().join("docker").to_str().unwrap()]).env("HOME", dir.path());
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["commit", "-q", "--allow-empty", "-m", "feat: first"]);
+    let (tag, tag_out) = github(DO_TAG, "tag");
+    let tag = tag.env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@do-release.invalid").args([
+        "-C",
+        repo.path().to_str().unwrap(),
+        "--no-push",
+    ]);
+    let each = [
+        ("do-gc-wait", GC_WAIT, written(github(GC_WAIT, "gc-wait"))),
+        ("do-tag", DO_TAG, written((tag, tag_out))),
+        ("do-login", LOGIN, written((login, login_out))),
+        ("do-deploy", DEPLOY, deploy_keys),
+        ("do-prune", PRUNE, written((github(PRUNE, "prune").0.args(["--keep-last", "1"]), dir.path().join("prune")))),
+    ];
+    let summary = dir.path().join("summary.md");
+    let dry_run = Tool::against(PRUNE, &sim).env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary);
+    dry_run.args(["--keep-last", "1"]).run().assert_code(0);
+    let markdown = std::fs::read_to_string(&summary).unwrap();
+    assert!(markdown.contains("The plan would free about ") && !markdown.contains(" freed after GC"), "{markdown}");
+    for (name, binary, keys) in each {
+        assert!(keys.len() >= 2, "{name} wrote {keys:?}");
+        let help = Tool::new(binary).args(["--help"]).run().stdout;
+        assert_eq!(help_keys(&help), keys, "{name} --help names other outputs than it writes:\n{help}");
+        assert_eq!(readme_keys(name), keys, "README's row for {name} names other outputs than it writes");
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .current_dir(dir)

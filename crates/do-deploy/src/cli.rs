@@ -72,6 +72,17 @@ Output: the input records, then one record
   (--delete-preview: {\"kind\":\"preview-delete\",\"v\":1,\"data\":{\"app_name\",\"app_id\",\"preview\",
    \"deleted\",\"dry_run\",\"outcome\"}})
 
+GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
+  app_id         the app's id
+  deployment_id  the deployment made or followed (empty in a dry run)
+  phase          its last phase (ACTIVE, ERROR, ...)
+  digest         the image's digest (sha256:...)
+  image          the image deployed, repository@digest
+  changed        true when the app's spec changed
+  app_name       the app's name (with --delete-preview: the preview's)
+  live_url       the app's live URL (empty when it has none)
+  deleted        with --delete-preview: true when the preview was deleted
+
 Exit codes:
   0  the deployment is ACTIVE and the check passed (also: already running this image, or
      --no-wait/--dry-run)

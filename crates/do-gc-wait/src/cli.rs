@@ -20,6 +20,11 @@ Output: the input records, then one record
   {\"kind\":\"gc-wait\",\"v\":1,\"data\":{\"registry\",\"outcome\",\"waited_ms\",\"polls\",\"gc\",\"cancelled\"}}
   outcome: clear (none ran) | succeeded | failed | cancelled | ended (how is unknown) | timeout
 
+GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
+  registry    the registry waited on
+  gc_outcome  the record's outcome: clear, succeeded, failed, cancelled, ended or timeout
+  waited_ms   how long it waited
+
 Exit codes:
   0  no GC is running (also when one ended failed or cancelled: the registry is writable)
   1  failed: API error (auth, network, server), with the request id

@@ -26,6 +26,10 @@ Output: the input records, then one record
   {\"kind\":\"login\",\"v\":1,\"data\":{\"registry\",\"host\",\"read_write\",\"expires_at\",\"config\",\"logged_out\"}}
   With --print, stdout is the docker config JSON alone and no input is read.
 
+GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
+  docker_config  the directory of the docker config written (for DOCKER_CONFIG)
+  expires_at     when the credentials expire (RFC 3339)
+
 Exit codes:
   0  logged in (or out)
   1  failed: API error (auth, network, server), or the config could not be written

@@ -49,6 +49,14 @@ Examples:
   do-prune --keep-tag 'release-.*' --target-usage 80 --execute
   do-prune --keep-last 5 --plan-out plan.json && do-prune --apply plan.json --execute
 
+GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
+  deleted_count  deletions made (0 in a dry run)
+  planned_count  deletions in the plan
+  freed_bytes    bytes the plan frees once GC has run, from the listing; in a dry run, what it
+                 would free
+  dry_run        true unless --execute
+  gc_uuid        the garbage collection started (empty when none)
+
 Exit codes:
   0  done (also: nothing to delete)
   1  failed: API error, some deletions failed, or GC did not start (all listed in the record)

@@ -257,7 +257,12 @@ pub fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
             artifacts_deleted
         ));
     }
-    summary.push_str(&format!("\nAbout {} freed after GC", size(freed)));
+    if record.dry_run {
+        summary
+            .push_str(&format!("\nThe plan would free about {} after GC (dry run: nothing was deleted)", size(freed)));
+    } else {
+        summary.push_str(&format!("\nAbout {} freed after GC", size(freed)));
+    }
     if let Some(gc) = &record.gc {
         match (&gc.uuid, &gc.error) {
             (_, Some(error)) => summary.push_str(&format!("; garbage collection failed: {error}")),

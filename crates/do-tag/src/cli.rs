@@ -35,6 +35,14 @@ Output: the input records, then one record
   {\"kind\":\"tag\",\"v\":1,\"data\":{\"tag\",\"version\",\"previous_tag\",\"commit\",\"remote\",
    \"created\",\"pushed\",\"bump\",\"why\",\"dry_run\",\"notes\"}}
 
+GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
+  tag           the tag (made, found on HEAD, or the previous one when nothing is released)
+  version       its version, without the prefix
+  previous_tag  the tag before it (empty when none)
+  created       true when this run made the tag
+  pushed        true when this run pushed it
+  notes         the release notes (Markdown, several lines)
+
 Exit codes:
   0  done (also: HEAD already tagged and pushed)
   1  failed: a git error, or the remote refused the push (the local tag stays; rerun to push)
