@@ -242,6 +242,7 @@ fn polling_and_request_settings_outside_their_bounds_are_usage_errors() {
         ),
         (DEPLOY, vec!["--app", "example-app", "--redeploy", "--interval", "0s"], "--interval 0ms is out of range"),
         (PRUNE, vec!["--interval", "0s"], "--interval 0ms is out of range"),
+        (PRUNE, [&remote[..], &["--max-interval", "200ms"]].concat(), "--max-interval 200ms is out of range: give 1s"),
         (GC_WAIT, [&remote[..], &["--interval", "500ms"]].concat(), "--interval 500ms is out of range: give 1s to 1d"),
         (
             DEPLOY,

@@ -434,8 +434,11 @@ fn every_github_output_a_tool_writes_is_named_in_its_help_and_in_the_readme() {
         let run = Tool::against(tool, &sim).env("GITHUB_ACTIONS", "true").env("GITHUB_OUTPUT", &output);
         (run, output)
     };
+    let records = std::cell::RefCell::new(Vec::new());
     let written = |(tool, output): (Tool, PathBuf)| {
-        tool.run().assert_code(0);
+        let run = tool.run();
+        run.assert_code(0);
+        records.borrow_mut().extend(run.records());
         output_keys(&std::fs::read_to_string(output).unwrap())
     };
     let spec = dir.path().join("app.yaml");
@@ -478,7 +481,26 @@ fn every_github_output_a_tool_writes_is_named_in_its_help_and_in_the_readme() {
         let help = Tool::new(binary).args(["--help"]).run().stdout;
         assert_eq!(help_keys(&help), keys, "{name} --help names other outputs than it writes:\n{help}");
         assert_eq!(readme_keys(name), keys, "README's row for {name} names other outputs than it writes");
+        // The record's fields, as the help's Output line names them.
+        for (kind, fields) in help_records(&help) {
+            let record = records.borrow().iter().find(|r| r["kind"] == kind.as_str()).cloned();
+            let record = record.unwrap_or_else(|| panic!("{name} wrote no {kind} record"));
+            let written: std::collections::BTreeSet<String> =
+                record["data"].as_object().unwrap().keys().cloned().collect();
+            assert_eq!(fields, written, "{name} --help's Output names other fields than its {kind} record has");
+        }
     }
+}
+
+/// Each record `--help`'s Output section shows, with the fields it names.
+fn help_records(help: &str) -> Vec<(String, std::collections::BTreeSet<String>)> {
+    let joined: String = help.lines().map(str::trim).collect();
+    let record = regex::Regex::new(r#"\{"kind":"([a-z-]+)","v":\d+,"data":\{([^}]*)\}"#).unwrap();
+    let field = regex::Regex::new(r#""([a-z_]+)""#).unwrap();
+    record
+        .captures_iter(&joined)
+        .map(|c| (c[1].to_string(), field.captures_iter(&c[2]).map(|f| f[1].to_string()).collect()))
+        .collect()
 }
 
 fn git(dir: &Path, args: &[&str]) {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use do_core::api::{has_status, is_ambiguous, segment};
 use do_core::poll::{Check, Poller};
@@ -152,7 +152,7 @@ fn wait_for_gc(ctx: &Ctx) -> anyhow::Result<()> {
     ));
     let poller = Poller {
         interval: ctx.settings.interval,
-        max_interval: ctx.settings.interval.max(Duration::from_secs(60)),
+        max_interval: ctx.settings.max_interval,
         deadline: ctx.deadline,
     };
     let polled = poller.run(ctx.progress, || match active_gc(ctx.client, &ctx.registry)? {
@@ -288,7 +288,7 @@ fn garbage_collect(ctx: &Ctx, gc_type: &str) -> anyhow::Result<(GcReport, Exit)>
     let uuid = started.uuid.clone().unwrap_or_default();
     let poller = Poller {
         interval: ctx.settings.interval,
-        max_interval: ctx.settings.interval.max(Duration::from_secs(60)),
+        max_interval: ctx.settings.max_interval,
         deadline: ctx.deadline,
     };
     let list_path = format!("{}/garbage-collections?page=1&per_page=20", ctx.registry_path);

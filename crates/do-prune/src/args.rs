@@ -28,6 +28,7 @@ pub(crate) struct Settings {
     pub gc_type: String,
     pub concurrency: u16,
     pub interval: Duration,
+    pub max_interval: Duration,
     pub quiet: bool,
     pub verbose: bool,
     /// Images the input records protect, and the tags they name.
@@ -42,7 +43,10 @@ pub(crate) struct Settings {
 }
 
 pub(crate) fn settings(cli: &Cli, input: &Input) -> anyhow::Result<Settings> {
-    do_core::start::check_durations(&cli.api, &[("--timeout", cli.timeout), ("--interval", cli.interval)])?;
+    do_core::start::check_durations(
+        &cli.api,
+        &[("--timeout", cli.timeout), ("--interval", cli.interval), ("--max-interval", cli.max_interval)],
+    )?;
     if let Some(registry) = &cli.registry {
         validate::registry_name(registry)?;
     }
@@ -88,6 +92,7 @@ pub(crate) fn settings(cli: &Cli, input: &Input) -> anyhow::Result<Settings> {
         gc_type: cli.gc_type.clone(),
         concurrency: cli.concurrency,
         interval: cli.interval,
+        max_interval: cli.max_interval,
         quiet: cli.io.quiet,
         verbose: cli.io.verbose,
         references,

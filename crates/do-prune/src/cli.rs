@@ -49,6 +49,13 @@ Examples:
   do-prune --keep-tag 'release-.*' --target-usage 80 --execute
   do-prune --keep-last 5 --plan-out plan.json && do-prune --apply plan.json --execute
 
+Output: the input records, then one record
+  {\"kind\":\"prune\",\"v\":2,\"data\":{\"registry\",\"dry_run\",\"policy\",\"usage\",\"repositories\",\"failed\",
+   \"skipped\",\"kept_at_recheck\",\"index_children_listed\",\"referrers_api\",\"gc\",\"requests\",
+   \"registry_requests\"}}
+  each repository: name, kept (digest, tags, reason), deleted (digest, tags, all_tags, bytes,
+  action, reason), untagged_kept, blocked, artifacts; ARCHITECTURE.md lists every field
+
 GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
   deleted_count  deletions made (0 in a dry run)
   planned_count  deletions in the plan
@@ -163,9 +170,14 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// First pause between looks at a GC with --gc wait
+    /// First pause between looks at a GC (one running before deleting, or ours with --gc wait);
+    /// it grows by half each time up to --max-interval
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub interval: Duration,
+
+    /// Longest pause between looks at a GC
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_interval: Duration,
 
     #[command(flatten)]
     pub api: ApiArgs,

@@ -33,7 +33,7 @@ Examples:
 
 Output: the input records, then one record
   {\"kind\":\"tag\",\"v\":1,\"data\":{\"tag\",\"version\",\"previous_tag\",\"commit\",\"remote\",
-   \"created\",\"pushed\",\"bump\",\"why\",\"dry_run\",\"notes\"}}
+   \"created\",\"pushed\",\"on_remote\",\"bump\",\"why\",\"dry_run\",\"notes\"}}
 
 GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
   tag           the tag (made, found on HEAD, or the previous one when nothing is released)
