@@ -255,6 +255,14 @@ fn conventional_commits_decide_the_auto_bump() {
     repo.tag("v0.4.1");
     repo.commit_pushed("feat!: x");
     assert_eq!(tagged(&repo.do_tag().args(["--bump", "auto", "--major-zero-breaking"]).run())["tag"], "v1.0.0");
+
+    // auto is the default, as in cargo xtask release and scripts/release.sh: a feature is minor.
+    let repo = Repo::new();
+    repo.tag("v1.4.0");
+    repo.commit_pushed("feat: y");
+    let plain = tagged(&repo.do_tag().args(["--dry-run"]).run());
+    assert_eq!((plain["tag"].as_str(), plain["bump"].as_str()), (Some("v1.5.0"), Some("minor")));
+    assert_eq!(tagged(&repo.do_tag().args(["--dry-run", "--bump", "patch"]).run())["tag"], "v1.4.1");
 }
 
 /// Runs do-tag expecting a refusal: exit 2, the message, and no ref changed anywhere.

@@ -150,11 +150,8 @@ fn wait_for_gc(ctx: &Ctx) -> anyhow::Result<()> {
         "garbage collection {} is running ({}); the registry is read-only until it ends, so waiting before deleting",
         running.uuid, running.status
     ));
-    let poller = Poller {
-        interval: ctx.settings.interval,
-        max_interval: ctx.settings.max_interval,
-        deadline: ctx.deadline,
-    };
+    let poller =
+        Poller { interval: ctx.settings.interval, max_interval: ctx.settings.max_interval, deadline: ctx.deadline };
     let polled = poller.run(ctx.progress, || match active_gc(ctx.client, &ctx.registry)? {
         Some(gc) => Ok(Check::Waiting(format!("garbage collection {} is {}", gc.uuid, gc.status))),
         None => Ok(Check::Done(())),
@@ -286,11 +283,8 @@ fn garbage_collect(ctx: &Ctx, gc_type: &str) -> anyhow::Result<(GcReport, Exit)>
         return Ok((started, Exit::Done));
     }
     let uuid = started.uuid.clone().unwrap_or_default();
-    let poller = Poller {
-        interval: ctx.settings.interval,
-        max_interval: ctx.settings.max_interval,
-        deadline: ctx.deadline,
-    };
+    let poller =
+        Poller { interval: ctx.settings.interval, max_interval: ctx.settings.max_interval, deadline: ctx.deadline };
     let list_path = format!("{}/garbage-collections?page=1&per_page=20", ctx.registry_path);
     let polled = poller.run(ctx.progress, || match active_gc(ctx.client, &ctx.registry)? {
         Some(gc) if gc.uuid == uuid && !gc.status.is_terminal() => {

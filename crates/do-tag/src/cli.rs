@@ -23,7 +23,8 @@ Refused with exit 2 and nothing changed, unless overridden:
   upstream branch (--push-branch pushes it first, --allow-unpushed skips the check)
 
 Examples:
-  do-tag --bump auto                       # feat: minor, fix: patch, feat!: major
+  do-tag                                   # feat: minor, fix: patch, feat!: major
+  do-tag --bump patch                      # always a patch release
   do-tag --bump minor --pre rc             # v1.3.0-rc.1, then v1.3.0-rc.2
   do-tag --set-version 2.0.0 --message 'Release 2.0'
   do-tag --dry-run --no-push -C ../my-app --notes-file notes.md
@@ -69,9 +70,10 @@ pub struct Cli {
     #[arg(long, value_name = "X.Y.Z", default_value = "0.1.0")]
     pub initial: semver::Version,
 
-    /// Which part to bump; auto reads conventional commits since the last tag (none since it, in
-    /// --path: nothing to release, no tag, the record's bump is "none")
-    #[arg(long, value_enum, default_value_t = Bump::Patch)]
+    /// Which part to bump; auto (the default, as in cargo xtask release and scripts/release.sh)
+    /// reads conventional commits since the last tag: feat minor, feat! major, anything else
+    /// patch; none since it (in --path): nothing to release, no tag, the record's bump is "none"
+    #[arg(long, value_enum, default_value_t = Bump::Auto)]
     pub bump: Bump,
 
     /// Set the version instead of bumping (it must be above the highest tag)
@@ -106,7 +108,8 @@ pub struct Cli {
     #[arg(long)]
     pub allow_unpushed: bool,
 
-    /// Create a new tag even if HEAD already carries a version tag
+    /// Create a new tag even if HEAD already carries a version tag (with auto and no commit since
+    /// the last tag: a patch)
     #[arg(long)]
     pub new_tag: bool,
 

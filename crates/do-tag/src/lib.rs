@@ -239,7 +239,9 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
     let (bump, why) = match cli.bump {
         Bump::Auto => {
             let commits = git.commits_since(Some(&previous.name), &cli.paths)?;
-            if commits.is_empty() {
+            if commits.is_empty() && cli.new_tag {
+                (Bump::Patch, format!("patch: --new-tag with no commit since {}", previous.name))
+            } else if commits.is_empty() {
                 let scope = if cli.paths.is_empty() { String::new() } else { format!(" in {}", cli.paths.join(", ")) };
                 return Ok(Plan {
                     version: previous.version.clone(),
@@ -250,8 +252,9 @@ fn plan_version(cli: &Cli, git: &Git, previous: Option<&VersionTag>, on_head: &[
                     ignored_head_tag,
                     nothing: true,
                 });
+            } else {
+                bump_from_commits(&commits, Some(&previous.version), cli.major_zero_breaking, &previous.name)
             }
-            bump_from_commits(&commits, Some(&previous.version), cli.major_zero_breaking, &previous.name)
         }
         explicit => (explicit, format!("{explicit}: --bump {explicit} from {}", previous.name)),
     };
