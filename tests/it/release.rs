@@ -44,7 +44,7 @@ impl World {
     }
 
     pub(crate) fn config(&self) -> Config {
-        Config { poll_interval: "30ms".into(), gc_timeout: "20s".into(), ..xtask::demo::config() }
+        Config { interval: "30ms".into(), gc_timeout: "20s".into(), ..xtask::demo::config() }
     }
 
     pub(crate) fn run(&self, execute: bool, config: Config) -> Outcome {

@@ -105,7 +105,7 @@ fn the_token_appears_in_no_output_record_plan_report_or_github_file() {
     let repo = xtask::demo::app_repository(scratch.path()).unwrap();
     let env = crate::support::release_env(world_sim.url(), MARKED);
     let options = xtask::release::Options {
-        config: xtask::config::Config { poll_interval: "30ms".into(), ..xtask::demo::config() },
+        config: xtask::config::Config { interval: "30ms".into(), ..xtask::demo::config() },
         repo_dir: repo,
         execute: true,
         binaries: crate::release_binaries(),
@@ -305,11 +305,7 @@ fn a_release_whose_deployment_logs_the_token_saves_no_credential() {
     let repo = xtask::demo::app_repository(scratch.path()).unwrap();
     let env = crate::support::release_env(sim.url(), SECRET);
     let options = xtask::release::Options {
-        config: xtask::config::Config {
-            poll_interval: "30ms".into(),
-            rollback_on_failure: true,
-            ..xtask::demo::config()
-        },
+        config: xtask::config::Config { interval: "30ms".into(), rollback_on_failure: true, ..xtask::demo::config() },
         repo_dir: repo,
         execute: true,
         binaries: crate::release_binaries(),

@@ -121,7 +121,9 @@ output is saved under target/xtask/release-TAG/.
 
 Run it from the do-release checkout (where the cargo xtask alias lives), with -C naming the
 app repository; DIR/do-release.toml holds the settings, and every key can be overridden by
-the flag of the same name.
+the flag of the same name (a flag's default is its key's, listed below). A flag that feeds a
+tool's flag has that flag's name (--prefix, --interval, --keep-last, --rollback-on-failure);
+the two timeouts say whose --timeout they are.
 
 The token comes from DIGITALOCEAN_ACCESS_TOKEN (scopes: registry read and update, app read
 and update); DIGITALOCEAN_API_URL points the tools at another API (a do-sim on 127.0.0.1).
@@ -176,9 +178,9 @@ pub struct ReleaseArgs {
     /// Release only from a branch matching GLOB (repeatable)
     #[arg(long = "allow-branch", value_name = "GLOB")]
     pub allow_branch: Vec<String>,
-    /// The prefix of version tags
-    #[arg(long, value_name = "PREFIX")]
-    pub tag_prefix: Option<String>,
+    /// The prefix of version tags (do-tag --prefix)
+    #[arg(long, value_name = "PREFIX", alias = "tag-prefix")]
+    pub prefix: Option<String>,
     /// Count only commits touching DIR for the version and the notes (repeatable)
     #[arg(long = "path", value_name = "DIR")]
     pub paths: Vec<String>,
@@ -212,10 +214,10 @@ pub struct ReleaseArgs {
     /// The GC type ("unreferenced blobs only" unless nothing needs an untagged manifest)
     #[arg(long, value_name = "TYPE")]
     pub gc_type: Option<String>,
-    /// How long to wait for a running GC before the push
+    /// How long to wait for a running GC before the push (do-gc-wait --timeout)
     #[arg(long, value_name = "DURATION")]
     pub gc_timeout: Option<String>,
-    /// How long to follow the deployment
+    /// How long to follow the deployment (do-deploy --timeout)
     #[arg(long, value_name = "DURATION")]
     pub deploy_timeout: Option<String>,
     /// After ACTIVE, ask this path of the app's live URL until it answers 200
@@ -224,10 +226,13 @@ pub struct ReleaseArgs {
     /// And expect the released tag in this header (x-app-version, say)
     #[arg(long, value_name = "HEADER")]
     pub check_version_header: Option<String>,
-    /// Roll back when the deployment or its check fails (true or false)
-    #[arg(long, value_name = "BOOL")]
-    pub rollback_on_failure: Option<bool>,
-    /// The first pause between looks at GC and deployments
-    #[arg(long, value_name = "DURATION")]
-    pub poll_interval: Option<String>,
+    /// Roll back when the deployment or its check fails (the default)
+    #[arg(long, overrides_with = "no_rollback_on_failure")]
+    pub rollback_on_failure: bool,
+    /// Do not roll back when the deployment or its check fails
+    #[arg(long, overrides_with = "rollback_on_failure")]
+    pub no_rollback_on_failure: bool,
+    /// The first pause between looks at GC and deployments (the tools' --interval)
+    #[arg(long, value_name = "DURATION", alias = "poll-interval")]
+    pub interval: Option<String>,
 }

@@ -15,7 +15,7 @@ pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but reposito
   components = []               # only these components; [] = all that run the repository
   remote = "origin"             # git remote for the tag
   allow_branch = []             # release only from branches matching these globs; [] = any
-  tag_prefix = "v"              # "api/v" for one app of several in the repository
+  prefix = "v"                  # the tags' prefix (do-tag --prefix); "api/v" for one app of several
   paths = []                    # with it, only commits touching these paths count (bump, notes)
   bump = "auto"                 # patch | minor | major | auto (conventional commits)
   builder = "docker"            # docker | commands | simulator
@@ -28,12 +28,12 @@ pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but reposito
   keep_rollback = 2             # do-prune --keep-rollback
   gc = "start"                  # start | wait | off, after pruning
   gc_type = "unreferenced blobs only"   # an untagged type only if nothing needs an untagged manifest
-  gc_timeout = "30m"            # how long to wait for a running GC before pushing
-  deploy_timeout = "30m"
+  gc_timeout = "30m"            # how long to wait for a running GC before pushing (do-gc-wait --timeout)
+  deploy_timeout = "30m"        # how long to follow the deployment (do-deploy --timeout)
   check_path = ""               # after ACTIVE, GET this path on the app's live URL ("" = no check)
   check_version_header = ""     # and expect the released tag in this header, e.g. "x-app-version"
-  rollback_on_failure = true
-  poll_interval = "5s"          # first pause between looks at GC and deployments
+  rollback_on_failure = true    # do-deploy --rollback-on-failure (--no-rollback-on-failure: false)
+  interval = "5s"               # first pause between looks at GC and deployments (the tools' --interval)
 "#;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -47,7 +47,8 @@ pub struct Config {
     pub components: Vec<String>,
     pub remote: String,
     pub allow_branch: Vec<String>,
-    pub tag_prefix: String,
+    #[serde(alias = "tag_prefix")]
+    pub prefix: String,
     pub paths: Vec<String>,
     pub bump: String,
     pub builder: String,
@@ -64,7 +65,8 @@ pub struct Config {
     pub check_path: String,
     pub check_version_header: String,
     pub rollback_on_failure: bool,
-    pub poll_interval: String,
+    #[serde(alias = "poll_interval")]
+    pub interval: String,
 }
 
 impl Default for Config {
@@ -79,7 +81,7 @@ impl Default for Config {
             components: Vec::new(),
             remote: "origin".into(),
             allow_branch: Vec::new(),
-            tag_prefix: "v".into(),
+            prefix: "v".into(),
             paths: Vec::new(),
             bump: "auto".into(),
             builder: "docker".into(),
@@ -104,7 +106,7 @@ impl Default for Config {
             check_path: String::new(),
             check_version_header: String::new(),
             rollback_on_failure: true,
-            poll_interval: "5s".into(),
+            interval: "5s".into(),
         }
     }
 }
@@ -169,7 +171,7 @@ impl Config {
                 "build and push must be commands, like [\"docker\", \"push\", \"{{image}}\"]"
             );
         }
-        for duration in [&self.gc_timeout, &self.deploy_timeout, &self.poll_interval] {
+        for duration in [&self.gc_timeout, &self.deploy_timeout, &self.interval] {
             do_core::duration::parse_duration(duration).map_err(|e| anyhow::anyhow!(e))?;
         }
         anyhow::ensure!(
@@ -186,6 +188,68 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The settings of a release: the file's (`read`), each overridden by its flag, checked.
+pub fn with_flags(args: &crate::cli::ReleaseArgs) -> anyhow::Result<Config> {
+    let mut config = read(
+        &args.dir,
+        args.config.as_deref(),
+        args.repository.is_some() && (args.app.is_some() || args.spec.is_some()),
+    )?;
+    let words = |text: &String| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(value) = &args.$field { config.$field = value.clone(); } )* };
+    }
+    set!(
+        registry,
+        repository,
+        app,
+        spec,
+        remote,
+        prefix,
+        bump,
+        builder,
+        keep_within,
+        gc,
+        gc_type,
+        gc_timeout,
+        deploy_timeout,
+        check_path,
+        check_version_header,
+        interval
+    );
+    if let Some(value) = args.keep_last {
+        config.keep_last = value;
+    }
+    if let Some(value) = args.keep_rollback {
+        config.keep_rollback = value;
+    }
+    if args.rollback_on_failure {
+        config.rollback_on_failure = true;
+    }
+    if args.no_rollback_on_failure {
+        config.rollback_on_failure = false;
+    }
+    if let Some(build) = &args.build {
+        config.build = words(build);
+    }
+    if let Some(push) = &args.push {
+        config.push = words(push);
+    }
+    for (list, extra) in [
+        (&mut config.components, &args.components),
+        (&mut config.spec_env, &args.spec_env),
+        (&mut config.allow_branch, &args.allow_branch),
+        (&mut config.paths, &args.paths),
+        (&mut config.keep_tags, &args.keep_tags),
+    ] {
+        if !extra.is_empty() {
+            *list = extra.clone();
+        }
+    }
+    config.check().map_err(|e| do_core::Failure::usage(format!("{e:#}")))?;
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -236,7 +300,7 @@ mod tests {
             "components",
             "remote",
             "allow_branch",
-            "tag_prefix",
+            "prefix",
             "paths",
             "bump",
             "builder",
@@ -253,10 +317,42 @@ mod tests {
             "check_path",
             "check_version_header",
             "rollback_on_failure",
-            "poll_interval",
+            "interval",
         ];
         for key in keys {
             assert!(CONFIG_HELP.contains(&format!("  {key}")), "{key} is not documented");
         }
+    }
+
+    #[test]
+    fn the_flags_shared_with_the_tools_carry_the_tools_names() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "repository = \"web\"\napp = \"shop\"\n").unwrap();
+        let config = |flags: &[&str]| {
+            let mut argv = vec!["cargo xtask", "release", "-C", dir.path().to_str().unwrap()];
+            argv.extend(flags);
+            let crate::cli::Task::Release(args) = crate::cli::Cli::try_parse_from(argv).unwrap().command else {
+                unreachable!()
+            };
+            with_flags(&args).unwrap()
+        };
+        let defaults = config(&[]);
+        assert_eq!(
+            (defaults.prefix.as_str(), defaults.interval.as_str(), defaults.rollback_on_failure),
+            ("v", "5s", true)
+        );
+        let given = config(&["--prefix", "api/v", "--interval", "2s", "--no-rollback-on-failure"]);
+        assert_eq!((given.prefix.as_str(), given.interval.as_str(), given.rollback_on_failure), ("api/v", "2s", false));
+        assert!(
+            config(&["--no-rollback-on-failure", "--rollback-on-failure"]).rollback_on_failure,
+            "the last one wins"
+        );
+        // The names of before still read, in the file and as flags.
+        let old =
+            Config::from_toml("repository = \"web\"\napp = \"a\"\ntag_prefix = \"x/v\"\npoll_interval = \"1s\"\n", "t")
+                .unwrap();
+        assert_eq!((old.prefix.as_str(), old.interval.as_str()), ("x/v", "1s"));
+        assert_eq!(config(&["--tag-prefix", "y/v", "--poll-interval", "3s"]).prefix, "y/v");
     }
 }

@@ -86,7 +86,7 @@ pub fn config() -> Config {
         builder: "simulator".into(),
         keep_last: 3,
         keep_within: String::new(),
-        poll_interval: "300ms".into(),
+        interval: "300ms".into(),
         check_path: "/".into(),
         check_version_header: "x-app-version".into(),
         ..Config::default()

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use xshell::{cmd, Shell};
-use xtask::cli::{Cli, ReleaseArgs, Task};
-use xtask::config::Config;
+use xtask::cli::{Cli, Task};
 use xtask::release::{release, Binaries, Options};
 
 fn main() {
@@ -48,7 +47,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             Ok(())
         }
         Task::Release(args) => {
-            let config = load_config(&args)?;
+            let config = xtask::config::with_flags(&args)?;
             let binaries = Binaries::build(&root)?;
             let options = Options {
                 config,
@@ -131,62 +130,4 @@ fn run(task: Task) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn load_config(args: &ReleaseArgs) -> anyhow::Result<Config> {
-    let mut config = xtask::config::read(
-        &args.dir,
-        args.config.as_deref(),
-        args.repository.is_some() && (args.app.is_some() || args.spec.is_some()),
-    )?;
-    let words = |text: &String| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(value) = &args.$field { config.$field = value.clone(); } )* };
-    }
-    set!(
-        registry,
-        repository,
-        app,
-        spec,
-        remote,
-        tag_prefix,
-        bump,
-        builder,
-        keep_within,
-        gc,
-        gc_type,
-        gc_timeout,
-        deploy_timeout,
-        check_path,
-        check_version_header,
-        poll_interval
-    );
-    if let Some(value) = args.keep_last {
-        config.keep_last = value;
-    }
-    if let Some(value) = args.keep_rollback {
-        config.keep_rollback = value;
-    }
-    if let Some(value) = args.rollback_on_failure {
-        config.rollback_on_failure = value;
-    }
-    if let Some(build) = &args.build {
-        config.build = words(build);
-    }
-    if let Some(push) = &args.push {
-        config.push = words(push);
-    }
-    for (list, extra) in [
-        (&mut config.components, &args.components),
-        (&mut config.spec_env, &args.spec_env),
-        (&mut config.allow_branch, &args.allow_branch),
-        (&mut config.paths, &args.paths),
-        (&mut config.keep_tags, &args.keep_tags),
-    ] {
-        if !extra.is_empty() {
-            *list = extra.clone();
-        }
-    }
-    config.check().map_err(|e| do_core::Failure::usage(format!("{e:#}")))?;
-    Ok(config)
 }

@@ -264,7 +264,7 @@ impl Runner<'_> {
         }
 
         let config = self.config().clone();
-        let interval = config.poll_interval.clone();
+        let interval = config.interval.clone();
         let mut gc_args =
             vec!["--registry".to_string(), self.plan.registry.clone(), "--interval".into(), interval.clone()];
         // A dry run looks once: a running GC is reported, not waited for.
@@ -283,7 +283,7 @@ impl Runner<'_> {
                 "--set-version".into(),
                 self.plan.version.clone(),
                 "--prefix".into(),
-                config.tag_prefix.clone(),
+                config.prefix.clone(),
             ]);
             tag_args.extend(["--remote".into(), config.remote.clone()]);
             for glob in &config.allow_branch {

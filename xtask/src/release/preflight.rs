@@ -49,7 +49,7 @@ impl Runner<'_> {
         // outside allow_branch, a shallow clone, a tag that exists elsewhere.
         let mut tag_args =
             vec!["-C".to_string(), self.options.repo_dir.display().to_string(), "--bump".into(), config.bump.clone()];
-        tag_args.extend(["--prefix".into(), config.tag_prefix.clone(), "--remote".into(), config.remote.clone()]);
+        tag_args.extend(["--prefix".into(), config.prefix.clone(), "--remote".into(), config.remote.clone()]);
         for glob in &config.allow_branch {
             tag_args.extend(["--allow-branch".into(), glob.clone()]);
         }

@@ -70,7 +70,7 @@ impl Runner<'_> {
                 "--registry".to_string(),
                 registry.clone(),
                 "--interval".into(),
-                self.config().poll_interval.clone(),
+                self.config().interval.clone(),
                 "--timeout".into(),
                 self.config().gc_timeout.clone(),
             ];
