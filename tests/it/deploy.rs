@@ -410,6 +410,14 @@ fn bad_flags_are_exit_2_before_any_request() {
     let run = Tool::against(DEPLOY, &sim).args(["--app", "nope", "--repository", "web", "--tag", "v1.0.0"]).run();
     run.assert_code(2);
     assert!(run.stderr.contains("no app named \"nope\"; the account has: example-app"), "{}", run.stderr);
+    // A tag the registry lacks, with the near one it has, or none near.
+    let run = deploy(&sim).args(["--repository", "web", "--tag", "1.1.0"]).run();
+    run.assert_code(2);
+    let expected = "tag 1.1.0 is not in example-registry/web; did you mean v1.1.0? (or push 1.1.0 first)";
+    assert!(run.stderr.contains(expected), "{}", run.stderr);
+    let run = deploy(&sim).args(["--repository", "web", "--tag", "release-9"]).run();
+    run.assert_code(2);
+    assert!(run.stderr.contains("tag release-9 is not in example-registry/web; push it first"), "{}", run.stderr);
 }
 
 #[test]

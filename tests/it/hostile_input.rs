@@ -273,3 +273,22 @@ fn a_record_with_a_key_twice_is_a_usage_error_naming_the_line() {
     }
     assert!(sim.requests().is_empty());
 }
+
+#[test]
+fn a_conflict_shows_a_usage_line_of_the_flags_given_and_no_other_as_required() {
+    let cases: [(&str, &[&str], &str); 5] = [
+        (DEPLOY, &["--image", "web:v1", "--tag", "v1"], "Usage: do-deploy --image <IMAGE>\n"),
+        (DO_TAG, &["--set-version", "1.0.0", "--bump", "minor"], "Usage: do-tag --set-version <X.Y.Z>\n"),
+        (LOGIN, &["--print", "--logout"], "Usage: do-login --print\n"),
+        (GC_WAIT, &["--no-input", "--input", "f"], "Usage: do-gc-wait --no-input\n"),
+        (PRUNE, &["--no-input", "--input", "f"], "Usage: do-prune --no-input\n"),
+    ];
+    for (binary, args, usage) in cases {
+        // With the variables that stand in for flags set, as in CI.
+        let run = Tool::new(binary).env("DIGITALOCEAN_API_URL", "http://127.0.0.1:9").args(args).run();
+        run.assert_code(2);
+        assert!(run.stderr.contains("cannot be used with"), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(usage), "{args:?}: {usage:?} not in {}", run.stderr);
+        assert!(!run.stderr.contains("--api-url") && !run.stderr.contains("--retry"), "{args:?}: {}", run.stderr);
+    }
+}

@@ -276,6 +276,21 @@ fn refused(repo: &Repo, args: &[&str], message: &str) {
 }
 
 #[test]
+fn a_prefix_shorter_than_the_tags_in_use_is_refused_with_the_one_meant() {
+    let repo = Repo::new();
+    repo.tag("api/v1.2.0");
+    repo.commit_pushed("feat: api");
+    refused(
+        &repo,
+        &["--prefix", "api"],
+        "no apiX.Y.Z tag, but api/v1.2.0 is one of api/vX.Y.Z: did you mean --prefix api/v? (--set-version X.Y.Z starts a new api series; nothing was changed)",
+    );
+    assert_eq!(tagged(&repo.do_tag().args(["--prefix", "api/v", "--dry-run"]).run())["tag"], "api/v1.3.0");
+    let new_series = tagged(&repo.do_tag().args(["--prefix", "api", "--set-version", "0.1.0", "--dry-run"]).run());
+    assert_eq!(new_series["tag"], "api0.1.0", "--set-version starts the new series on purpose");
+}
+
+#[test]
 fn each_safety_refusal_and_its_override() {
     let repo = Repo::new();
     repo.tag("v1.0.0");

@@ -12,10 +12,15 @@ use crate::progress::Progress;
 
 /// Flags for talking to the API. The token is never a flag value: it comes from
 /// `DIGITALOCEAN_ACCESS_TOKEN` or from the file named by `--token-file`.
+///
+/// The variables that stand in for flags are read here, not by clap: clap counts a value from
+/// the environment as given, and its usage line after a conflict then showed `--api-url` as if
+/// the user had to pass it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ApiArgs {
-    /// API base URL; plain http is allowed only to a loopback address (do-sim)
-    #[arg(long, value_name = "URL", env = API_URL_VARIABLE, default_value = DEFAULT_API_URL)]
+    /// API base URL (default: $DIGITALOCEAN_API_URL, else https://api.digitalocean.com); plain
+    /// http is allowed only to a loopback address (do-sim)
+    #[arg(long, value_name = "URL", default_value_t = from_env(API_URL_VARIABLE, DEFAULT_API_URL), hide_default_value = true)]
     pub api_url: String,
 
     /// Read the API token from FILE instead of DIGITALOCEAN_ACCESS_TOKEN
@@ -26,13 +31,32 @@ pub struct ApiArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Stop retrying one request (429, 5xx, connection errors) after this long
-    #[arg(long, value_name = "DURATION", env = "DO_RELEASE_RETRY_MAX_TIME", default_value = "2m", value_parser = parse_duration)]
-    pub retry_max_time: Duration,
+    /// Stop retrying one request (429, 5xx, connection errors) after this long (default:
+    /// $DO_RELEASE_RETRY_MAX_TIME, else 2m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_max_time: Option<Duration>,
 
-    /// First retry backoff; it doubles with each retry up to 30s, with jitter
-    #[arg(long, value_name = "DURATION", env = "DO_RELEASE_RETRY_BASE_DELAY", default_value = "500ms", value_parser = parse_duration)]
-    pub retry_base_delay: Duration,
+    /// First retry backoff; it doubles with each retry up to 30s, with jitter (default:
+    /// $DO_RELEASE_RETRY_BASE_DELAY, else 500ms)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_base_delay: Option<Duration>,
+}
+
+/// The value of `variable` when set and not empty, else `default`.
+fn from_env(variable: &str, default: &str) -> String {
+    std::env::var(variable).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+/// A duration flag's value: the flag, else `variable` when set (a bad one is a usage error
+/// naming it), else `default`.
+fn duration_from(flag: Option<Duration>, variable: &str, default: Duration) -> anyhow::Result<Duration> {
+    if let Some(value) = flag {
+        return Ok(value);
+    }
+    match std::env::var(variable).ok().filter(|v| !v.is_empty()) {
+        Some(text) => parse_duration(&text).map_err(|e| Failure::usage(format!("{variable}: {e}"))),
+        None => Ok(default),
+    }
 }
 
 /// The largest token file read: a token is under a hundred characters.
@@ -61,16 +85,15 @@ impl ApiArgs {
     pub fn client(&self, progress: Arc<Progress>) -> anyhow::Result<Client> {
         crate::api::checked_base_url(&self.api_url)?;
         check_duration("--request-timeout", self.request_timeout, crate::api::is_loopback_url(&self.api_url))?;
+        let retry_base_delay =
+            duration_from(self.retry_base_delay, "DO_RELEASE_RETRY_BASE_DELAY", Duration::from_millis(500))?;
+        let retry_max_time = duration_from(self.retry_max_time, "DO_RELEASE_RETRY_MAX_TIME", Duration::from_secs(120))?;
         // Retries back off exponentially and honour retry-after: only zero is unsafe here.
-        check_duration("--retry-base-delay (DO_RELEASE_RETRY_BASE_DELAY)", self.retry_base_delay, true)?;
+        check_duration("--retry-base-delay (DO_RELEASE_RETRY_BASE_DELAY)", retry_base_delay, true)?;
         let config = ClientConfig {
             api_url: self.api_url.clone(),
             token: self.token(&progress)?,
-            retry: RetryPolicy {
-                base_delay: self.retry_base_delay,
-                max_elapsed: self.retry_max_time,
-                ..RetryPolicy::default()
-            },
+            retry: RetryPolicy { base_delay: retry_base_delay, max_elapsed: retry_max_time, ..RetryPolicy::default() },
             request_timeout: self.request_timeout,
             connect_timeout: self.request_timeout.min(Duration::from_secs(10)),
         };

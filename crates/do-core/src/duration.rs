@@ -14,7 +14,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("duration {trimmed:?} is negative: give a positive one, like 30s"));
     }
     let span: jiff::Span = trimmed.parse().map_err(|_| {
-        format!("cannot read duration {trimmed:?}: use a number with a unit, like 500ms, 30s, 10m, 12h or 30d")
+        // A plain count with a unit that cannot be read is too large, not malformed.
+        let count = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim_end();
+        let unit = &trimmed[count.len()..].trim_start();
+        if !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit()) && ["ms", "s", "m", "h", "d"].contains(unit) {
+            format!("duration {trimmed:?} is far too long: give it in days, up to a few thousand, like 30d or 365d")
+        } else {
+            format!("cannot read duration {trimmed:?}: use a number with a unit, like 500ms, 30s, 10m, 12h or 30d")
+        }
     })?;
     if span.get_years() != 0 || span.get_months() != 0 || span.get_weeks() != 0 {
         return Err(format!("duration {trimmed:?} uses weeks, months or years: give it in days, like 30d"));
@@ -78,6 +85,13 @@ mod tests {
         for bad in ["", "5", "abc", "-5s", "2 months", "1y", "3w", "10 parsecs"] {
             let error = parse_duration(bad).unwrap_err();
             assert!(error.contains("duration"), "{bad:?} gave {error:?}");
+        }
+        for huge in ["9999999999d", "99999999999999h", "999999999999999999ms"] {
+            let error = parse_duration(huge).unwrap_err();
+            assert!(error.contains("is far too long: give it in days"), "{huge:?} gave {error:?}");
+        }
+        for odd in ["9999999999x", "12abc", "d"] {
+            assert!(parse_duration(odd).unwrap_err().contains("use a number with a unit"), "{odd:?}");
         }
     }
 

@@ -90,10 +90,10 @@ pub(crate) fn resolve(ctx: &Ctx, target: &Target) -> anyhow::Result<Wanted> {
                     let repository = target.repository.clone();
                     return Ok(Wanted { repository, tag: Some(tag.clone()), digest: String::new(), pin: Pin::Tag });
                 }
-                return Err(Failure::usage(format!(
-                    "tag {tag} is not in {registry}/{}; push it first",
-                    target.repository
-                )));
+                let near = do_core::near::nearest(tag, tags.iter().map(|t| t.tag.as_str()));
+                let hint = near
+                    .map_or("push it first".to_string(), |near| format!("did you mean {near}? (or push {tag} first)"));
+                return Err(Failure::usage(format!("tag {tag} is not in {registry}/{}; {hint}", target.repository)));
             };
             ctx.progress.info(&format!("{}:{tag} is {found}", target.repository));
             Ok(Wanted {

@@ -87,39 +87,9 @@ fn join(at: &str, key: &str) -> String {
     }
 }
 
-/// The known key nearest to `key` by edit distance, when it is within a third of its length
-/// (at least 1): `servics` finds `services`, `foo` finds nothing.
+/// The known key nearest to `key` (`servics` finds `services`, `foo` finds nothing).
 fn nearest(key: &str, fields: &Map<String, Value>) -> Option<String> {
-    let limit = (key.chars().count() / 3).max(1);
-    fields
-        .keys()
-        .filter(|known| *known != "[]")
-        .map(|known| (distance(key, known), known))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, known)| known.clone())
-}
-
-/// Edit distance counting a swap of two neighbours as one edit (`valeu` is one from `value`).
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
+    do_core::near::nearest(key, fields.keys().map(String::as_str).filter(|known| *known != "[]")).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -170,14 +140,15 @@ mod tests {
     }
 
     #[test]
-    fn distances() {
-        assert_eq!(distance("servics", "services"), 1);
-        assert_eq!(distance("", "abc"), 3);
-        assert_eq!(distance("kitten", "sitting"), 3);
-        assert_eq!(distance("valeu", "value"), 1, "a swap is one edit");
+    fn the_nearest_known_key_of_its_place() {
         let fields: Map<String, Value> = [("services".to_string(), Value::Null)].into_iter().collect();
         assert_eq!(nearest("servics", &fields).as_deref(), Some("services"));
         assert_eq!(nearest("xyz", &fields), None);
         assert_eq!(nearest("ab", &[("ac".to_string(), Value::Null)].into_iter().collect()).as_deref(), Some("ac"));
+        assert_eq!(
+            nearest("xs", &[("[]".to_string(), Value::Null)].into_iter().collect()),
+            None,
+            "not the list marker"
+        );
     }
 }

@@ -159,6 +159,15 @@ impl Git {
             .collect())
     }
 
+    /// Every tag's name.
+    pub fn tag_names(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .run(&["for-each-ref", "--format=%(refname:strip=2)", "refs/tags/"])?
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
     pub fn local_tag_commit(&self, name: &str) -> anyhow::Result<Option<String>> {
         self.ask(&["rev-parse", "--verify", "-q", &format!("refs/tags/{name}^{{commit}}")])
     }

@@ -39,6 +39,21 @@ pub fn parse_tag(name: &str, prefix: &str) -> Option<Version> {
     Version::parse(name.strip_prefix(prefix)?).ok()
 }
 
+/// A longer prefix than `prefix` that `names` use for versions (`api` given, `api/v1.2.0`
+/// tagged: `api/v`), with the highest such tag: `--prefix api` would start a new series beside it.
+pub fn longer_prefix<'a>(prefix: &str, names: impl IntoIterator<Item = &'a str>) -> Option<(String, String)> {
+    let mut found: Option<(Version, String, String)> = None;
+    for name in names {
+        let Some(rest) = name.strip_prefix(prefix) else { continue };
+        let Some(digit) = rest.find(|c: char| c.is_ascii_digit()).filter(|at| *at > 0) else { continue };
+        let Ok(version) = Version::parse(&rest[digit..]) else { continue };
+        if found.as_ref().is_none_or(|(best, _, _)| version.cmp_precedence(best) == std::cmp::Ordering::Greater) {
+            found = Some((version, format!("{prefix}{}", &rest[..digit]), name.to_string()));
+        }
+    }
+    found.map(|(_, longer, name)| (longer, name))
+}
+
 /// The highest by semver precedence (build metadata ignored), not the newest or the nearest.
 pub fn highest(tags: &[VersionTag]) -> Option<&VersionTag> {
     tags.iter().max_by(|a, b| a.version.cmp_precedence(&b.version).then_with(|| a.name.cmp(&b.name)))
@@ -271,5 +286,18 @@ mod properties {
                 prop_assert!(pre.is_some() && !base.pre.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_longer_prefix_in_use_is_found_with_its_highest_tag() {
+        let names = ["api/v1.2.0", "api/v1.10.0", "api/notes", "apiv", "web/v3.0.0", "api1.0.0"];
+        assert_eq!(longer_prefix("api", names), Some(("api/v".to_string(), "api/v1.10.0".to_string())));
+        assert_eq!(longer_prefix("web", names), Some(("web/v".to_string(), "web/v3.0.0".to_string())));
+        assert_eq!(longer_prefix("api/v", names), None, "the prefix itself is in use: not longer");
+        assert_eq!(longer_prefix("db", names), None);
+        assert_eq!(
+            longer_prefix("api", ["api-2.0.0-rc.1", "api/v1.0.0"]),
+            Some(("api-".into(), "api-2.0.0-rc.1".into()))
+        );
     }
 }
