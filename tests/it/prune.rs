@@ -532,3 +532,44 @@ fn two_thousand_manifests_cost_the_listing_the_reads_and_1400_deletions() {
     assert_eq!(figures.total_requests, figures.lower_bound, "{figures:#?}");
     assert!(figures.within_bounds());
 }
+
+#[test]
+fn the_plan_on_stderr_names_every_deletion_and_why_untagged_manifests_stay() {
+    let sim = web((1..=20).map(|i| json!({"tags": [format!("v{i}")], "size_bytes": 1024})).collect());
+    // One untagged manifest pushed a minute ago (a push in progress), and one an index holds.
+    let pushed = do_sim::content::image("in flight", 512);
+    let digest = pushed.digest.clone();
+    sim.state().store("reg", "web", vec![pushed], None, std::time::Instant::now()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        manifests.iter_mut().find(|m| m.digest == digest).unwrap().updated_at =
+            do_core::duration::format_epoch(now - 60);
+    });
+    let run = prune(&sim).args(["--keep-last", "1"]).run();
+    run.assert_code(0);
+    let header = run.stderr.lines().find(|l| l.contains("repository")).unwrap();
+    assert!(header.contains("would delete") && !header.contains(" deleted "), "{header}");
+    let line =
+        run.stderr.lines().find(|l| l.contains("web: would delete v")).unwrap_or_else(|| panic!("{}", run.stderr));
+    for i in 1..=19 {
+        assert!(line.contains(&format!("v{i},")) || line.contains(&format!("v{i}:")), "v{i} is not named: {line}");
+    }
+    assert!(!line.contains("more"), "no deletion is hidden: {line}");
+    assert!(
+        run.stderr.contains(
+            "web: keep 1 untagged manifest(s), 512 B: 1 pushed within --untagged-grace (a push may be in progress)"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Executed, with GC started and not waited for: the registry is read-only meanwhile, said.
+    let run = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "start"]).run();
+    run.assert_code(0);
+    let header = run.stderr.lines().find(|l| l.contains("repository")).unwrap();
+    assert!(header.contains("deleted") && !header.contains("would"), "{header}");
+    assert!(
+        run.stderr.contains("the registry is read-only until the garbage collection ends (a push fails meanwhile); do-gc-wait waits for it"),
+        "{}",
+        run.stderr
+    );
+}

@@ -40,6 +40,8 @@ struct State {
     /// When the live line's wait began: its elapsed time counts from here.
     live_since: Option<Instant>,
     ticker_started: bool,
+    /// The highest count shown of each counter.
+    counters: std::collections::BTreeMap<String, usize>,
 }
 
 /// The status with its digits taken out: `deleting 3/9` and `deleting 4/9` are one state.
@@ -71,11 +73,29 @@ impl Progress {
         self.mode
     }
 
+    /// A counter of work done (`reading manifests: 40/120`), shown as a status. Several threads
+    /// may count at once: a count below one already shown is not shown, so the counter never
+    /// goes backwards. Returns whether it was taken.
+    pub fn count(&self, what: &str, done: usize, total: usize) -> bool {
+        let mut state = self.lock();
+        let shown = state.counters.entry(what.to_string()).or_default();
+        if done < *shown {
+            return false;
+        }
+        *shown = done;
+        self.show_status(&mut state, &format!("{what}: {done}/{}", total.max(done)));
+        true
+    }
+
     /// The state of a long wait. On a terminal it replaces the previous one, with the time
     /// since the wait began (ticking every second); in plain mode each new state is one line.
     pub fn status(&self, status: &str) {
-        let status = &crate::redact::redact(status);
         let mut state = self.lock();
+        self.show_status(&mut state, status);
+    }
+
+    fn show_status(&self, state: &mut State, status: &str) {
+        let status = &crate::redact::redact(status);
         let changed = state.last_status.as_deref() != Some(status);
         match self.mode {
             Mode::Quiet => {}
@@ -179,6 +199,16 @@ fn start_ticker(tool: &'static str, state: Weak<Mutex<State>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_never_goes_backwards() {
+        let progress = Progress { tool: "t", mode: Mode::Quiet, verbose: false, state: Default::default() };
+        assert!(progress.count("reading", 5, 10));
+        assert!(!progress.count("reading", 3, 10), "a lower count from a slower thread is not shown");
+        assert!(progress.count("reading", 5, 12), "the same count with a larger total is");
+        assert!(progress.count("deleting", 1, 4), "each counter on its own");
+        assert!(progress.count("reading", 9, 12));
+    }
 
     #[test]
     fn counters_are_one_state_and_statuses_are_not() {

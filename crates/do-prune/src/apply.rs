@@ -280,6 +280,9 @@ fn garbage_collect(ctx: &Ctx, gc_type: &str) -> anyhow::Result<(GcReport, Exit)>
             Err(error) => return Err(error.context("could not start garbage collection")),
         };
     if ctx.settings.gc != GcMode::Wait {
+        ctx.progress.info(
+            "the registry is read-only until the garbage collection ends (a push fails meanwhile); do-gc-wait waits for it",
+        );
         return Ok((started, Exit::Done));
     }
     let uuid = started.uuid.clone().unwrap_or_default();

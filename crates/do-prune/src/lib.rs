@@ -147,7 +147,7 @@ fn prune(
         )));
     }
     let plans: Vec<RepositoryPlan> = planned.iter().map(|p| p.plan.clone()).collect();
-    report::print_table(ctx.progress, &plans, &usage, !s.execute);
+    report::print_table(ctx.progress, &plans, &usage, !s.execute, &untagged_whys(&planned, &gathered.listings));
     let mut record = PruneRecord {
         registry: ctx.registry.clone(),
         dry_run: !s.execute,
@@ -266,6 +266,18 @@ fn warn_about(ctx: &Ctx, planned: &[Planned], reads: &AllReads) -> (usize, bool)
         ));
     }
     (unlisted, indexes_read)
+}
+
+/// Why each repository's kept untagged manifests stay, by kind of reason.
+fn untagged_whys(planned: &[Planned], listings: &BTreeMap<String, Vec<Manifest>>) -> report::UntaggedWhys {
+    planned
+        .iter()
+        .map(|p| {
+            let untagged = listings.get(&p.plan.name).into_iter().flatten().filter(|m| m.tags.is_empty());
+            let reasons = untagged.filter_map(|m| p.closure.kept.get(&m.digest).map(String::as_str));
+            (p.plan.name.clone(), report::untagged_whys(reasons))
+        })
+        .collect()
 }
 
 /// A dry run says when a GC runs, which an executed run would wait out.

@@ -44,6 +44,9 @@ pub struct Reader<'a> {
     progress: &'a Progress,
     /// Whether the registry answers the OCI referrers API: probed once, on first use.
     referrers_api: OnceLock<bool>,
+    /// Reads asked for and made, over every repository: the counter people see.
+    asked: AtomicUsize,
+    made: AtomicUsize,
 }
 
 impl<'a> Reader<'a> {
@@ -54,6 +57,8 @@ impl<'a> Reader<'a> {
             under_way: Limit::new(concurrency),
             progress,
             referrers_api: OnceLock::new(),
+            asked: AtomicUsize::new(0),
+            made: AtomicUsize::new(0),
         }
     }
 
@@ -184,8 +189,7 @@ impl<'a> Reader<'a> {
     }
 
     fn read_all(&self, reads: &mut Reads, repository: &str, digests: &[String]) -> anyhow::Result<()> {
-        let total = digests.len();
-        let done = AtomicUsize::new(0);
+        let total = self.asked.fetch_add(digests.len(), Ordering::Relaxed) + digests.len();
         let answers = do_core::concurrent::try_map(digests, self.concurrency, |digest| {
             let read = match self.under_way.run(|| self.client.manifest(repository, digest)) {
                 Ok(info) => Read::Info(info),
@@ -194,9 +198,10 @@ impl<'a> Reader<'a> {
                 Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => return Err(error),
                 Err(error) => Read::Failed(format!("{error:#}")),
             };
-            let count = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if count.is_multiple_of((total / 10).max(1)) || count == total {
-                self.progress.status(&format!("reading manifests of {repository}: {count}/{total}"));
+            let made = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+            let asked = self.asked.load(Ordering::Relaxed);
+            if made.is_multiple_of((total / 10).max(1)) || made == asked {
+                self.progress.count("reading manifests on the registry host", made, asked);
             }
             Ok((digest.clone(), read))
         });

@@ -91,9 +91,9 @@ pub use do_core::units::bytes as size;
 /// the record has them all.
 const LINES_PER_LIST: usize = 12;
 
-/// A repository's plan for people: what stays and why, one line each; what goes, one line per
-/// reason naming the tags (the untagged manifests as a count); each list cut at `limit` with a
-/// count of the rest (the record has them all).
+/// A repository's plan for people: what stays and why, one line each, cut at `limit` with a
+/// count of the rest (the record has them all); what goes, one line per reason naming every tag
+/// (never cut: a hidden deletion is the one that surprises), the untagged manifests as a count.
 pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<String> {
     let name = |tags: &[String], digest: &str| {
         if tags.is_empty() {
@@ -117,7 +117,7 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
     for (index, kept) in plan.kept.iter().enumerate() {
         if index == limit {
             lines.push(format!(
-                "{}: and {} more kept (the prune record lists them)",
+                "{}: and {} more kept (--verbose shows them; the prune record lists them)",
                 plan.name,
                 plan.kept.len() - limit
             ));
@@ -148,9 +148,7 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
         }
     }
     for (reason, names) in reasons {
-        let shown = names.iter().take(limit).cloned().collect::<Vec<_>>().join(", ");
-        let more = if names.len() > limit { format!(" and {} more", names.len() - limit) } else { String::new() };
-        lines.push(format!("{}: {verb} {shown}{more}: {reason}", plan.name));
+        lines.push(format!("{}: {verb} {}: {reason}", plan.name, names.join(", ")));
     }
     for artifact in plan.artifacts.iter().filter(|a| !attached(a)) {
         let what = if matches!(artifact.fate, Fate::Deleted | Fate::Orphan) { verb } else { "keep" };
@@ -169,6 +167,46 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
     lines
 }
 
+/// Why a repository's kept untagged manifests stay: (kind of reason, how many), by repository.
+pub type UntaggedWhys = BTreeMap<String, Vec<(&'static str, usize)>>;
+
+/// The kinds of reason an untagged manifest stays for, from the keep closure's reasons.
+pub fn untagged_whys<'a>(untagged_kept: impl Iterator<Item = &'a str>) -> Vec<(&'static str, usize)> {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for reason in untagged_kept {
+        let kind = if reason.contains(" of index ") {
+            "held by a kept index"
+        } else if reason.starts_with("refers to ") {
+            "referring to a kept image"
+        } else if reason.contains("--untagged-grace") {
+            "pushed within --untagged-grace (a push may be in progress)"
+        } else if reason.contains("cannot be read") {
+            "their push time cannot be read"
+        } else {
+            "needed by an app or named on the input"
+        };
+        match counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((kind, 1)),
+        }
+    }
+    counts
+}
+
+/// `web: keep 3 untagged manifest(s), 2.0 MiB: 2 held by a kept index, 1 pushed within …`.
+fn untagged_kept_line(plan: &RepositoryPlan, whys: &[(&str, usize)]) -> Option<String> {
+    (plan.untagged_kept.count > 0).then(|| {
+        let whys: Vec<String> = whys.iter().map(|(why, n)| format!("{n} {why}")).collect();
+        format!(
+            "{}: keep {} untagged manifest(s), {}: {}",
+            plan.name,
+            plan.untagged_kept.count,
+            size(plan.untagged_kept.bytes),
+            if whys.is_empty() { "the keep closure needs them".to_string() } else { whys.join(", ") }
+        )
+    })
+}
+
 /// `, with 1 signature, 2 attestations` for the artifacts given, or nothing.
 fn artifact_counts<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> String {
     let mut counts: BTreeMap<Kind, usize> = BTreeMap::new();
@@ -185,17 +223,18 @@ fn artifact_counts<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> String 
 
 /// The plan on stderr: one line per repository, each repository's keeps and deletions with
 /// their reasons, then the usage estimate.
-pub fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage, dry_run: bool) {
+pub fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage, dry_run: bool, whys: &UntaggedWhys) {
     let width = plans.iter().map(|p| p.name.len()).max().unwrap_or(10).max(10);
+    let deleted = if dry_run { "would delete" } else { "deleted" };
     progress.info(&format!(
-        "{:<width$}  {:>6}  {:>8}  {:>8}  {:>12}  {:>14}",
-        "repository", "kept", "deleted", "untagged", "deleted size", "untagged kept"
+        "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
+        "repository", "kept", deleted, "untagged", "their size", "untagged kept"
     ));
     for plan in plans {
         let (untagged, tagged): (Vec<_>, Vec<_>) = plan.deleted.iter().partition(|d| d.all_tags.is_empty());
         let bytes: u64 = plan.deleted.iter().filter(|d| d.action == Action::Manifest).map(|d| d.bytes).sum();
         progress.info(&format!(
-            "{:<width$}  {:>6}  {:>8}  {:>8}  {:>12}  {:>14}",
+            "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
             plan.name,
             plan.kept.len(),
             tagged.len(),
@@ -207,8 +246,12 @@ pub fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage,
             progress.warn(&format!("{}: {why}", plan.name));
         }
     }
+    let limit = if progress.verbose() { usize::MAX } else { LINES_PER_LIST };
     for plan in plans {
-        for line in plan_lines(plan, dry_run, LINES_PER_LIST) {
+        for line in plan_lines(plan, dry_run, limit) {
+            progress.info(&line);
+        }
+        if let Some(line) = untagged_kept_line(plan, whys.get(&plan.name).map_or(&[], Vec::as_slice)) {
             progress.info(&line);
         }
     }
@@ -324,13 +367,45 @@ mod tests {
                 "web: keep v1.0: reason 0",
                 "web: keep v1.1: reason 1",
                 "web: keep v1.2: reason 2",
-                "web: and 1 more kept (the prune record lists them)",
-                "web: would delete v0.9, v0.8 old, v0.7 and 1 more: kept by no rule",
+                "web: and 1 more kept (--verbose shows them; the prune record lists them)",
+                "web: would delete v0.9, v0.8 old, v0.7, v0.6: kept by no rule",
                 "web: would delete dev (the tag only): tags kept by no rule",
                 "web: would delete 2 untagged manifest(s), 4.0 KiB: nothing kept holds or refers to them",
             ]
         );
         let executed = plan_lines(&plan, false, 4);
         assert_eq!(executed[4], "web: delete v0.9, v0.8 old, v0.7, v0.6: kept by no rule");
+    }
+
+    #[test]
+    fn untagged_manifests_kept_say_why_by_kind_of_reason() {
+        let reasons = [
+            "the linux/amd64 image of index v2 (sha256:aaaa), which is kept",
+            "an attestation of index v2 (sha256:aaaa), which is kept",
+            "refers to sha256:bbbb, which is kept",
+            "untagged and pushed within --untagged-grace (it may be part of a push in progress)",
+            "untagged, and its updated_at cannot be read",
+            "deployed by app shop",
+        ];
+        assert_eq!(
+            untagged_whys(reasons.into_iter()),
+            [
+                ("held by a kept index", 2),
+                ("referring to a kept image", 1),
+                ("pushed within --untagged-grace (a push may be in progress)", 1),
+                ("their push time cannot be read", 1),
+                ("needed by an app or named on the input", 1),
+            ]
+        );
+        let plan = RepositoryPlan {
+            name: "web".into(),
+            untagged_kept: crate::plan::Untagged { count: 3, bytes: 2048 },
+            ..RepositoryPlan::default()
+        };
+        assert_eq!(
+            untagged_kept_line(&plan, &[("held by a kept index", 2), ("referring to a kept image", 1)]).as_deref(),
+            Some("web: keep 3 untagged manifest(s), 2.0 KiB: 2 held by a kept index, 1 referring to a kept image")
+        );
+        assert_eq!(untagged_kept_line(&RepositoryPlan::default(), &[]), None);
     }
 }
