@@ -531,4 +531,21 @@ fn a_dry_run_of_the_image_already_running_says_unchanged() {
     let record = dry.record("deploy");
     assert_eq!((record["outcome"].as_str(), record["changed"].as_bool()), (Some("unchanged"), Some(false)), "{record}");
     assert!(!dry.stderr.contains(" -> "), "no change is shown: {}", dry.stderr);
+
+    // A deployment of v1.1.0 that failed leaves the app's spec naming it while v1.0.0 runs: the
+    // dry run shows what runs before the arrow, never "X -> X".
+    next_deployment(&sim, Outcome::DeployError, 30, Live::Healthy);
+    deploy(&sim).args(["--repository", "web", "--tag", "v1.1.0"]).run().assert_code(4);
+    let dry = deploy(&sim).args(["--repository", "web", "--tag", "v1.1.0", "--dry-run"]).run();
+    dry.assert_code(0);
+    let record = dry.record("deploy");
+    let (v1_0, v1_1) =
+        (crate::support::digest_in(&sim, "web", "v1.0.0"), crate::support::digest_in(&sim, "web", "v1.1.0"));
+    assert_eq!(record["changed"], true, "{record}");
+    assert_eq!(
+        (record["components"][0]["image_before"].as_str(), record["components"][0]["image_after"].as_str()),
+        (Some(format!("web@{v1_0}").as_str()), Some(format!("web@{v1_1}").as_str())),
+        "{record}"
+    );
+    assert!(dry.stderr.contains(&format!("web@{v1_0} -> web@{v1_1}")), "{}", dry.stderr);
 }

@@ -253,19 +253,21 @@ fn plan(
     let Some(intent) = intent else {
         return Ok(Planned { plan: Plan::Redeploy, components: None, spec_changes: None });
     };
+    // What runs is the active deployment's spec: after a failed deployment the app's spec
+    // already names the image that did not go live, and "X -> X" would hide that it is not running.
+    let active_spec = app.active_deployment.as_ref().map(|d| &d.spec).unwrap_or(&app.spec);
     let (new_spec, components, spec_changes) = match &found.from_file {
         Some(file) => (
             file.new_spec.clone(),
-            spec::told_against_live(file.changes.clone(), &file.components, &app.spec),
+            spec::told_against_live(file.changes.clone(), &file.components, active_spec),
             Some(diff::changes(&app.spec, &file.new_spec)),
         ),
         None => {
             let matched = spec::matching_components(&app.spec, intent.repository, &settings.component)?;
             let (new_spec, changes) = spec::pin(&app.spec, &matched, intent.wanted);
-            (new_spec, changes, None)
+            (new_spec, spec::told_against_live(changes, &matched, active_spec), None)
         }
     };
-    let active_spec = app.active_deployment.as_ref().map(|d| &d.spec).unwrap_or(&app.spec);
     let already = app.in_progress_deployment.is_none()
         && app.active_deployment.is_some()
         && intent.is_in(active_spec)
