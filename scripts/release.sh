@@ -14,8 +14,8 @@
 #   DO_INTERVAL          first pause between looks at GC and deployments (default 5s)
 #   DO_BUILDER           docker (default) or simulator (do-sim push, against a do-sim)
 #   RELEASE_BUILD_PUSH   a command called as `CMD IMAGE TAG` that builds and pushes the image
-#                        (default: docker build and docker push; log in first, for example with
-#                        `doctl registry login --expiry-seconds 600`)
+#                        (default: docker build and docker push; log in first with
+#                        `do-login --expiry 10m`, which writes credentials that expire)
 #   DIGITALOCEAN_ACCESS_TOKEN, DIGITALOCEAN_API_URL as for every tool.
 #
 # Each tool copies its input and appends its record, so the report is the pipeline's output
