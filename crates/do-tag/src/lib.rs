@@ -300,15 +300,6 @@ fn keep_head_tag(cli: &Cli, git: &Git, existing: &VersionTag) -> anyhow::Result<
 /// For an existing tag on HEAD, the highest version tag below it (the release before).
 fn previous_below(git: &Git, cli: &Cli, existing: &VersionTag) -> anyhow::Result<Option<String>> {
     let tags = git.version_tags(&cli.prefix, cli.all_tags)?;
-    if tags.is_empty() && cli.set_version.is_none() {
-        let names = git.tag_names()?;
-        if let Some((longer, example)) = version::longer_prefix(&cli.prefix, names.iter().map(String::as_str)) {
-            return Err(Failure::usage(format!(
-                "no {}X.Y.Z tag, but {example} is one of {longer}X.Y.Z: did you mean --prefix {longer}? (--set-version X.Y.Z starts a new {} series; nothing was changed)",
-                cli.prefix, cli.prefix
-            )));
-        }
-    }
     let below: Vec<VersionTag> =
         tags.into_iter().filter(|t| t.version.cmp_precedence(&existing.version) == std::cmp::Ordering::Less).collect();
     Ok(highest(&below).map(|t| t.name.clone()))
