@@ -382,7 +382,7 @@ fn github_actions_outputs_summaries_and_annotations() {
     let outputs = std::fs::read_to_string(&tag_output).unwrap();
     assert_eq!(
         outputs,
-        "tag=v0.1.0\nversion=0.1.0\nprevious_tag=\ncreated=true\npushed=false\nnotes<<DO_RELEASE_EOF\n### Features\n\n- first ("
+        "tag=v0.1.0\nversion=0.1.0\nprevious_tag=\ncreated=true\npushed=false\nnothing_to_release=false\nnotes<<DO_RELEASE_EOF\n### Features\n\n- first ("
             .to_string()
             + &outputs[outputs.find("- first (").unwrap() + 9..]
     );
@@ -660,11 +660,22 @@ fn the_docker_builder_logs_in_with_short_lived_credentials_in_a_temporary_docker
     }
 }
 
-#[test]
-fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as_a_step() {
+/// The example release workflow, parsed.
+fn release_workflow() -> (String, Value) {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/github-release.yml")).unwrap();
     let workflow: Value = do_deploy::specfile::parse_yaml(&text).unwrap();
-    assert_eq!(workflow["on"]["push"]["tags"][0], "v*");
+    (text, workflow)
+}
+
+#[test]
+fn the_example_workflow_tags_in_the_same_run_serialised_pinned_and_uses_each_tool_as_a_step() {
+    let (text, workflow) = release_workflow();
+    // A merge to main or a run by hand; the tag is made in the run (one pushed with GITHUB_TOKEN
+    // would start no other workflow), and nothing runs on tags.
+    assert_eq!(workflow["on"]["push"]["branches"][0], "main");
+    assert!(workflow["on"]["push"].get("tags").is_none(), "{text}");
+    assert_eq!(workflow["on"]["workflow_dispatch"]["inputs"]["bump"]["default"], "auto");
+    assert_eq!(workflow["jobs"]["release"]["permissions"]["contents"], "write", "the tag is pushed");
     assert!(workflow["concurrency"]["group"].as_str().unwrap().contains("release"));
     assert_eq!(workflow["concurrency"]["cancel-in-progress"], false);
     let steps = workflow["jobs"]["release"]["steps"].as_array().unwrap();
@@ -674,9 +685,24 @@ fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as
         assert!(pin.len() == 40 && pin.bytes().all(|b| b.is_ascii_hexdigit()), "{uses} is not pinned by commit");
     }
     let runs: String = steps.iter().filter_map(|s| s["run"].as_str()).collect::<Vec<_>>().join("\n");
-    for tool in ["do-gc-wait", "do-deploy", "do-prune"] {
+    for tool in ["do-gc-wait", "do-tag", "do-deploy", "do-prune"] {
         assert!(runs.contains(tool), "{tool} is not a step");
     }
+    // The checkout keeps no credential; git gets the push credential in the tag step only.
+    assert_eq!(steps[0]["with"]["persist-credentials"], false);
+    for step in steps {
+        let tags = step["run"].as_str().is_some_and(|r| r.contains("do-tag"));
+        assert_eq!(step["env"].get("GITHUB_TOKEN").is_some(), tags, "{step:?}");
+    }
+    // Every step after the tag's that builds, pushes or deploys stops when there is nothing to release.
+    let tag_at = steps.iter().position(|s| s["id"] == "tag").unwrap();
+    for step in &steps[tag_at + 1..] {
+        let run = step["run"].as_str().unwrap_or("");
+        if ["docker build", "docker push", "do-deploy", "do-login --registry"].iter().any(|w| run.contains(w)) {
+            assert_eq!(step["if"], "steps.tag.outputs.nothing_to_release != 'true'", "{step:?}");
+        }
+    }
+    assert!(!text.contains("GITHUB_REF_NAME"), "the tag is do-tag's output, not the ref that started the run");
     assert!(
         text.contains("steps.deploy.outputs.phase") && text.contains("steps.deploy.outputs.deployment_id"),
         "outputs are used between steps"
@@ -724,6 +750,48 @@ fn the_example_workflow_is_tag_triggered_serialised_pinned_and_uses_each_tool_as
         .sum();
     let limit = workflow["jobs"]["release"]["timeout-minutes"].as_u64().unwrap();
     assert!(limit > deadlines, "timeout-minutes {limit} is not above the {deadlines} minutes of deadlines");
+}
+
+#[test]
+fn the_example_workflows_tag_step_tags_and_pushes_then_stops_the_run_when_nothing_changed() {
+    let (_, workflow) = release_workflow();
+    let steps = workflow["jobs"]["release"]["steps"].as_array().unwrap();
+    let step = steps.iter().find(|s| s["id"] == "tag").unwrap();
+    let script = step["run"].as_str().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (remote, work) = (scratch.path().join("remote.git"), scratch.path().join("work"));
+    git(scratch.path(), &["init", "-q", "--bare", "-b", "main", remote.to_str().unwrap()]);
+    git(scratch.path(), &["clone", "-q", remote.to_str().unwrap(), work.to_str().unwrap()]);
+    git(&work, &["commit", "-q", "--allow-empty", "-m", "feat: first"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let bin_dir = Path::new(DO_TAG).parent().unwrap();
+    let run_step = |output: &Path| {
+        std::fs::write(work.join("release.jsonl"), "").unwrap();
+        let ran = Command::new("bash")
+            .args(["-eo", "pipefail", "-c", script])
+            .current_dir(&work)
+            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()))
+            .env("BUMP", "auto")
+            .env("GITHUB_TOKEN", "ghs_not_a_real_token")
+            .env("GIT_COMMITTER_NAME", step["env"]["GIT_COMMITTER_NAME"].as_str().unwrap())
+            .env("GIT_COMMITTER_EMAIL", step["env"]["GIT_COMMITTER_EMAIL"].as_str().unwrap())
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", output)
+            .output()
+            .unwrap();
+        assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+        assert!(!String::from_utf8_lossy(&ran.stdout).contains("ghs_not"), "the credential is masked, never shown");
+        std::fs::read_to_string(output).unwrap()
+    };
+    let outputs = run_step(&scratch.path().join("first"));
+    assert!(outputs.contains("tag=v0.1.0\n") && outputs.contains("nothing_to_release=false\n"), "{outputs}");
+    let remote_tags = Command::new("git").args(["tag"]).current_dir(&remote).output().unwrap().stdout;
+    assert_eq!(String::from_utf8_lossy(&remote_tags), "v0.1.0\n", "pushed by the step");
+    let records = std::fs::read_to_string(work.join("release.jsonl")).unwrap();
+    assert!(records.contains("\"kind\":\"tag\""), "the tag record travels on: {records}");
+    // A rerun on the tagged HEAD carries on with the same tag, and nothing new is tagged.
+    let again = run_step(&scratch.path().join("again"));
+    assert!(again.contains("tag=v0.1.0\n") && again.contains("nothing_to_release=false\n"), "{again}");
 }
 
 #[test]

@@ -815,10 +815,19 @@ fn no_commit_since_the_last_tag_in_the_paths_is_nothing_to_release() {
     repo.git(&["push", "-q", "origin", "api/v1.0.0"]);
     repo.commit_pushed("feat: a change outside api/");
     let before = repo.all_refs();
-    let run = repo.do_tag().args(["--prefix", "api/v", "--path", "api", "--bump", "auto"]).run();
+    let outputs = tempfile::tempdir().unwrap();
+    let output = outputs.path().join("output");
+    let run = repo
+        .do_tag()
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .args(["--prefix", "api/v", "--path", "api", "--bump", "auto"])
+        .run();
     run.assert_code(0);
     let record = tagged(&run);
     assert_eq!((record["bump"].as_str(), record["created"].as_bool()), (Some("none"), Some(false)));
+    let written = std::fs::read_to_string(&output).unwrap();
+    assert!(written.contains("\nnothing_to_release=true\n"), "a workflow's later steps can stop: {written}");
     assert_eq!(record["tag"], "api/v1.0.0", "the release as it was");
     assert_eq!(record["on_remote"], true);
     assert!(record["why"].as_str().unwrap().starts_with("nothing to release since api/v1.0.0"), "{record}");

@@ -37,12 +37,13 @@ Output: the input records, then one record
    \"created\",\"pushed\",\"on_remote\",\"bump\",\"why\",\"dry_run\",\"notes\"}}
 
 GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
-  tag           the tag (made, found on HEAD, or the previous one when nothing is released)
-  version       its version, without the prefix
-  previous_tag  the tag before it (empty when none)
-  created       true when this run made the tag
-  pushed        true when this run pushed it
-  notes         the release notes (Markdown, several lines)
+  tag                 the tag (made, found on HEAD, or the previous one when nothing is released)
+  version             its version, without the prefix
+  previous_tag        the tag before it (empty when none)
+  created             true when this run made the tag
+  pushed              true when this run pushed it
+  notes               the release notes (Markdown, several lines)
+  nothing_to_release  true when --bump auto found no commit since the last tag: no release
 
 Exit codes:
   0  done (also: HEAD already tagged and pushed)

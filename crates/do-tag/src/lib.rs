@@ -43,7 +43,9 @@ pub struct TagRecord {
     pub notes: String,
 }
 
-fn github_outputs(record: &TagRecord) -> anyhow::Result<()> {
+/// The step outputs; `nothing_to_release` when `--bump auto` found no commit to release, so a
+/// workflow's later steps can stop.
+fn github_outputs(record: &TagRecord, nothing_to_release: bool) -> anyhow::Result<()> {
     let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
     github.outputs(&[
         ("tag", record.tag.clone()),
@@ -51,6 +53,7 @@ fn github_outputs(record: &TagRecord) -> anyhow::Result<()> {
         ("previous_tag", record.previous_tag.clone().unwrap_or_default()),
         ("created", record.created.to_string()),
         ("pushed", record.pushed.to_string()),
+        ("nothing_to_release", nothing_to_release.to_string()),
     ])?;
     github.multiline_output("notes", &record.notes)?;
     github.summary(&format!(
@@ -134,7 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         let committed = make(&cli, &git, &plan, &release, &mut record, &progress)?;
         if let Err(error) = push(&cli, &git, &release, &remote, committed, &mut record, &progress) {
             output.emit("tag", 1, &record)?;
-            github_outputs(&record)?;
+            github_outputs(&record, false)?;
             return Err(error);
         }
         if let (Some((file, text)), false) = (&changelog, cli.commit_changelog) {
@@ -143,7 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
     }
     output.emit("tag", 1, &record)?;
-    github_outputs(&record)?;
+    github_outputs(&record, false)?;
     Ok(Exit::Done)
 }
 
@@ -191,7 +194,7 @@ fn nothing_to_release(
         notes: String::new(),
     };
     output.emit("tag", 1, &record)?;
-    github_outputs(&record)?;
+    github_outputs(&record, true)?;
     progress.info(&format!("{}; no tag made (pass --bump patch or --set-version to release anyway)", plan.why));
     Ok(Exit::Done)
 }
