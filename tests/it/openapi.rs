@@ -237,6 +237,7 @@ fn every_simulator_answer_matches_the_spec_field_for_field() {
     let app = apps["apps"][0]["id"].as_str().unwrap().to_string();
     let a = format!("/v2/apps/{app}");
     let current = expect("GET", &a, None, 200);
+    expect("GET", &format!("{a}/health"), None, 200);
     let previous = current["app"]["active_deployment"]["id"].as_str().unwrap().to_string();
     let mut spec = current["app"]["spec"].clone();
     spec["services"][0]["image"] = json!({"registry_type": "DOCR", "repository": "web", "tag": "v1.1.0"});

@@ -273,3 +273,41 @@ fn a_scripted_build_error_ends_in_error_with_a_reason() {
     assert_eq!(deployment["progress"]["error_steps"], 1);
     assert_eq!(deployment["progress"]["steps"][0]["reason"]["code"], "BuildJobFailed");
 }
+
+#[test]
+fn health_follows_the_live_scenario_and_the_platform_rolls_back_on_its_own_when_told() {
+    let sim = sim(20);
+    let app = crate::support::first_app_id(&sim);
+    let health = || api(&sim, "GET", &format!("/v2/apps/{app}/health"), None);
+    let (status, body) = health();
+    assert_eq!(status, 200);
+    let web = &body["app_health"]["components"][0];
+    assert_eq!(
+        (web["name"].as_str(), web["state"].as_str(), web["replicas_ready"].as_i64()),
+        (Some("web"), Some("HEALTHY"), Some(1))
+    );
+    // A release that turns bad right after ACTIVE: unhealthy, and its live URL fails.
+    sim.state().apps[0].next_live = do_sim::Live::FailingAfter { ms: 0 };
+    let (_, created) = api(&sim, "POST", &format!("/v2/apps/{app}/deployments"), Some(json!({})));
+    let id = created["deployment"]["id"].as_str().unwrap().to_string();
+    crate::support::wait_until("the deployment is ACTIVE", || crate::support::deployment_phase(&sim, &id) == "ACTIVE");
+    let (_, body) = health();
+    let web = &body["app_health"]["components"][0];
+    assert_eq!((web["state"].as_str(), web["replicas_ready"].as_i64()), (Some("UNHEALTHY"), Some(0)), "{body}");
+    // A deployment that fails with the platform's own rollback: a newer deployment clones the
+    // one ACTIVE before and says so in its cause.
+    let (_, app_before) = api(&sim, "GET", &format!("/v2/apps/{app}"), None);
+    let was_active = app_before["app"]["active_deployment"]["id"].as_str().unwrap().to_string();
+    sim.state().apps[0].next_outcome = do_sim::Outcome::AutoRollback;
+    let (_, created) = api(&sim, "POST", &format!("/v2/apps/{app}/deployments"), Some(json!({})));
+    let failed = created["deployment"]["id"].as_str().unwrap().to_string();
+    crate::support::wait_until("the deployment fails", || crate::support::deployment_phase(&sim, &failed) == "ERROR");
+    let (_, listed) = api(&sim, "GET", &format!("/v2/apps/{app}/deployments"), None);
+    let newest = &listed["deployments"][0];
+    assert_eq!(newest["cloned_from"], was_active.as_str(), "{listed}");
+    assert!(newest["cause"].as_str().unwrap().starts_with("AUTO_ROLLBACK"), "{newest}");
+    let rollback = newest["id"].as_str().unwrap().to_string();
+    crate::support::wait_until("the rollback is ACTIVE", || {
+        crate::support::deployment_phase(&sim, &rollback) == "ACTIVE"
+    });
+}

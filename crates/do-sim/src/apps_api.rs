@@ -72,6 +72,7 @@ pub(crate) fn apps_route(
                     let deployment = state.create_deployment(index, "app spec updated", now);
                     ok(json!({ "app": app_with_pending(state, index, deployment, now, base_url) }))
                 }
+                ("GET", ["health"]) => ok(crate::live::health(state, index, now)),
                 ("GET", ["deployments"]) => {
                     let app = &state.apps[index];
                     let items = app.deployments.iter().rev().map(|d| d.to_json(now)).collect();

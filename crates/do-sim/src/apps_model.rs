@@ -22,6 +22,14 @@ pub enum Outcome {
     Canceled,
     /// Replaced by a newer deployment (which succeeds) once it reaches PENDING_DEPLOY.
     Superseded,
+    /// Fails as DeployError does, and App Platform then rolls the app back on its own to the
+    /// deployment that was ACTIVE before (a deployment whose cause says AUTO_ROLLBACK).
+    AutoRollback,
+}
+
+/// The cause App Platform's own rollback deployment carries in the simulator.
+pub fn auto_rollback_cause(to: &str) -> String {
+    format!("AUTO_ROLLBACK: App Platform rolled back automatically to deployment {to}")
 }
 
 pub const PHASES: [&str; 4] = ["PENDING_BUILD", "BUILDING", "PENDING_DEPLOY", "DEPLOYING"];
@@ -60,9 +68,54 @@ pub enum Live {
     Failing,
     /// 200, but it reports this version (the old image still serving).
     WrongVersion { version: String },
+    /// Healthy for this long after becoming ACTIVE, then 500 for good (a release that breaks
+    /// under real traffic).
+    FailingAfter { ms: u64 },
+    /// Healthy except between these times after becoming ACTIVE (one blip).
+    FailingBetween { from_ms: u64, to_ms: u64 },
+    /// Healthy and failing by turns, each for this long (a flapping release).
+    Flapping { period_ms: u64 },
+}
+
+impl Live {
+    /// Whether the app fails its requests this long after the deployment became ACTIVE.
+    pub fn failing(&self, since_active: Duration) -> bool {
+        let ms = since_active.as_millis() as u64;
+        match self {
+            Live::Healthy | Live::WrongVersion { .. } => false,
+            Live::Failing => true,
+            Live::FailingFor { ms: until } => ms < *until,
+            Live::FailingAfter { ms: after } => ms >= *after,
+            Live::FailingBetween { from_ms, to_ms } => (*from_ms..*to_ms).contains(&ms),
+            Live::Flapping { period_ms } => (ms / (*period_ms).max(1)) % 2 == 1,
+        }
+    }
 }
 
 impl Deployment {
+    /// A new deployment of `of`'s spec that succeeds, made by the platform at `now`.
+    fn successor(of: &Deployment, cause: &str, now: Instant) -> Deployment {
+        Deployment {
+            id: String::new(),
+            spec: of.spec.clone(),
+            cause: cause.to_string(),
+            created_at: now_rfc3339(),
+            started: now,
+            phase_duration: of.phase_duration,
+            outcome: Outcome::Success,
+            settled: None,
+            cloned_from: None,
+            was_active: false,
+            active_since: None,
+            live: Live::Healthy,
+        }
+    }
+
+    /// Whether the app fails its requests now, while this deployment is ACTIVE.
+    pub fn failing(&self, now: Instant) -> bool {
+        self.live.failing(now.duration_since(self.active_since.unwrap_or(self.started)))
+    }
+
     /// The phase now and the index of the running phase (0..=4; 4 means it reached the end).
     pub fn phase_at(&self, now: Instant) -> String {
         if let Some((phase, _)) = &self.settled {
@@ -74,7 +127,7 @@ impl Deployment {
             Outcome::Canceled if index >= 2 => "CANCELED".into(),
             Outcome::Superseded if index >= 2 => "SUPERSEDED".into(),
             Outcome::Hang if index >= 3 => "DEPLOYING".into(),
-            Outcome::DeployError if index >= 4 => "ERROR".into(),
+            Outcome::DeployError | Outcome::AutoRollback if index >= 4 => "ERROR".into(),
             _ if index >= 4 => "ACTIVE".into(),
             _ => PHASES[index].into(),
         }
@@ -152,7 +205,7 @@ impl Deployment {
                 lines.push(format!("[{component}] [BUILD] error: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2"));
                 lines.push(format!("[{component}] [BUILD] build failed: exit status 1"));
             }
-            (Outcome::DeployError, "DEPLOY") => {
+            (Outcome::DeployError | Outcome::AutoRollback, "DEPLOY") => {
                 lines.push(format!("[{component}] [DEPLOY] readiness probe failed: connection refused on :8080"));
                 lines.push(format!("[{component}] [DEPLOY] health checks failed"));
             }
@@ -223,6 +276,7 @@ impl App {
     /// the app's spec becomes what it runs.
     pub(crate) fn settle(&mut self, now: Instant, new_ids: &mut dyn FnMut() -> String) {
         let mut replacements = Vec::new();
+        let mut rollbacks = Vec::new();
         for deployment in &mut self.deployments {
             if deployment.settled.is_none() && deployment.is_terminal(now) {
                 let phase = deployment.phase_at(now);
@@ -231,22 +285,23 @@ impl App {
                     deployment.active_since.get_or_insert(now);
                 }
                 if phase == "SUPERSEDED" {
-                    replacements.push(Deployment {
-                        id: String::new(),
-                        spec: deployment.spec.clone(),
-                        cause: "a newer deployment was requested".into(),
-                        created_at: now_rfc3339(),
-                        started: now,
-                        phase_duration: deployment.phase_duration,
-                        outcome: Outcome::Success,
-                        settled: None,
-                        cloned_from: None,
-                        was_active: false,
-                        active_since: None,
-                        live: Live::Healthy,
-                    });
+                    replacements.push(Deployment::successor(deployment, "a newer deployment was requested", now));
+                }
+                if phase == "ERROR" && deployment.outcome == Outcome::AutoRollback {
+                    rollbacks.push(deployment.id.clone());
                 }
                 deployment.settled = Some((phase, now_rfc3339()));
+            }
+        }
+        // App Platform's own rollback: to the newest deployment that was ACTIVE before the failed one.
+        for failed in rollbacks {
+            let position = self.deployments.iter().position(|d| d.id == failed).unwrap_or(0);
+            if let Some(target) = self.deployments[..position].iter().rev().find(|d| d.was_active) {
+                let mut rollback = Deployment::successor(target, &auto_rollback_cause(&target.id), now);
+                rollback.cloned_from = Some(target.id.clone());
+                rollback.live = target.live.clone();
+                self.spec = target.spec.clone();
+                replacements.push(rollback);
             }
         }
         for mut replacement in replacements {

@@ -2,9 +2,11 @@
 //! deployment would, telling the version it runs (the tag of its image) in the `x-app-version`
 //! header and the body, so a release can check that what went ACTIVE really serves. Each
 //! deployment carries a scenario: healthy, failing for a while after it went ACTIVE (a slow
-//! start), failing, or reporting another version (the old image still serving).
+//! start), failing, turning bad after a while, one blip, flapping, or reporting another
+//! version (the old image still serving). The app's health (`GET /v2/apps/{id}/health`)
+//! follows the same scenario.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -22,17 +24,11 @@ pub fn answer(state: &mut State, rest: &str, now: Instant) -> Answer {
     let Some(active) = app.active(now) else {
         return (503, Vec::new(), "no deployment is active\n".into());
     };
-    let since = active.active_since.unwrap_or(active.started);
     let version = match &active.live {
         Live::WrongVersion { version } => version.clone(),
         _ => version_of(state, &active.spec),
     };
-    let failing = match &active.live {
-        Live::Failing => true,
-        Live::FailingFor { ms } => now.duration_since(since) < Duration::from_millis(*ms),
-        _ => false,
-    };
-    if failing {
+    if active.failing(now) {
         return (500, vec![("content-type".into(), "text/plain".into())], "upstream connect error\n".into());
     }
     let headers = vec![("content-type".into(), "text/plain".into()), ("x-app-version".into(), version.clone())];
@@ -60,4 +56,27 @@ fn version_of(state: &State, spec: &Value) -> String {
         .flat_map(|m| m.tags.clone())
         .collect();
     tags.iter().find(|t| *t != "latest").or(tags.first()).cloned().unwrap_or(digest)
+}
+
+/// The app's health as `GET /v2/apps/{id}/health` tells it: per component of the ACTIVE
+/// deployment, its replicas ready and its state, from the deployment's live scenario.
+pub fn health(state: &mut State, app_index: usize, now: Instant) -> Value {
+    state.settle(now);
+    let app = &state.apps[app_index];
+    let Some(active) = app.active(now) else { return serde_json::json!({"app_health": {"components": []}}) };
+    let failing = active.failing(now);
+    let components: Vec<Value> = crate::apps_model::component_names(&active.spec)
+        .into_iter()
+        .map(|name| {
+            serde_json::json!({
+                "name": name,
+                "cpu_usage_percent": if failing { 0.5 } else { 12.5 },
+                "memory_usage_percent": 30.0,
+                "replicas_desired": 1,
+                "replicas_ready": if failing { 0 } else { 1 },
+                "state": if failing { "UNHEALTHY" } else { "HEALTHY" },
+            })
+        })
+        .collect();
+    serde_json::json!({"app_health": {"components": components}})
 }
