@@ -490,6 +490,8 @@ fn every_option(dir: &std::path::Path, sim: &Sim) -> Vec<Vec<String>> {
             "--interval" | "--retry-base-delay" => "10ms".into(),
             "--max-interval" | "--retry-max-time" => "50ms".into(),
             "--log-lines" => "5".into(),
+            "--soak" => "1s".into(),
+            "--soak-failures" => "2".into(),
             "--check-path" => "/".into(),
             "--check-url" => "http://127.0.0.1:9/".into(),
             "--expect-status" => "200".into(),

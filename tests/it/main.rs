@@ -7,6 +7,7 @@ mod client;
 mod contract;
 mod deploy;
 mod deploy_safety;
+mod deploy_soak;
 mod faults;
 mod gc_wait;
 mod hostile_input;

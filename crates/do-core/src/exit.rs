@@ -4,9 +4,10 @@ use std::fmt;
 use std::io;
 
 /// The documented exit codes of every tool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Exit {
     /// Done, or nothing to do.
+    #[default]
     Done = 0,
     /// An API error, git error, or the remote refused.
     Failed = 1,

@@ -41,14 +41,27 @@ fn why_failed(line: &Line) -> Option<String> {
             Some(format!("tag {} is not on the remote (its push failed)", text("tag")))
         }
         // A dry run deploys nothing, and --no-wait (`created`) chose not to follow: neither failed.
-        "deploy" if !matches!(text("outcome"), "dry_run" | "created") && text("phase") != "ACTIVE" => {
-            Some(format!("the deployment ended {} (outcome {:?}), not ACTIVE", text("phase"), text("outcome")))
-        }
+        // ACTIVE is not enough: a release whose check or soak failed went ACTIVE too.
+        "deploy" if !deploy_succeeded(text("outcome"), text("phase")) => Some(format!(
+            "the deployment ended {} (outcome {:?}), not ACTIVE and passing",
+            text("phase"),
+            text("outcome")
+        )),
         "prune" if record.data.get("failed").and_then(Value::as_array).is_some_and(|f| !f.is_empty()) => {
             Some("the prune step has failed deletions".to_string())
         }
         _ if text("outcome") == "failed" => Some(format!("the {} step failed", record.kind)),
         _ => None,
+    }
+}
+
+/// Whether a deploy record says its step succeeded: ACTIVE with nothing failed after it (an
+/// older record without an outcome: ACTIVE), or a dry run or --no-wait, which chose not to follow.
+fn deploy_succeeded(outcome: &str, phase: &str) -> bool {
+    match outcome {
+        "dry_run" | "created" => true,
+        "" | "active" | "unchanged" => phase == "ACTIVE",
+        _ => false,
     }
 }
 
@@ -73,6 +86,8 @@ mod tests {
             r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"outcome":"active"}}"#,
             r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"UNKNOWN","changed":true,"outcome":"dry_run"}}"#,
             r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"PENDING_BUILD","changed":true,"outcome":"created"}}"#,
+            r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":false,"outcome":"unchanged"}}"#,
+            r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true}}"#,
             r#"{"kind":"prune","v":2,"data":{"registry":"r","dry_run":false,"requests":3,"failed":[]}}"#,
             r#"{"kind":"image","v":1,"data":{"registry":"r","repository":"web","digest":"sha256:aa"}}"#,
             r#"{"kind":"something-else","v":1,"data":{"outcome":"whatever"}}"#,
@@ -92,6 +107,26 @@ mod tests {
             (
                 r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"DEPLOYING","changed":true,"outcome":"deadline"}}"#,
                 "ended DEPLOYING (outcome \"deadline\")",
+            ),
+            (
+                r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"outcome":"check_failed"}}"#,
+                "ended ACTIVE (outcome \"check_failed\")",
+            ),
+            (
+                r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"outcome":"soak_failed"}}"#,
+                "ended ACTIVE (outcome \"soak_failed\")",
+            ),
+            (
+                r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ACTIVE","changed":true,"outcome":"superseded"}}"#,
+                "(outcome \"superseded\")",
+            ),
+            (
+                r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"DEPLOYING","changed":true,"outcome":"active"}}"#,
+                "ended DEPLOYING",
+            ),
+            (
+                r#"{"kind":"deploy","v":1,"data":{"app_id":"a","phase":"ERROR","changed":true}}"#,
+                "ended ERROR (outcome \"\")",
             ),
             (
                 r#"{"kind":"prune","v":2,"data":{"registry":"r","dry_run":false,"requests":3,"failed":[{"digest":"x"}]}}"#,

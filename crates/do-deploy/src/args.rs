@@ -46,6 +46,16 @@ pub(crate) fn check_flags(cli: &Cli) -> anyhow::Result<check::Expectations> {
     for name in cli.preview.iter().chain(&cli.delete_preview) {
         specfile::check_preview_name(name)?;
     }
+    if let Some(soak) = cli.soak {
+        do_core::start::check_durations(&cli.api, &[("--soak", soak)])?;
+        if soak >= cli.timeout {
+            return Err(Failure::usage(format!(
+                "--soak {} does not fit in --timeout {}: the whole run, the soak included, ends at the deadline",
+                do_core::duration::human(soak),
+                do_core::duration::human(cli.timeout)
+            )));
+        }
+    }
     Ok(expectations)
 }
 
@@ -129,6 +139,7 @@ pub(crate) fn settings(cli: &Cli, expectations: check::Expectations, spec_plan: 
         check_path: cli.check_path.clone(),
         expect_status: cli.expect_status,
         check_timeout: cli.check_timeout,
+        soak: cli.soak.map(|duration| crate::soak::Soak { duration, failures: cli.soak_failures }),
         expectations,
         spec_plan,
     }

@@ -93,18 +93,62 @@ pub fn check_url(url: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The agent a check asks with: no token, https unless the URL is a loopback one.
+fn agent_for(url: &str) -> anyhow::Result<ureq::Agent> {
+    let options = do_core::transport::AgentOptions {
+        timeout: None,
+        connect_timeout: None,
+        answers: do_core::transport::Answers::Check { https_only: url.starts_with("https://") },
+    };
+    do_core::transport::agent(url, options)
+}
+
+/// One answer and whether it is what was expected.
+struct Answer {
+    verdict: Result<(), String>,
+    status: Option<u16>,
+    headers: BTreeMap<String, Option<String>>,
+    body: Option<String>,
+}
+
+/// Asks the URL once, giving the answer at most `timeout`.
+fn ask(agent: &ureq::Agent, spec: &CheckSpec, timeout: Duration) -> Answer {
+    let request = agent.get(&spec.url).config().timeout_global(Some(timeout.min(Duration::from_secs(30)))).build();
+    match request.call() {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let headers: BTreeMap<String, Option<String>> = spec
+                .headers
+                .iter()
+                .map(|(name, _)| {
+                    (
+                        name.clone(),
+                        response.headers().get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string),
+                    )
+                })
+                .collect();
+            let bytes = response.body_mut().with_config().limit(BODY_READ_BYTES).read_to_vec().unwrap_or_default();
+            let body = String::from_utf8_lossy(&bytes).into_owned();
+            Answer { verdict: judge(spec, status, &headers, &body), status: Some(status), headers, body: Some(body) }
+        }
+        Err(error) => {
+            Answer { verdict: Err(format!("no answer: {error}")), status: None, headers: BTreeMap::new(), body: None }
+        }
+    }
+}
+
+/// One look at the URL, as the soak makes them: what it broke, if anything (redacted).
+pub fn once(spec: &CheckSpec, timeout: Duration) -> Result<(), String> {
+    let agent = agent_for(&spec.url).map_err(|error| format!("{error:#}"))?;
+    ask(&agent, spec, timeout).verdict.map_err(|reason| do_core::redact::redact(&reason))
+}
+
 /// GETs the URL until it answers as expected, the check's time is up, or `deadline` passes.
 pub fn run(spec: &CheckSpec, deadline: Instant, progress: &do_core::progress::Progress) -> CheckReport {
     let started = Instant::now();
     let until = deadline.min(started + spec.timeout);
-    let https = spec.url.starts_with("https://");
     let mut report = CheckReport { url: spec.url.clone(), ..CheckReport::default() };
-    let options = do_core::transport::AgentOptions {
-        timeout: None,
-        connect_timeout: None,
-        answers: do_core::transport::Answers::Check { https_only: https },
-    };
-    let agent = match do_core::transport::agent(&spec.url, options) {
+    let agent = match agent_for(&spec.url) {
         Ok(agent) => agent,
         Err(error) => {
             report.reason = Some(format!("{error:#}"));
@@ -114,28 +158,13 @@ pub fn run(spec: &CheckSpec, deadline: Instant, progress: &do_core::progress::Pr
     loop {
         report.attempts += 1;
         let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        let request = agent.get(&spec.url).config().timeout_global(Some(left.min(Duration::from_secs(30)))).build();
-        let (verdict, body) = match request.call() {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                report.status = Some(status);
-                report.headers = spec
-                    .headers
-                    .iter()
-                    .map(|(name, _)| {
-                        (
-                            name.clone(),
-                            response.headers().get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string),
-                        )
-                    })
-                    .collect();
-                let bytes = response.body_mut().with_config().limit(BODY_READ_BYTES).read_to_vec().unwrap_or_default();
-                let body = String::from_utf8_lossy(&bytes).into_owned();
-                (judge(spec, status, &report.headers, &body), Some(body))
-            }
-            // The last answer that did come stays in the report.
-            Err(error) => (Err(format!("no answer: {error}")), None),
-        };
+        let answer = ask(&agent, spec, left);
+        // The last answer that did come stays in the report.
+        if answer.status.is_some() {
+            report.status = answer.status;
+            report.headers = answer.headers;
+        }
+        let (verdict, body) = (answer.verdict, answer.body);
         match verdict {
             Ok(()) => {
                 report.passed = true;
@@ -195,6 +224,16 @@ fn excerpt(body: &str) -> String {
 /// Checks the release after ACTIVE, when asked: `--check-url`, or `--check-path` on the
 /// app's live URL.
 pub(crate) fn release(ctx: &crate::Ctx, app: &do_core::types::App) -> Option<CheckReport> {
+    let spec = match spec_for(ctx, app)? {
+        Ok(spec) => spec,
+        Err(report) => return Some(report),
+    };
+    ctx.progress.info(&format!("checking {}", spec.url));
+    Some(run(&spec, ctx.deadline, ctx.progress))
+}
+
+/// What the check asks and expects, when one is asked for; a report of why it cannot be made.
+pub(crate) fn spec_for(ctx: &crate::Ctx, app: &do_core::types::App) -> Option<Result<CheckSpec, CheckReport>> {
     let url = match (&ctx.settings.check_url, &ctx.settings.check_path) {
         (Some(url), _) => url.clone(),
         (None, Some(path)) => {
@@ -204,29 +243,31 @@ pub(crate) fn release(ctx: &crate::Ctx, app: &do_core::types::App) -> Option<Che
                 fresh.and_then(|a| a.live_url)
             });
             let Some(live) = live else {
-                return Some(CheckReport {
+                return Some(Err(CheckReport {
                     url: path.clone(),
                     reason: Some("the app has no live URL to check".into()),
                     ..CheckReport::default()
-                });
+                }));
             };
             if let Err(error) = check_url(&live) {
-                return Some(CheckReport { url: live, reason: Some(format!("{error:#}")), ..CheckReport::default() });
+                return Some(Err(CheckReport {
+                    url: live,
+                    reason: Some(format!("{error:#}")),
+                    ..CheckReport::default()
+                }));
             }
             format!("{}{path}", live.trim_end_matches('/'))
         }
         (None, None) => return None,
     };
-    ctx.progress.info(&format!("checking {url}"));
-    let spec = CheckSpec {
+    Some(Ok(CheckSpec {
         url,
         status: ctx.settings.expect_status,
         body: ctx.settings.expectations.body.clone(),
         headers: ctx.settings.expectations.headers.clone(),
         timeout: ctx.settings.check_timeout,
         interval: ctx.settings.interval.min(Duration::from_secs(2)),
-    };
-    Some(run(&spec, ctx.deadline, ctx.progress))
+    }))
 }
 
 /// Says on stderr how the check failed, and how the answer began.

@@ -29,9 +29,21 @@ NAME=REGEX matches, or --check-timeout passes: then exit 4 with failure.step \"c
 status, the headers checked and the start of the body. No token is sent; plain http only to a
 loopback address.
 
-With --rollback-on-failure a failed deployment or check rolls back to the deployment that was
-ACTIVE when the run began, only while it (or ours) is still the ACTIVE one and nothing newer was
-made or runs; otherwise the record says why no rollback was made.
+The soak (--soak 20m): releases often break minutes after they went green. After ACTIVE and
+the check, do-deploy keeps looking every --interval for that long: at the check's URL with its
+expectations (when a check is asked) and at the app's health (each component's ready replicas
+and state). --soak-failures (3) failed looks in a row are a breach, so one blip is not: exit 4
+with failure.step \"soak\", rolled back with --rollback-on-failure. A newer deployment during the
+soak (someone else's) ends it as superseded (exit 1), nothing rolled back. The record's soak
+says how many looks, how many failed, and when and why a breach came.
+
+With --rollback-on-failure a failed deployment, check or soak rolls back to the deployment that
+was ACTIVE when the run began, only while it (or ours) is still the ACTIVE one and nothing newer
+was made or runs; otherwise the record says why no rollback was made. When App Platform rolls
+back on its own (a newer deployment whose cause says AUTO_ROLLBACK), the release failed (exit 4,
+outcome platform_rollback, naming the deployment it returned to) and none is made here. An app
+pinned by a manual rollback gets no new deployment until the rollback is committed or reverted:
+exit 2, saying how, nothing changed.
 
 Token scopes: app:read, app:update, registry:read; app:create with --create or --preview,
 app:delete with --delete-preview.
@@ -62,13 +74,15 @@ Examples:
   do-deploy --spec .do/app.yaml --delete-preview pr-42
   do-deploy --app shop --repository web --tag v1.4.0 --rollback-on-failure \\
     --check-path /healthz --expect-header 'x-app-version=^v1\\.4\\.0$'
+  do-deploy --app shop --repository web --tag v1.4.0 --check-path /healthz --soak 20m \
+    --rollback-on-failure
   do-deploy --app shop --redeploy --force-rebuild
   do-tag --bump auto | ... push ... | do-deploy --app shop --dry-run
 
 Output: the input records, then one record
   {\"kind\":\"deploy\",\"v\":1,\"data\":{\"app_id\",\"app_name\",\"deployment_id\",\"previous_deployment_id\",
    \"phase\",\"image\",\"components\",\"changed\",\"dry_run\",\"cause\",\"duration_ms\",\"live_url\",\"outcome\",
-   \"failure\",\"superseded_by\",\"check\",\"rollback\",\"created\",\"preview\",\"spec_changes\"}}
+   \"failure\",\"superseded_by\",\"check\",\"rollback\",\"created\",\"preview\",\"spec_changes\",\"soak\"}}
   (--delete-preview: {\"kind\":\"preview-delete\",\"v\":1,\"data\":{\"app_name\",\"app_id\",\"preview\",
    \"deleted\",\"dry_run\",\"outcome\"}})
 
@@ -81,6 +95,9 @@ GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
   changed        true when the app's spec changed
   app_name       the app's name (with --delete-preview: the preview's)
   live_url       the app's live URL (empty when it has none)
+  soak_checks    with --soak: the looks made (0 without)
+  soak_failures  with --soak: the looks that failed
+  soak_seconds   with --soak: how long it watched
   deleted        with --delete-preview: true when the preview was deleted
 
 Exit codes:
@@ -89,7 +106,8 @@ Exit codes:
   1  failed: API error, busy with --if-busy fail, or superseded by a deployment of another image
   2  usage error or bad input (unknown component, tag not in the registry); nothing was changed
   3  deadline exceeded: nothing is sent after it; a deployment under way is reported and keeps running
-  4  the deployment ended ERROR or CANCELED, or the check failed";
+  4  the deployment ended ERROR or CANCELED (or App Platform rolled it back), or the check or the
+     soak failed";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum IfBusy {
@@ -243,6 +261,16 @@ pub struct Cli {
     /// How long the check may take before it fails
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     pub check_timeout: Duration,
+
+    /// After ACTIVE (and the check), keep watching this long: every --interval the check's URL
+    /// (with its expectations) and the app's health; a breach is a failure (exit 4, rolled back
+    /// with --rollback-on-failure)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with_all = ["no_wait", "delete_preview"])]
+    pub soak: Option<Duration>,
+
+    /// With --soak: this many failed looks in a row are a breach (one blip is not)
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "soak", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub soak_failures: u32,
 
     #[command(flatten)]
     pub api: ApiArgs,

@@ -179,6 +179,7 @@ pub(crate) fn dry_run_create(
         created: false,
         preview: plan.preview.clone(),
         spec_changes,
+        soak: None,
     }
 }
 

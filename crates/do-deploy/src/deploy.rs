@@ -9,14 +9,13 @@ use do_core::types::{App, Deployment, Phase};
 use do_core::{Exit, Failure};
 use serde_json::{json, Value};
 
-use crate::check::CheckReport;
 use crate::create::{FromFile, SpecApp};
 use crate::diff::SpecChange;
 use crate::spec::{self, ComponentChange, Wanted};
 use crate::target::Target;
 use crate::update::Intent;
-use crate::{create, diff, follow, gather, rollback, update};
-use crate::{Ctx, DeployRecord, FailureReport, RollbackReport, Settings, SupersededBy};
+use crate::{create, diff, follow, gather, judge, update};
+use crate::{Ctx, DeployRecord, FailureReport, Settings, SupersededBy};
 
 /// The app this run deploys to, and with `--spec` the spec it sends.
 struct Found {
@@ -59,15 +58,6 @@ enum Ending {
     },
 }
 
-/// What the end of the followed deployment means for the run.
-struct Verdict {
-    outcome: &'static str,
-    exit: Exit,
-    check: Option<CheckReport>,
-    failure: Option<FailureReport>,
-    rollback: Option<RollbackReport>,
-}
-
 pub(crate) fn deploy(ctx: &Ctx, target: Option<Target>) -> anyhow::Result<(DeployRecord, Exit)> {
     let s = ctx.settings;
     let wanted = target.as_ref().map(|target| gather::resolve(ctx, target)).transpose()?;
@@ -87,6 +77,9 @@ pub(crate) fn deploy(ctx: &Ctx, target: Option<Target>) -> anyhow::Result<(Deplo
     record.spec_changes = planned.spec_changes.unwrap_or(record.spec_changes);
     if let Plan::Unchanged = planned.plan {
         return Ok((unchanged(ctx, record, &found.app), Exit::Done));
+    }
+    if let Some(refusal) = crate::platform::pinned_refusal(&found.app) {
+        return Err(Failure::usage(refusal));
     }
     record.changed = true;
     if s.dry_run {
@@ -121,13 +114,20 @@ pub(crate) fn deploy(ctx: &Ctx, target: Option<Target>) -> anyhow::Result<(Deplo
         Ending::Lost { error, last_phase, outcome } => return Ok(lost(ctx, record, &error, last_phase, outcome)),
     };
     refresh_live_url(ctx, &mut found.app, &done);
-    let verdict = judge(ctx, &found.app, &done, &record);
+    let verdict = match (judge::judge(ctx, &found.app, &done, &record), s.soak) {
+        (verdict, Some(soak)) if verdict.outcome == "active" => {
+            judge::soak_verdict(ctx, &found.app, &done, &record, soak, verdict)
+        }
+        (verdict, _) => verdict,
+    };
     record.live_url = found.app.live_url.clone();
     record.phase = done.phase.to_string();
     record.outcome = verdict.outcome.into();
     record.check = verdict.check;
     record.failure = verdict.failure;
     record.rollback = verdict.rollback;
+    record.soak = verdict.soak;
+    record.superseded_by = verdict.superseded_by.or(record.superseded_by);
     record.duration_ms = ctx.started.elapsed().as_millis() as u64;
     Ok((record, verdict.exit))
 }
@@ -188,6 +188,7 @@ fn new_record(ctx: &Ctx, found: &Found, wanted: Option<&Wanted>) -> DeployRecord
         created: found.created,
         preview: ctx.settings.spec_plan.as_ref().and_then(|plan| plan.preview.clone()),
         spec_changes,
+        soak: None,
     }
 }
 
@@ -392,44 +393,6 @@ fn refresh_live_url(ctx: &Ctx, app: &mut App, done: &Deployment) {
     if done.phase == Phase::Active && app.live_url.is_none() {
         if let Ok(fresh) = ctx.client.get_object::<App>(&format!("/v2/apps/{}", segment(&app.id)), "app") {
             app.live_url = fresh.live_url;
-        }
-    }
-}
-
-/// What the end means: ACTIVE and the check passed (or none asked); ACTIVE but the check failed;
-/// or failed. A failure is explained and, with --rollback-on-failure, rolled back under the rules.
-fn judge(ctx: &Ctx, app: &App, done: &Deployment, record: &DeployRecord) -> Verdict {
-    let s = ctx.settings;
-    let began_active = record.previous_deployment_id.as_deref();
-    let roll_back = || s.rollback_on_failure.then(|| rollback::roll_back(ctx, app, began_active, &done.id));
-    if done.phase != Phase::Active {
-        let first_component = record.components.first().map(|c| c.name.as_str());
-        let failure = follow::explain_failure(ctx, app, done, first_component);
-        let rollback = roll_back();
-        return Verdict { outcome: "failed", exit: Exit::RemoteFailed, check: None, failure: Some(failure), rollback };
-    }
-    let live = app.live_url.as_deref().map(|u| format!("; live at {u}")).unwrap_or_default();
-    let took = do_core::duration::human(ctx.started.elapsed());
-    ctx.progress.info(&format!("deployment {} is ACTIVE after {took}{live}", done.id));
-    let check = crate::check::release(ctx, app);
-    match &check {
-        Some(report) if !report.passed => {
-            crate::check::tell_failure(ctx.progress, report);
-            let failure = FailureReport {
-                step: Some("check".into()),
-                reason: report.reason.clone(),
-                component: None,
-                log_type: None,
-                log_excerpt: Vec::new(),
-            };
-            let rollback = roll_back();
-            Verdict { outcome: "check_failed", exit: Exit::RemoteFailed, check, failure: Some(failure), rollback }
-        }
-        _ => {
-            if check.is_some() {
-                ctx.progress.info("the check passed");
-            }
-            Verdict { outcome: "active", exit: Exit::Done, check, failure: None, rollback: None }
         }
     }
 }

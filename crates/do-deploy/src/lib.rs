@@ -5,9 +5,9 @@
 //! `run` reads as the phases: the flags checked (`args.rs`, exit 2 before any request), then
 //! `deploy.rs`: gather the image and the app (`gather.rs`; with `--spec`, the app the spec
 //! names, made when missing: `create.rs`), settle a deployment in progress, plan what to send
-//! (pure), start it (`update.rs`), follow it to its end (`follow.rs`), judge the end (the check
-//! in `check.rs`, the rollback under its rules in `rollback.rs`), and one record
-//! (`record.rs`). Every phase reads the same `Ctx` (the API, progress, clock and checked
+//! (pure), start it (`update.rs`), follow it to its end (`follow.rs`), judge the end
+//! (`judge.rs`: the check in `check.rs`, the soak in `soak.rs`, App Platform's own rollback in
+//! `platform.rs`, ours under its rules in `rollback.rs`), and one record (`record.rs`). Every phase reads the same `Ctx` (the API, progress, clock and checked
 //! settings) and returns what the next needs; none keeps state for another.
 
 mod args;
@@ -18,9 +18,12 @@ mod deploy;
 pub mod diff;
 mod follow;
 mod gather;
+mod judge;
+mod platform;
 mod preview;
 mod record;
 mod rollback;
+mod soak;
 pub mod spec;
 pub mod specfile;
 pub mod speckeys;
@@ -39,6 +42,7 @@ use serde_json::Value;
 pub use check::CheckReport;
 pub use cli::{Cli, IfBusy};
 pub use record::{DeployRecord, FailureReport, RollbackReport, SupersededBy};
+pub use soak::{SoakReport, Tally};
 use spec::Pin;
 
 const TOOL: &str = "do-deploy";
@@ -161,6 +165,9 @@ pub(crate) struct Settings {
     pub check_path: Option<String>,
     pub expect_status: u16,
     pub check_timeout: Duration,
+    /// With --soak: how long to keep watching after ACTIVE, and how many failed looks in a row
+    /// are a breach.
+    pub soak: Option<soak::Soak>,
     /// What the check after ACTIVE expects of the body and the headers.
     pub expectations: check::Expectations,
     /// With --spec: the app spec file, checked.

@@ -28,7 +28,8 @@ pub struct DeployRecord {
     pub duration_ms: u64,
     pub live_url: Option<String>,
     /// How the run ended: `active`, `unchanged`, `dry_run`, `created` (--no-wait), `failed`,
-    /// `check_failed`, `superseded`, `deadline`, or `unknown` (lost track of it).
+    /// `check_failed`, `soak_failed`, `platform_rollback` (App Platform rolled back on its own),
+    /// `superseded`, `deadline`, or `unknown` (lost track of it).
     pub outcome: String,
     pub failure: Option<FailureReport>,
     /// The deployment that superseded ours; `adopted` when it ran the same image and was followed.
@@ -41,6 +42,8 @@ pub struct DeployRecord {
     pub preview: Option<String>,
     /// With --spec: each field the spec sent changes (or, in a dry run, would change).
     pub spec_changes: Vec<diff::SpecChange>,
+    /// With --soak: how the watch after ACTIVE went.
+    pub soak: Option<crate::soak::SoakReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +74,8 @@ pub struct RollbackReport {
     pub error: Option<String>,
     /// Why no rollback was made (it would have undone newer work, say).
     pub skipped: Option<String>,
+    /// App Platform rolled back on its own (`deployment_id` is its rollback); none was made here.
+    pub by_platform: bool,
 }
 
 pub(crate) fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
@@ -86,6 +91,9 @@ pub(crate) fn github_outputs(record: &DeployRecord) -> anyhow::Result<()> {
         ("changed", record.changed.to_string()),
         ("app_name", record.app_name.clone()),
         ("live_url", record.live_url.clone().unwrap_or_default()),
+        ("soak_checks", record.soak.as_ref().map_or(0, |s| s.checks).to_string()),
+        ("soak_failures", record.soak.as_ref().map_or(0, |s| s.failures).to_string()),
+        ("soak_seconds", record.soak.as_ref().map_or(0, |s| s.elapsed_ms / 1000).to_string()),
     ])?;
     let mut summary = format!(
         "### do-deploy\n\n**{}**: deployment `{}` is **{}**{}\n\n| component | before | after |\n|---|---|---|\n",
@@ -130,6 +138,13 @@ pub(crate) fn exit_of(record: &DeployRecord, exit: Exit, timeout: std::time::Dur
             "deployment {deployment} is ACTIVE, but the check failed: {}",
             reason.unwrap_or("no reason")
         ))),
+        (Exit::RemoteFailed, "soak_failed") => Err(Failure::remote(format!(
+            "deployment {deployment} went ACTIVE, but broke during the soak: {}",
+            reason.unwrap_or("no reason")
+        ))),
+        (Exit::RemoteFailed, "platform_rollback") => {
+            Err(Failure::remote(format!("the release failed: {}", reason.unwrap_or("App Platform rolled back"))))
+        }
         (Exit::RemoteFailed, _) => Err(Failure::remote(format!(
             "deployment {deployment} ended {}{}",
             record.phase,
