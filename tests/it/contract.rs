@@ -10,7 +10,8 @@ use serde_json::Value;
 /// The kinds a release pipeline writes (the demo writes each).
 pub const KINDS: [&str; 5] = ["gc-wait", "tag", "image", "deploy", "prune"];
 /// Every kind, do-login's too.
-pub const ALL_KINDS: [&str; 7] = ["gc-wait", "tag", "image", "deploy", "prune", "login", "preview-delete"];
+pub const ALL_KINDS: [&str; 8] =
+    ["gc-wait", "tag", "image", "deploy", "prune", "login", "preview-delete", "preview-sweep"];
 
 /// The version of each kind's record.
 fn version(kind: &str) -> u64 {

@@ -15,6 +15,7 @@ mod install;
 mod login;
 mod once;
 mod openapi;
+mod preview_cleanup;
 mod progress;
 mod prune;
 mod prune_artifacts;

@@ -439,7 +439,8 @@ fn every_github_output_a_tool_writes_is_named_in_its_help_and_in_the_readme() {
         let run = tool.run();
         run.assert_code(0);
         records.borrow_mut().extend(run.records());
-        output_keys(&std::fs::read_to_string(output).unwrap())
+        // A mode that has no outputs (--sweep-previews) writes no file.
+        output_keys(&std::fs::read_to_string(output).unwrap_or_default())
     };
     let spec = dir.path().join("app.yaml");
     std::fs::write(&spec, "name: example-app\nservices:\n  - name: web\n    image:\n      registry_type: DOCR\n      repository: web\n      tag: v1.1.0\n").unwrap();
@@ -452,6 +453,11 @@ fn every_github_output_a_tool_writes_is_named_in_its_help_and_in_the_readme() {
     deploy_keys.extend(written((
         preview.args(["--spec", spec.to_str().unwrap(), "--delete-preview", "pr-1", "--dry-run"]),
         preview_out,
+    )));
+    let (sweep, sweep_out) = github(DEPLOY, "sweep");
+    deploy_keys.extend(written((
+        sweep.args(["--spec", spec.to_str().unwrap(), "--sweep-previews", "--keep", "pr-1"]),
+        sweep_out,
     )));
     let (login, login_out) = github(LOGIN, "login");
     let login = login.args(["--docker-config", dir.path().join("docker").to_str().unwrap()]).env("HOME", dir.path());

@@ -45,6 +45,7 @@ const KNOWN_KINDS: &[(&str, u64, RequiredFields)] = &[
     ("prune", 2, &[("registry", FieldType::String), ("dry_run", FieldType::Bool), ("requests", FieldType::Integer)]),
     ("login", 1, &[("host", FieldType::String), ("logged_out", FieldType::Bool)]),
     ("preview-delete", 1, &[("app_name", FieldType::String), ("deleted", FieldType::Bool)]),
+    ("preview-sweep", 1, &[("spec", FieldType::String), ("dry_run", FieldType::Bool), ("deleted", FieldType::Integer)]),
 ];
 
 /// One checked input line: the exact bytes it arrived as, and its parsed record.

@@ -43,7 +43,7 @@ pub(crate) fn check_flags(cli: &Cli) -> anyhow::Result<check::Expectations> {
             return Err(Failure::usage(format!("--check-path {}: give a path like /healthz", validate::shown(path))));
         }
     }
-    for name in cli.preview.iter().chain(&cli.delete_preview) {
+    for name in cli.preview.iter().chain(&cli.delete_preview).chain(&cli.keep) {
         specfile::check_preview_name(name)?;
     }
     if let Some(soak) = cli.soak {
@@ -93,7 +93,9 @@ pub(crate) fn spec_plan(cli: &Cli, progress: &std::sync::Arc<Progress>) -> anyho
             spec["name"].as_str().unwrap_or("the spec")
         )));
     }
+    let base_name = spec["name"].as_str().unwrap_or_default().to_string();
     Ok(Some(SpecPlan {
+        base_name,
         spec: match &cli.preview {
             Some(preview) => specfile::for_preview(&spec, preview, &preview_envs),
             None => spec,
@@ -118,6 +120,29 @@ pub(crate) fn target(cli: &Cli, input: &Input) -> anyhow::Result<Option<Target>>
     Ok(Some(target::choose(&flags, input)?))
 }
 
+/// What --sweep-previews keeps: --keep, the names in --keep-file, --older-than. One of them is
+/// needed: a sweep that keeps nothing says so with an empty --keep-file.
+pub(crate) fn sweep_rules(cli: &Cli) -> anyhow::Result<crate::sweep::Rules> {
+    let mut keep: Option<std::collections::BTreeSet<String>> =
+        (!cli.keep.is_empty()).then(|| cli.keep.iter().cloned().collect());
+    if let Some(path) = &cli.keep_file {
+        let text = specfile::read_user_file("--keep-file", path, "a list of previews")?;
+        let names = keep.get_or_insert_with(Default::default);
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            specfile::check_preview_name(line)
+                .map_err(|e| Failure::usage(format!("--keep-file {}: {e:#}", path.display())))?;
+            names.insert(line.to_string());
+        }
+    }
+    if keep.is_none() && cli.older_than.is_none() {
+        return Err(Failure::usage(
+            "--sweep-previews needs what to keep: --keep pr-1,pr-7, --keep-file FILE (empty keeps none) or --older-than 7d",
+        ));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    Ok(crate::sweep::Rules { keep, older_than: cli.older_than, now })
+}
+
 /// The settings every phase reads, owned (no phase sees the command line).
 pub(crate) fn settings(cli: &Cli, expectations: check::Expectations, spec_plan: Option<SpecPlan>) -> Settings {
     Settings {
@@ -140,6 +165,7 @@ pub(crate) fn settings(cli: &Cli, expectations: check::Expectations, spec_plan: 
         expect_status: cli.expect_status,
         check_timeout: cli.check_timeout,
         soak: cli.soak.map(|duration| crate::soak::Soak { duration, failures: cli.soak_failures }),
+        max_previews: cli.max_previews.map(|max| (max as usize, cli.evict_oldest)),
         expectations,
         spec_plan,
     }

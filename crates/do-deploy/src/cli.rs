@@ -65,13 +65,18 @@ characters: longer names keep their start and a stable hash), created when missi
 the spec's domains and alerts, each component marked with DO_RELEASE_PREVIEW=pr-42 and given
 each --preview-env KEY=VALUE. An app of that name without the mark is never deployed to.
 --delete-preview pr-42 deletes the app only if it carries the mark (else exit 2); an absent one
-is exit 0.
+is exit 0. --sweep-previews deletes every preview of the spec not kept (--keep pr-1,pr-7 or
+--keep-file, the open pull requests; or deployed within --older-than 7d), each under the same
+guard, a dry run unless --execute; its preview-sweep record lists every app with its fate and why.
+--max-previews N refuses a new preview beyond N of the spec (exit 2, naming the oldest) unless
+--evict-oldest deletes the oldest first.
 
 Examples:
   do-deploy --app shop --image registry.digitalocean.com/my-reg/web:v1.4.0
   do-deploy --spec .do/app.yaml --spec-env GITHUB_SHA --repository web --tag v1.4.0 --dry-run
   do-deploy --spec .do/app.yaml --repository web --tag pr-42-1a2b3c4 --preview pr-42
   do-deploy --spec .do/app.yaml --delete-preview pr-42
+  do-deploy --spec .do/app.yaml --sweep-previews --keep pr-1,pr-7 --execute
   do-deploy --app shop --repository web --tag v1.4.0 --rollback-on-failure \\
     --check-path /healthz --expect-header 'x-app-version=^v1\\.4\\.0$'
   do-deploy --app shop --repository web --tag v1.4.0 --check-path /healthz --soak 20m \
@@ -85,6 +90,7 @@ Output: the input records, then one record
    \"failure\",\"superseded_by\",\"check\",\"rollback\",\"created\",\"preview\",\"spec_changes\",\"soak\"}}
   (--delete-preview: {\"kind\":\"preview-delete\",\"v\":1,\"data\":{\"app_name\",\"app_id\",\"preview\",
    \"deleted\",\"dry_run\",\"outcome\"}})
+  (--sweep-previews: {\"kind\":\"preview-sweep\",\"v\":1,\"data\":{\"spec\",\"dry_run\",\"apps\",\"deleted\"}})
 
 GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
   app_id         the app's id
@@ -155,6 +161,36 @@ pub struct Cli {
     /// With --preview: set a variable on every component of the preview (repeatable)
     #[arg(long, value_name = "KEY=VALUE", requires = "preview")]
     pub preview_env: Vec<String>,
+
+    /// With --preview: refuse a new preview beyond N previews of the spec (exit 2, naming the
+    /// oldest), unless --evict-oldest
+    #[arg(long, value_name = "N", requires = "preview", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_previews: Option<u32>,
+
+    /// With --max-previews: delete the oldest previews of the spec to make room
+    #[arg(long, requires = "max_previews")]
+    pub evict_oldest: bool,
+
+    /// With --spec: delete every preview of the spec not kept (--keep, --keep-file) or deployed
+    /// within --older-than; a dry run unless --execute
+    #[arg(long, requires = "spec", conflicts_with_all = ["app", "create", "image", "repository", "tag", "digest", "redeploy", "preview", "delete_preview", "dry_run"])]
+    pub sweep_previews: bool,
+
+    /// With --sweep-previews: previews to keep (comma-separated or repeated: the open pull requests)
+    #[arg(long, value_name = "NAME,…", value_delimiter = ',', requires = "sweep_previews")]
+    pub keep: Vec<String>,
+
+    /// With --sweep-previews: previews to keep, one name a line (empty: keep none)
+    #[arg(long, value_name = "FILE", requires = "sweep_previews")]
+    pub keep_file: Option<std::path::PathBuf>,
+
+    /// With --sweep-previews: keep previews deployed within this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "sweep_previews")]
+    pub older_than: Option<Duration>,
+
+    /// With --sweep-previews: delete (without it, the sweep is a dry run)
+    #[arg(long, requires = "sweep_previews")]
+    pub execute: bool,
 
     /// With --spec: delete the preview app SPECNAME-NAME, if do-deploy made it
     #[arg(long, value_name = "NAME", requires = "spec", conflicts_with_all = ["app", "create", "image", "repository", "tag", "digest", "check_path", "check_url", "rollback_on_failure"])]

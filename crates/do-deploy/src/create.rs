@@ -46,6 +46,10 @@ pub(crate) fn app_for_spec(ctx: &Ctx, plan: &SpecPlan, wanted: &Wanted, reposito
     }
     let file = spec_to_send(ctx, plan, wanted, repository, existing.as_ref())?;
     propose(ctx, &file.new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
+    if let (None, Some(_), Some((max, evict))) = (&existing, &plan.preview, ctx.settings.max_previews) {
+        let room = crate::sweep::Room { base: &plan.base_name, name: plan.app_name(), max, evict };
+        crate::sweep::make_room(ctx.client, ctx.progress, &room, ctx.settings.dry_run)?;
+    }
     let (app, created) = match existing {
         Some(app) => (app, false),
         None if ctx.settings.dry_run => {

@@ -27,6 +27,7 @@ mod soak;
 pub mod spec;
 pub mod specfile;
 pub mod speckeys;
+mod sweep;
 pub mod target;
 mod update;
 
@@ -54,6 +55,8 @@ pub struct SpecPlan {
     /// The file's spec, expanded, made a preview's when asked; components not yet pinned.
     pub spec: Value,
     pub preview: Option<String>,
+    /// The file's own name: a preview's app is BASE-PREVIEW.
+    pub base_name: String,
     /// Whether a missing app is created (--create, --preview).
     pub may_create: bool,
 }
@@ -80,6 +83,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let progress = cli.io.progress(TOOL);
     if let Some(preview) = &cli.delete_preview {
         return delete_preview(&cli, &progress, &start, preview);
+    }
+    if cli.sweep_previews {
+        return sweep_previews(&cli, &progress, &start);
     }
     let plan = args::spec_plan(&cli, &progress)?;
     let target = args::target(&cli, &start.input)?;
@@ -117,6 +123,22 @@ fn delete_preview(
             .outputs(&[("app_name", record.app_name.clone()), ("deleted", record.deleted.to_string())])
             .context("cannot write the GitHub Actions output files")?;
     }
+    outcome
+}
+
+/// `--sweep-previews`: every preview of the spec not kept, deleted under the preview guard.
+fn sweep_previews(
+    cli: &Cli,
+    progress: &std::sync::Arc<Progress>,
+    start: &do_core::start::Start,
+) -> anyhow::Result<Exit> {
+    let rules = args::sweep_rules(cli)?;
+    let spec =
+        args::read_spec(cli, progress, true)?.ok_or_else(|| Failure::usage("--sweep-previews needs --spec FILE"))?;
+    let base = spec["name"].as_str().unwrap_or_default();
+    let (client, mut output) = start.connect(&cli.api, progress)?;
+    let (record, outcome) = sweep::sweep(&client, progress, base, &rules, cli.execute)?;
+    output.emit("preview-sweep", 1, &record)?;
     outcome
 }
 
@@ -168,6 +190,8 @@ pub(crate) struct Settings {
     /// With --soak: how long to keep watching after ACTIVE, and how many failed looks in a row
     /// are a breach.
     pub soak: Option<soak::Soak>,
+    /// With --max-previews: at most this many previews of the spec, and whether to evict the oldest.
+    pub max_previews: Option<(usize, bool)>,
     /// What the check after ACTIVE expects of the body and the headers.
     pub expectations: check::Expectations,
     /// With --spec: the app spec file, checked.

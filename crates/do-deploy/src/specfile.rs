@@ -33,25 +33,31 @@ const SYSTEM_TREES: [&str; 3] = ["/proc", "/sys", "/dev"];
 /// The spec file's text: a regular file outside the system trees (after every link is
 /// resolved), read up to 1 MiB whatever size it reports (files under /proc report 0).
 fn read_capped(path: &Path) -> anyhow::Result<String> {
+    read_user_file("--spec", path, "an app spec")
+}
+
+/// A file a flag names, as text: a regular file outside the system trees (after every link is
+/// resolved), read up to 1 MiB whatever size it reports; `what` it should be, for the errors.
+pub(crate) fn read_user_file(flag: &str, path: &Path, what: &str) -> anyhow::Result<String> {
     use std::io::Read;
     let shown = path.display();
-    let cannot = |e: std::io::Error| Failure::usage(format!("cannot read --spec {shown}: {e}"));
+    let cannot = |e: std::io::Error| Failure::usage(format!("cannot read {flag} {shown}: {e}"));
     let real = std::fs::canonicalize(path).map_err(cannot)?;
     if SYSTEM_TREES.iter().any(|tree| real.starts_with(tree)) {
         return Err(Failure::usage(format!(
-            "--spec {shown} resolves to {}, a system file, not an app spec; nothing was read",
+            "{flag} {shown} resolves to {}, a system file, not {what}; nothing was read",
             real.display()
         )));
     }
     if !std::fs::metadata(&real).map_err(cannot)?.is_file() {
-        return Err(Failure::usage(format!("--spec {shown} is not a regular file")));
+        return Err(Failure::usage(format!("{flag} {shown} is not a regular file")));
     }
     let mut bytes = Vec::new();
     std::fs::File::open(&real).map_err(cannot)?.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
     if bytes.len() as u64 > MAX_SPEC_BYTES {
-        return Err(Failure::usage(format!("--spec {shown} is over 1 MiB; an app spec is a few KB")));
+        return Err(Failure::usage(format!("{flag} {shown} is over 1 MiB; {what} is a few KB")));
     }
-    String::from_utf8(bytes).map_err(|_| Failure::usage(format!("--spec {shown} is not UTF-8 text")))
+    String::from_utf8(bytes).map_err(|_| Failure::usage(format!("{flag} {shown} is not UTF-8 text")))
 }
 
 /// A YAML error as its place and kind, never the file's text (which may hold a secret): the
