@@ -905,18 +905,31 @@ fn the_preview_workflow_deploys_comments_once_and_deletes_with_least_permissions
     assert_eq!(writers, ["comment: pull-requests"], "one job writes, to the conversation only");
     assert_eq!(jobs["comment"]["permissions"], json!({"pull-requests": "write"}));
     assert!(jobs["comment"].get("environment").is_none() && !text.contains("persist-credentials: true"));
-    assert_eq!(text.matches("persist-credentials: false").count(), 2, "no checkout keeps the job token");
-    for name in ["deploy", "delete"] {
-        assert_eq!(jobs[name]["permissions"], json!({"contents": "read"}), "{name}");
+    assert_eq!(text.matches("persist-credentials: false").count(), 3, "no checkout keeps the job token");
+    for name in ["deploy", "delete", "sweep"] {
+        let reads = if name == "sweep" {
+            json!({"contents": "read", "pull-requests": "read"})
+        } else {
+            json!({"contents": "read"})
+        };
+        assert_eq!(jobs[name]["permissions"], reads, "{name}");
         assert_eq!(
             jobs[name]["environment"], "preview",
             "{name}: the token that deletes apps is behind an environment"
         );
+        let condition = jobs[name]["if"].as_str().unwrap();
         assert!(
-            jobs[name]["if"].as_str().unwrap().contains("head.repo.full_name == github.repository"),
+            name == "sweep" || condition.contains("head.repo.full_name == github.repository"),
             "{name}: no preview for forks"
         );
     }
+    // The sweep runs on a schedule and keeps exactly the open pull requests' previews.
+    assert!(jobs["sweep"]["if"].as_str().unwrap().contains("github.event_name == 'schedule'"));
+    assert!(workflow["on"]["schedule"][0]["cron"].is_string());
+    let sweep_runs: Vec<&str> =
+        jobs["sweep"]["steps"].as_array().unwrap().iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(sweep_runs[0].starts_with("gh pr list --state open") && sweep_runs[0].ends_with("> open-previews.txt"));
+    assert!(sweep_runs[1].contains("--sweep-previews --keep-file open-previews.txt --execute"), "{}", sweep_runs[1]);
     assert!(jobs["deploy"]["if"].as_str().unwrap().contains("!= 'closed'"));
     assert!(jobs["delete"]["if"].as_str().unwrap().contains("== 'closed'"));
     assert!(jobs["comment"].get("env").unwrap().get("DIGITALOCEAN_ACCESS_TOKEN").is_none());
@@ -982,7 +995,7 @@ fn the_preview_workflow_deploys_comments_once_and_deletes_with_least_permissions
         do_deploy::Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("`{command}` does not parse: {e}"));
         parsed += 1;
     }
-    assert_eq!(parsed, 2, "the deploy and the delete");
+    assert_eq!(parsed, 3, "the deploy, the delete and the sweep");
     assert!(all.contains("--preview \"$PREVIEW\"") && all.contains("--delete-preview \"$PREVIEW\""));
     let deadlines: u64 = commands
         .iter()
