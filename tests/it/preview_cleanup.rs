@@ -155,3 +155,59 @@ fn sweep_flags_are_checked_before_any_request() {
     }
     assert!(sim.requests().is_empty(), "{:?}", sim.requests());
 }
+
+/// The tags of `repository` in the world's registry.
+fn tags_in(sim: &Sim, repository: &str) -> Vec<String> {
+    let mut tags: Vec<String> = crate::support::manifests_in(sim, repository)
+        .iter()
+        .flat_map(|m| m["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>())
+        .collect();
+    tags.sort();
+    tags
+}
+
+#[test]
+fn deleting_a_preview_with_its_images_keeps_a_tag_another_app_runs() {
+    let sim = sim(20);
+    let dir = tempfile::tempdir().unwrap();
+    let shop = spec_file(dir.path(), "example-app");
+    for tag in ["pr-42-aaa", "pr-42-bbb", "pr-420-ccc"] {
+        sim.push(do_sim::DEFAULT_REGISTRY, "web", tag, 1_000).unwrap();
+    }
+    with_spec(&sim, &shop)
+        .args(["--repository", "web", "--tag", "pr-42-aaa", "--preview", "pr-42"])
+        .run()
+        .assert_code(0);
+    // Another app runs an image the pull request pushed (a demo pinned to it, say).
+    sim.add_app(do_sim::default_app_spec("demo", "web", "pr-42-bbb"), true);
+    let delete = |extra: &[&str]| {
+        with_spec(&sim, &shop).args(["--delete-preview", "pr-42", "--delete-images"]).args(extra).run()
+    };
+    let fates = |run: &Run| -> Vec<(String, String)> {
+        let mut fates: Vec<(String, String)> = run.record("preview-delete")["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["tag"].as_str().unwrap().to_string(), i["fate"].as_str().unwrap().to_string()))
+            .collect();
+        fates.sort();
+        fates
+    };
+    let dry = delete(&["--dry-run"]);
+    dry.assert_code(0);
+    assert_eq!(
+        fates(&dry),
+        [("pr-42-aaa".to_string(), "would_delete".to_string()), ("pr-42-bbb".into(), "kept".into())]
+    );
+    assert_eq!(deletes(&sim), 0, "a dry run deletes nothing");
+    let run = delete(&[]);
+    run.assert_code(0);
+    assert_eq!(run.record("preview-delete")["outcome"], "deleted");
+    assert_eq!(fates(&run), [("pr-42-aaa".to_string(), "deleted".to_string()), ("pr-42-bbb".into(), "kept".into())]);
+    let tags = tags_in(&sim, "web");
+    assert!(!tags.contains(&"pr-42-aaa".to_string()), "{tags:?}");
+    assert!(tags.contains(&"pr-42-bbb".to_string()) && tags.contains(&"pr-420-ccc".to_string()), "{tags:?}");
+    let images = run.record("preview-delete")["images"].clone();
+    let kept = images.as_array().unwrap().iter().find(|i| i["tag"] == "pr-42-bbb").unwrap();
+    assert!(kept["reason"].as_str().unwrap().starts_with("an app runs or ran"), "{kept}");
+}

@@ -68,6 +68,9 @@ each --preview-env KEY=VALUE. An app of that name without the mark is never depl
 is exit 0. --sweep-previews deletes every preview of the spec not kept (--keep pr-1,pr-7 or
 --keep-file, the open pull requests; or deployed within --older-than 7d), each under the same
 guard, a dry run unless --execute; its preview-sweep record lists every app with its fate and why.
+--delete-preview pr-42 --delete-images also deletes the pull request's image tags (pr-42-*) in
+the repositories the spec runs, except a tag another app runs or ran (by tag, or the image by
+digest); the manifests they leave untagged go with the next do-prune, under its keep closure.
 --max-previews N refuses a new preview beyond N of the spec (exit 2, naming the oldest) unless
 --evict-oldest deletes the oldest first.
 
@@ -75,7 +78,7 @@ Examples:
   do-deploy --app shop --image registry.digitalocean.com/my-reg/web:v1.4.0
   do-deploy --spec .do/app.yaml --spec-env GITHUB_SHA --repository web --tag v1.4.0 --dry-run
   do-deploy --spec .do/app.yaml --repository web --tag pr-42-1a2b3c4 --preview pr-42
-  do-deploy --spec .do/app.yaml --delete-preview pr-42
+  do-deploy --spec .do/app.yaml --delete-preview pr-42 --delete-images
   do-deploy --spec .do/app.yaml --sweep-previews --keep pr-1,pr-7 --execute
   do-deploy --app shop --repository web --tag v1.4.0 --rollback-on-failure \\
     --check-path /healthz --expect-header 'x-app-version=^v1\\.4\\.0$'
@@ -89,7 +92,7 @@ Output: the input records, then one record
    \"phase\",\"image\",\"components\",\"changed\",\"dry_run\",\"cause\",\"duration_ms\",\"live_url\",\"outcome\",
    \"failure\",\"superseded_by\",\"check\",\"rollback\",\"created\",\"preview\",\"spec_changes\",\"soak\"}}
   (--delete-preview: {\"kind\":\"preview-delete\",\"v\":1,\"data\":{\"app_name\",\"app_id\",\"preview\",
-   \"deleted\",\"dry_run\",\"outcome\"}})
+   \"deleted\",\"dry_run\",\"outcome\",\"images\"}})
   (--sweep-previews: {\"kind\":\"preview-sweep\",\"v\":1,\"data\":{\"spec\",\"dry_run\",\"apps\",\"deleted\"}})
 
 GitHub Actions outputs (written to $GITHUB_OUTPUT when GITHUB_ACTIONS=true):
@@ -161,6 +164,11 @@ pub struct Cli {
     /// With --preview: set a variable on every component of the preview (repeatable)
     #[arg(long, value_name = "KEY=VALUE", requires = "preview")]
     pub preview_env: Vec<String>,
+
+    /// With --delete-preview: also delete the preview's image tags (NAME-*) in the repositories the
+    /// spec runs, except a tag another app runs; their manifests go with the next do-prune
+    #[arg(long, requires = "delete_preview")]
+    pub delete_images: bool,
 
     /// With --preview: refuse a new preview beyond N previews of the spec (exit 2, naming the
     /// oldest), unless --evict-oldest

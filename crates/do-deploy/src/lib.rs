@@ -18,6 +18,7 @@ mod deploy;
 pub mod diff;
 mod follow;
 mod gather;
+mod images;
 mod judge;
 mod platform;
 mod preview;
@@ -116,7 +117,15 @@ fn delete_preview(
     })?;
     let base = spec["name"].as_str().unwrap_or_default();
     let (client, mut output) = start.connect(&cli.api, progress)?;
-    let (record, outcome) = preview::delete(&client, progress, base, preview, cli.dry_run)?;
+    let (mut record, mut outcome) = preview::delete(&client, progress, base, preview, cli.dry_run)?;
+    // The images only once the preview is gone (or was never there): what it ran counts no more.
+    if cli.delete_images && outcome.is_ok() && record.outcome != "failed" {
+        let app = record.app_name.clone();
+        record.images = images::delete_tags(&client, progress, &spec, (&app, preview), cli.dry_run)?;
+        if let Some(failed) = record.images.iter().find(|i| i.fate == "failed") {
+            outcome = Err(anyhow::anyhow!("could not delete {}:{}: {}", failed.repository, failed.tag, failed.reason));
+        }
+    }
     output.emit("preview-delete", 1, &record)?;
     if let Some(github) = do_core::github::GitHub::from_env() {
         github

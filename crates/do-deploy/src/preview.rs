@@ -23,6 +23,8 @@ pub struct PreviewDeleteRecord {
     /// `deleted`, `absent` (nothing to delete), `dry_run`, or `failed` (the delete was refused or
     /// got no answer, and the app is still there).
     pub outcome: String,
+    /// With --delete-images: each of the preview's image tags and what became of it.
+    pub images: Vec<crate::images::ImageTag>,
 }
 
 /// The record and the outcome. An outer error means nothing that changes anything was sent, so
@@ -42,6 +44,7 @@ pub fn delete(
         deleted: false,
         dry_run,
         outcome: "absent".into(),
+        images: Vec::new(),
     };
     let Some(found) = crate::create::app_named(client, &name)? else {
         progress.info(&format!("no app named {name}; nothing to delete"));

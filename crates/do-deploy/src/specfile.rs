@@ -120,7 +120,7 @@ pub fn load(
     let mut spec = read(path)?;
     check_known_keys(path, &spec)?;
     if name_only {
-        spec = json!({"name": spec["name"].clone()});
+        spec = name_and_images(&spec);
     }
     let expansion = expand(&mut spec, allowed, env)?;
     let name = spec.get("name").and_then(Value::as_str).unwrap_or("");
@@ -131,6 +131,26 @@ pub fn load(
         )));
     }
     Ok((spec, expansion))
+}
+
+/// What deleting a preview needs of a spec, and no variable it might ask for: its name, and
+/// each component's name and image (for --delete-images).
+fn name_and_images(spec: &Value) -> Value {
+    let mut kept = json!({"name": spec["name"].clone()});
+    for list in crate::spec::COMPONENT_LISTS {
+        let Some(components) = spec.get(list).and_then(Value::as_array) else { continue };
+        let images: Vec<Value> = components
+            .iter()
+            .filter_map(|c| {
+                c.get("image")
+                    .map(|image| json!({"name": c.get("name").cloned().unwrap_or(Value::Null), "image": image}))
+            })
+            .collect();
+        if !images.is_empty() {
+            kept[list] = Value::Array(images);
+        }
+    }
+    kept
 }
 
 /// Refuses a spec with a key no field of its place is named (exit 2), naming each with where it
