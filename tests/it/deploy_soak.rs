@@ -47,6 +47,7 @@ fn a_release_that_breaks_after_it_went_green_fails_the_soak_and_is_rolled_back()
     let soak = &record["soak"];
     assert_eq!((soak["ended"].as_str(), soak["failures"].as_u64()), (Some("breached"), Some(3)), "{soak}");
     assert!(soak["elapsed_ms"].as_u64().unwrap() < 20_000, "the breach ended the soak: {soak}");
+    assert_eq!(soak["seconds"], 20, "the soak asked for");
     let failed = soak["breach"]["failed"].as_str().unwrap();
     assert!(failed.contains("status 500") || failed.contains("UNHEALTHY"), "{failed}");
     assert_eq!(record["rollback"]["phase"], "ACTIVE", "{record}");
@@ -89,6 +90,32 @@ fn a_newer_deployment_during_the_soak_ends_it_superseded_with_nothing_rolled_bac
     );
     assert_eq!(record["superseded_by"]["cause"], "manual", "{record}");
     assert_eq!(posts(&sim, "/rollback"), 0, "never rolled back over it");
+}
+
+#[test]
+fn app_platforms_own_rollback_during_the_soak_is_a_failed_release_not_someone_elses_work() {
+    let sim = sim(30);
+    let run = std::thread::spawn({
+        let tool = soaked(&sim, "20s", &["--rollback-on-failure"]);
+        move || tool.run()
+    });
+    wait_until("the soak looks at the app's health", || sim.requests().iter().any(|r| r.url.ends_with("/health")));
+    // App Platform rolls the app back on its own to the deployment ACTIVE before ours.
+    {
+        let mut state = sim.state();
+        let before = state.apps[0].deployments.len() - 2;
+        let to = state.apps[0].deployments[before].id.clone();
+        state.create_deployment_of(0, &do_sim::auto_rollback_cause(&to), Some(before), std::time::Instant::now());
+    }
+    let run: Run = run.join().unwrap();
+    run.assert_code(4);
+    let record = run.record("deploy");
+    assert_eq!(
+        (record["outcome"].as_str(), record["soak"]["ended"].as_str()),
+        (Some("platform_rollback"), Some("platform_rollback"))
+    );
+    assert_eq!(record["rollback"]["by_platform"], true, "{record}");
+    assert_eq!(posts(&sim, "/rollback"), 0, "never rolled back again");
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod snapshot;
 pub mod state;
 mod wire;
 
+pub use apps_model::auto_rollback_cause;
 pub use cli::{main, Cli, Command};
 pub use client::{push_to, start_gc_at, PushRequest};
 pub use handle::Sim;
