@@ -801,6 +801,20 @@ fn the_example_workflows_tag_step_tags_and_pushes_then_stops_the_run_when_nothin
 }
 
 #[test]
+fn a_release_soaks_its_deployment_when_do_release_toml_says_soak() {
+    let world = World::new();
+    let outcome = world.run(true, Config { soak: "600ms".into(), ..world.config() });
+    assert_eq!(outcome.exit, 0, "{}", outcome.text);
+    let report = String::from_utf8(outcome.report).unwrap();
+    let deploy: Value =
+        report.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).rfind(|r| r["kind"] == "deploy").unwrap();
+    assert_eq!(deploy["data"]["soak"]["ended"], "passed", "{deploy}");
+    assert!(deploy["data"]["soak"]["checks"].as_u64().unwrap() >= 1, "{deploy}");
+    let refused = Config { soak: "40m".into(), deploy_timeout: "30m".into(), ..world.config() }.check().unwrap_err();
+    assert!(format!("{refused:#}").contains("soak 40m does not fit in deploy_timeout 30m"), "{refused:#}");
+}
+
+#[test]
 fn a_release_with_the_app_spec_in_the_repository_deploys_the_spec() {
     let world = World::new();
     let mut spec = world.sim.snapshot()["apps"][0]["spec"].clone();

@@ -286,6 +286,13 @@ fn health_follows_the_live_scenario_and_the_platform_rolls_back_on_its_own_when_
         (web["name"].as_str(), web["state"].as_str(), web["replicas_ready"].as_i64()),
         (Some("web"), Some("HEALTHY"), Some(1))
     );
+    // The control API takes every scenario and outcome by name.
+    let control = |body: Value| call(&sim, "POST", &format!("/_sim/apps/{app}/next-deployment"), Some(body), None).0;
+    assert_eq!(control(json!({"outcome": "auto_rollback", "live": {"scenario": "flapping", "period_ms": 100}})), 204);
+    assert_eq!(control(json!({"live": {"scenario": "failing_between", "from_ms": 1, "to_ms": 2}})), 204);
+    assert_eq!(control(json!({"live": {"scenario": "failing_sometimes"}})), 400);
+    assert_eq!(sim.state().apps[0].next_live, do_sim::Live::FailingBetween { from_ms: 1, to_ms: 2 });
+    sim.state().apps[0].next_outcome = do_sim::Outcome::Success;
     // A release that turns bad right after ACTIVE: unhealthy, and its live URL fails.
     sim.state().apps[0].next_live = do_sim::Live::FailingAfter { ms: 0 };
     let (_, created) = api(&sim, "POST", &format!("/v2/apps/{app}/deployments"), Some(json!({})));

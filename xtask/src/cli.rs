@@ -226,6 +226,9 @@ pub struct ReleaseArgs {
     /// And expect the released tag in this header (x-app-version, say)
     #[arg(long, value_name = "HEADER")]
     pub check_version_header: Option<String>,
+    /// Keep watching after ACTIVE this long (do-deploy --soak; "" = off)
+    #[arg(long, value_name = "DURATION")]
+    pub soak: Option<String>,
     /// Roll back when the deployment or its check fails (the default)
     #[arg(long, overrides_with = "no_rollback_on_failure")]
     pub rollback_on_failure: bool,

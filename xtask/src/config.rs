@@ -32,6 +32,8 @@ pub const CONFIG_HELP: &str = r#"do-release.toml keys (all optional but reposito
   deploy_timeout = "30m"        # how long to follow the deployment (do-deploy --timeout)
   check_path = ""               # after ACTIVE, GET this path on the app's live URL ("" = no check)
   check_version_header = ""     # and expect the released tag in this header, e.g. "x-app-version"
+  soak = ""                     # keep watching after ACTIVE this long, like "20m" (do-deploy --soak;
+                                # "" = off); it must fit in deploy_timeout
   rollback_on_failure = true    # do-deploy --rollback-on-failure (--no-rollback-on-failure: false)
   interval = "5s"               # first pause between looks at GC and deployments (the tools' --interval)
 "#;
@@ -64,6 +66,7 @@ pub struct Config {
     pub deploy_timeout: String,
     pub check_path: String,
     pub check_version_header: String,
+    pub soak: String,
     pub rollback_on_failure: bool,
     #[serde(alias = "poll_interval")]
     pub interval: String,
@@ -105,6 +108,7 @@ impl Default for Config {
             deploy_timeout: "30m".into(),
             check_path: String::new(),
             check_version_header: String::new(),
+            soak: String::new(),
             rollback_on_failure: true,
             interval: "5s".into(),
         }
@@ -183,6 +187,17 @@ impl Config {
             self.check_version_header.is_empty() || !self.check_path.is_empty(),
             "check_version_header needs check_path: the path to ask for the version"
         );
+        if !self.soak.is_empty() {
+            let soak = do_core::duration::parse_duration(&self.soak).map_err(|e| anyhow::anyhow!("soak: {e}"))?;
+            let deploy_timeout =
+                do_core::duration::parse_duration(&self.deploy_timeout).map_err(|e| anyhow::anyhow!(e))?;
+            anyhow::ensure!(
+                soak < deploy_timeout,
+                "soak {} does not fit in deploy_timeout {}: the soak is part of the deployment's time",
+                self.soak,
+                self.deploy_timeout
+            );
+        }
         if !self.keep_within.is_empty() {
             do_core::duration::parse_duration(&self.keep_within).map_err(|e| anyhow::anyhow!(e))?;
         }
@@ -217,6 +232,7 @@ pub fn with_flags(args: &crate::cli::ReleaseArgs) -> anyhow::Result<Config> {
         deploy_timeout,
         check_path,
         check_version_header,
+        soak,
         interval
     );
     if let Some(value) = args.keep_last {
@@ -316,6 +332,7 @@ mod tests {
             "deploy_timeout",
             "check_path",
             "check_version_header",
+            "soak",
             "rollback_on_failure",
             "interval",
         ];

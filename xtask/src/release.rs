@@ -331,6 +331,9 @@ impl Runner<'_> {
         if config.rollback_on_failure {
             deploy_args.push("--rollback-on-failure".into());
         }
+        if !config.soak.is_empty() {
+            deploy_args.extend(["--soak".into(), config.soak.clone()]);
+        }
         if !execute {
             // The plan goes on past a GC still running (the real run waits for it): nothing acts.
             deploy_args.extend(["--dry-run".into(), "--ignore-upstream-failure".into()]);

@@ -38,8 +38,10 @@ Control API (no token needed) for tests, the demo and benchmarks:
   GET    /_sim/state        everything the simulator holds
   PUT    /_sim/rate-limit   {\"per_hour\",\"per_minute\",\"window_scale\"}
   PUT    /_sim/latency      {\"ms\"}  added to every API and registry-host request
-  POST   /_sim/apps/ID/next-deployment  {\"outcome\":\"success|build_error|deploy_error|hang|canceled|superseded\",\"phase_ms\"?,
-                            \"live\"?:{\"scenario\":\"healthy|failing|failing_for|wrong_version\",\"ms\"?,\"version\"?}}
+  POST   /_sim/apps/ID/next-deployment  {\"outcome\":\"success|build_error|deploy_error|hang|canceled|superseded|
+                            auto_rollback\",\"phase_ms\"?,\"live\"?:{\"scenario\":\"healthy|failing|failing_for|failing_after|
+                            failing_between|flapping|wrong_version\",\"ms\"?,\"from_ms\"?,\"to_ms\"?,\"period_ms\"?,\"version\"?}}
+  GET    /v2/apps/ID/health the app's health, from its ACTIVE deployment's live scenario
   PUT    /_sim/quirks       {\"update_without_pending\"?,\"normalized_specs\"?}  the live API's ways
   GET    /_sim/live/APP/…   the app's live URL: answers per its ACTIVE deployment (x-app-version)
 
