@@ -46,7 +46,7 @@ pinned by a manual rollback gets no new deployment until the rollback is committ
 exit 2, saying how, nothing changed.
 
 Token scopes: app:read, app:update, registry:read; app:create with --create or --preview,
-app:delete with --delete-preview.
+app:delete with --delete-preview and --sweep-previews, registry:delete with --delete-images.
 
 The app spec in the repository (--spec FILE): the file, with ${NAME} expanded for each
 --spec-env NAME (unset is exit 2; the token never; any other ${NAME} that is not App Platform's own,
