@@ -37,7 +37,7 @@ pub enum Task {
 }
 
 const DIST_HELP: &str = "\
-Writes target/dist/do-release-<version>-<target>.tar.gz (do-tag, do-gc-wait, do-deploy,
+Writes target/distrib/do-release-<version>-<target>.tar.gz (do-tag, do-gc-wait, do-deploy,
 do-prune, do-login, do-sim) and a .sha256 file beside it; exit 1 if a binary is over 8 MB.
 
 Examples:
@@ -50,7 +50,7 @@ pub struct DistArgs {
     #[arg(long, value_name = "TRIPLE")]
     pub target: Option<String>,
     /// Where the archive goes
-    #[arg(long, value_name = "DIR", default_value = "target/dist")]
+    #[arg(long, value_name = "DIR", default_value = "target/distrib")]
     pub out: PathBuf,
 }
 

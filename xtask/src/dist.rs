@@ -1,4 +1,4 @@
-//! `cargo xtask dist`: the release archives. Builds the tools with `--release` (for a target
+//! `cargo xtask dist`: the release archives. Builds the tools with `--profile dist` (for a target
 //! triple, when given), holds each binary to the size budget, and packs them as
 //! `do-release-<version>-<target>.tar.gz` with a `.sha256` file beside it in `sha256sum`'s
 //! format. The release workflow runs this on each platform; `scripts/install.sh` (the
@@ -33,10 +33,11 @@ pub fn host_target() -> anyhow::Result<String> {
         .context("rustc -vV names no host")
 }
 
-/// `cargo build --release --locked --bins [--target TARGET]`, then the directory of the binaries.
+/// `cargo build --profile dist --locked --bins [--target TARGET]` (the release profile with
+/// LTO and one codegen unit), then the directory of the binaries.
 pub fn build(workspace: &Path, target: Option<&str>) -> anyhow::Result<PathBuf> {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.current_dir(workspace).args(["build", "--release", "--locked", "--bins"]);
+    command.current_dir(workspace).args(["build", "--profile", "dist", "--locked", "--bins"]);
     if let Some(target) = target {
         command.args(["--target", target]);
     }
@@ -48,8 +49,8 @@ pub fn build(workspace: &Path, target: Option<&str>) -> anyhow::Result<PathBuf> 
     let status = command.status().context("cannot run cargo")?;
     anyhow::ensure!(status.success(), "the release build failed ({status})");
     let dir = match target {
-        Some(target) => workspace.join("target").join(target).join("release"),
-        None => workspace.join("target/release"),
+        Some(target) => workspace.join("target").join(target).join("dist"),
+        None => workspace.join("target/dist"),
     };
     Ok(dir)
 }
