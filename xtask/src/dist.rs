@@ -71,7 +71,7 @@ pub fn pack(binaries: &Path, version: &str, target: &str, out: &Path, budget: u6
         let size = std::fs::metadata(&from).with_context(|| format!("no {} (build first)", from.display()))?.len();
         anyhow::ensure!(
             size <= budget,
-            "{tool} is {size} bytes, over the budget of {budget}: check the release profile in Cargo.toml"
+            "{tool} is {size} bytes, over the budget of {budget}: check the dist profile in Cargo.toml"
         );
         std::fs::copy(&from, folder.join(tool))?;
         sizes.push((tool.to_string(), size));
