@@ -79,8 +79,11 @@ fn a_sweep_deletes_only_this_specs_previews_not_kept_and_only_with_execute() {
     assert_eq!(fates(&dry), expected, "{}", dry.stdout);
     assert_eq!(dry.record("preview-sweep")["dry_run"], true);
     assert_eq!(deletes(&sim), 0, "a dry run deletes nothing");
+    sim.state().requests.clear();
     let executed = sweep(&["--execute"]);
     executed.assert_code(0);
+    let listings = sim.requests().iter().filter(|r| r.method == "GET" && r.url.contains("/v2/apps?")).count();
+    assert_eq!(listings, 1, "the apps are listed once, not again for each deletion");
     assert_eq!(executed.record("preview-sweep")["deleted"], 2);
     assert_eq!(
         app_names(&sim),

@@ -14,7 +14,12 @@ use crate::{check_is_preview, diff, specfile, Ctx, DeployRecord, SpecPlan, NOT_C
 /// The app of exactly this name, if the account has one.
 pub(crate) fn app_named(client: &Client, name: &str) -> anyhow::Result<Option<App>> {
     let apps: Vec<App> = client.get_all("/v2/apps", "apps")?;
-    Ok(apps.into_iter().find(|app| app.name() == name))
+    Ok(named(&apps, name).cloned())
+}
+
+/// The app of that name among `apps`.
+fn named<'a>(apps: &'a [App], name: &str) -> Option<&'a App> {
+    apps.iter().find(|app| app.name() == name)
 }
 
 /// The app a --spec run deploys to, or the record of a dry run that would create it.
@@ -37,7 +42,8 @@ pub(crate) fn find_app_named(ctx: &Ctx, name: &str) -> anyhow::Result<Option<App
 /// The app the spec names, made when missing (with --create or --preview), and the spec to
 /// send, passed by propose.
 pub(crate) fn app_for_spec(ctx: &Ctx, plan: &SpecPlan, wanted: &Wanted, repository: &str) -> anyhow::Result<SpecApp> {
-    let existing = find_app_named(ctx, plan.app_name())?;
+    let apps: Vec<App> = ctx.client.get_all("/v2/apps", "apps")?;
+    let existing = named(&apps, plan.app_name()).cloned();
     if existing.is_none() && !plan.may_create {
         return Err(Failure::usage(format!(
             "no app named {:?}: pass --create to create it from the spec",
@@ -48,7 +54,7 @@ pub(crate) fn app_for_spec(ctx: &Ctx, plan: &SpecPlan, wanted: &Wanted, reposito
     propose(ctx, &file.new_spec, existing.as_ref().map(|app| app.id.as_str()))?;
     if let (None, Some(_), Some((max, evict))) = (&existing, &plan.preview, ctx.settings.max_previews) {
         let room = crate::sweep::Room { base: &plan.base_name, name: plan.app_name(), max, evict };
-        crate::sweep::make_room(ctx.client, ctx.progress, &room, ctx.settings.dry_run)?;
+        crate::sweep::make_room(ctx.client, ctx.progress, &apps, &room, ctx.settings.dry_run)?;
     }
     let (app, created) = match existing {
         Some(app) => (app, false),

@@ -34,17 +34,14 @@ pub struct InUse {
 impl InUse {
     /// Adds the DOCR images a spec names.
     pub fn add_spec(&mut self, spec: &Value) {
-        for list in crate::spec::COMPONENT_LISTS {
-            for component in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
-                let Some(image) = component.get("image") else { continue };
-                let text = |key: &str| image.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
-                let Some(repository) = text("repository") else { continue };
-                if let Some(tag) = text("tag") {
-                    self.tags.insert((repository.to_string(), tag.to_string()));
-                }
-                if let Some(digest) = text("digest") {
-                    self.digests.insert(digest.to_string());
-                }
+        for image in component_images(spec) {
+            let text = |key: &str| image.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+            let Some(repository) = text("repository") else { continue };
+            if let Some(tag) = text("tag") {
+                self.tags.insert((repository.to_string(), tag.to_string()));
+            }
+            if let Some(digest) = text("digest") {
+                self.digests.insert(digest.to_string());
             }
         }
     }
@@ -67,20 +64,21 @@ pub fn of_preview<'a>(tags: &'a [Tag], preview: &str) -> Vec<&'a Tag> {
 
 /// The DOCR repositories (with their registry when named) a spec's components run.
 pub fn repositories(spec: &Value) -> BTreeSet<(Option<String>, String)> {
-    let mut found = BTreeSet::new();
-    for list in crate::spec::COMPONENT_LISTS {
-        for component in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
-            let Some(image) = component.get("image") else { continue };
-            let text = |key: &str| image.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-            if image.get("registry_type").and_then(Value::as_str) != Some("DOCR") {
-                continue;
-            }
-            if let Some(repository) = text("repository") {
-                found.insert((text("registry"), repository));
-            }
-        }
-    }
-    found
+    let docr =
+        component_images(spec).filter(|image| image.get("registry_type").and_then(Value::as_str) == Some("DOCR"));
+    docr.filter_map(|image| {
+        let text = |key: &str| image.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        Some((text("registry"), text("repository")?))
+    })
+    .collect()
+}
+
+/// The `image` of every component of a spec that has one.
+fn component_images(spec: &Value) -> impl Iterator<Item = &Value> {
+    crate::spec::COMPONENT_LISTS
+        .iter()
+        .flat_map(|list| spec.get(*list).and_then(Value::as_array).into_iter().flatten())
+        .filter_map(|component| component.get("image"))
 }
 
 /// What every app of the account runs, and what its recent deployments ran; the preview being

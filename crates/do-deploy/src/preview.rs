@@ -36,6 +36,19 @@ pub fn delete(
     preview: &str,
     dry_run: bool,
 ) -> anyhow::Result<(PreviewDeleteRecord, anyhow::Result<Exit>)> {
+    let listed = crate::create::app_named(client, &specfile::preview_app_name(base, preview))?;
+    delete_listed(client, progress, (base, preview), listed.map(|app| app.id), dry_run)
+}
+
+/// As `delete`, for a preview whose app the caller listed already: `listed` is the id of the
+/// app of the preview's name (None: there is none). The guard reads it again all the same.
+pub fn delete_listed(
+    client: &Client,
+    progress: &Progress,
+    (base, preview): (&str, &str),
+    listed: Option<String>,
+    dry_run: bool,
+) -> anyhow::Result<(PreviewDeleteRecord, anyhow::Result<Exit>)> {
     let name = specfile::preview_app_name(base, preview);
     let mut record = PreviewDeleteRecord {
         app_name: name.clone(),
@@ -46,12 +59,12 @@ pub fn delete(
         outcome: "absent".into(),
         images: Vec::new(),
     };
-    let Some(found) = crate::create::app_named(client, &name)? else {
+    let Some(id) = listed else {
         progress.info(&format!("no app named {name}; nothing to delete"));
         return Ok((record, Ok(Exit::Done)));
     };
-    let path = format!("/v2/apps/{}", segment(&found.id));
-    record.app_id = Some(found.id.clone());
+    let path = format!("/v2/apps/{}", segment(&id));
+    record.app_id = Some(id);
     // Read again right before deleting: the mark is checked on what the delete will hit.
     let Some(app) = client.get_object_or_none::<App>(&path, "app")? else {
         progress.info(&format!("app {name} is gone already; nothing to delete"));

@@ -29,6 +29,7 @@ pub struct Rules {
 /// What a sweep knows of an app.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Facts {
+    pub id: String,
     pub name: String,
     /// The preview mark every component carries, if it is a preview made by do-deploy.
     pub mark: Option<String>,
@@ -84,6 +85,7 @@ pub fn evictions(previews: &[Facts], max: usize) -> Vec<&Facts> {
 pub fn facts(app: &App) -> Facts {
     let at = app.last_deployment_created_at.as_deref().or(app.created_at.as_deref());
     Facts {
+        id: app.id.clone(),
         name: app.name().to_string(),
         mark: specfile::preview_marker(&app.spec).map(str::to_string),
         deployed_at: at.and_then(do_core::duration::parse_timestamp).map(|t| t.as_second()),
@@ -134,7 +136,7 @@ pub fn sweep(
         };
         if fate == Fate::Delete {
             let preview = facts.mark.as_deref().unwrap_or_default();
-            swept.fate = delete_one(client, progress, base, preview, execute, &mut failed);
+            swept.fate = delete_one(client, progress, (base, preview), &app.id, execute, &mut failed);
             record.deleted += usize::from(swept.fate == "deleted");
         }
         if fate != Fate::NotOurs {
@@ -154,16 +156,16 @@ pub fn sweep(
     Ok((record, outcome))
 }
 
-/// One preview deleted under --delete-preview's guard: its fate.
+/// One preview (its app listed as `id`) deleted under --delete-preview's guard: its fate.
 fn delete_one(
     client: &Client,
     progress: &Progress,
-    base: &str,
-    preview: &str,
+    (base, preview): (&str, &str),
+    id: &str,
     execute: bool,
     failed: &mut Vec<String>,
 ) -> String {
-    match crate::preview::delete(client, progress, base, preview, !execute) {
+    match crate::preview::delete_listed(client, progress, (base, preview), Some(id.to_string()), !execute) {
         Ok((one, Ok(_))) if one.outcome == "dry_run" => "would_delete".into(),
         Ok((one, Ok(_))) => one.outcome,
         Ok((_, Err(error))) | Err(error) => {
@@ -183,15 +185,12 @@ pub struct Room<'a> {
     pub evict: bool,
 }
 
-/// With --max-previews: room for a new preview among the spec's others. Beyond the limit it is
-/// refused (exit 2, naming the oldest), unless --evict-oldest deletes them first (in a dry
-/// run, says it would).
-pub fn make_room(client: &Client, progress: &Progress, room: &Room, dry_run: bool) -> anyhow::Result<()> {
+/// With --max-previews: room for the new preview `room.name` among the spec's others in `apps`
+/// (the account's, listed once by the caller). Beyond the limit it is refused (exit 2, naming
+/// the oldest), unless --evict-oldest deletes them first (in a dry run, says it would).
+pub fn make_room(client: &Client, progress: &Progress, apps: &[App], room: &Room, dry_run: bool) -> anyhow::Result<()> {
     let Room { base, name, max, evict } = *room;
-    let apps: Vec<App> = client.get_all("/v2/apps", "apps")?;
-    if apps.iter().any(|app| app.name() == name) {
-        return Ok(());
-    }
+    debug_assert!(!apps.iter().any(|app| app.name() == name), "room is made for a new preview only");
     let others: Vec<Facts> = apps
         .iter()
         .map(facts)
@@ -216,7 +215,8 @@ pub fn make_room(client: &Client, progress: &Progress, room: &Room, dry_run: boo
             continue;
         }
         progress.info(&format!("--evict-oldest: deleting preview {} to stay within {max}", facts.name));
-        let (_, outcome) = crate::preview::delete(client, progress, base, preview, false)?;
+        let (_, outcome) =
+            crate::preview::delete_listed(client, progress, (base, preview), Some(facts.id.clone()), false)?;
         outcome?;
     }
     Ok(())

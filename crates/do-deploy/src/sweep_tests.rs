@@ -3,7 +3,12 @@ use super::*;
 const DAY: i64 = 86_400;
 
 fn app(name: &str, mark: Option<&str>, days_ago: Option<i64>) -> Facts {
-    Facts { name: name.into(), mark: mark.map(str::to_string), deployed_at: days_ago.map(|d| 100 * DAY - d * DAY) }
+    Facts {
+        id: format!("id-{name}"),
+        name: name.into(),
+        mark: mark.map(str::to_string),
+        deployed_at: days_ago.map(|d| 100 * DAY - d * DAY),
+    }
 }
 
 fn rules(keep: Option<&[&str]>, older_than_days: Option<u64>) -> Rules {
