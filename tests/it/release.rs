@@ -28,19 +28,14 @@ impl World {
     }
 
     pub(crate) fn options(&self, execute: bool, config: Config) -> Options {
-        let mut env = crate::support::release_env(self.sim.url(), &self.sim.token());
-        env.push(("DO_RELEASE_RETRY_BASE_DELAY".into(), "20ms".into()));
-        env.push(("DO_RELEASE_RETRY_MAX_TIME".into(), "300ms".into()));
-        env.push(("HOME".into(), self.scratch.path().display().to_string()));
-        Options {
-            config,
-            repo_dir: self.repo.clone(),
-            execute,
-            binaries: crate::release_binaries(),
-            out_root: self.scratch.path().join("out"),
-            env,
-            echo: false,
-        }
+        let token = self.sim.token();
+        let out = self.scratch.path().join("out");
+        let mut options = crate::support::release_options((self.sim.url(), &token), self.repo.clone(), out, config);
+        options.execute = execute;
+        options.env.push(("DO_RELEASE_RETRY_BASE_DELAY".into(), "20ms".into()));
+        options.env.push(("DO_RELEASE_RETRY_MAX_TIME".into(), "300ms".into()));
+        options.env.push(("HOME".into(), self.scratch.path().display().to_string()));
+        options
     }
 
     pub(crate) fn config(&self) -> Config {

@@ -103,16 +103,8 @@ fn the_token_appears_in_no_output_record_plan_report_or_github_file() {
     let world_sim = world::demo().token(MARKED).step_ms(30).start();
     let scratch = tempfile::tempdir().unwrap();
     let repo = xtask::demo::app_repository(scratch.path()).unwrap();
-    let env = crate::support::release_env(world_sim.url(), MARKED);
-    let options = xtask::release::Options {
-        config: xtask::config::Config { interval: "30ms".into(), ..xtask::demo::config() },
-        repo_dir: repo,
-        execute: true,
-        binaries: crate::release_binaries(),
-        out_root: scratch.path().join("out"),
-        env,
-        echo: false,
-    };
+    let config = xtask::config::Config { interval: "30ms".into(), ..xtask::demo::config() };
+    let options = crate::support::release_options((world_sim.url(), MARKED), repo, scratch.path().join("out"), config);
     let outcome = xtask::release::release(&options).unwrap();
     assert_eq!(outcome.exit, 0);
     for step in &outcome.steps {
@@ -303,16 +295,8 @@ fn a_release_whose_deployment_logs_the_token_saves_no_credential() {
     }
     let scratch = tempfile::tempdir().unwrap();
     let repo = xtask::demo::app_repository(scratch.path()).unwrap();
-    let env = crate::support::release_env(sim.url(), SECRET);
-    let options = xtask::release::Options {
-        config: xtask::config::Config { interval: "30ms".into(), rollback_on_failure: true, ..xtask::demo::config() },
-        repo_dir: repo,
-        execute: true,
-        binaries: crate::release_binaries(),
-        out_root: scratch.path().join("out"),
-        env,
-        echo: false,
-    };
+    let config = xtask::config::Config { interval: "30ms".into(), rollback_on_failure: true, ..xtask::demo::config() };
+    let options = crate::support::release_options((sim.url(), SECRET), repo, scratch.path().join("out"), config);
     let outcome = xtask::release::release(&options).unwrap();
     assert_eq!(outcome.exit, 4, "the deployment failed: {}", outcome.text);
     let mut saved = 0;

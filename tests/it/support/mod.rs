@@ -331,3 +331,22 @@ pub fn release_env(api_url: &str, token: &str) -> Vec<(String, String)> {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
+
+/// An executed release of `repo` with `config`, against the simulator at `api_url` with
+/// `token` (`release_env`), the tools of this build, its output under `out`.
+pub fn release_options(
+    (api_url, token): (&str, &str),
+    repo: std::path::PathBuf,
+    out: std::path::PathBuf,
+    config: xtask::config::Config,
+) -> xtask::release::Options {
+    xtask::release::Options {
+        config,
+        repo_dir: repo,
+        execute: true,
+        binaries: crate::release_binaries(),
+        out_root: out,
+        env: release_env(api_url, token),
+        echo: false,
+    }
+}
