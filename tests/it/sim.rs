@@ -318,3 +318,65 @@ fn health_follows_the_live_scenario_and_the_platform_rolls_back_on_its_own_when_
         crate::support::deployment_phase(&sim, &rollback) == "ACTIVE"
     });
 }
+
+/// Sends `GET /v2/account` on `stream` and reads the whole answer: its status line and whether
+/// the server said it keeps the connection.
+fn get_account(stream: &mut std::net::TcpStream, token: &str, close: bool) -> (String, bool) {
+    use std::io::{BufRead, Read, Write};
+    let connection = if close { "close" } else { "keep-alive" };
+    write!(
+        stream,
+        "GET /v2/account HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: {connection}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let (mut length, mut kept) = (0usize, false);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let lower = line.trim().to_ascii_lowercase();
+        if lower.is_empty() {
+            break;
+        }
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+        kept |= lower == "connection: keep-alive";
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (status.trim().to_string(), kept)
+}
+
+#[test]
+fn connections_stay_open_for_the_next_request_and_idle_ones_hold_up_no_new_one() {
+    let sim = sim(50);
+    let address = sim.url().trim_start_matches("http://").to_string();
+    let connect = || {
+        let stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+    };
+    // Two requests on one connection: one connection accepted.
+    let mut first = connect();
+    assert_eq!(get_account(&mut first, &sim.token(), false), ("HTTP/1.1 200 OK".to_string(), true));
+    assert_eq!(get_account(&mut first, &sim.token(), false), ("HTTP/1.1 200 OK".to_string(), true));
+    assert_eq!(sim.connections_accepted(), 1);
+    // More idle kept-alive connections than tiny_http's pool had threads: a new connection is
+    // still answered (there, it waited for one of them to close).
+    let idle: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| {
+            let mut stream = connect();
+            get_account(&mut stream, &sim.token(), false);
+            stream
+        })
+        .collect();
+    let mut late = connect();
+    let (status, kept) = get_account(&mut late, &sim.token(), true);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(!kept, "a client that asks to close is told so");
+    assert_eq!(sim.connections_accepted(), 18);
+    drop(idle);
+}

@@ -17,6 +17,9 @@ pub const CA_FILE_VARIABLE: &str = "SSL_CERT_FILE";
 /// A bundle larger than this is not a CA bundle (Debian's whole bundle is about 200 KiB).
 const MAX_CA_FILE_BYTES: u64 = 4 << 20;
 
+/// Idle connections an agent keeps open for reuse: at least the largest `--concurrency`.
+const MAX_IDLE_CONNECTIONS: usize = 64;
+
 /// How an agent treats answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answers {
@@ -48,7 +51,11 @@ pub fn agent(url: &str, options: AgentOptions) -> anyhow::Result<ureq::Agent> {
         .proxy(proxy)
         .tls_config(tls_config()?)
         .timeout_global(options.timeout)
-        .timeout_connect(options.connect_timeout);
+        .timeout_connect(options.connect_timeout)
+        // Connections are kept for the next request: one per request under way (up to the
+        // largest --concurrency), not the three ureq keeps per host by default.
+        .max_idle_connections(MAX_IDLE_CONNECTIONS)
+        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS);
     let config = match options.answers {
         Answers::Raw => config.http_status_as_error(false).max_redirects(0).max_redirects_will_error(false),
         Answers::Download => config,

@@ -6,6 +6,7 @@
 //! `Docker-Content-Digest`; pushes (blob uploads, manifest PUTs) check what they reference.
 //! Requests here go to their own log, apart from the API's.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -138,11 +139,11 @@ fn route(state: &mut State, base_url: &str, call: &RegistryCall, now: Instant) -
     let name = segments[1..position].iter().map(|s| crate::basics::percent_decode(s)).collect::<Vec<_>>().join("/");
     let rest: Vec<String> = segments[position..].iter().map(|s| crate::basics::percent_decode(s)).collect();
     let Some(grant) = grant else { return challenge(base_url) };
-    if grant.name != name {
+    let Some(&push) = grant.names.get(&name) else {
         return error(401, "UNAUTHORIZED", "the token is for another repository");
-    }
+    };
     let writes = matches!(call.method, "PUT" | "POST" | "PATCH" | "DELETE");
-    if writes && !grant.push {
+    if writes && !push {
         return error(401, "UNAUTHORIZED", "the token does not allow pushes");
     }
     let Some((registry_name, repository)) = name.split_once('/') else {
@@ -291,31 +292,42 @@ fn route(state: &mut State, base_url: &str, call: &RegistryCall, now: Instant) -
     }
 }
 
+/// The most `scope` parameters one token request may name.
+pub const MAX_SCOPES: usize = 100;
+
 /// The token service: Basic credentials from docker-credentials in, a Bearer token for the
-/// requested scope out. Push is granted only to read-write credentials and never during a GC.
+/// requested scopes out (one `scope` parameter or several, as the token spec allows). Push is
+/// granted only to read-write credentials and never during a GC.
 fn token(state: &mut State, call: &RegistryCall, now: Instant) -> RegistryAnswer {
     let Some(issued) = credential(state, call.authorization, now).cloned() else {
         return error(401, "UNAUTHORIZED", "invalid registry credentials");
     };
-    let scope = call.query.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.as_str()).unwrap_or("");
-    let mut parts = scope.splitn(3, ':');
-    let (Some("repository"), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next()) else {
-        return error(400, "UNSUPPORTED", "scope must be repository:NAME:ACTIONS");
-    };
-    if name.split('/').next() != Some(issued.registry.as_str()) {
-        return error(403, "DENIED", "the credentials are for another registry");
+    let scopes: Vec<&str> = call.query.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str()).collect();
+    if scopes.len() > MAX_SCOPES {
+        return error(400, "UNSUPPORTED", &format!("at most {MAX_SCOPES} scopes in one token request"));
     }
-    let push = actions.split(',').any(|a| a == "push");
-    if push {
-        if !issued.read_write {
-            return error(403, "DENIED", "read-only credentials cannot push");
+    let mut names = BTreeMap::new();
+    for scope in scopes.iter().copied().chain(scopes.is_empty().then_some("")) {
+        let mut parts = scope.splitn(3, ':');
+        let (Some("repository"), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next()) else {
+            return error(400, "UNSUPPORTED", "scope must be repository:NAME:ACTIONS");
+        };
+        if name.split('/').next() != Some(issued.registry.as_str()) {
+            return error(403, "DENIED", "the credentials are for another registry");
         }
-        if state.registries.get(&issued.registry).is_some_and(|r| r.active_gc(now).is_some()) {
-            return error(401, "DENIED", "no write tokens while garbage collection runs");
+        let push = actions.split(',').any(|a| a == "push");
+        if push {
+            if !issued.read_write {
+                return error(403, "DENIED", "read-only credentials cannot push");
+            }
+            if state.registries.get(&issued.registry).is_some_and(|r| r.active_gc(now).is_some()) {
+                return error(401, "DENIED", "no write tokens while garbage collection runs");
+            }
         }
+        names.insert(name.to_string(), push);
     }
     let token = format!("simreg-{}", state.next_id());
-    state.registry_tokens.insert(token.clone(), RegistryGrant { name: name.to_string(), push });
+    state.registry_tokens.insert(token.clone(), RegistryGrant { names });
     RegistryAnswer {
         status: 200,
         headers: vec![("content-type".into(), "application/json".into())],

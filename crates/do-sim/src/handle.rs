@@ -9,34 +9,34 @@ use std::time::{Duration, Instant};
 
 use crate::seed::{Seed, DEFAULT_TOKEN};
 use crate::state::*;
-use crate::{artifacts, server, snapshot, state};
+use crate::{artifacts, http1, server, snapshot, state};
 
 /// A running simulator. Dropping it stops the server.
 pub struct Sim {
     shared: Arc<server::Shared>,
-    workers: Vec<JoinHandle<()>>,
+    address: std::net::SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+    connections: Arc<http1::Connections>,
 }
-
-const WORKERS: usize = 8;
 
 impl Sim {
     /// Starts serving `state` on `listen` (`127.0.0.1:0` picks a free port).
     pub fn start(listen: &str, state: State) -> anyhow::Result<Sim> {
-        let server = tiny_http::Server::http(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-        let address = server.server_addr().to_ip().ok_or_else(|| anyhow::anyhow!("{listen} is not an IP address"))?;
+        let listener =
+            std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let address = listener.local_addr()?;
         let shared = Arc::new(server::Shared {
             state: std::sync::Mutex::new(state),
-            server,
             stop: Default::default(),
             base_url: format!("http://{address}"),
+            connections: Default::default(),
         });
-        let workers = (0..WORKERS)
-            .map(|_| {
-                let shared = Arc::clone(&shared);
-                std::thread::spawn(move || server::serve(&shared))
-            })
-            .collect();
-        Ok(Sim { shared, workers })
+        let connections = Arc::new(http1::Connections::default());
+        let acceptor = {
+            let (shared, connections) = (Arc::clone(&shared), Arc::clone(&connections));
+            std::thread::spawn(move || http1::accept(shared, listener, connections))
+        };
+        Ok(Sim { shared, address, acceptor: Some(acceptor), connections })
     }
 
     /// The default world on a free loopback port, with phases and GC steps of `step`.
@@ -56,6 +56,11 @@ impl Sim {
     /// Direct access to the state, for tests and benchmarks.
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
+    }
+
+    /// TCP connections accepted so far: clients that keep connections alive open few.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
@@ -142,8 +147,8 @@ impl Sim {
 
     /// Blocks until the server stops (never, for `do-sim`).
     pub fn wait(mut self) {
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
         }
     }
 }
@@ -151,8 +156,10 @@ impl Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        if let Some(acceptor) = self.acceptor.take() {
+            http1::wake(self.address);
+            let _ = acceptor.join();
         }
+        self.connections.close_all();
     }
 }

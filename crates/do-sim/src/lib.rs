@@ -14,6 +14,7 @@ mod control;
 mod distribution;
 mod faults;
 mod handle;
+mod http1;
 mod limits;
 mod live;
 mod paging;

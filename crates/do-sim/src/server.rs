@@ -2,9 +2,7 @@
 //! and the request log. Every API answer follows DigitalOcean's OpenAPI spec: envelopes,
 //! field names and status codes (GC start 201, deletes 204, create deployment 200).
 
-use std::io::Read;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -16,22 +14,11 @@ use crate::registry_api::*;
 use crate::state::{FaultKind, LoggedRequest, SimError, State};
 pub use crate::wire::*;
 
-pub fn serve(shared: &Shared) {
-    while !shared.stop.load(Ordering::Relaxed) {
-        match shared.server.recv_timeout(Duration::from_millis(50)) {
-            Ok(Some(request)) => handle(shared, request),
-            Ok(None) => {}
-            Err(_) => break,
-        }
-    }
-}
-
-fn handle(shared: &Shared, mut request: tiny_http::Request) {
-    let method = request.method().as_str().to_ascii_uppercase();
+pub(crate) fn handle(shared: &Shared, mut request: Request) {
+    let method = request.method().to_string();
     let url = request.url().to_string();
     let (path, query_text) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let mut raw_body = Vec::new();
-    let _ = request.as_reader().take(8 * 1024 * 1024).read_to_end(&mut raw_body);
+    let raw_body = request.take_body();
     let body_text = (!raw_body.is_empty()).then(|| String::from_utf8_lossy(&raw_body).into_owned());
     let body = body_text.as_deref().and_then(|text| serde_json::from_str(text).ok());
     let incoming = Incoming {
@@ -49,12 +36,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         body,
         body_text,
     };
-    let authorization = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string())
-        .unwrap_or_default();
+    let authorization = request.header("Authorization").unwrap_or_default().to_string();
 
     let is_control = incoming.path.starts_with("/_sim/") || incoming.path == "/_sim";
     if !is_control {
@@ -201,15 +183,13 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
 /// A request to the registry host (the OCI distribution API): faults apply as on the API.
 fn serve_registry(
     shared: &Shared,
-    request: tiny_http::Request,
+    request: Request,
     incoming: &Incoming,
     url: &str,
     raw_body: &[u8],
     authorization: &str,
 ) {
-    let header = |name: &'static str| {
-        request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string()).unwrap_or_default()
-    };
+    let header = |name: &'static str| request.header(name).unwrap_or_default().to_string();
     let (accept, content_type) = (header("Accept"), header("Content-Type"));
     let fault = take_fault(&mut shared.lock(), &incoming.method, &incoming.path);
     match &fault {
@@ -244,7 +224,7 @@ fn serve_registry(
 }
 
 /// A historic log URL: pre-signed in real life, so it needs no token. `rest` is `APP/DEPLOYMENT/COMPONENT/TYPE`.
-fn serve_log(shared: &Shared, request: tiny_http::Request, rest: &str, had_authorization: bool, url: &str) {
+fn serve_log(shared: &Shared, request: Request, rest: &str, had_authorization: bool, url: &str) {
     let now = Instant::now();
     let mut state = shared.lock();
     state.log_downloads.push((url.to_string(), had_authorization));

@@ -78,9 +78,9 @@ pub struct IssuedCredential {
 /// What a registry Bearer token allows.
 #[derive(Clone, Debug)]
 pub struct RegistryGrant {
-    /// `registry/repository`.
-    pub name: String,
-    pub push: bool,
+    /// `registry/repository` -> whether pushes are allowed there: one token may be for several
+    /// repositories (a token request may name several scopes).
+    pub names: BTreeMap<String, bool>,
 }
 
 impl State {

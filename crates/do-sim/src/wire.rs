@@ -2,19 +2,21 @@
 //! routes see it, and sending answers (or breaking the connection, for fault tests).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub(crate) use crate::http1::Request;
 use crate::state::{SimError, State};
 
 pub struct Shared {
     pub state: Mutex<State>,
-    pub server: tiny_http::Server,
     pub stop: AtomicBool,
     pub base_url: String,
+    /// TCP connections accepted so far (requests on a kept-alive connection do not count).
+    pub connections: AtomicU64,
 }
 
 impl Shared {
@@ -55,8 +57,8 @@ impl Incoming {
 
 /// Answers with something that is not a usable HTTP response: a head that does not parse
 /// (`partial` None), or a chunked body cut off half way with a broken chunk.
-pub(crate) fn break_connection(request: tiny_http::Request, partial: Option<String>) {
-    let mut writer = request.into_writer();
+pub(crate) fn break_connection(request: Request, partial: Option<String>) {
+    let mut writer = request.into_writer(true);
     let bytes = match partial {
         None => b"BROKEN\r\n\r\n".to_vec(),
         Some(body) => {
@@ -73,29 +75,63 @@ pub(crate) fn break_connection(request: tiny_http::Request, partial: Option<Stri
     let _ = writer.flush();
 }
 
-/// Writes a whole response and asks the client to close the connection. tiny_http gives each
-/// connection a pooled thread until the client closes it, and its pool can leave a new
-/// connection waiting behind idle keep-alive ones (for as long as they stay idle): with one
-/// request per connection, a thread is always free again within a request.
-pub(crate) fn send(request: tiny_http::Request, status: u16, headers: Vec<(String, String)>, body: &[u8]) {
-    let head_only = request.method() == &tiny_http::Method::Head;
-    let reason = tiny_http::StatusCode(status).default_reason_phrase();
-    let mut head = format!("HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+/// Writes a whole response; the connection stays open for the next request unless the client
+/// asked to close it.
+pub(crate) fn send(request: Request, status: u16, headers: Vec<(String, String)>, body: &[u8]) {
+    let head_only = request.method() == "HEAD";
+    let reason = reason_phrase(status);
+    let connection = if request.closes() { "close" } else { "keep-alive" };
+    let mut head =
+        format!("HTTP/1.1 {status} {reason}\r\nConnection: {connection}\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
         if !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("connection") {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
     }
     head.push_str("\r\n");
-    let mut writer = request.into_writer();
-    let _ = writer.write_all(head.as_bytes());
+    let close = request.closes();
+    let mut writer = request.into_writer(close);
+    let mut bytes = head.into_bytes();
     if !head_only {
-        let _ = writer.write_all(body);
+        bytes.extend_from_slice(body);
     }
-    let _ = writer.flush();
+    if writer.write_all(&bytes).and_then(|()| writer.flush()).is_err() {
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    }
 }
 
-pub(crate) fn respond(request: tiny_http::Request, answer: Answer, headers: Vec<(String, String)>) {
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+pub(crate) fn respond(request: Request, answer: Answer, headers: Vec<(String, String)>) {
     let request_id =
         format!("sim-{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     let (status, body) = match answer {
