@@ -23,6 +23,7 @@ mod prune_closure;
 mod prune_gc;
 mod prune_properties;
 mod prune_protection;
+mod prune_reads;
 mod prune_saved_plans;
 mod readme;
 mod registry;

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod github;
 pub mod http;
 pub mod manifest;
+pub mod manifest_cache;
 pub mod near;
 pub mod oci;
 pub mod paging;

@@ -22,8 +22,14 @@ pub fn is_index_type(media_type: &str) -> bool {
 /// `sha256:` and the lowercase hex SHA-256 of `bytes`: a manifest's or blob's digest.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     let hash = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("sha256:");
+    for byte in hash.as_ref() {
+        text.push(HEX[usize::from(byte >> 4)] as char);
+        text.push(HEX[usize::from(byte & 15)] as char);
+    }
+    text
 }
 
 /// One manifest an index holds.

@@ -24,6 +24,7 @@ pub use crate::manifest::{
     is_index_type, normalize_digest, sha256_digest, Descriptor, ManifestInfo, ACCEPTED_TYPES, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
+pub use crate::manifest_cache::ManifestCache;
 use crate::progress::Progress;
 pub use crate::registry_auth::credentials_for;
 use crate::registry_auth::Challenge;
@@ -77,6 +78,8 @@ pub struct RegistryClient {
     /// Bearer tokens by scope.
     pub(crate) tokens: Mutex<BTreeMap<String, Secret>>,
     requests: AtomicU64,
+    /// Manifests kept between runs, read before the registry is asked.
+    cache: Option<ManifestCache>,
 }
 
 /// The registry URL the tools use: `--registry-url`/`DIGITALOCEAN_REGISTRY_URL` when given;
@@ -118,6 +121,7 @@ impl RegistryClient {
             challenge: Mutex::new(None),
             tokens: Mutex::new(BTreeMap::new()),
             requests: AtomicU64::new(0),
+            cache: None,
         })
     }
 
@@ -157,13 +161,30 @@ impl RegistryClient {
         &self.url
     }
 
+    /// Reads manifests by digest from `cache` first, and keeps those read from the registry there.
+    pub fn with_cache(mut self, cache: Option<ManifestCache>) -> RegistryClient {
+        self.cache = cache;
+        self
+    }
+
+    pub fn cache(&self) -> Option<&ManifestCache> {
+        self.cache.as_ref()
+    }
+
     /// HTTP requests sent to the registry host, retries and token requests included.
     pub fn requests_made(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
     /// GETs a manifest by digest (or tag) and checks that its body hashes to the digest.
+    /// By digest, the cache answers first when there is one (it hashes what it holds).
     pub fn manifest(&self, repository: &str, reference: &str) -> anyhow::Result<ManifestInfo> {
+        let by_digest = reference.contains(':');
+        if let Some(cached) =
+            self.cache.as_ref().filter(|_| by_digest).and_then(|c| c.get(&normalize_digest(reference)))
+        {
+            return Ok(cached);
+        }
         let path = self.manifest_path(repository, reference);
         let (status, headers, body) =
             self.authorized("GET", &path, repository, false, &[("accept", accept())], None)?;
@@ -181,8 +202,12 @@ impl RegistryClient {
                 .map(|d| normalize_digest(&d))
                 .unwrap_or_else(|| sha256_digest(&body))
         };
-        ManifestInfo::parse(&digest, header(&headers, "content-type").as_deref(), &body)
-            .map_err(|problem| anyhow::anyhow!("GET {path}: {problem}"))
+        let info = ManifestInfo::parse(&digest, header(&headers, "content-type").as_deref(), &body)
+            .map_err(|problem| anyhow::anyhow!("GET {path}: {problem}"))?;
+        if let Some(cache) = self.cache.as_ref().filter(|_| by_digest) {
+            cache.put(&info, &body);
+        }
+        Ok(info)
     }
 
     /// The OCI referrers API for `digest`: the digests of every manifest whose `subject` it is,
@@ -324,6 +349,11 @@ impl RegistryClient {
         Ok(sha256_digest(bytes))
     }
 
+    /// The token scope for reading (or reading and pushing) `repository`.
+    pub(crate) fn scope(&self, repository: &str, push: bool) -> String {
+        format!("repository:{}:{}", self.name(repository), if push { "pull,push" } else { "pull" })
+    }
+
     fn name(&self, repository: &str) -> String {
         let parts: Vec<String> =
             std::iter::once(self.registry.as_str()).chain(repository.split('/')).map(segment).collect();
@@ -365,7 +395,7 @@ impl RegistryClient {
         headers: &[(&str, String)],
         body: Option<&[u8]>,
     ) -> anyhow::Result<(u16, Headers, Vec<u8>)> {
-        let scope = format!("repository:{}:{}", self.name(repository), if push { "pull,push" } else { "pull" });
+        let scope = self.scope(repository, push);
         for attempt in 0..2 {
             let authorization = self.authorization(&scope, attempt > 0)?;
             let mut all: Vec<(&str, String)> = headers.to_vec();

@@ -25,12 +25,34 @@ impl RegistryClient {
                 if let Some(token) = tokens.get(scope) {
                     return Ok(Some(Secret::new(format!("Bearer {}", token.expose()))));
                 }
-                let token = self.fetch_token(&realm, service.as_deref(), scope)?;
+                let token = self.fetch_token(&realm, service.as_deref(), &[scope])?;
                 let value = Secret::new(format!("Bearer {}", token.expose()));
                 tokens.insert(scope.to_string(), token);
                 Ok(Some(value))
             }
         }
+    }
+
+    /// Gets Bearer tokens for reading (or with `push`, writing) all of `repositories` before
+    /// they are used: one token request names up to [`SCOPES_PER_TOKEN`] repositories, instead
+    /// of one request per repository on each repository's first read. A token service that
+    /// grants fewer scopes than asked costs nothing but time: a read it does not cover is
+    /// answered 401 and asks for a token of its own, as without this.
+    pub fn authorize(&self, repositories: &[String], push: bool) -> anyhow::Result<()> {
+        let Challenge::Bearer { realm, service } = self.challenge()? else { return Ok(()) };
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wanted: Vec<String> =
+            repositories.iter().map(|r| self.scope(r, push)).filter(|s| !tokens.contains_key(s)).collect();
+        wanted.sort();
+        wanted.dedup();
+        for batch in wanted.chunks(SCOPES_PER_TOKEN) {
+            let scopes: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let token = self.fetch_token(&realm, service.as_deref(), &scopes)?;
+            for scope in batch {
+                tokens.insert(scope.clone(), Secret::new(token.expose().to_string()));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn basic(&self) -> String {
@@ -64,11 +86,11 @@ impl RegistryClient {
         Ok(challenge)
     }
 
-    /// Gets a Bearer token for `scope` from the realm, with the registry credentials.
-    pub(crate) fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> anyhow::Result<Secret> {
+    /// Gets a Bearer token for `scopes` from the realm, with the registry credentials.
+    pub(crate) fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[&str]) -> anyhow::Result<Secret> {
         let realm_url = crate::api::checked_base_url(realm.split('?').next().unwrap_or(realm))
             .map_err(|_| anyhow::anyhow!("the registry's token realm {realm:?} is neither https nor loopback; refusing to send credentials there"))?;
-        let mut query = vec![format!("scope={}", query_value(scope))];
+        let mut query: Vec<String> = scopes.iter().map(|scope| format!("scope={}", query_value(scope))).collect();
         if let Some(service) = service {
             query.push(format!("service={}", query_value(service)));
         }
@@ -104,6 +126,9 @@ impl RegistryClient {
         Ok(Secret::new(token.to_string()))
     }
 }
+
+/// The most repositories one token request names (the URL stays a few KiB long).
+pub const SCOPES_PER_TOKEN: usize = 25;
 
 /// How the registry wants to be authenticated, learnt from its answer to `GET /v2/`.
 #[derive(Clone, Debug)]

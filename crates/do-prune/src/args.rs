@@ -27,6 +27,8 @@ pub(crate) struct Settings {
     pub gc: GcMode,
     pub gc_type: String,
     pub concurrency: u16,
+    /// Where manifests are kept between runs (None: `--no-cache`, or no default place).
+    pub cache_dir: Option<PathBuf>,
     pub interval: Duration,
     pub max_interval: Duration,
     pub quiet: bool,
@@ -78,6 +80,7 @@ pub(crate) fn settings(cli: &Cli, input: &Input) -> anyhow::Result<Settings> {
         }
     }
     let now = jiff::Timestamp::now().as_second();
+    let cache_dir = cache_dir(cli)?;
     Ok(Settings {
         registry: cli.registry.clone(),
         repository: cli.repository.clone(),
@@ -91,6 +94,7 @@ pub(crate) fn settings(cli: &Cli, input: &Input) -> anyhow::Result<Settings> {
         gc: cli.gc,
         gc_type: cli.gc_type.clone(),
         concurrency: cli.concurrency,
+        cache_dir,
         interval: cli.interval,
         max_interval: cli.max_interval,
         quiet: cli.io.quiet,
@@ -103,4 +107,20 @@ pub(crate) fn settings(cli: &Cli, input: &Input) -> anyhow::Result<Settings> {
         now,
         grace_cutoff: now - cli.untagged_grace.as_secs() as i64,
     })
+}
+
+/// `--cache-dir` when it can be used (exit 2 when not), else the default place; none with
+/// `--no-cache`.
+fn cache_dir(cli: &Cli) -> anyhow::Result<Option<PathBuf>> {
+    if cli.no_cache {
+        return Ok(None);
+    }
+    let Some(dir) = &cli.cache_dir else { return Ok(do_core::manifest_cache::default_dir()) };
+    match do_core::manifest_cache::ManifestCache::open(dir, 0) {
+        Some(_) => Ok(Some(dir.clone())),
+        None => Err(Failure::usage(format!(
+            "--cache-dir {}: cannot be created or written; give a writable directory, or --no-cache",
+            dir.display()
+        ))),
+    }
 }

@@ -52,7 +52,7 @@ Examples:
 Output: the input records, then one record
   {\"kind\":\"prune\",\"v\":2,\"data\":{\"registry\",\"dry_run\",\"policy\",\"usage\",\"repositories\",\"failed\",
    \"skipped\",\"kept_at_recheck\",\"index_children_listed\",\"referrers_api\",\"gc\",\"requests\",
-   \"registry_requests\"}}
+   \"registry_requests\",\"cache\"}}
   each repository: name, kept (digest, tags, reason), deleted (digest, tags, all_tags, bytes,
   action, reason), untagged_kept, blocked, artifacts; ARCHITECTURE.md lists every field
 
@@ -161,6 +161,16 @@ pub struct Cli {
     /// Requests running at once: listing pages, manifest reads, deletions (all within the rate limit)
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub concurrency: u16,
+
+    /// Keep manifests read on the registry host here between runs, by digest (every entry is
+    /// hashed when read; at most 256 MiB, least recently used go first) [default:
+    /// $XDG_CACHE_HOME/do-release, else ~/.cache/do-release; none if it cannot be created]
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Read every manifest from the registry host; keep none between runs
+    #[arg(long)]
+    pub no_cache: bool,
 
     /// The registry host's URL (OCI distribution API), where manifests are read
     #[arg(long, value_name = "URL", env = do_core::oci::REGISTRY_URL_VARIABLE)]

@@ -37,6 +37,7 @@ use anyhow::Context;
 use clap::Parser;
 use do_core::api::segment;
 use do_core::contract::Output;
+use do_core::manifest_cache::{self, ManifestCache};
 use do_core::oci::RegistryClient;
 use do_core::progress::Progress;
 use do_core::types::{Manifest, Registry};
@@ -126,17 +127,7 @@ fn prune(
 ) -> anyhow::Result<Exit> {
     let s = ctx.settings;
     let gathered = gather(ctx)?;
-    let registry_client = RegistryClient::from_api(
-        ctx.client,
-        &ctx.registry,
-        registry_url,
-        READ_CREDENTIALS_EXPIRY,
-        false,
-        Arc::new(Progress::new(TOOL, s.quiet, s.verbose)),
-    )
-    .context(
-        "cannot read manifests from the registry, which deciding what is safe to delete needs; nothing was deleted",
-    )?;
+    let registry_client = registry_client(ctx, registry_url, &gathered.selected)?;
     let reader = Reader::new(&registry_client, usize::from(s.concurrency), ctx.progress);
     let Whole { mut planned, usage, limit, gc_type, mut reads } = plan(ctx, registry, &gathered, &reader)?;
     let (unlisted, indexes_read) = warn_about(ctx, &planned, &reads);
@@ -162,6 +153,7 @@ fn prune(
         gc: None,
         requests: 0,
         registry_requests: 0,
+        cache: None,
     };
     if let Some(path) = &s.plan_out {
         saved::write_plan(ctx, path, &record.repositories)?;
@@ -184,12 +176,39 @@ fn prune(
     record.repositories = planned.iter().map(|p| p.plan.clone()).collect();
     record.requests = ctx.client.requests_made();
     record.registry_requests = registry_client.requests_made();
+    if let Some(cache) = registry_client.cache() {
+        cache.finish();
+        record.cache = Some(cache.used());
+    }
     output.emit("prune", RECORD_VERSION, &record)?;
     report::github_outputs(&record)?;
     if !s.execute {
         ctx.progress.info("dry run: nothing was deleted; add --execute to delete");
     }
     exit_of(&record, outcome?)
+}
+
+/// The client for the registry host: short-lived read-only credentials, the manifest cache,
+/// and one token request for the repositories to plan (where it fails, each asks for its own).
+fn registry_client(ctx: &Ctx, registry_url: &str, selected: &[String]) -> anyhow::Result<RegistryClient> {
+    let s = ctx.settings;
+    let client = RegistryClient::from_api(
+        ctx.client,
+        &ctx.registry,
+        registry_url,
+        READ_CREDENTIALS_EXPIRY,
+        false,
+        Arc::new(Progress::new(TOOL, s.quiet, s.verbose)),
+    )
+    .context(
+        "cannot read manifests from the registry, which deciding what is safe to delete needs; nothing was deleted",
+    )?;
+    let cache = s.cache_dir.as_deref().and_then(|dir| ManifestCache::open(dir, manifest_cache::DEFAULT_MAX_BYTES));
+    let client = client.with_cache(cache);
+    if let Err(error) = client.authorize(selected, false) {
+        ctx.progress.debug(&format!("one registry token for every repository: {error:#}"));
+    }
+    Ok(client)
 }
 
 fn gather(ctx: &Ctx) -> anyhow::Result<Gathered> {

@@ -35,6 +35,8 @@ pub struct PruneRecord {
     pub requests: u64,
     /// HTTP requests to the registry host (manifest reads, tokens).
     pub registry_requests: u64,
+    /// Manifests the cache answered, added and discarded (null with --no-cache or no cache).
+    pub cache: Option<do_core::manifest_cache::CacheUse>,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -48,6 +48,9 @@ impl Run {
 pub struct Tool {
     command: Command,
     stdin: Vec<u8>,
+    /// The run's own cache home: no run answers from another's manifest cache unless a test
+    /// gives both the same `--cache-dir`.
+    _cache_home: tempfile::TempDir,
 }
 
 impl Tool {
@@ -63,7 +66,9 @@ impl Tool {
             command.env_remove(variable);
         }
         command.env("DO_RELEASE_RETRY_BASE_DELAY", "20ms").env("DO_RELEASE_RETRY_MAX_TIME", "20s");
-        Tool { command, stdin: Vec::new() }
+        let cache_home = tempfile::tempdir().expect("a temporary directory");
+        command.env("XDG_CACHE_HOME", cache_home.path());
+        Tool { command, stdin: Vec::new(), _cache_home: cache_home }
     }
 
     pub fn against(binary: &str, sim: &Sim) -> Tool {

@@ -1,0 +1,406 @@
+//! Manifests kept on disk between runs. A manifest's bytes never change for its digest, so a
+//! manifest read once need not be read again: the cache is keyed by digest, and every entry is
+//! hashed when it is read. An entry whose bytes do not hash to its name (corrupted, truncated,
+//! planted) is dropped and the manifest read from the registry again; nothing in the cache is
+//! trusted for what it says.
+//!
+//! One file, `manifests.pack`, of entries `sha256:HEX LEN\n` + bytes + `\n`, in the order they
+//! were last used: thousands of manifests of a few hundred bytes each would take a disk block
+//! each as files, and writing them one by one costs more than reading them. New entries are
+//! appended (one write each); after a run that used the cache, the pack is written again with
+//! what it used last, and the least recently used entries left out until it fits its bound.
+//! Runs at the same time cannot corrupt it (a bad entry is dropped when read); the later
+//! rewrite may forget what the other added, which only costs reads.
+//!
+//! Only manifests whose bytes say their own media type (as the registry's `Content-Type` said
+//! it) are kept, so an entry alone tells everything a read told.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::manifest::{sha256_digest, ManifestInfo};
+
+/// The cache's bound when none is given.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Entries larger than this are neither written nor read (the registry's own manifest limit).
+const MAX_ENTRY_BYTES: u64 = 4 * 1024 * 1024;
+
+const PACK: &str = "manifests.pack";
+
+/// A digest as the pack's index holds it.
+type Key = [u8; 32];
+
+/// A manifest cache in a directory.
+#[derive(Debug)]
+pub struct ManifestCache {
+    path: PathBuf,
+    max_bytes: u64,
+    /// The pack as opened, for reading entries.
+    file: File,
+    /// Where each entry's bytes start in the pack, and their length.
+    index: HashMap<Key, (u64, u32)>,
+    /// Entries used this run (found or added), in order of use; entries found bad.
+    used: Mutex<Vec<Key>>,
+    bad: Mutex<Vec<Key>>,
+    /// Where new entries are appended.
+    appender: Mutex<File>,
+    hits: AtomicU64,
+    added: AtomicU64,
+    discarded: AtomicU64,
+}
+
+/// What a run did with the cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheUse {
+    /// Manifests found in the cache (not read from the registry).
+    pub hits: u64,
+    /// Manifests read from the registry and added.
+    pub added: u64,
+    /// Entries that did not hash to their name, dropped.
+    pub discarded: u64,
+}
+
+/// Where the cache lives unless `--cache-dir` says: `$XDG_CACHE_HOME/do-release`, else
+/// `$HOME/.cache/do-release` (None when neither variable is set to an absolute path).
+pub fn default_dir() -> Option<PathBuf> {
+    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute("XDG_CACHE_HOME")
+        .map(|base| base.join("do-release"))
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache").join("do-release")))
+}
+
+impl ManifestCache {
+    /// The cache in `dir` (created if missing); `None` when it cannot be created or written,
+    /// or its pack is not a regular file.
+    pub fn open(dir: &Path, max_bytes: u64) -> Option<ManifestCache> {
+        std::fs::create_dir_all(dir).ok()?;
+        let path = dir.join(PACK);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return None;
+        }
+        let appender = File::options().create(true).append(true).open(&path).ok()?;
+        let file = File::open(&path).ok()?;
+        let (index, _) = scan(&file);
+        Some(ManifestCache {
+            path,
+            max_bytes,
+            file,
+            index,
+            used: Mutex::new(Vec::new()),
+            bad: Mutex::new(Vec::new()),
+            appender: Mutex::new(appender),
+            hits: AtomicU64::new(0),
+            added: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+        })
+    }
+
+    /// The pack file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn used(&self) -> CacheUse {
+        CacheUse {
+            hits: self.hits.load(Ordering::Relaxed),
+            added: self.added.load(Ordering::Relaxed),
+            discarded: self.discarded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The manifest `digest` from the cache, when its entry hashes to it.
+    pub fn get(&self, digest: &str) -> Option<ManifestInfo> {
+        let key = key_of(digest)?;
+        let &(offset, len) = self.index.get(&key)?;
+        let mut bytes = vec![0; len as usize];
+        self.file.read_exact_at(&mut bytes, offset).ok()?;
+        let info = (sha256_digest(&bytes) == digest).then(|| ManifestInfo::parse(digest, None, &bytes).ok()).flatten();
+        let Some(info) = info else {
+            lock(&self.bad).push(key);
+            self.discarded.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        lock(&self.used).push(key);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(info)
+    }
+
+    /// Keeps `bytes`, read from the registry as `info`, when they hash to its digest and say
+    /// their own media type.
+    pub fn put(&self, info: &ManifestInfo, bytes: &[u8]) {
+        let Some(key) = key_of(&info.digest) else { return };
+        if bytes.len() as u64 > MAX_ENTRY_BYTES || sha256_digest(bytes) != info.digest {
+            return;
+        }
+        if ManifestInfo::parse(&info.digest, None, bytes).ok().as_ref() != Some(info) {
+            return;
+        }
+        let mut entry = format!("{} {}\n", info.digest, bytes.len()).into_bytes();
+        entry.extend_from_slice(bytes);
+        entry.push(b'\n');
+        // One write per entry on a file opened for appending: entries of runs at the same
+        // time do not interleave.
+        if lock(&self.appender).write_all(&entry).is_ok() {
+            lock(&self.used).push(key);
+            self.added.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// After a run: writes the pack again in order of last use, dropping bad entries and the
+    /// least recently used until it fits the bound. Returns how many entries were left out
+    /// for the bound. Nothing is written after a run that did not use the cache.
+    pub fn finish(&self) -> usize {
+        let used = std::mem::take(&mut *lock(&self.used));
+        if used.is_empty() && lock(&self.bad).is_empty() {
+            return 0;
+        }
+        // Read the pack again: it holds this run's additions (and any other run's).
+        let Ok(file) = File::open(&self.path) else { return 0 };
+        let (index, order) = scan(&file);
+        let bad: std::collections::HashSet<Key> = lock(&self.bad).iter().copied().collect();
+        let mut last_use: HashMap<Key, usize> = HashMap::new();
+        for (at, key) in order.iter().enumerate() {
+            last_use.insert(*key, at);
+        }
+        for (at, key) in used.iter().enumerate() {
+            last_use.insert(*key, order.len() + at);
+        }
+        let mut keys: Vec<(usize, Key)> = last_use
+            .into_iter()
+            .filter(|(key, _)| !bad.contains(key) && index.contains_key(key))
+            .map(|(k, at)| (at, k))
+            .collect();
+        keys.sort_unstable();
+        let size = |key: &Key| entry_bytes(index[key].1);
+        let mut total: u64 = keys.iter().map(|(_, key)| size(key)).sum();
+        let mut first = 0;
+        while total > self.max_bytes && first < keys.len() {
+            total -= size(&keys[first].1);
+            first += 1;
+        }
+        let _ = rewrite(&self.path, &file, &index, keys[first..].iter().map(|(_, key)| key));
+        first
+    }
+}
+
+/// The pack's entries: where each one's bytes are, and the order they come in (the last of a
+/// digest written twice counts). Reading stops at the first header that does not parse.
+fn scan(file: &File) -> (HashMap<Key, (u64, u32)>, Vec<Key>) {
+    let mut index = HashMap::new();
+    let mut order = Vec::new();
+    let mut reader = BufReader::new(file);
+    if reader.seek(SeekFrom::Start(0)).is_err() {
+        return (index, order);
+    }
+    let mut offset = 0u64;
+    let mut header = Vec::new();
+    loop {
+        header.clear();
+        match reader.by_ref().take(200).read_until(b'\n', &mut header) {
+            Ok(n) if n > 0 && header.ends_with(b"\n") => offset += n as u64,
+            _ => break,
+        }
+        let text = std::str::from_utf8(&header[..header.len() - 1]).unwrap_or("");
+        let Some((digest, len)) = text.split_once(' ') else { break };
+        let (Some(key), Ok(len)) = (key_of(digest), len.parse::<u32>()) else { break };
+        if u64::from(len) > MAX_ENTRY_BYTES || reader.seek_relative(i64::from(len) + 1).is_err() {
+            break;
+        }
+        if index.insert(key, (offset, len)).is_some() {
+            order.retain(|k| *k != key);
+        }
+        order.push(key);
+        offset += u64::from(len) + 1;
+    }
+    (index, order)
+}
+
+/// Writes `keys`' entries, in that order, to a new pack that replaces the old one.
+fn rewrite<'k>(
+    path: &Path,
+    from: &File,
+    index: &HashMap<Key, (u64, u32)>,
+    keys: impl Iterator<Item = &'k Key>,
+) -> std::io::Result<()> {
+    let temporary = path.with_extension(format!("pack.{}.tmp", std::process::id()));
+    let mut out = std::io::BufWriter::new(File::create(&temporary)?);
+    let written = (|| {
+        for key in keys {
+            let (offset, len) = index[key];
+            let mut bytes = vec![0; len as usize];
+            from.read_exact_at(&mut bytes, offset)?;
+            writeln!(out, "sha256:{} {len}", hex(key))?;
+            out.write_all(&bytes)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    })();
+    match written.and_then(|()| std::fs::rename(&temporary, path)) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            Err(error)
+        }
+    }
+}
+
+/// An entry's size in the pack: its header, its bytes and the newline after them.
+fn entry_bytes(len: u32) -> u64 {
+    ("sha256:".len() + 64 + 1 + len.to_string().len() + 1) as u64 + u64::from(len) + 1
+}
+
+/// The key of a `sha256:` digest of 64 lowercase hex digits; None for anything else.
+fn key_of(digest: &str) -> Option<Key> {
+    let hex = digest.strip_prefix("sha256:")?.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let mut key = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        key[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(key)
+}
+
+fn hex(key: &Key) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &[u8] =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:cc"},"layers":[]}"#;
+
+    fn info_of(bytes: &[u8], content_type: Option<&str>) -> ManifestInfo {
+        ManifestInfo::parse(&sha256_digest(bytes), content_type, bytes).unwrap()
+    }
+
+    fn numbered(i: usize) -> (ManifestInfo, Vec<u8>) {
+        let body =
+            format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","n":"{i:04}"}}"#);
+        (info_of(body.as_bytes(), None), body.into_bytes())
+    }
+
+    #[test]
+    fn an_entry_put_is_got_back_as_it_was_read_in_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info_of(MANIFEST, Some("application/vnd.oci.image.manifest.v1+json"));
+        let first = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(first.get(&info.digest), None);
+        first.put(&info, MANIFEST);
+        assert_eq!(first.finish(), 0);
+        assert_eq!(first.used(), CacheUse { hits: 0, added: 1, discarded: 0 });
+        let second = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(second.get(&info.digest), Some(info));
+        assert_eq!(second.used(), CacheUse { hits: 1, added: 0, discarded: 0 });
+    }
+
+    #[test]
+    fn bytes_that_do_not_hash_to_their_name_are_dropped_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info_of(MANIFEST, None);
+        let planted = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let mut pack = format!("{} {}\n", info.digest, planted.len()).into_bytes();
+        pack.extend_from_slice(planted);
+        pack.push(b'\n');
+        std::fs::write(dir.path().join(PACK), &pack).unwrap();
+        let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(cache.get(&info.digest), None);
+        assert_eq!(cache.used().discarded, 1);
+        cache.finish();
+        assert_eq!(std::fs::read(dir.path().join(PACK)).unwrap(), b"", "the planted entry is gone");
+        // A pack that is a symlink is not read through, whatever it points at.
+        std::fs::remove_file(dir.path().join(PACK)).unwrap();
+        std::os::unix::fs::symlink("/proc/self/environ", dir.path().join(PACK)).unwrap();
+        assert!(ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).is_none());
+    }
+
+    #[test]
+    fn a_pack_cut_short_or_garbled_keeps_the_entries_before_the_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let (a, a_bytes) = numbered(1);
+        let (b, b_bytes) = numbered(2);
+        cache.put(&a, &a_bytes);
+        cache.put(&b, &b_bytes);
+        let path = dir.path().join(PACK);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
+        let cut = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(cut.get(&a.digest), Some(a.clone()));
+        assert_eq!(cut.get(&b.digest), None);
+        let mut garbled = whole.clone();
+        garbled.extend_from_slice(b"sha256:zz 99999999999\n");
+        std::fs::write(&path, &garbled).unwrap();
+        let reopened = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(reopened.get(&b.digest), Some(b));
+    }
+
+    #[test]
+    fn only_bytes_of_their_digest_that_say_their_media_type_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        // The header said a Docker manifest, the body says nothing: the entry alone would not tell.
+        let bare = br#"{"schemaVersion":2,"config":{"digest":"sha256:cc"},"layers":[]}"#;
+        let info = info_of(bare, Some("application/vnd.docker.distribution.manifest.v2+json"));
+        cache.put(&info, bare);
+        // Bytes that are not the digest's.
+        cache.put(&info_of(MANIFEST, None), bare);
+        assert_eq!(cache.used().added, 0);
+        assert_eq!(std::fs::read(dir.path().join(PACK)).unwrap(), b"");
+        // A digest that is not a sha256 name is never looked up.
+        assert_eq!(key_of("sha256:../../etc/passwd"), None);
+        assert_eq!(key_of(&"sha256:".repeat(2)), None);
+        assert_eq!(key_of(&format!("sha256:{}", "A".repeat(64))), None);
+        assert_eq!(key_of(&format!("sha256:{}", "0f".repeat(32))), Some([0x0f; 32]));
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_when_the_pack_outgrows_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<(ManifestInfo, Vec<u8>)> = (0..4).map(numbered).collect();
+        let each = entry_bytes(entries[0].1.len() as u32);
+        let first = ManifestCache::open(dir.path(), 4 * each).unwrap();
+        for (info, bytes) in &entries {
+            first.put(info, bytes);
+        }
+        assert_eq!(first.finish(), 0, "four fit");
+        // The next run uses the oldest and adds one: the bound holds four, so the least
+        // recently used (the second written) goes.
+        let second = ManifestCache::open(dir.path(), 4 * each).unwrap();
+        assert!(second.get(&entries[0].0.digest).is_some());
+        let (fifth, fifth_bytes) = numbered(5);
+        second.put(&fifth, &fifth_bytes);
+        assert_eq!(second.finish(), 1);
+        let third = ManifestCache::open(dir.path(), 4 * each).unwrap();
+        let kept: Vec<bool> = entries.iter().map(|(info, _)| third.get(&info.digest).is_some()).collect();
+        assert_eq!(kept, [true, false, true, true]);
+        assert!(third.get(&fifth.digest).is_some());
+        assert_eq!(std::fs::metadata(dir.path().join(PACK)).unwrap().len(), 4 * each);
+    }
+
+    #[test]
+    fn no_cache_where_the_directory_cannot_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(ManifestCache::open(&file, DEFAULT_MAX_BYTES).is_none());
+    }
+}
