@@ -105,6 +105,8 @@ pub struct Measured {
     pub wall_seconds: f64,
     /// The process's own peak resident memory (getrusage of that one child), in bytes.
     pub peak_bytes: u64,
+    /// The process's CPU time, user and system.
+    pub cpu_seconds: f64,
 }
 
 /// Runs a tool against a simulator process and measures it.
@@ -117,6 +119,8 @@ pub fn run_tool(binary: &Path, sim_url: &str, args: &[&str]) -> anyhow::Result<M
         .env("DIGITALOCEAN_API_URL", sim_url)
         .env("DIGITALOCEAN_ACCESS_TOKEN", do_sim::DEFAULT_TOKEN)
         .env("DO_RELEASE_RETRY_MAX_TIME", "10m")
+        // A cache of this run's own unless `args` name one (--cache-dir).
+        .env("XDG_CACHE_HOME", dir.path())
         .env_remove("DIGITALOCEAN_REGISTRY_URL")
         .env_remove("GITHUB_ACTIONS")
         .stdin(Stdio::null())
@@ -124,20 +128,22 @@ pub fn run_tool(binary: &Path, sim_url: &str, args: &[&str]) -> anyhow::Result<M
         .stderr(std::fs::File::create(&err)?)
         .spawn()
         .with_context(|| format!("cannot run {}", binary.display()))?;
-    let (success, peak_bytes) = wait_measured(child)?;
+    let (success, peak_bytes, cpu_seconds) = wait_measured(child)?;
     Ok(Measured {
         success,
         stdout: std::fs::read(&out)?,
         stderr: std::fs::read_to_string(&err).unwrap_or_default(),
         wall_seconds: started.elapsed().as_secs_f64(),
         peak_bytes,
+        cpu_seconds,
     })
 }
 
-/// Waits for `child` with wait4, which reports that one process's peak memory (getrusage of
-/// all children would also count cargo's and the simulator's). Linux starts a child's figure
-/// at its parent's peak, so it is the tool's own only while the tool outgrows this process.
-pub(super) fn wait_measured(child: Child) -> anyhow::Result<(bool, u64)> {
+/// Waits for `child` with wait4, which reports that one process's peak memory and CPU time
+/// (getrusage of all children would also count cargo's and the simulator's). Linux starts a
+/// child's memory figure at its parent's peak, so it is the tool's own only while the tool
+/// outgrows this process.
+pub(super) fn wait_measured(child: Child) -> anyhow::Result<(bool, u64, f64)> {
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: both out-pointers point at live locals of the right types; the child is ours and
@@ -147,6 +153,7 @@ pub(super) fn wait_measured(child: Child) -> anyhow::Result<(bool, u64)> {
     anyhow::ensure!(waited == pid, "waiting for the tool failed: {}", std::io::Error::last_os_error());
     drop(child);
     let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // ru_maxrss is in KiB on Linux.
-    Ok((success, usage.ru_maxrss as u64 * 1024))
+    Ok((success, usage.ru_maxrss as u64 * 1024, seconds(usage.ru_utime) + seconds(usage.ru_stime)))
 }
