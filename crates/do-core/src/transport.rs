@@ -3,8 +3,12 @@
 //! loopback address), the trusted roots (the built-in Mozilla roots, or exactly the PEM bundle
 //! `SSL_CERT_FILE` names, as curl and OpenSSL read it), and do-release's user agent.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
@@ -61,7 +65,42 @@ pub fn agent(url: &str, options: AgentOptions) -> anyhow::Result<ureq::Agent> {
         Answers::Download => config,
         Answers::Check { https_only } => config.http_status_as_error(false).https_only(https_only).max_redirects(5),
     };
-    Ok(config.build().into())
+    Ok(ureq::Agent::with_parts(config.build(), DefaultConnector::new(), RememberingResolver::default()))
+}
+
+/// How long a host's addresses are used without asking again.
+const REMEMBER_ADDRESSES: Duration = Duration::from_secs(60);
+
+/// ureq's resolver, asked once a minute per host instead of on every request: with a timeout it
+/// starts a thread for each lookup, even for a request on a kept-alive connection, which made
+/// a thread per manifest read.
+#[derive(Debug, Default)]
+struct RememberingResolver {
+    inner: DefaultResolver,
+    known: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for RememberingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map(|a| a.as_str()).unwrap_or(""));
+        let now = Instant::now();
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, addresses)) = known.get(&key) {
+            if now.duration_since(*at) < REMEMBER_ADDRESSES {
+                return Ok(addresses.clone());
+            }
+        }
+        drop(known);
+        let addresses = self.inner.resolve(uri, config, timeout)?;
+        known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(key, (now, addresses.clone()));
+        Ok(addresses)
+    }
 }
 
 /// The TLS settings: the roots of `SSL_CERT_FILE` when it is set, else the built-in ones.
