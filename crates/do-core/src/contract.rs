@@ -313,9 +313,17 @@ impl<W: Write> Output<W> {
 
     /// Writes one record, redacted: server text inside it (an error body, a log line) cannot
     /// carry a credential out.
+    /// Written as it is serialised, never held whole (a prune of 100,000 manifests makes a
+    /// record of tens of MB).
     pub fn emit(&mut self, kind: &str, v: u64, data: &impl Serialize) -> io::Result<()> {
-        let line = crate::redact::redact(&record_line(kind, v, data)?);
-        self.write(line.as_bytes())?;
+        if stdout_was_closed() {
+            return Ok(());
+        }
+        let mut redactor = crate::redact::JsonRedactor::new(&mut self.writer);
+        let written = serde_json::to_writer(&mut redactor, &Envelope { kind, v, data })
+            .map_err(io::Error::other)
+            .and_then(|()| redactor.finish().map(drop));
+        closed_is_fine(written)?;
         self.write(b"\n")?;
         self.flush()
     }
@@ -349,14 +357,15 @@ fn closed_is_fine(result: io::Result<()>) -> io::Result<()> {
     }
 }
 
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    kind: &'a str,
+    v: u64,
+    data: &'a T,
+}
+
 /// One record as a JSON line without the newline.
 pub fn record_line(kind: &str, v: u64, data: &impl Serialize) -> io::Result<String> {
-    #[derive(Serialize)]
-    struct Envelope<'a, T> {
-        kind: &'a str,
-        v: u64,
-        data: &'a T,
-    }
     serde_json::to_string(&Envelope { kind, v, data }).map_err(io::Error::other)
 }
 

@@ -104,9 +104,93 @@ pub fn redact(text: &str) -> String {
     shapes.do_token.replace_all(&out, MASK).into_owned()
 }
 
+/// A writer that redacts JSON as it passes, so that a large record is never held whole: bytes
+/// are kept until a comma outside any string, and everything before it is redacted and written.
+/// Each pattern [`redact`] masks lies within one string or one `"key": "value"` pair, so none
+/// is ever cut in two.
+pub struct JsonRedactor<W: std::io::Write> {
+    out: W,
+    pending: Vec<u8>,
+    /// Just after the last comma outside a string in `pending` (0: none).
+    cut: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+/// How much is gathered before it is redacted and written.
+const REDACT_CHUNK: usize = 64 * 1024;
+
+impl<W: std::io::Write> JsonRedactor<W> {
+    pub fn new(out: W) -> JsonRedactor<W> {
+        JsonRedactor { out, pending: Vec::with_capacity(REDACT_CHUNK * 2), cut: 0, in_string: false, escaped: false }
+    }
+
+    /// Redacts and writes what is left; returns the writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        let all = self.pending.len();
+        self.write_redacted(all)?;
+        Ok(self.out)
+    }
+
+    fn write_redacted(&mut self, upto: usize) -> std::io::Result<()> {
+        let text = String::from_utf8_lossy(&self.pending[..upto]);
+        self.out.write_all(redact(&text).as_bytes())?;
+        self.pending.drain(..upto);
+        self.cut = 0;
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for JsonRedactor<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for &byte in bytes {
+            self.pending.push(byte);
+            match (self.in_string, self.escaped, byte) {
+                (true, true, _) => self.escaped = false,
+                (true, false, b'\\') => self.escaped = true,
+                (true, false, b'"') | (false, _, b'"') => self.in_string = !self.in_string,
+                (false, _, b',') => self.cut = self.pending.len(),
+                _ => {}
+            }
+        }
+        if self.pending.len() >= REDACT_CHUNK && self.cut > 0 {
+            self.write_redacted(self.cut)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_redacted_as_it_is_written_is_the_record_redacted_whole() {
+        register("streamed-secret-value");
+        let entries: Vec<serde_json::Value> = (0..20_000)
+            .map(|i| {
+                serde_json::json!({
+                    "n": i,
+                    "text": format!("a \"quoted, \\ text\" with streamed-secret-value and Bearer abcdefgh{i}"),
+                    "token": "keep-out",
+                    "url": "https://user:hunter2@example.com/, more",
+                })
+            })
+            .collect();
+        let whole = redact(&serde_json::to_string(&entries).unwrap());
+        let mut writer = JsonRedactor::new(Vec::new());
+        serde_json::to_writer(&mut writer, &entries).unwrap();
+        let streamed = String::from_utf8(writer.finish().unwrap()).unwrap();
+        assert!(streamed.len() > 4 * REDACT_CHUNK, "written in many pieces");
+        assert_eq!(streamed, whole);
+        assert!(
+            !streamed.contains("streamed-secret") && !streamed.contains("keep-out") && !streamed.contains("hunter2")
+        );
+    }
 
     #[test]
     fn registered_secrets_are_masked_in_every_form() {

@@ -137,14 +137,18 @@ fn prune(
             "the plan has {deletion_count} deletions, more than --max-delete {limit}; nothing was deleted (raise the limit or keep more)"
         )));
     }
-    let plans: Vec<RepositoryPlan> = planned.iter().map(|p| p.plan.clone()).collect();
+    let plans: Vec<&RepositoryPlan> = planned.iter().map(|p| &p.plan).collect();
     report::print_table(ctx.progress, &plans, &usage, !s.execute, &untagged_whys(&planned, &gathered.listings));
+    if let Some(path) = &s.plan_out {
+        saved::write_plan(ctx, path, plans.iter().map(|p| (*p).clone()).collect())?;
+    }
     let mut record = PruneRecord {
         registry: ctx.registry.clone(),
         dry_run: !s.execute,
         policy: s.policy.clone(),
         usage,
-        repositories: plans,
+        // Filled at the end from the plans as applied: held once, not copied.
+        repositories: Vec::new(),
         failed: Vec::new(),
         skipped: planned.iter().flat_map(|p| p.skipped.iter().cloned()).collect::<Vec<Skipped>>(),
         kept_at_recheck: Vec::new(),
@@ -155,9 +159,6 @@ fn prune(
         registry_requests: 0,
         cache: None,
     };
-    if let Some(path) = &s.plan_out {
-        saved::write_plan(ctx, path, &record.repositories)?;
-    }
     let outcome = if s.execute {
         // Apply: the record is written whatever happens from here on.
         apply::apply(
@@ -173,7 +174,9 @@ fn prune(
         tell_running_gc(ctx)?;
         Ok(Exit::Done)
     };
-    record.repositories = planned.iter().map(|p| p.plan.clone()).collect();
+    // What was read and listed is not needed for the record: gone before it is written.
+    drop((reads, gathered));
+    record.repositories = planned.into_iter().map(|p| p.plan).collect();
     record.requests = ctx.client.requests_made();
     record.registry_requests = registry_client.requests_made();
     if let Some(cache) = registry_client.cache() {

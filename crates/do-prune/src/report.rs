@@ -225,7 +225,7 @@ fn artifact_counts<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> String 
 
 /// The plan on stderr: one line per repository, each repository's keeps and deletions with
 /// their reasons, then the usage estimate.
-pub fn print_table(progress: &Progress, plans: &[RepositoryPlan], usage: &Usage, dry_run: bool, whys: &UntaggedWhys) {
+pub fn print_table(progress: &Progress, plans: &[&RepositoryPlan], usage: &Usage, dry_run: bool, whys: &UntaggedWhys) {
     let width = plans.iter().map(|p| p.name.len()).max().unwrap_or(10).max(10);
     let deleted = if dry_run { "would delete" } else { "deleted" };
     progress.info(&format!(

@@ -93,14 +93,14 @@ pub(crate) fn check_saved_entries(plan: &SavedPlan, keep_patterns: &[regex::Rege
 pub(crate) fn write_plan(
     ctx: &crate::Ctx,
     path: &std::path::Path,
-    repositories: &[RepositoryPlan],
+    repositories: Vec<RepositoryPlan>,
 ) -> anyhow::Result<()> {
     let saved = SavedPlan {
         version: PLAN_VERSION,
         registry: ctx.registry.clone(),
         created_at: do_core::duration::now_rfc3339(),
         policy: ctx.settings.policy.clone(),
-        repositories: repositories.to_vec(),
+        repositories,
     };
     let text = do_core::redact::redact(&serde_json::to_string_pretty(&saved)?) + "\n";
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write --plan-out {}: {e}", path.display()))?;
