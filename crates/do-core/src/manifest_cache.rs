@@ -4,18 +4,19 @@
 //! planted) is dropped and the manifest read from the registry again; nothing in the cache is
 //! trusted for what it says.
 //!
-//! One file, `manifests.pack`, of entries `sha256:HEX LEN\n` + bytes + `\n`, in the order they
-//! were last used: thousands of manifests of a few hundred bytes each would take a disk block
-//! each as files, and writing them one by one costs more than reading them. New entries are
-//! appended (one write each); after a run that used the cache, the pack is written again with
-//! what it used last, and the least recently used entries left out until it fits its bound.
+//! One file, `manifests.pack`, of entries `sha256:HEX LEN\n` + bytes + `\n`, least recently
+//! used first (by run: entries one run used are equally recent): thousands of manifests of a few
+//! hundred bytes each would take a disk block each as files, and writing them one by one costs
+//! more than reading them. New entries are appended (one write each); after a run, what it
+//! used moves to the end if it is not there already, and the least recently used entries are
+//! left out until the pack fits its bound.
 //! Runs at the same time cannot corrupt it (a bad entry is dropped when read); the later
 //! rewrite may forget what the other added, which only costs reads.
 //!
 //! Only manifests whose bytes say their own media type (as the registry's `Content-Type` said
 //! it) are kept, so an entry alone tells everything a read told.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -43,8 +44,13 @@ pub struct ManifestCache {
     max_bytes: u64,
     /// The pack as opened, for reading entries.
     file: File,
-    /// Where each entry's bytes start in the pack, and their length.
+    /// Where each entry's bytes start in the pack, and their length; the entries in the pack's
+    /// order, and its length, when opened.
     index: HashMap<Key, (u64, u32)>,
+    order: Vec<Key>,
+    opened_bytes: u64,
+    /// Entries this run appended, with their size in the pack.
+    appended: Mutex<Vec<(Key, u64)>>,
     /// Entries used this run (found or added), in order of use; entries found bad.
     used: Mutex<Vec<Key>>,
     bad: Mutex<Vec<Key>>,
@@ -86,12 +92,16 @@ impl ManifestCache {
         }
         let appender = File::options().create(true).append(true).open(&path).ok()?;
         let file = File::open(&path).ok()?;
-        let (index, _) = scan(&file);
+        let (index, order) = scan(&file);
+        let opened_bytes = file.metadata().ok()?.len();
         Some(ManifestCache {
             path,
             max_bytes,
             file,
             index,
+            order,
+            opened_bytes,
+            appended: Mutex::new(Vec::new()),
             used: Mutex::new(Vec::new()),
             bad: Mutex::new(Vec::new()),
             appender: Mutex::new(appender),
@@ -146,47 +156,77 @@ impl ManifestCache {
         entry.push(b'\n');
         // One write per entry on a file opened for appending: entries of runs at the same
         // time do not interleave.
-        if lock(&self.appender).write_all(&entry).is_ok() {
+        let mut appender = lock(&self.appender);
+        if appender.write_all(&entry).is_ok() {
+            lock(&self.appended).push((key, entry.len() as u64));
             lock(&self.used).push(key);
             self.added.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// After a run: writes the pack again in order of last use, dropping bad entries and the
-    /// least recently used until it fits the bound. Returns how many entries were left out
-    /// for the bound. Nothing is written after a run that did not use the cache.
+    /// After a run: the entries this run used go to the end of the pack (most recently used;
+    /// among them, the pack's order stands), bad entries go, and the least recently used are
+    /// left out until the pack fits its bound. Returns how many were left out for the bound.
+    /// The pack is written again only when that changes it: not after a run that used the
+    /// entries at its end (a first run, or a run over an unchanged registry).
     pub fn finish(&self) -> usize {
-        let used = std::mem::take(&mut *lock(&self.used));
-        if used.is_empty() && lock(&self.bad).is_empty() {
+        let used: HashSet<Key> = std::mem::take(&mut *lock(&self.used)).into_iter().collect();
+        let bad: HashSet<Key> = lock(&self.bad).iter().copied().collect();
+        if used.is_empty() && bad.is_empty() {
+            return 0;
+        }
+        if bad.is_empty() && self.settled_alone(&used) {
             return 0;
         }
         // Read the pack again: it holds this run's additions (and any other run's).
         let Ok(file) = File::open(&self.path) else { return 0 };
         let (index, order) = scan(&file);
-        let bad: std::collections::HashSet<Key> = lock(&self.bad).iter().copied().collect();
-        let mut last_use: HashMap<Key, usize> = HashMap::new();
-        for (at, key) in order.iter().enumerate() {
-            last_use.insert(*key, at);
-        }
-        for (at, key) in used.iter().enumerate() {
-            last_use.insert(*key, order.len() + at);
-        }
-        let mut keys: Vec<(usize, Key)> = last_use
-            .into_iter()
-            .filter(|(key, _)| !bad.contains(key) && index.contains_key(key))
-            .map(|(k, at)| (at, k))
-            .collect();
-        keys.sort_unstable();
+        let (recent, older): (Vec<Key>, Vec<Key>) =
+            order.iter().filter(|key| !bad.contains(*key)).partition(|key| used.contains(*key));
         let size = |key: &Key| entry_bytes(index[key].1);
-        let mut total: u64 = keys.iter().map(|(_, key)| size(key)).sum();
+        let total: u64 = order.iter().map(size).sum();
+        let settled = order.len() == older.len() + recent.len() && order.ends_with(&recent);
+        if settled && total <= self.max_bytes {
+            return 0;
+        }
+        let mut kept: Vec<Key> = older;
+        kept.extend(recent);
+        let mut total: u64 = kept.iter().map(size).sum();
         let mut first = 0;
-        while total > self.max_bytes && first < keys.len() {
-            total -= size(&keys[first].1);
+        while total > self.max_bytes && first < kept.len() {
+            total -= size(&kept[first]);
             first += 1;
         }
-        let _ = rewrite(&self.path, &file, &index, keys[first..].iter().map(|(_, key)| key));
+        let _ = rewrite(&self.path, &file, &index, kept[first..].iter());
         first
     }
+}
+
+impl ManifestCache {
+    /// Whether the pack, as this run left it and if no other run wrote to it, ends with what
+    /// this run used and fits its bound: then it need not be read again nor written.
+    fn settled_alone(&self, used: &HashSet<Key>) -> bool {
+        let appended = lock(&self.appended);
+        let expected = self.opened_bytes + appended.iter().map(|(_, bytes)| bytes).sum::<u64>();
+        let now = std::fs::metadata(&self.path).map(|m| m.len()).ok();
+        if now != Some(expected) || expected > self.max_bytes {
+            return false;
+        }
+        let again: HashSet<&Key> = appended.iter().map(|(key, _)| key).collect();
+        let order: Vec<&Key> =
+            self.order.iter().filter(|key| !again.contains(key)).chain(appended.iter().map(|(key, _)| key)).collect();
+        let recent = order.iter().rev().take_while(|key| used.contains(**key)).count();
+        recent == used.len()
+    }
+}
+
+/// Whether `dir` can hold a cache: it exists or can be made, and its pack, if any, is a
+/// regular file that can be written.
+pub fn usable_dir(dir: &Path) -> bool {
+    let path = dir.join(PACK);
+    std::fs::create_dir_all(dir).is_ok()
+        && !std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file())
+        && File::options().create(true).append(true).open(&path).is_ok()
 }
 
 /// The pack's entries: where each one's bytes are, and the order they come in (the last of a
@@ -310,6 +350,11 @@ mod tests {
         let second = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
         assert_eq!(second.get(&info.digest), Some(info));
         assert_eq!(second.used(), CacheUse { hits: 1, added: 0, discarded: 0 });
+        // A run that used what is at the end of the pack leaves it as it is.
+        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.path().join(PACK)).unwrap());
+        let before = inode();
+        assert_eq!(second.finish(), 0);
+        assert_eq!(inode(), before, "not written again");
     }
 
     #[test]

@@ -116,11 +116,11 @@ fn cache_dir(cli: &Cli) -> anyhow::Result<Option<PathBuf>> {
         return Ok(None);
     }
     let Some(dir) = &cli.cache_dir else { return Ok(do_core::manifest_cache::default_dir()) };
-    match do_core::manifest_cache::ManifestCache::open(dir, 0) {
-        Some(_) => Ok(Some(dir.clone())),
-        None => Err(Failure::usage(format!(
-            "--cache-dir {}: cannot be created or written; give a writable directory, or --no-cache",
-            dir.display()
-        ))),
+    if do_core::manifest_cache::usable_dir(dir) {
+        return Ok(Some(dir.clone()));
     }
+    Err(Failure::usage(format!(
+        "--cache-dir {}: cannot be created or written; give a writable directory, or --no-cache",
+        dir.display()
+    )))
 }
