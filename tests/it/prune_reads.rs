@@ -127,6 +127,17 @@ fn a_cache_dir_that_cannot_be_made_is_refused_before_any_request_and_no_cache_ke
 }
 
 #[test]
+fn without_a_cache_dir_the_cache_lives_under_xdg_cache_home_else_home() {
+    let sim = registry();
+    let (xdg, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run = |tool: crate::support::Tool| tool.args(["--keep-last", "1"]).env("HOME", home.path()).run();
+    run(prune(&sim).env("XDG_CACHE_HOME", xdg.path())).assert_code(0);
+    assert!(xdg.path().join("do-release/manifests.pack").is_file());
+    run(prune(&sim).env_remove("XDG_CACHE_HOME")).assert_code(0);
+    assert!(home.path().join(".cache/do-release/manifests.pack").is_file(), "as the example workflow keeps it");
+}
+
+#[test]
 fn one_token_request_covers_many_repositories_and_reads_share_few_connections() {
     let names: Vec<String> = (0..30).map(|i| format!("svc-{i:02}")).collect();
     let sim = repositories(

@@ -754,6 +754,20 @@ fn the_example_workflow_tags_in_the_same_run_serialised_pinned_and_uses_each_too
 }
 
 #[test]
+fn the_example_workflow_restores_do_prunes_manifest_cache_before_the_prune() {
+    let (text, workflow) = release_workflow();
+    let steps = workflow["jobs"]["release"]["steps"].as_array().unwrap();
+    let at = |pred: &dyn Fn(&Value) -> bool| steps.iter().position(pred).unwrap_or_else(|| panic!("{text}"));
+    let cache = at(&|s: &Value| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache@")));
+    let prune = at(&|s: &Value| s["run"].as_str().is_some_and(|r| r.contains("do-prune")));
+    assert!(cache < prune, "restored before the prune (and saved after the job)");
+    // Where do-prune keeps it without --cache-dir on a runner, where XDG_CACHE_HOME is unset
+    // (prune_reads::without_a_cache_dir_the_cache_lives_under_xdg_cache_home_else_home).
+    assert_eq!(steps[cache]["with"]["path"], "~/.cache/do-release");
+    assert!(steps[cache]["with"]["restore-keys"].as_str().is_some(), "a later run starts from the last cache");
+}
+
+#[test]
 fn the_example_workflows_tag_step_tags_and_pushes_then_stops_the_run_when_nothing_changed() {
     let (_, workflow) = release_workflow();
     let steps = workflow["jobs"]["release"]["steps"].as_array().unwrap();
