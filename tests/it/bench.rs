@@ -11,13 +11,15 @@ fn the_quick_benchmark_measures_every_row_and_keeps_its_bounds() {
         "prune of 2,000 manifests: requests",
         "prune of 2,000 manifests: deletions, left",
         "do-sim: load 10,000 manifests from a state file",
-        "dry run over 10,000 manifests, one repository",
-        "do-prune peak memory per 10,000 manifests",
+        "dry run over 10,000 manifests (8,000 untagged), one repository, cache empty",
+        "  do-prune CPU per manifest read",
+        "  do-prune peak memory per manifest",
+        "the same dry run again, registry unchanged",
         "  default concurrency / --concurrency 1",
         "600 deletions under 300 requests per 3 s",
         "deployment end noticed after it happened",
     ] {
-        assert!(measures.contains(&expected), "no row {expected:?} in\n{table}");
+        assert!(measures.iter().any(|m| m.starts_with(expected)), "no row {expected:?} in\n{table}");
     }
     let broken: Vec<&xtask::bench::Row> = rows.iter().filter(|r| r.holds == Some(false)).collect();
     assert!(broken.is_empty(), "bounds missed: {broken:?}\n{table}");
