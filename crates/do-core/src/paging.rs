@@ -44,10 +44,10 @@ impl Client {
     /// GET one page of a listing: its items, the total it states and the next page's path.
     pub fn get_listing_page<T: DeserializeOwned>(&self, path: &str, field: &str) -> anyhow::Result<ListingPage<T>> {
         let reply = self.send("GET", path, None, Retry::Idempotent)?;
-        let mut page: Value = decode(&reply.body, "GET", path)?;
-        let items = list_field::<T>(&mut page, field, path)?;
-        let total = page.pointer("/meta/total").and_then(Value::as_u64);
-        let next = match page.pointer("/links/pages/next").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let page: RawPage = decode(&reply.body, "GET", path)?;
+        let items = list_field::<T>(&page, field, path)?;
+        let total = page.total();
+        let next = match page.part("links").pointer("/pages/next").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             Some(link) => Some(self.path_of_link(link)?),
             None => None,
         };
@@ -129,8 +129,8 @@ impl Client {
     /// closed like [`Client::get_all`] when the list is missing.
     pub fn get_page<T: DeserializeOwned>(&self, path: &str, field: &str) -> anyhow::Result<Vec<T>> {
         let reply = self.send("GET", path, None, Retry::Idempotent)?;
-        let mut page: Value = decode(&reply.body, "GET", path)?;
-        list_field(&mut page, field, path)
+        let page: RawPage = decode(&reply.body, "GET", path)?;
+        list_field(&page, field, path)
     }
 
     /// A `links.pages.next` URL as a path on our own base URL: the token never follows a
@@ -149,20 +149,39 @@ impl Client {
     }
 }
 
+/// A collection answer with its parts left unparsed: the list is parsed once, straight into
+/// its type (not through a `Value` of every item first).
+type RawPage = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
+
+trait PageParts {
+    /// A small part of the answer (`meta`, `links`) as a value; null when absent or not JSON.
+    fn part(&self, name: &str) -> Value;
+    fn total(&self) -> Option<u64>;
+}
+
+impl PageParts for RawPage {
+    fn part(&self, name: &str) -> Value {
+        self.get(name).and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or(Value::Null)
+    }
+
+    fn total(&self) -> Option<u64> {
+        self.part("meta").get("total").and_then(Value::as_u64)
+    }
+}
+
 /// The `field` list of a collection answer. A missing or null list is an error unless the
 /// answer says the collection is empty (`meta.total` 0, as proto3 JSON leaves out empty lists):
 /// an answer that lost its list must never read as "nothing there".
-fn list_field<T: DeserializeOwned>(page: &mut Value, field: &str, path: &str) -> anyhow::Result<Vec<T>> {
-    match page.get_mut(field).map(Value::take) {
-        None | Some(Value::Null) => {
-            let total = page.pointer("/meta/total").and_then(Value::as_u64);
+fn list_field<T: DeserializeOwned>(page: &RawPage, field: &str, path: &str) -> anyhow::Result<Vec<T>> {
+    match page.get(field).map(|raw| raw.get()).filter(|raw| raw.trim() != "null") {
+        None => {
             anyhow::ensure!(
-                total == Some(0),
+                page.total() == Some(0),
                 "GET {path}: the answer has no {field} list (and does not say the list is empty); nothing was changed"
             );
             Ok(Vec::new())
         }
-        Some(list) => serde_json::from_value::<Vec<T>>(list)
+        Some(list) => serde_json::from_str::<Vec<T>>(list)
             .with_context(|| format!("GET {path}: the {field} list has an unexpected shape")),
     }
 }

@@ -159,7 +159,7 @@ pub struct Cli {
     pub gc_type: String,
 
     /// Requests running at once: listing pages, manifest reads, deletions (all within the rate limit)
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub concurrency: u16,
 
     /// Keep manifests read on the registry host here between runs, by digest (every entry is
