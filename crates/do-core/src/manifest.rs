@@ -116,6 +116,22 @@ impl ManifestInfo {
 }
 
 /// A digest as the API and registry write it: trimmed, algorithm and hex in lowercase.
+/// The media type a manifest's bytes give themselves, as [`ManifestInfo::parse`] reads it
+/// without a `Content-Type`: their `mediaType`, else an index when they list `manifests`, else
+/// an image manifest. `None` when the bytes are not a JSON object of that shape. Reads only the
+/// top level (everything else is skipped, not built).
+pub fn own_media_type(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        #[serde(rename = "mediaType")]
+        media_type: Option<Value>,
+        manifests: Option<serde::de::IgnoredAny>,
+    }
+    let top: Top = serde_json::from_slice(body).ok()?;
+    let from_body = top.media_type.as_ref().and_then(Value::as_str).map(str::to_string);
+    Some(from_body.unwrap_or_else(|| if top.manifests.is_some() { OCI_INDEX } else { OCI_MANIFEST }.to_string()))
+}
+
 pub fn normalize_digest(text: &str) -> String {
     text.trim().to_ascii_lowercase()
 }
@@ -123,6 +139,22 @@ pub fn normalize_digest(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_own_media_type_is_what_parsing_without_a_content_type_finds() {
+        for body in [
+            &br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","layers":[]}"#[..],
+            br#"{"schemaVersion":2,"manifests":[]}"#,
+            br#"{"schemaVersion":2,"config":{"digest":"sha256:cc"}}"#,
+            br#"{"mediaType":7,"manifests":[]}"#,
+            br#"{"mediaType":null}"#,
+        ] {
+            let parsed = ManifestInfo::parse("sha256:x", None, body).unwrap();
+            assert_eq!(own_media_type(body), Some(parsed.media_type), "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(own_media_type(b"[1]"), None);
+        assert_eq!(own_media_type(b"not json"), None);
+    }
 
     #[test]
     fn digests_are_sha256_of_the_bytes() {

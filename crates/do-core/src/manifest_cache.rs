@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::manifest::{sha256_digest, ManifestInfo};
+use crate::manifest::{own_media_type, sha256_digest, ManifestInfo};
 
 /// The cache's bound when none is given.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -148,7 +148,7 @@ impl ManifestCache {
         if bytes.len() as u64 > MAX_ENTRY_BYTES || sha256_digest(bytes) != info.digest {
             return;
         }
-        if ManifestInfo::parse(&info.digest, None, bytes).ok().as_ref() != Some(info) {
+        if own_media_type(bytes).as_deref() != Some(info.media_type.as_str()) {
             return;
         }
         let mut entry = format!("{} {}\n", info.digest, bytes.len()).into_bytes();
