@@ -44,13 +44,8 @@ pub struct ManifestCache {
     max_bytes: u64,
     /// The pack as opened, for reading entries.
     file: File,
-    /// Where each entry's bytes start in the pack, and their length; the entries in the pack's
-    /// order, and its length, when opened.
+    /// Where each entry's bytes start in the pack, and their length.
     index: HashMap<Key, (u64, u32)>,
-    order: Vec<Key>,
-    opened_bytes: u64,
-    /// Entries this run appended, with their size in the pack.
-    appended: Mutex<Vec<(Key, u64)>>,
     /// Entries used this run (found or added), in order of use; entries found bad.
     used: Mutex<Vec<Key>>,
     bad: Mutex<Vec<Key>>,
@@ -75,10 +70,14 @@ pub struct CacheUse {
 /// Where the cache lives unless `--cache-dir` says: `$XDG_CACHE_HOME/do-release`, else
 /// `$HOME/.cache/do-release` (None when neither variable is set to an absolute path).
 pub fn default_dir() -> Option<PathBuf> {
-    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
-    absolute("XDG_CACHE_HOME")
+    default_dir_in(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+}
+
+fn default_dir_in(xdg_cache_home: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let absolute = |value: Option<std::ffi::OsString>| value.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg_cache_home)
         .map(|base| base.join("do-release"))
-        .or_else(|| absolute("HOME").map(|home| home.join(".cache").join("do-release")))
+        .or_else(|| absolute(home).map(|home| home.join(".cache").join("do-release")))
 }
 
 impl ManifestCache {
@@ -92,16 +91,12 @@ impl ManifestCache {
         }
         let appender = File::options().create(true).append(true).open(&path).ok()?;
         let file = File::open(&path).ok()?;
-        let (index, order) = scan(&file);
-        let opened_bytes = file.metadata().ok()?.len();
+        let (index, _) = scan(&file);
         Some(ManifestCache {
             path,
             max_bytes,
             file,
             index,
-            order,
-            opened_bytes,
-            appended: Mutex::new(Vec::new()),
             used: Mutex::new(Vec::new()),
             bad: Mutex::new(Vec::new()),
             appender: Mutex::new(appender),
@@ -156,9 +151,7 @@ impl ManifestCache {
         entry.push(b'\n');
         // One write per entry on a file opened for appending: entries of runs at the same
         // time do not interleave.
-        let mut appender = lock(&self.appender);
-        if appender.write_all(&entry).is_ok() {
-            lock(&self.appended).push((key, entry.len() as u64));
+        if lock(&self.appender).write_all(&entry).is_ok() {
             lock(&self.used).push(key);
             self.added.fetch_add(1, Ordering::Relaxed);
         }
@@ -173,9 +166,6 @@ impl ManifestCache {
         let used: HashSet<Key> = std::mem::take(&mut *lock(&self.used)).into_iter().collect();
         let bad: HashSet<Key> = lock(&self.bad).iter().copied().collect();
         if used.is_empty() && bad.is_empty() {
-            return 0;
-        }
-        if bad.is_empty() && self.settled_alone(&used) {
             return 0;
         }
         // Read the pack again: it holds this run's additions (and any other run's).
@@ -193,30 +183,15 @@ impl ManifestCache {
         kept.extend(recent);
         let mut total: u64 = kept.iter().map(size).sum();
         let mut first = 0;
-        while total > self.max_bytes && first < kept.len() {
-            total -= size(&kept[first]);
+        for key in &kept {
+            if total <= self.max_bytes {
+                break;
+            }
+            total -= size(key);
             first += 1;
         }
         let _ = rewrite(&self.path, &file, &index, kept[first..].iter());
         first
-    }
-}
-
-impl ManifestCache {
-    /// Whether the pack, as this run left it and if no other run wrote to it, ends with what
-    /// this run used and fits its bound: then it need not be read again nor written.
-    fn settled_alone(&self, used: &HashSet<Key>) -> bool {
-        let appended = lock(&self.appended);
-        let expected = self.opened_bytes + appended.iter().map(|(_, bytes)| bytes).sum::<u64>();
-        let now = std::fs::metadata(&self.path).map(|m| m.len()).ok();
-        if now != Some(expected) || expected > self.max_bytes {
-            return false;
-        }
-        let again: HashSet<&Key> = appended.iter().map(|(key, _)| key).collect();
-        let order: Vec<&Key> =
-            self.order.iter().filter(|key| !again.contains(key)).chain(appended.iter().map(|(key, _)| key)).collect();
-        let recent = order.iter().rev().take_while(|key| used.contains(**key)).count();
-        recent == used.len()
     }
 }
 
@@ -243,7 +218,7 @@ fn scan(file: &File) -> (HashMap<Key, (u64, u32)>, Vec<Key>) {
     loop {
         header.clear();
         match reader.by_ref().take(200).read_until(b'\n', &mut header) {
-            Ok(n) if n > 0 && header.ends_with(b"\n") => offset += n as u64,
+            Ok(n) if header.ends_with(b"\n") => offset += n as u64,
             _ => break,
         }
         let text = std::str::from_utf8(&header[..header.len() - 1]).unwrap_or("");
@@ -298,17 +273,12 @@ fn entry_bytes(len: u32) -> u64 {
 /// The key of a `sha256:` digest of 64 lowercase hex digits; None for anything else.
 fn key_of(digest: &str) -> Option<Key> {
     let hex = digest.strip_prefix("sha256:")?.as_bytes();
-    if hex.len() != 64 {
+    if hex.len() != 64 || !hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
         return None;
     }
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
     let mut key = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        key[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    for (byte, pair) in key.iter_mut().zip(hex.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(key)
 }
@@ -414,6 +384,8 @@ mod tests {
         assert_eq!(key_of("sha256:../../etc/passwd"), None);
         assert_eq!(key_of(&"sha256:".repeat(2)), None);
         assert_eq!(key_of(&format!("sha256:{}", "A".repeat(64))), None);
+        assert_eq!(key_of(&format!("sha256:+{}", "f".repeat(63))), None, "no sign, as from_str_radix would take");
+        assert_eq!(key_of(&format!("sha256:{}g", "f".repeat(63))), None);
         assert_eq!(key_of(&format!("sha256:{}", "0f".repeat(32))), Some([0x0f; 32]));
     }
 
@@ -447,5 +419,173 @@ mod tests {
         let file = dir.path().join("a-file");
         std::fs::write(&file, b"").unwrap();
         assert!(ManifestCache::open(&file, DEFAULT_MAX_BYTES).is_none());
+    }
+
+    /// A manifest of exactly `size` bytes (its own media type in it).
+    fn of_size(size: usize) -> (ManifestInfo, Vec<u8>) {
+        let head = r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","pad":""#;
+        let mut body = head.as_bytes().to_vec();
+        body.resize(size - 2, b'x');
+        body.extend_from_slice(b"\"}");
+        (info_of(&body, None), body)
+    }
+
+    fn inode(dir: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.join(PACK)).unwrap())
+    }
+
+    #[test]
+    fn the_bounds_are_the_ones_the_help_states() {
+        assert_eq!(crate::units::bytes(DEFAULT_MAX_BYTES), "256.0 MiB");
+        assert_eq!(crate::units::bytes(MAX_ENTRY_BYTES), "4.0 MiB");
+    }
+
+    #[test]
+    fn an_entry_of_the_largest_size_is_kept_and_read_and_one_byte_more_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let (largest, largest_bytes) = of_size(MAX_ENTRY_BYTES as usize);
+        let (over, over_bytes) = of_size(MAX_ENTRY_BYTES as usize + 1);
+        cache.put(&largest, &largest_bytes);
+        cache.put(&over, &over_bytes);
+        assert_eq!(cache.used().added, 1);
+        let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(next.get(&largest.digest), Some(largest));
+        // A pack entry that says it is larger is where reading the pack stops.
+        let (small, small_bytes) = numbered(1);
+        let mut pack = std::fs::read(dir.path().join(PACK)).unwrap();
+        pack.extend_from_slice(format!("{} {}\n", over.digest, over_bytes.len()).as_bytes());
+        pack.extend_from_slice(&over_bytes);
+        pack.extend_from_slice(format!("\n{} {}\n", small.digest, small_bytes.len()).as_bytes());
+        pack.extend_from_slice(&small_bytes);
+        pack.push(b'\n');
+        std::fs::write(dir.path().join(PACK), pack).unwrap();
+        let after = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert!(after.get(&over.digest).is_none() && after.get(&small.digest).is_none());
+    }
+
+    #[test]
+    fn keys_are_the_digests_bytes_and_write_back_as_the_digest() {
+        let digest = sha256_digest(b"any bytes at all");
+        let key = key_of(&digest).unwrap();
+        assert_eq!(key.as_slice(), ring::digest::digest(&ring::digest::SHA256, b"any bytes at all").as_ref());
+        assert_eq!(format!("sha256:{}", hex(&key)), digest);
+    }
+
+    #[test]
+    fn the_default_place_is_xdg_cache_home_else_home_and_only_absolute() {
+        let some = |p: &str| Some(std::ffi::OsString::from(p));
+        assert_eq!(default_dir_in(some("/x"), some("/h")), Some(PathBuf::from("/x/do-release")));
+        assert_eq!(default_dir_in(None, some("/h")), Some(PathBuf::from("/h/.cache/do-release")));
+        assert_eq!(default_dir_in(some("relative"), some("/h")), Some(PathBuf::from("/h/.cache/do-release")));
+        assert_eq!(default_dir_in(None, some("relative")), None);
+        assert_eq!(default_dir_in(None, None), None);
+    }
+
+    #[test]
+    fn a_usable_dir_is_one_whose_pack_is_a_regular_file_that_can_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(usable_dir(&dir.path().join("new/cache")), "made when missing");
+        assert!(dir.path().join("new/cache").join(PACK).is_file());
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(!usable_dir(&file), "a file is no directory");
+        let linked = dir.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink("/proc/self/environ", linked.join(PACK)).unwrap();
+        assert!(!usable_dir(&linked), "a pack that is a symlink");
+        let nested = dir.path().join("nested");
+        std::fs::create_dir_all(nested.join(PACK)).unwrap();
+        assert!(!usable_dir(&nested), "a pack that is a directory");
+    }
+
+    #[test]
+    fn a_bad_entry_goes_even_when_what_was_used_is_already_at_the_end() {
+        // older o1 o2, then the bad entry, then r1 r2 r3 used this run: the used ones are at the
+        // end, but the pack must still be written again without the bad one.
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<(ManifestInfo, Vec<u8>)> = (0..5).map(numbered).collect();
+        let (bad, _) = numbered(9);
+        let lie = &entries[0].1;
+        let mut pack = Vec::new();
+        let mut add = |digest: &str, bytes: &[u8]| {
+            pack.extend_from_slice(format!("{digest} {}\n", bytes.len()).as_bytes());
+            pack.extend_from_slice(bytes);
+            pack.push(b'\n');
+        };
+        add(&entries[0].0.digest, &entries[0].1);
+        add(&entries[1].0.digest, &entries[1].1);
+        add(&bad.digest, lie);
+        for (info, bytes) in &entries[2..] {
+            add(&info.digest, bytes);
+        }
+        std::fs::write(dir.path().join(PACK), &pack).unwrap();
+        let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert!(cache.get(&bad.digest).is_none());
+        for (info, _) in &entries[2..] {
+            assert!(cache.get(&info.digest).is_some());
+        }
+        assert_eq!(cache.finish(), 0);
+        let after = std::fs::read_to_string(dir.path().join(PACK)).unwrap();
+        assert!(!after.contains(&bad.digest), "the bad entry is gone");
+        let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert!(entries.iter().all(|(info, _)| next.get(&info.digest).is_some()), "the others stay");
+    }
+
+    #[test]
+    fn as_many_least_recently_used_go_as_the_bound_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<(ManifestInfo, Vec<u8>)> = (0..5).map(numbered).collect();
+        let each = entry_bytes(entries[0].1.len() as u32);
+        let first = ManifestCache::open(dir.path(), 10 * each).unwrap();
+        for (info, bytes) in &entries {
+            first.put(info, bytes);
+        }
+        first.finish();
+        let second = ManifestCache::open(dir.path(), 3 * each).unwrap();
+        assert!(second.get(&entries[1].0.digest).is_some());
+        assert_eq!(second.finish(), 2, "five entries, room for three: the two used least recently go");
+        let third = ManifestCache::open(dir.path(), 3 * each).unwrap();
+        let kept: Vec<bool> = entries.iter().map(|(info, _)| third.get(&info.digest).is_some()).collect();
+        assert_eq!(kept, [false, true, false, true, true]);
+    }
+
+    #[test]
+    fn a_digest_written_twice_counts_once_at_its_last_place_and_the_others_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a_bytes) = numbered(1);
+        let (b, b_bytes) = numbered(2);
+        // Two runs at once both read a and appended it.
+        let one = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let two = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        one.put(&a, &a_bytes);
+        one.put(&b, &b_bytes);
+        two.put(&a, &a_bytes);
+        // The next run uses only b, which is no longer last: the pack is written again.
+        let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert!(next.get(&b.digest).is_some());
+        next.finish();
+        let text = std::fs::read_to_string(dir.path().join(PACK)).unwrap();
+        assert_eq!(text.matches(&a.digest).count(), 1, "a once");
+        assert!(text.find(&a.digest) < text.find(&b.digest), "b, used last, at the end");
+        let after = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!((after.get(&a.digest), after.get(&b.digest)), (Some(a), Some(b)));
+    }
+
+    #[test]
+    fn a_run_whose_entries_are_already_at_the_end_leaves_the_pack_as_another_run_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, x_bytes) = numbered(1);
+        let (y, y_bytes) = numbered(2);
+        let one = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let two = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        two.put(&x, &x_bytes);
+        assert_eq!(two.finish(), 0);
+        one.put(&y, &y_bytes);
+        let before = inode(dir.path());
+        assert_eq!(one.finish(), 0);
+        assert_eq!(inode(dir.path()), before, "not written again: y, used last, is at the end");
+        let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert!(next.get(&x.digest).is_some() && next.get(&y.digest).is_some());
     }
 }

@@ -72,6 +72,12 @@ pub(super) fn dry_run_at_scale(binaries: &BenchBinaries, size: usize, quick: boo
             "under 30 µs",
             (!quick).then_some(cpu_per_read < 30.0),
         ),
+        row(
+            "  of which the reads: CPU beyond the warm run's, per read",
+            format!("{:.0} µs", (cold.cpu_seconds - warm.cpu_seconds).max(0.0) / cold_reads.max(1) as f64 * 1e6),
+            format!("the warm run's CPU: {}", seconds(warm.cpu_seconds)),
+            None,
+        ),
         row("  do-prune peak memory per manifest", memory, "under 600 B", (!quick).then_some(per_manifest < 600)),
         row(
             "the same dry run again, registry unchanged",
