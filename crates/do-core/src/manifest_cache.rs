@@ -276,9 +276,10 @@ fn key_of(digest: &str) -> Option<Key> {
     if hex.len() != 64 || !hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
         return None;
     }
+    let value = |digit: u8| char::from(digit).to_digit(16);
     let mut key = [0u8; 32];
     for (byte, pair) in key.iter_mut().zip(hex.chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        *byte = u8::try_from(value(pair[0])? * 16 + value(pair[1])?).ok()?;
     }
     Some(key)
 }
