@@ -67,8 +67,20 @@ pub(crate) fn listing_page<T>(
     incoming: &Incoming,
     base_url: &str,
 ) -> Answer {
+    windowed_page(key, total, |skip, take| items.skip(skip).take(take).map(to_json).collect(), incoming, base_url)
+}
+
+/// A page of a listing whose items `page` gives by position (skip, take): for collections that
+/// reach a position without walking to it.
+pub(crate) fn windowed_page(
+    key: &str,
+    total: usize,
+    page: impl FnOnce(usize, usize) -> Vec<Value>,
+    incoming: &Incoming,
+    base_url: &str,
+) -> Answer {
     let window = page_window(total, incoming, base_url)?;
-    let page: Vec<Value> = items.skip(window.skip).take(window.take).map(to_json).collect();
+    let page: Vec<Value> = page(window.skip, window.take);
     let mut body = json!({ key: page, "meta": {"total": total} });
     if !window.links["pages"].as_object().is_some_and(|p| p.is_empty()) {
         body["links"] = window.links;

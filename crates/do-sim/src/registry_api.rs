@@ -77,7 +77,8 @@ pub(crate) fn registry_route(
                     .collect();
                 listing_page("manifests", shown.len(), shown.into_iter(), to_json, incoming, base_url)
             } else {
-                listing_page("manifests", repo.len(), repo.manifests().rev(), to_json, incoming, base_url)
+                let page = |skip, take| repo.newest_first(skip, take).map(to_json).collect();
+                windowed_page("manifests", repo.len(), page, incoming, base_url)
             }
         }
         ("DELETE", ["repositories", repository, "tags", tag]) => {

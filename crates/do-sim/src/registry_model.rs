@@ -95,6 +95,9 @@ pub struct Repository {
     by_sequence: BTreeMap<u64, Manifest>,
     by_digest: HashMap<String, u64>,
     by_tag: HashMap<String, u64>,
+    /// The sequences newest first, made on the first listing page after a change: a page is
+    /// then a slice, not a walk past every manifest before it.
+    newest_first: std::cell::OnceCell<Vec<u64>>,
 }
 
 impl Repository {
@@ -117,6 +120,12 @@ impl Repository {
     /// Oldest first; `.rev()` for the listing's newest-first order.
     pub fn manifests(&self) -> impl DoubleEndedIterator<Item = &Manifest> + ExactSizeIterator {
         self.by_sequence.values()
+    }
+
+    /// The listing's page: `take` manifests, newest first, after the `skip` newest.
+    pub fn newest_first(&self, skip: usize, take: usize) -> impl Iterator<Item = &Manifest> {
+        let order = self.newest_first.get_or_init(|| self.by_sequence.keys().rev().copied().collect());
+        order.iter().skip(skip).take(take).filter_map(|sequence| self.by_sequence.get(sequence))
     }
 
     pub fn newest(&self) -> Option<&Manifest> {
@@ -146,11 +155,13 @@ impl Repository {
             self.by_tag.insert(tag.clone(), manifest.sequence);
         }
         self.by_sequence.insert(manifest.sequence, manifest);
+        self.newest_first = Default::default();
     }
 
     pub fn remove(&mut self, digest: &str) -> Option<Manifest> {
         let sequence = self.by_digest.remove(digest)?;
         let manifest = self.by_sequence.remove(&sequence)?;
+        self.newest_first = Default::default();
         for tag in &manifest.tags {
             self.by_tag.remove(tag);
         }
@@ -389,4 +400,43 @@ pub fn manifest_json(registry: &str, repository: &str, manifest: &Manifest) -> V
         "tags": manifest.tags,
         "blobs": manifest.blobs.iter().map(|(digest, size)| json!({"digest": digest, "compressed_size_bytes": size})).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(digest: &str, sequence: u64) -> Manifest {
+        Manifest {
+            digest: digest.into(),
+            media_type: String::new(),
+            content: Arc::new(Vec::new()),
+            tags: Vec::new(),
+            blobs: Vec::new(),
+            children: Vec::new(),
+            subject: None,
+            size_bytes: 0,
+            updated_at: String::new(),
+            sequence,
+        }
+    }
+
+    fn page(repository: &Repository, skip: usize, take: usize) -> Vec<&str> {
+        repository.newest_first(skip, take).map(|m| m.digest.as_str()).collect()
+    }
+
+    #[test]
+    fn a_listing_page_is_newest_first_and_follows_every_change() {
+        let mut repository = Repository::from_manifests((1..=5).map(|i| manifest(&format!("d{i}"), i)).collect());
+        assert_eq!(page(&repository, 0, 2), ["d5", "d4"]);
+        assert_eq!(page(&repository, 4, 2), ["d1"]);
+        repository.insert(manifest("d6", 6));
+        assert_eq!(page(&repository, 0, 2), ["d6", "d5"], "a push is first");
+        repository.remove("d5");
+        assert_eq!(page(&repository, 0, 2), ["d6", "d4"], "a deletion is gone");
+        repository.tag("d1", "v1", 7, String::new());
+        assert_eq!(page(&repository, 0, 1), ["d1"], "a tagged manifest becomes the newest");
+        repository.edit(|manifests| manifests.retain(|m| m.digest != "d1"));
+        assert_eq!(page(&repository, 0, 9), ["d6", "d4", "d3", "d2"]);
+    }
 }
