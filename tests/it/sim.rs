@@ -380,3 +380,26 @@ fn connections_stay_open_for_the_next_request_and_idle_ones_hold_up_no_new_one()
     assert_eq!(sim.connections_accepted(), 18);
     drop(idle);
 }
+
+#[test]
+fn a_slow_answer_holds_up_no_other_request() {
+    let sim = sim(50);
+    sim.add_fault(do_sim::Fault {
+        method: Some("GET".into()),
+        path: "/_sim/logs/".into(),
+        kind: do_sim::FaultKind::Latency { ms: 3000 },
+        times: 1,
+    });
+    let url = format!("{}/_sim/logs/app/deployment/web/DEPLOY", sim.url());
+    let slow = std::thread::spawn(move || {
+        ureq::get(&url).call().map(|r| r.status().as_u16()).unwrap_or_else(|e| match e {
+            ureq::Error::StatusCode(status) => status,
+            other => panic!("{other}"),
+        })
+    });
+    crate::support::wait_until("the slow request to take its fault", || sim.state().faults.is_empty());
+    let (status, _) = api(&sim, "GET", "/v2/account", None);
+    assert_eq!(status, 200);
+    assert!(!slow.is_finished(), "the account was answered while the slow request still waited");
+    assert_eq!(slow.join().unwrap(), 404);
+}

@@ -55,7 +55,10 @@ pub(crate) fn handle(shared: &Shared, mut request: Request) {
         return;
     }
     if let Some(rest) = incoming.path.strip_prefix("/_sim/logs/") {
-        if let Some(FaultKind::Latency { ms }) = take_fault(&mut shared.lock(), &method, &incoming.path) {
+        // Taken first: a guard in the `if let` itself would hold the state through the pause,
+        // and every other request would wait it out too.
+        let fault = take_fault(&mut shared.lock(), &method, &incoming.path);
+        if let Some(FaultKind::Latency { ms }) = fault {
             pause(shared, ms);
         }
         serve_log(shared, request, rest, !authorization.is_empty(), &url);
