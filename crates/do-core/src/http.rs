@@ -80,13 +80,16 @@ pub fn send(sender: &Sender, request: &Request, mut judge: impl FnMut(&Answer) -
         let attempt = Instant::now();
         let (error, wait) = match send_once(sender.agent, request, timeout) {
             Ok(answer) => {
-                let id = crate::api::header(&answer.headers, "x-request-id");
-                sender.progress.debug(&format!(
-                    "{method} {shown} -> {} in {}ms{}",
-                    answer.status,
-                    attempt.elapsed().as_millis(),
-                    id.map(|id| format!(" (request id {id})")).unwrap_or_default()
-                ));
+                // Made only for --verbose: tens of thousands of reads would each pay for it.
+                if sender.progress.verbose() {
+                    let id = crate::api::header(&answer.headers, "x-request-id");
+                    sender.progress.debug(&format!(
+                        "{method} {shown} -> {} in {}ms{}",
+                        answer.status,
+                        attempt.elapsed().as_millis(),
+                        id.map(|id| format!(" (request id {id})")).unwrap_or_default()
+                    ));
+                }
                 match judge(&answer) {
                     Judged::Done => return Ok(answer),
                     Judged::Fail(error) => return Err(error),

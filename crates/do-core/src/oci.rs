@@ -481,7 +481,8 @@ impl RegistryClient {
 }
 
 fn accept() -> String {
-    ACCEPTED_TYPES.join(", ")
+    static ACCEPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ACCEPT.get_or_init(|| ACCEPTED_TYPES.join(", ")).clone()
 }
 
 /// The distribution error body `{"errors":[{"code","message"}]}` as `: CODE message`.
