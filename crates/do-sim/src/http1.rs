@@ -21,6 +21,7 @@ use crate::wire::Shared;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_HEADERS: usize = 64;
+const IDLE_CONNECTION: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A request as read off a connection, with the connection to answer on.
 pub(crate) struct Request {
@@ -92,6 +93,9 @@ pub(crate) fn accept(shared: Arc<Shared>, listener: TcpListener, connections: Ar
         let Ok(stream) = stream else { continue };
         shared.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
+        // A connection idle this long is closed, so that clients that never close do not keep
+        // a thread each for ever (clients keep idle connections 15 s; ureq's default).
+        let _ = stream.set_read_timeout(Some(IDLE_CONNECTION));
         let Ok(handle) = stream.try_clone() else { continue };
         let shared = Arc::clone(&shared);
         let thread = std::thread::spawn(move || serve_connection(&shared, stream));
