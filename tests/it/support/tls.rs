@@ -252,7 +252,12 @@ fn tunnel(mut client: TcpStream, routes: &BTreeMap<String, SocketAddr>, seen: Sh
             _ => return,
         }
     }
-    seen.lock().unwrap().feed(&head);
+    {
+        // On a line of its own: other tunnels' ciphertext, fed meanwhile, does not end in one.
+        let mut seen = seen.lock().unwrap();
+        seen.feed(b"\r\n");
+        seen.feed(&head);
+    }
     let text = String::from_utf8_lossy(&head).into_owned();
     let target = text.strip_prefix("CONNECT ").and_then(|rest| rest.split(' ').next()).unwrap_or("");
     let Some(upstream) = routes.get(target).and_then(|addr| TcpStream::connect(addr).ok()) else {
