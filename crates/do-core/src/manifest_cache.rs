@@ -146,9 +146,7 @@ impl ManifestCache {
         if own_media_type(bytes).as_deref() != Some(info.media_type.as_str()) {
             return;
         }
-        let mut entry = format!("{} {}\n", info.digest, bytes.len()).into_bytes();
-        entry.extend_from_slice(bytes);
-        entry.push(b'\n');
+        let entry = entry(&info.digest, bytes);
         // One write per entry on a file opened for appending: entries of runs at the same
         // time do not interleave.
         if lock(&self.appender).write_all(&entry).is_ok() {
@@ -250,9 +248,7 @@ fn rewrite<'k>(
             let (offset, len) = index[key];
             let mut bytes = vec![0; len as usize];
             from.read_exact_at(&mut bytes, offset)?;
-            writeln!(out, "sha256:{} {len}", hex(key))?;
-            out.write_all(&bytes)?;
-            out.write_all(b"\n")?;
+            out.write_all(&entry(&format!("sha256:{}", hex(key)), &bytes))?;
         }
         out.flush()
     })();
@@ -265,7 +261,15 @@ fn rewrite<'k>(
     }
 }
 
-/// An entry's size in the pack: its header, its bytes and the newline after them.
+/// An entry as the pack holds it: `DIGEST LEN\n`, the bytes, `\n`.
+fn entry(digest: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut entry = format!("{digest} {}\n", bytes.len()).into_bytes();
+    entry.extend_from_slice(bytes);
+    entry.push(b'\n');
+    entry
+}
+
+/// An entry's size in the pack (what [`entry`] makes of `len` bytes).
 fn entry_bytes(len: u32) -> u64 {
     ("sha256:".len() + 64 + 1 + len.to_string().len() + 1) as u64 + u64::from(len) + 1
 }
@@ -322,10 +326,9 @@ mod tests {
         assert_eq!(second.get(&info.digest), Some(info));
         assert_eq!(second.used(), CacheUse { hits: 1, added: 0, discarded: 0 });
         // A run that used what is at the end of the pack leaves it as it is.
-        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.path().join(PACK)).unwrap());
-        let before = inode();
+        let before = inode(dir.path());
         assert_eq!(second.finish(), 0);
-        assert_eq!(inode(), before, "not written again");
+        assert_eq!(inode(dir.path()), before, "not written again");
     }
 
     #[test]
@@ -333,10 +336,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let info = info_of(MANIFEST, None);
         let planted = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-        let mut pack = format!("{} {}\n", info.digest, planted.len()).into_bytes();
-        pack.extend_from_slice(planted);
-        pack.push(b'\n');
-        std::fs::write(dir.path().join(PACK), &pack).unwrap();
+        std::fs::write(dir.path().join(PACK), entry(&info.digest, planted)).unwrap();
         let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
         assert_eq!(cache.get(&info.digest), None);
         assert_eq!(cache.used().discarded, 1);
@@ -436,6 +436,13 @@ mod tests {
     }
 
     #[test]
+    fn an_entrys_size_is_the_length_of_the_entry() {
+        for size in [0, 9, 10, 460, 99_999] {
+            assert_eq!(entry_bytes(size as u32), entry(&sha256_digest(b""), &vec![b'x'; size]).len() as u64);
+        }
+    }
+
+    #[test]
     fn the_bounds_are_the_ones_the_help_states() {
         assert_eq!(crate::units::bytes(DEFAULT_MAX_BYTES), "256.0 MiB");
         assert_eq!(crate::units::bytes(MAX_ENTRY_BYTES), "4.0 MiB");
@@ -455,11 +462,8 @@ mod tests {
         // A pack entry that says it is larger is where reading the pack stops.
         let (small, small_bytes) = numbered(1);
         let mut pack = std::fs::read(dir.path().join(PACK)).unwrap();
-        pack.extend_from_slice(format!("{} {}\n", over.digest, over_bytes.len()).as_bytes());
-        pack.extend_from_slice(&over_bytes);
-        pack.extend_from_slice(format!("\n{} {}\n", small.digest, small_bytes.len()).as_bytes());
-        pack.extend_from_slice(&small_bytes);
-        pack.push(b'\n');
+        pack.extend_from_slice(&entry(&over.digest, &over_bytes));
+        pack.extend_from_slice(&entry(&small.digest, &small_bytes));
         std::fs::write(dir.path().join(PACK), pack).unwrap();
         let after = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
         assert!(after.get(&over.digest).is_none() && after.get(&small.digest).is_none());
@@ -509,16 +513,11 @@ mod tests {
         let (bad, _) = numbered(9);
         let lie = &entries[0].1;
         let mut pack = Vec::new();
-        let mut add = |digest: &str, bytes: &[u8]| {
-            pack.extend_from_slice(format!("{digest} {}\n", bytes.len()).as_bytes());
-            pack.extend_from_slice(bytes);
-            pack.push(b'\n');
-        };
-        add(&entries[0].0.digest, &entries[0].1);
-        add(&entries[1].0.digest, &entries[1].1);
-        add(&bad.digest, lie);
+        pack.extend(entry(&entries[0].0.digest, &entries[0].1));
+        pack.extend(entry(&entries[1].0.digest, &entries[1].1));
+        pack.extend(entry(&bad.digest, lie));
         for (info, bytes) in &entries[2..] {
-            add(&info.digest, bytes);
+            pack.extend(entry(&info.digest, bytes));
         }
         std::fs::write(dir.path().join(PACK), &pack).unwrap();
         let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
