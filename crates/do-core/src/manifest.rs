@@ -74,8 +74,7 @@ impl ManifestInfo {
         let from_body = object.get("mediaType").and_then(Value::as_str).map(str::to_string);
         let media_type = match declared {
             Some(t) if !t.is_empty() && t != "application/json" && t != "application/octet-stream" => t,
-            _ => from_body
-                .unwrap_or_else(|| if object.contains_key("manifests") { OCI_INDEX } else { OCI_MANIFEST }.to_string()),
+            _ => from_body.unwrap_or_else(|| shape_media_type(object.contains_key("manifests")).to_string()),
         };
         let mut children = Vec::new();
         if let Some(manifests) = object.get("manifests") {
@@ -129,7 +128,17 @@ pub fn own_media_type(body: &[u8]) -> Option<String> {
     }
     let top: Top = serde_json::from_slice(body).ok()?;
     let from_body = top.media_type.as_ref().and_then(Value::as_str).map(str::to_string);
-    Some(from_body.unwrap_or_else(|| if top.manifests.is_some() { OCI_INDEX } else { OCI_MANIFEST }.to_string()))
+    Some(from_body.unwrap_or_else(|| shape_media_type(top.manifests.is_some()).to_string()))
+}
+
+/// The media type of a manifest that names none: an index when it lists `manifests`, else an
+/// image manifest.
+fn shape_media_type(lists_manifests: bool) -> &'static str {
+    if lists_manifests {
+        OCI_INDEX
+    } else {
+        OCI_MANIFEST
+    }
 }
 
 pub fn normalize_digest(text: &str) -> String {

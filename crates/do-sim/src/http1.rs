@@ -46,7 +46,7 @@ impl Request {
 
     /// The first header of that name (case-insensitive).
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     pub(crate) fn take_body(&mut self) -> Vec<u8> {
@@ -148,8 +148,7 @@ fn read_request(
     let http10 = parsed.version == Some(0);
     let headers: Vec<(String, String)> =
         parsed.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
-    let find =
-        |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase());
+    let find = |name: &str| header_in(&headers, name).map(str::to_ascii_lowercase);
     let connection = find("connection").unwrap_or_default();
     keep.set(if http10 { connection.contains("keep-alive") } else { !connection.contains("close") });
     if find("expect").is_some_and(|e| e.contains("100-continue")) {
@@ -172,6 +171,11 @@ fn read_request(
     };
     let stream = stream.try_clone()?;
     Ok(Some(Request { method, url, headers, body, stream, keep: Rc::clone(keep) }))
+}
+
+/// The first of `headers` named `name` (case-insensitive).
+fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// The bytes up to and including the blank line that ends a head; `None` at a clean end.
