@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use do_core::api::{RetryPolicy, Secret};
+use do_core::digest::Digest;
 use do_core::oci::{sha256_digest, NotInRegistry, RegistryClient, RegistryConfig, OCI_INDEX, OCI_MANIFEST};
 use serde_json::json;
 
@@ -171,14 +172,14 @@ fn the_reader_reads_a_multi_arch_index_from_a_real_registry() {
     let info = registry.manifest("web", &index).unwrap();
     assert!(info.is_index());
     assert_eq!(info.media_type, OCI_INDEX);
-    let children: Vec<(&str, Option<&str>, Option<&str>)> =
-        info.children.iter().map(|c| (c.digest.as_str(), c.platform.as_deref(), c.attestation_of.as_deref())).collect();
+    let children: Vec<(Digest, Option<&str>, Option<Digest>)> =
+        info.children.iter().map(|c| (c.digest.clone(), c.platform.as_deref(), c.attestation_of.clone())).collect();
     assert_eq!(
         children,
         [
-            (amd64.as_str(), Some("linux/amd64"), None),
-            (arm64.as_str(), Some("linux/arm64/v8"), None),
-            (attestation.as_str(), Some("unknown/unknown"), Some(amd64.as_str()))
+            (amd64.as_str().into(), Some("linux/amd64"), None),
+            (arm64.as_str().into(), Some("linux/arm64/v8"), None),
+            (attestation.as_str().into(), Some("unknown/unknown"), Some(amd64.as_str().into()))
         ]
     );
     for child in [&amd64, &arm64, &attestation] {
@@ -195,7 +196,7 @@ fn the_reader_reads_a_multi_arch_index_from_a_real_registry() {
         "application/vnd.dev.cosign.simplesigning.v1+json",
         Some((OCI_INDEX, &index, 1)),
     );
-    assert_eq!(registry.manifest("web", &signature).unwrap().subject.as_deref(), Some(index.as_str()));
+    assert_eq!(registry.manifest("web", &signature).unwrap().subject, Some(index.as_str().into()));
 
     let missing = format!("sha256:{}", "0".repeat(64));
     let error = registry.manifest("web", &missing).unwrap_err();
@@ -276,7 +277,7 @@ fn the_simulator_registry_speaks_the_same_protocol_behind_a_token_challenge() {
     .unwrap();
     let (index, children) = push_index(&writer, "web", "v9");
     let info = reader.manifest("web", "v9").unwrap();
-    assert_eq!((info.digest.as_str(), info.children.len()), (index.as_str(), 3));
+    assert_eq!((info.digest.to_string(), info.children.len()), (index.clone(), 3));
     crate::support::fully_readable(&reader, "web", &index).unwrap();
     assert!(children.iter().all(|c| reader.manifest_exists("web", c).unwrap().is_some()));
     // An index that holds a manifest the repository does not have is refused, as by distribution.

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod concurrent;
 pub mod contract;
+pub mod digest;
 pub mod duration;
 pub mod exit;
 pub mod github;

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::digest::Digest;
+
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -35,25 +37,25 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// One manifest an index holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Descriptor {
-    pub digest: String,
+    pub digest: Digest,
     pub media_type: Option<String>,
     /// `os/architecture[/variant]`, when the index says.
     pub platform: Option<String>,
     /// For a buildx attestation manifest: the platform manifest it describes.
-    pub attestation_of: Option<String>,
+    pub attestation_of: Option<Digest>,
 }
 
 /// What a manifest is, as far as keeping or deleting goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestInfo {
-    pub digest: String,
+    pub digest: Digest,
     pub media_type: String,
     /// The manifests an index holds (empty for an image manifest).
     pub children: Vec<Descriptor>,
     /// The manifest this one refers to (OCI 1.1 `subject`: signatures, SBOMs, attestations).
-    pub subject: Option<String>,
+    pub subject: Option<Digest>,
     /// An image manifest's config blob.
-    pub config: Option<String>,
+    pub config: Option<Digest>,
     pub size: u64,
 }
 
@@ -64,7 +66,7 @@ impl ManifestInfo {
 
     /// Reads a manifest body. The media type comes from `Content-Type` unless that is generic,
     /// then from the body's `mediaType`, then from its shape (`manifests` makes an index).
-    pub fn parse(digest: &str, content_type: Option<&str>, body: &[u8]) -> Result<ManifestInfo, String> {
+    pub fn parse(digest: &Digest, content_type: Option<&str>, body: &[u8]) -> Result<ManifestInfo, String> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| format!("the manifest {digest} is not JSON: {e}"))?;
         let Value::Object(object) = &value else {
@@ -98,19 +100,20 @@ impl ManifestInfo {
                     Some(text)
                 });
                 let attestation_of = (annotation(REFERENCE_TYPE) == Some("attestation-manifest"))
-                    .then(|| annotation(REFERENCE_DIGEST).map(normalize_digest))
+                    .then(|| annotation(REFERENCE_DIGEST).map(Digest::normalized))
                     .flatten();
                 children.push(Descriptor {
-                    digest: normalize_digest(child),
+                    digest: Digest::normalized(child),
                     media_type: entry.get("mediaType").and_then(Value::as_str).map(str::to_string),
                     platform,
                     attestation_of,
                 });
             }
         }
-        let subject = object.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str).map(normalize_digest);
-        let config = object.get("config").and_then(|c| c.get("digest")).and_then(Value::as_str).map(normalize_digest);
-        Ok(ManifestInfo { digest: digest.to_string(), media_type, children, subject, config, size: body.len() as u64 })
+        let subject =
+            object.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str).map(Digest::normalized);
+        let config = object.get("config").and_then(|c| c.get("digest")).and_then(Value::as_str).map(Digest::normalized);
+        Ok(ManifestInfo { digest: digest.clone(), media_type, children, subject, config, size: body.len() as u64 })
     }
 }
 
@@ -158,7 +161,7 @@ mod tests {
             br#"{"mediaType":7,"manifests":[]}"#,
             br#"{"mediaType":null}"#,
         ] {
-            let parsed = ManifestInfo::parse("sha256:x", None, body).unwrap();
+            let parsed = ManifestInfo::parse(&"sha256:x".into(), None, body).unwrap();
             assert_eq!(own_media_type(body), Some(parsed.media_type), "{}", String::from_utf8_lossy(body));
         }
         assert_eq!(own_media_type(b"[1]"), None);
@@ -177,12 +180,13 @@ mod tests {
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:AA","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb","size":1,"platform":{"os":"unknown","architecture":"unknown"},
              "annotations":{"vnd.docker.reference.type":"attestation-manifest","vnd.docker.reference.digest":"sha256:aa"}}]}"#;
-        let info = ManifestInfo::parse("sha256:ix", Some("application/vnd.oci.image.index.v1+json"), body).unwrap();
+        let info =
+            ManifestInfo::parse(&"sha256:ix".into(), Some("application/vnd.oci.image.index.v1+json"), body).unwrap();
         assert!(info.is_index());
         assert_eq!(info.children.len(), 2);
         assert_eq!(info.children[0].digest, "sha256:aa");
         assert_eq!(info.children[0].platform.as_deref(), Some("linux/arm64/v8"));
-        assert_eq!(info.children[1].attestation_of.as_deref(), Some("sha256:aa"));
+        assert_eq!(info.children[1].attestation_of, Some("sha256:aa".into()));
         assert_eq!(info.children[0].attestation_of, None);
     }
 
@@ -190,15 +194,21 @@ mod tests {
     fn the_media_type_comes_from_the_header_then_the_body_then_the_shape() {
         let image =
             br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","layers":[]}"#;
-        assert_eq!(ManifestInfo::parse("d", Some("application/json"), image).unwrap().media_type, DOCKER_MANIFEST);
+        assert_eq!(
+            ManifestInfo::parse(&"d".into(), Some("application/json"), image).unwrap().media_type,
+            DOCKER_MANIFEST
+        );
         let shapeless = br#"{"manifests":[]}"#;
-        assert!(ManifestInfo::parse("d", None, shapeless).unwrap().is_index());
+        assert!(ManifestInfo::parse(&"d".into(), None, shapeless).unwrap().is_index());
         let referrer = br#"{"layers":[],"subject":{"digest":"sha256:CC","size":1}}"#;
-        let info =
-            ManifestInfo::parse("d", Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"), referrer)
-                .unwrap();
-        assert_eq!((info.media_type.as_str(), info.subject.as_deref()), (OCI_MANIFEST, Some("sha256:cc")));
-        assert!(ManifestInfo::parse("d", None, b"[1]").is_err());
-        assert!(ManifestInfo::parse("d", None, br#"{"manifests":[{"size":1}]}"#).is_err());
+        let info = ManifestInfo::parse(
+            &"d".into(),
+            Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+            referrer,
+        )
+        .unwrap();
+        assert_eq!((info.media_type.as_str(), info.subject), (OCI_MANIFEST, Some("sha256:cc".into())));
+        assert!(ManifestInfo::parse(&"d".into(), None, b"[1]").is_err());
+        assert!(ManifestInfo::parse(&"d".into(), None, br#"{"manifests":[{"size":1}]}"#).is_err());
     }
 }

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::manifest::{own_media_type, sha256_digest, ManifestInfo};
+use crate::digest::Digest;
+use crate::manifest::{own_media_type, ManifestInfo};
 
 /// The cache's bound when none is given.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -120,12 +121,13 @@ impl ManifestCache {
     }
 
     /// The manifest `digest` from the cache, when its entry hashes to it.
-    pub fn get(&self, digest: &str) -> Option<ManifestInfo> {
-        let key = key_of(digest)?;
+    pub fn get(&self, digest: &Digest) -> Option<ManifestInfo> {
+        let key = *digest.sha256()?;
         let &(offset, len) = self.index.get(&key)?;
         let mut bytes = vec![0; len as usize];
         self.file.read_exact_at(&mut bytes, offset).ok()?;
-        let info = (sha256_digest(&bytes) == digest).then(|| ManifestInfo::parse(digest, None, &bytes).ok()).flatten();
+        let info =
+            (Digest::sha256_of(&bytes) == *digest).then(|| ManifestInfo::parse(digest, None, &bytes).ok()).flatten();
         let Some(info) = info else {
             lock(&self.bad).push(key);
             self.discarded.fetch_add(1, Ordering::Relaxed);
@@ -139,8 +141,8 @@ impl ManifestCache {
     /// Keeps `bytes`, read from the registry as `info`, when they hash to its digest and say
     /// their own media type.
     pub fn put(&self, info: &ManifestInfo, bytes: &[u8]) {
-        let Some(key) = key_of(&info.digest) else { return };
-        if bytes.len() as u64 > MAX_ENTRY_BYTES || sha256_digest(bytes) != info.digest {
+        let Some(&key) = info.digest.sha256() else { return };
+        if bytes.len() as u64 > MAX_ENTRY_BYTES || Digest::sha256_of(bytes) != info.digest {
             return;
         }
         if own_media_type(bytes).as_deref() != Some(info.media_type.as_str()) {
@@ -248,7 +250,7 @@ fn rewrite<'k>(
             let (offset, len) = index[key];
             let mut bytes = vec![0; len as usize];
             from.read_exact_at(&mut bytes, offset)?;
-            out.write_all(&entry(&format!("sha256:{}", hex(key)), &bytes))?;
+            out.write_all(&entry(&Digest::from(*key), &bytes))?;
         }
         out.flush()
     })();
@@ -262,7 +264,7 @@ fn rewrite<'k>(
 }
 
 /// An entry as the pack holds it: `DIGEST LEN\n`, the bytes, `\n`.
-fn entry(digest: &str, bytes: &[u8]) -> Vec<u8> {
+fn entry(digest: &Digest, bytes: &[u8]) -> Vec<u8> {
     let mut entry = format!("{digest} {}\n", bytes.len()).into_bytes();
     entry.extend_from_slice(bytes);
     entry.push(b'\n');
@@ -276,20 +278,7 @@ fn entry_bytes(len: u32) -> u64 {
 
 /// The key of a `sha256:` digest of 64 lowercase hex digits; None for anything else.
 fn key_of(digest: &str) -> Option<Key> {
-    let hex = digest.strip_prefix("sha256:")?.as_bytes();
-    if hex.len() != 64 || !hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
-        return None;
-    }
-    let value = |digit: u8| char::from(digit).to_digit(16);
-    let mut key = [0u8; 32];
-    for (byte, pair) in key.iter_mut().zip(hex.chunks(2)) {
-        *byte = u8::try_from(value(pair[0])? * 16 + value(pair[1])?).ok()?;
-    }
-    Some(key)
-}
-
-fn hex(key: &Key) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+    Digest::new(digest).sha256().copied()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -304,7 +293,7 @@ mod tests {
         br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:cc"},"layers":[]}"#;
 
     fn info_of(bytes: &[u8], content_type: Option<&str>) -> ManifestInfo {
-        ManifestInfo::parse(&sha256_digest(bytes), content_type, bytes).unwrap()
+        ManifestInfo::parse(&Digest::sha256_of(bytes), content_type, bytes).unwrap()
     }
 
     fn numbered(i: usize) -> (ManifestInfo, Vec<u8>) {
@@ -438,7 +427,7 @@ mod tests {
     #[test]
     fn an_entrys_size_is_the_length_of_the_entry() {
         for size in [0, 9, 10, 460, 99_999] {
-            assert_eq!(entry_bytes(size as u32), entry(&sha256_digest(b""), &vec![b'x'; size]).len() as u64);
+            assert_eq!(entry_bytes(size as u32), entry(&Digest::sha256_of(b""), &vec![b'x'; size]).len() as u64);
         }
     }
 
@@ -471,10 +460,10 @@ mod tests {
 
     #[test]
     fn keys_are_the_digests_bytes_and_write_back_as_the_digest() {
-        let digest = sha256_digest(b"any bytes at all");
+        let digest = crate::manifest::sha256_digest(b"any bytes at all");
         let key = key_of(&digest).unwrap();
         assert_eq!(key.as_slice(), ring::digest::digest(&ring::digest::SHA256, b"any bytes at all").as_ref());
-        assert_eq!(format!("sha256:{}", hex(&key)), digest);
+        assert_eq!(Digest::from(key).to_string(), digest);
     }
 
     #[test]
@@ -527,7 +516,7 @@ mod tests {
         }
         assert_eq!(cache.finish(), 0);
         let after = std::fs::read_to_string(dir.path().join(PACK)).unwrap();
-        assert!(!after.contains(&bad.digest), "the bad entry is gone");
+        assert!(!after.contains(&bad.digest.to_string()), "the bad entry is gone");
         let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
         assert!(entries.iter().all(|(info, _)| next.get(&info.digest).is_some()), "the others stay");
     }
@@ -566,8 +555,8 @@ mod tests {
         assert!(next.get(&b.digest).is_some());
         next.finish();
         let text = std::fs::read_to_string(dir.path().join(PACK)).unwrap();
-        assert_eq!(text.matches(&a.digest).count(), 1, "a once");
-        assert!(text.find(&a.digest) < text.find(&b.digest), "b, used last, at the end");
+        assert_eq!(text.matches(&a.digest.to_string()).count(), 1, "a once");
+        assert!(text.find(&a.digest.to_string()) < text.find(&b.digest.to_string()), "b, used last, at the end");
         let after = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
         assert_eq!((after.get(&a.digest), after.get(&b.digest)), (Some(a), Some(b)));
     }

@@ -19,6 +19,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::api::{header, is_loopback_url, segment, Headers, RetryPolicy, Secret};
+use crate::digest::Digest;
 use crate::exit::Failure;
 pub use crate::manifest::{
     is_index_type, normalize_digest, sha256_digest, Descriptor, ManifestInfo, ACCEPTED_TYPES, DOCKER_MANIFEST,
@@ -181,7 +182,7 @@ impl RegistryClient {
     pub fn manifest(&self, repository: &str, reference: &str) -> anyhow::Result<ManifestInfo> {
         let by_digest = reference.contains(':');
         if let Some(cached) =
-            self.cache.as_ref().filter(|_| by_digest).and_then(|c| c.get(&normalize_digest(reference)))
+            self.cache.as_ref().filter(|_| by_digest).and_then(|c| c.get(&Digest::normalized(reference)))
         {
             return Ok(cached);
         }
@@ -190,17 +191,17 @@ impl RegistryClient {
             self.authorized("GET", &path, repository, false, &[("accept", accept())], None)?;
         self.expect_success("GET", &path, status, &body, || format!("manifest {repository}@{reference}"))?;
         let digest = if reference.contains(':') {
-            let actual = sha256_digest(&body);
-            let wanted = normalize_digest(reference);
+            let actual = Digest::sha256_of(&body);
+            let wanted = Digest::normalized(reference);
             anyhow::ensure!(
-                wanted.starts_with("sha256:") && actual == wanted,
+                wanted.sha256().is_some() && actual == wanted,
                 "GET {path}: the body's digest is {actual}, not the {wanted} asked for; the registry answer cannot be trusted"
             );
             wanted
         } else {
             header(&headers, "docker-content-digest")
-                .map(|d| normalize_digest(&d))
-                .unwrap_or_else(|| sha256_digest(&body))
+                .map(|d| Digest::normalized(&d))
+                .unwrap_or_else(|| Digest::sha256_of(&body))
         };
         let info = ManifestInfo::parse(&digest, header(&headers, "content-type").as_deref(), &body)
             .map_err(|problem| anyhow::anyhow!("GET {path}: {problem}"))?;
@@ -213,8 +214,8 @@ impl RegistryClient {
     /// The OCI referrers API for `digest`: the digests of every manifest whose `subject` it is,
     /// or `None` when the registry has no such API (404, 405, 501, or an answer that is not an
     /// index). DOCR publishes none; registries that do answer spare reading every manifest.
-    pub fn referrers(&self, repository: &str, digest: &str) -> anyhow::Result<Option<Vec<String>>> {
-        let path = format!("/v2/{}/referrers/{}", self.name(repository), segment(&normalize_digest(digest)));
+    pub fn referrers(&self, repository: &str, digest: &Digest) -> anyhow::Result<Option<Vec<Digest>>> {
+        let path = format!("/v2/{}/referrers/{}", self.name(repository), segment(&normalize_digest(&digest.text())));
         let (status, headers, body) =
             self.authorized("GET", &path, repository, false, &[("accept", OCI_INDEX.to_string())], None)?;
         if matches!(status, 400 | 404 | 405 | 501) {
@@ -277,19 +278,19 @@ impl RegistryClient {
                 })
                 .or_else(|| top.children.iter().find(|c| c.attestation_of.is_none()))
                 .with_context(|| format!("the index {} holds no image", top.digest))?;
-            self.manifest(repository, &first.digest)?
+            self.manifest(repository, &first.digest.text())?
         } else {
             top.clone()
         };
-        let Some(config) = &image.config else { return Ok(Some((top.digest, BTreeMap::new()))) };
-        let bytes = self.blob(repository, config)?;
+        let Some(config) = &image.config else { return Ok(Some((top.digest.to_string(), BTreeMap::new()))) };
+        let bytes = self.blob(repository, &config.text())?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let labels = value
             .pointer("/config/Labels")
             .and_then(Value::as_object)
             .map(|labels| labels.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
             .unwrap_or_default();
-        Ok(Some((top.digest, labels)))
+        Ok(Some((top.digest.to_string(), labels)))
     }
 
     /// HEADs a manifest: its media type and digest, or `None` when the registry has no such manifest.

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use crate::digest::Digest;
+
 /// A string enum that keeps values it does not know instead of failing.
 macro_rules! open_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -193,7 +195,7 @@ fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Str
 pub struct Manifest {
     pub registry_name: Option<String>,
     pub repository: Option<String>,
-    pub digest: String,
+    pub digest: Digest,
     pub compressed_size_bytes: Option<u64>,
     pub size_bytes: Option<u64>,
     /// RFC 3339, but read leniently: a timestamp that cannot be read is a decision for the caller.
@@ -206,7 +208,7 @@ pub struct Manifest {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct Blob {
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     pub compressed_size_bytes: Option<u64>,
 }
 

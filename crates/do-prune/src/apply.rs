@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use do_core::api::{has_status, is_ambiguous, segment};
+use do_core::digest::Digest;
 use do_core::poll::{Check, Poller};
 use do_core::types::{GarbageCollection, GcStatus, Manifest};
 use do_core::{Client, Exit, Failure};
@@ -30,7 +31,7 @@ pub(crate) fn apply(
     planned: &mut [crate::plan::Planned],
     listings: &BTreeMap<String, Vec<Manifest>>,
     (reader, reads): (&Reader, &mut AllReads),
-    limit: Option<&BTreeSet<String>>,
+    limit: Option<&BTreeSet<Digest>>,
     gc_type: &str,
     record: &mut PruneRecord,
 ) -> anyhow::Result<Exit> {
@@ -88,7 +89,7 @@ pub(crate) fn apply(
 /// (tagged first, then untagged garbage with each index before its children).
 fn recheck(ctx: &Ctx, planned: &mut crate::plan::Planned, again: &crate::plan::Planned, record: &mut PruneRecord) {
     let name = planned.plan.name.clone();
-    let still: BTreeSet<(String, Action, Vec<String>)> = again.plan.deleted.iter().map(key).collect();
+    let still: BTreeSet<(Digest, Action, Vec<String>)> = again.plan.deleted.iter().map(key).collect();
     let (mut going, staying): (Vec<Deletion>, Vec<Deletion>) =
         planned.plan.deleted.drain(..).partition(|d| still.contains(&key(d)));
     for deletion in staying {
@@ -110,7 +111,7 @@ fn recheck(ctx: &Ctx, planned: &mut crate::plan::Planned, again: &crate::plan::P
         record.kept_at_recheck.push(RecheckKept { repository: name.clone(), kept: kept.clone() });
         planned.plan.kept.push(kept);
     }
-    let order: BTreeMap<(String, Action, Vec<String>), usize> =
+    let order: BTreeMap<(Digest, Action, Vec<String>), usize> =
         again.plan.deleted.iter().enumerate().map(|(i, d)| (key(d), i)).collect();
     going.sort_by_key(|d| order.get(&key(d)).copied().unwrap_or(usize::MAX));
     planned.plan.deleted = going;
@@ -174,7 +175,7 @@ fn delete(ctx: &Ctx, repository: &str, deletions: &[Deletion], reads: &Reads) ->
     for deletion in deletions.iter().filter(|d| !d.all_tags.is_empty()) {
         let wave = if deletion.artifact.is_some() { &mut artifact_wave } else { &mut tagged_wave };
         match deletion.action {
-            Action::Manifest => wave.push((deletion, format!("{base}/digests/{}", segment(&deletion.digest)))),
+            Action::Manifest => wave.push((deletion, format!("{base}/digests/{}", segment(&deletion.digest.text())))),
             Action::Tags => {
                 for tag in &deletion.tags {
                     wave.push((deletion, format!("{base}/tags/{}", segment(tag))));
@@ -183,13 +184,13 @@ fn delete(ctx: &Ctx, repository: &str, deletions: &[Deletion], reads: &Reads) ->
         }
     }
     let untagged: Vec<&Deletion> = deletions.iter().filter(|d| d.all_tags.is_empty()).collect();
-    let digests: Vec<&str> = untagged.iter().map(|d| d.digest.as_str()).collect();
-    let by_digest: BTreeMap<&str, &Deletion> = untagged.iter().map(|d| (d.digest.as_str(), *d)).collect();
+    let digests: Vec<&Digest> = untagged.iter().map(|d| &d.digest).collect();
+    let by_digest: BTreeMap<&Digest, &Deletion> = untagged.iter().map(|d| (&d.digest, *d)).collect();
     let mut waves = vec![tagged_wave, artifact_wave];
     for wave in closure::waves(&digests, &reads.read) {
         waves.push(
             wave.iter()
-                .map(|digest| (by_digest[digest.as_str()], format!("{base}/digests/{}", segment(digest))))
+                .map(|digest| (by_digest[digest], format!("{base}/digests/{}", segment(&digest.text()))))
                 .collect(),
         );
     }
@@ -340,17 +341,17 @@ fn not_attempted(
     error
 }
 
-fn key(deletion: &Deletion) -> (String, Action, Vec<String>) {
+fn key(deletion: &Deletion) -> (Digest, Action, Vec<String>) {
     let mut tags = deletion.tags.clone();
     tags.sort();
     (deletion.digest.clone(), deletion.action, tags)
 }
 
 /// The tagged manifests of a listing: digest -> tags.
-fn tagged(listing: &[Manifest]) -> BTreeMap<&str, BTreeSet<&str>> {
+fn tagged(listing: &[Manifest]) -> BTreeMap<&Digest, BTreeSet<&str>> {
     listing
         .iter()
         .filter(|m| !m.tags.is_empty())
-        .map(|m| (m.digest.as_str(), m.tags.iter().map(String::as_str).collect()))
+        .map(|m| (&m.digest, m.tags.iter().map(String::as_str).collect()))
         .collect()
 }

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use do_core::digest::Digest;
 use do_core::types::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +42,7 @@ impl Kind {
 
 /// The subject and kind a tag of the cosign scheme names: `sha256-<64 hex>` with an optional
 /// `.suffix`. Any other tag names none.
-pub fn from_tag(tag: &str) -> Option<(String, Kind)> {
+pub fn from_tag(tag: &str) -> Option<(Digest, Kind)> {
     let rest = tag.strip_prefix("sha256-")?;
     let (hex, suffix) = match rest.split_once('.') {
         Some((hex, suffix)) => (hex, Some(suffix)),
@@ -56,15 +57,15 @@ pub fn from_tag(tag: &str) -> Option<(String, Kind)> {
         Some("sbom") => Kind::Sbom,
         _ => Kind::Referrer,
     };
-    Some((format!("sha256:{hex}"), kind))
+    Some((Digest::new(&format!("sha256:{hex}")), kind))
 }
 
 /// An artifact's subjects (usually one) with what it is to each.
-pub type Subjects = Vec<(String, Kind)>;
+pub type Subjects = Vec<(Digest, Kind)>;
 
 /// The artifacts a listing's tags reveal: manifests every tag of which is of the cosign scheme.
 /// A manifest with any other tag is a release, whatever else it carries.
-pub fn by_tags(listing: &[Manifest]) -> BTreeMap<String, Subjects> {
+pub fn by_tags(listing: &[Manifest]) -> BTreeMap<Digest, Subjects> {
     listing
         .iter()
         .filter(|m| !m.tags.is_empty())
@@ -78,10 +79,10 @@ pub fn by_tags(listing: &[Manifest]) -> BTreeMap<String, Subjects> {
 /// Adds the artifacts the reads reveal: a listed manifest read with an OCI `subject`, tagged or
 /// not (a tag-scheme artifact keeps the subject its tag names).
 pub fn with_subjects(
-    mut artifacts: BTreeMap<String, Subjects>,
+    mut artifacts: BTreeMap<Digest, Subjects>,
     listing: &[Manifest],
-    reads: &BTreeMap<String, Read>,
-) -> BTreeMap<String, Subjects> {
+    reads: &BTreeMap<Digest, Read>,
+) -> BTreeMap<Digest, Subjects> {
     for manifest in listing {
         if let Some(Read::Info(info)) = reads.get(&manifest.digest) {
             if let Some(subject) = &info.subject {
@@ -112,10 +113,10 @@ pub enum Fate {
 /// One artifact of the plan, as the record lists it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Artifact {
-    pub digest: String,
+    pub digest: Digest,
     pub tags: Vec<String>,
     pub kind: Kind,
-    pub subject: String,
+    pub subject: Digest,
     /// The subject's tags, when it is listed here with tags.
     pub subject_tags: Vec<String>,
     pub fate: Fate,
@@ -126,11 +127,11 @@ pub struct Artifact {
 pub struct World<'a> {
     pub listing: &'a [Manifest],
     /// The keep closure: digest -> why it stays.
-    pub kept: &'a BTreeMap<String, String>,
+    pub kept: &'a BTreeMap<Digest, String>,
     /// Reads made in this repository (subjects that are not listed are read to see if they exist).
-    pub reads: &'a BTreeMap<String, Read>,
+    pub reads: &'a BTreeMap<Digest, Read>,
     /// The other repository of the registry that lists a digest, if one does.
-    pub elsewhere: &'a dyn Fn(&str) -> Option<String>,
+    pub elsewhere: &'a dyn Fn(&Digest) -> Option<String>,
     /// `--keep-artifacts`: artifacts of deleted images stay.
     pub keep_artifacts: bool,
 }
@@ -140,30 +141,30 @@ pub struct World<'a> {
 pub struct Decision {
     pub artifacts: Vec<Artifact>,
     /// Subjects that are not listed and must be read to know whether they exist.
-    pub pending: Vec<String>,
+    pub pending: Vec<Digest>,
     /// Artifacts that stay but are outside the closure: roots to add (digest -> reason), so
     /// that what they hold stays too.
-    pub new_roots: BTreeMap<String, String>,
+    pub new_roots: BTreeMap<Digest, String>,
 }
 
 /// Decides every artifact of `artifacts` against the closure. An artifact in the closure stays;
 /// one whose every subject is listed here and not kept goes with it; one whose every subject is
 /// nowhere is an orphan and goes; anything else (a subject in another repository, one that
 /// exists unlisted, one that could not be read) stays, reported.
-pub fn decide(artifacts: &BTreeMap<String, Subjects>, world: &World) -> Decision {
-    let listed: BTreeMap<&str, &Manifest> = world.listing.iter().map(|m| (m.digest.as_str(), m)).collect();
+pub fn decide(artifacts: &BTreeMap<Digest, Subjects>, world: &World) -> Decision {
+    let listed: BTreeMap<&Digest, &Manifest> = world.listing.iter().map(|m| (&m.digest, m)).collect();
     let mut decision = Decision::default();
     let mut pending = BTreeSet::new();
     for (digest, subjects) in artifacts {
-        let Some(manifest) = listed.get(digest.as_str()) else { continue };
+        let Some(manifest) = listed.get(digest) else { continue };
         let Some((subject, kind)) = subjects.first().cloned() else { continue };
-        let subject_tags = listed.get(subject.as_str()).map(|m| m.tags.clone()).unwrap_or_default();
-        let of = |subject: &str| describe(subject, listed.get(subject).map(|m| m.tags.as_slice()).unwrap_or(&[]));
+        let subject_tags = listed.get(&subject).map(|m| m.tags.clone()).unwrap_or_default();
+        let of = |subject: &Digest| describe(subject, listed.get(subject).map(|m| m.tags.as_slice()).unwrap_or(&[]));
         let (fate, reason) = match subjects.iter().find(|(s, _)| world.kept.contains_key(s)) {
             Some((s, k)) => (Fate::Kept, format!("{} of {}, which is kept", k.noun(), of(s))),
             None => {
                 let verdicts: Vec<Verdict> =
-                    subjects.iter().map(|(s, _)| verdict(s, listed.contains_key(s.as_str()), world)).collect();
+                    subjects.iter().map(|(s, _)| verdict(s, listed.contains_key(s), world)).collect();
                 if let Some(Verdict::Read(subject)) = verdicts.iter().find(|v| matches!(v, Verdict::Read(_))) {
                     pending.insert(subject.clone());
                     continue;
@@ -216,12 +217,12 @@ enum Verdict {
     /// Nowhere in the registry.
     Gone,
     /// Must be read before anything is decided.
-    Read(String),
+    Read(Digest),
     /// Cannot be determined, with why.
     Unknown(String),
 }
 
-fn verdict(subject: &str, listed_here: bool, world: &World) -> Verdict {
+fn verdict(subject: &Digest, listed_here: bool, world: &World) -> Verdict {
     if listed_here {
         return Verdict::Going;
     }
@@ -229,7 +230,7 @@ fn verdict(subject: &str, listed_here: bool, world: &World) -> Verdict {
         return Verdict::Unknown(format!("its subject is in repository {repository}, not here"));
     }
     match world.reads.get(subject) {
-        None => Verdict::Read(subject.to_string()),
+        None => Verdict::Read(subject.clone()),
         Some(Read::Missing) => Verdict::Gone,
         Some(Read::Info(_)) => Verdict::Unknown("its subject is in the registry but not in the listing".into()),
         Some(Read::Failed(why)) => Verdict::Unknown(format!("its subject could not be read ({why})")),
@@ -237,9 +238,9 @@ fn verdict(subject: &str, listed_here: bool, world: &World) -> Verdict {
 }
 
 /// An image as people name it: its tags, or its short digest.
-pub fn describe(digest: &str, tags: &[String]) -> String {
+pub fn describe(digest: &Digest, tags: &[String]) -> String {
     if tags.is_empty() {
-        short(digest).to_string()
+        short(digest)
     } else {
         tags.join(" ")
     }
@@ -252,13 +253,17 @@ pub const EMPTY_CONFIG: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21
 /// Whether the listing shows `manifest` carrying the empty config: an OCI 1.1 artifact, whatever
 /// its tag says, to be read before it is judged.
 pub fn looks_like_artifact(manifest: Option<&Manifest>) -> bool {
-    manifest.is_some_and(|m| m.blobs.iter().any(|b| b.digest.as_deref() == Some(EMPTY_CONFIG)))
+    manifest.is_some_and(|m| m.blobs.iter().any(|b| b.digest.as_ref().is_some_and(|d| *d == EMPTY_CONFIG)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use do_core::oci::{ManifestInfo, OCI_MANIFEST};
+
+    fn dg(text: &str) -> Digest {
+        Digest::new(text)
+    }
 
     #[test]
     fn the_empty_config_of_oci_artifacts_marks_a_manifest_to_read() {
@@ -284,7 +289,7 @@ mod tests {
             digest: digest.into(),
             media_type: OCI_MANIFEST.into(),
             children: vec![],
-            subject: subject.map(str::to_string),
+            subject: subject.map(dg),
             config: None,
             size: 1,
         })
@@ -293,11 +298,15 @@ mod tests {
     #[test]
     fn the_cosign_tag_scheme_names_subject_and_kind() {
         let a = hex('a');
-        assert_eq!(from_tag(&format!("sha256-{a}.sig")), Some((format!("sha256:{a}"), Kind::Signature)));
-        assert_eq!(from_tag(&format!("sha256-{a}.att")), Some((format!("sha256:{a}"), Kind::Attestation)));
-        assert_eq!(from_tag(&format!("sha256-{a}.sbom")), Some((format!("sha256:{a}"), Kind::Sbom)));
-        assert_eq!(from_tag(&format!("sha256-{a}")), Some((format!("sha256:{a}"), Kind::Referrer)), "fallback index");
-        assert_eq!(from_tag(&format!("sha256-{a}.other")), Some((format!("sha256:{a}"), Kind::Referrer)));
+        assert_eq!(from_tag(&format!("sha256-{a}.sig")), Some((dg(&format!("sha256:{a}")), Kind::Signature)));
+        assert_eq!(from_tag(&format!("sha256-{a}.att")), Some((dg(&format!("sha256:{a}")), Kind::Attestation)));
+        assert_eq!(from_tag(&format!("sha256-{a}.sbom")), Some((dg(&format!("sha256:{a}")), Kind::Sbom)));
+        assert_eq!(
+            from_tag(&format!("sha256-{a}")),
+            Some((dg(&format!("sha256:{a}")), Kind::Referrer)),
+            "fallback index"
+        );
+        assert_eq!(from_tag(&format!("sha256-{a}.other")), Some((dg(&format!("sha256:{a}")), Kind::Referrer)));
         let digits = "0123456789".repeat(7)[..64].to_string();
         assert!(from_tag(&format!("sha256-{digits}.sig")).is_some(), "digits are hex");
         for not in [
@@ -324,16 +333,16 @@ mod tests {
             vec![listed("s", &[&sig]), listed("mixed", &[&sig, "v1"]), listed("u", &[]), listed("r", &["v2"])];
         let found = by_tags(&listing);
         assert_eq!(found.keys().collect::<Vec<_>>(), ["s"]);
-        assert_eq!(found["s"], vec![(format!("sha256:{}", hex('a')), Kind::Signature)]);
-        let reads: BTreeMap<String, Read> =
-            [("u".to_string(), info("u", Some("r"))), ("r".to_string(), info("r", None))].into_iter().collect();
+        assert_eq!(found[&dg("s")], vec![(dg(&format!("sha256:{}", hex('a'))), Kind::Signature)]);
+        let reads: BTreeMap<Digest, Read> =
+            [(dg("u"), info("u", Some("r"))), (dg("r"), info("r", None))].into_iter().collect();
         let all = with_subjects(found, &listing, &reads);
         assert_eq!(all.keys().collect::<Vec<_>>(), ["s", "u"], "a read subject makes an artifact, tagged or not");
-        assert_eq!(all["u"], vec![("r".to_string(), Kind::Referrer)]);
+        assert_eq!(all[&dg("u")], vec![(dg("r"), Kind::Referrer)]);
         // A subject its tag already names is not counted twice.
-        let tagged_too: BTreeMap<String, Read> =
-            [("s".to_string(), info("s", Some(&format!("sha256:{}", hex('a')))))].into_iter().collect();
-        assert_eq!(with_subjects(by_tags(&listing), &listing, &tagged_too)["s"].len(), 1);
+        let tagged_too: BTreeMap<Digest, Read> =
+            [(dg("s"), info("s", Some(&format!("sha256:{}", hex('a')))))].into_iter().collect();
+        assert_eq!(with_subjects(by_tags(&listing), &listing, &tagged_too)[&dg("s")].len(), 1);
     }
 
     /// Decides artifacts of `listing` with `kept` (digest -> reason), reads and elsewhere.
@@ -344,11 +353,10 @@ mod tests {
         elsewhere: &[(&str, &str)],
         keep_artifacts: bool,
     ) -> Decision {
-        let kept: BTreeMap<String, String> = kept.iter().map(|(d, r)| (d.to_string(), r.to_string())).collect();
-        let reads: BTreeMap<String, Read> = reads.iter().map(|(d, r)| (d.to_string(), r.clone())).collect();
-        let elsewhere: BTreeMap<String, String> =
-            elsewhere.iter().map(|(d, r)| (d.to_string(), r.to_string())).collect();
-        let find = |digest: &str| elsewhere.get(digest).cloned();
+        let kept: BTreeMap<Digest, String> = kept.iter().map(|(k, r)| (dg(k), r.to_string())).collect();
+        let reads: BTreeMap<Digest, Read> = reads.iter().map(|(k, r)| (dg(k), r.clone())).collect();
+        let elsewhere: BTreeMap<Digest, String> = elsewhere.iter().map(|(k, r)| (dg(k), r.to_string())).collect();
+        let find = |digest: &Digest| elsewhere.get(digest).cloned();
         let all = with_subjects(by_tags(listing), listing, &reads);
         decide(&all, &World { listing, kept: &kept, reads: &reads, elsewhere: &find, keep_artifacts })
     }
@@ -373,7 +381,7 @@ mod tests {
         let kept = [(a.as_str(), "newest"), ("sig-a", "refers to a")];
         // c is not listed: it must be read before anything is decided about sig-c.
         let first = decide_in(&listing, &kept, &[], &[], false);
-        assert_eq!(first.pending, std::slice::from_ref(&c));
+        assert_eq!(first.pending, [dg(&c)]);
         assert!(first.artifacts.iter().all(|x| x.digest != "sig-c"));
         assert_eq!(fate(&first, "sig-a"), (Fate::Kept, "signature of v1, which is kept".into()));
         assert_eq!(fate(&first, "att-b"), (Fate::Deleted, "attestation of v2, which is deleted".into()));
@@ -386,8 +394,8 @@ mod tests {
         );
         let artifact = gone.artifacts.iter().find(|x| x.digest == "sig-a").unwrap();
         assert_eq!(
-            (artifact.subject.as_str(), artifact.subject_tags.clone(), artifact.kind),
-            (a.as_str(), vec!["v1".to_string()], Kind::Signature)
+            (&artifact.subject, artifact.subject_tags.clone(), artifact.kind),
+            (&dg(&a), vec!["v1".to_string()], Kind::Signature)
         );
         // --keep-artifacts keeps what goes with its image, as a new root; orphans still go.
         let keep = decide_in(&listing, &kept, &[(&c, Read::Missing)], &[], true);
@@ -404,7 +412,7 @@ mod tests {
                 fate(&d, "sig-c"),
                 (Fate::Unknown, format!("signature of {}: {why}, so it is kept", &hex('c')[..12]))
             );
-            assert!(d.new_roots.contains_key("sig-c"));
+            assert!(d.new_roots.contains_key(&dg("sig-c")));
         }
         let d = decide_in(&listing, &kept, &[], &[(&c, "api")], false);
         assert_eq!(fate(&d, "sig-c").0, Fate::Unknown);
@@ -430,8 +438,8 @@ mod tests {
         );
         assert_eq!(fate(&again, "sig-c").0, Fate::Unknown);
         assert!(again.new_roots.is_empty());
-        assert_eq!(describe(&a, &[]), &hex('a')[..12]);
-        assert_eq!(describe(&a, &["v1".into(), "latest".into()]), "v1 latest");
+        assert_eq!(describe(&dg(&a), &[]), &hex('a')[..12]);
+        assert_eq!(describe(&dg(&a), &["v1".into(), "latest".into()]), "v1 latest");
     }
 
     #[test]
@@ -467,12 +475,12 @@ mod properties {
             let at = |n: usize| jiff::Timestamp::from_second(NOW - 86_400 * (100 - n as i64)).unwrap().to_string();
             for (n, (signed, attested, orphan)) in releases.iter().enumerate() {
                 let digest = format!("sha256:{n:064x}");
-                listing.push(Manifest { digest: digest.clone(), tags: vec![format!("v{n}")], updated_at: Some(at(n)), ..Manifest::default() });
+                listing.push(Manifest { digest: Digest::new(&digest), tags: vec![format!("v{n}")], updated_at: Some(at(n)), ..Manifest::default() });
                 let subject = if *orphan { format!("sha256:{:064x}", 1000 + n) } else { digest.clone() };
                 for (wanted, suffix) in [(*signed, ".sig"), (*attested, ".att")] {
                     if wanted {
                         // Artifacts are pushed after their image: newer than every release.
-                        listing.push(Manifest { digest: format!("{suffix}{n}"), tags: vec![format!("{}{suffix}", subject.replacen(':', "-", 1))], updated_at: Some(at(n + 50)), ..Manifest::default() });
+                        listing.push(Manifest { digest: Digest::new(&format!("{suffix}{n}")), tags: vec![format!("{}{suffix}", subject.replacen(':', "-", 1))], updated_at: Some(at(n + 50)), ..Manifest::default() });
                     }
                 }
             }
@@ -482,12 +490,12 @@ mod properties {
             let plan = plan_tagged(&releases_only, &policy, &compile_keep_tags(&[]).unwrap(), &Protected::default(), NOW);
             prop_assert!(plan.kept.iter().all(|k| !tagged.contains_key(&k.digest)), "no artifact is a kept image");
             prop_assert_eq!(plan.kept.len(), keep_last.clamp(1, releases.len()), "the newest releases fill the places");
-            let roots: BTreeMap<String, String> = plan.kept.iter().map(|k| (k.digest.clone(), k.reason.clone())).collect();
-            let reads: BTreeMap<String, Read> = listing.iter().map(|m| (m.digest.clone(), Read::Info(do_core::oci::ManifestInfo {
+            let roots: BTreeMap<Digest, String> = plan.kept.iter().map(|k| (k.digest.clone(), k.reason.clone())).collect();
+            let reads: BTreeMap<Digest, Read> = listing.iter().map(|m| (m.digest.clone(), Read::Info(do_core::oci::ManifestInfo {
                 digest: m.digest.clone(), media_type: do_core::oci::OCI_MANIFEST.into(), children: vec![], subject: None, config: None, size: 1,
-            }))).chain((0..20).map(|n| (format!("sha256:{:064x}", 1000 + n), Read::Missing))).collect();
+            }))).chain((0..20).map(|n| (Digest::new(&format!("sha256:{:064x}", 1000 + n)), Read::Missing))).collect();
             let closure = closure::compute(&listing, &roots, &reads, &tagged, None);
-            let nowhere = |_: &str| None;
+            let nowhere = |_: &Digest| None;
             let decision = decide(&tagged, &World { listing: &listing, kept: &closure.kept, reads: &reads, elsewhere: &nowhere, keep_artifacts: false });
             prop_assert!(decision.pending.is_empty());
             for artifact in &decision.artifacts {

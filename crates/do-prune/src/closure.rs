@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use do_core::digest::Digest;
 use do_core::oci::{is_index_type, ManifestInfo};
 use do_core::types::Manifest;
 
@@ -30,23 +31,23 @@ pub enum Read {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Closure {
     /// digest -> why it stays.
-    pub kept: BTreeMap<String, String>,
+    pub kept: BTreeMap<Digest, String>,
     /// Untagged listed manifests nothing keeps, in deletion order: an index before what it holds.
-    pub deletable: Vec<String>,
+    pub deletable: Vec<Digest>,
     /// Untagged listed manifests outside the closure, read or not (an estimate of the garbage
     /// before the reads are done).
-    pub outside: Vec<String>,
+    pub outside: Vec<Digest>,
     /// Reads still needed before the closure is complete.
-    pub pending: Vec<String>,
+    pub pending: Vec<Digest>,
     /// Members whose referrers the registry's referrers API has not been asked yet (only when
     /// the API answers; then untagged manifests outside the closure need no read).
-    pub unasked: Vec<String>,
+    pub unasked: Vec<Digest>,
     /// Reads that failed (digest, why): nothing may be deleted in this repository.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(Digest, String)>,
     /// Manifests an index in the closure holds that the API listing does not show.
-    pub unlisted: BTreeSet<String>,
+    pub unlisted: BTreeSet<Digest>,
     /// Manifests in the closure the registry does not have (an image already broken).
-    pub missing: BTreeSet<String>,
+    pub missing: BTreeSet<Digest>,
 }
 
 impl Closure {
@@ -64,17 +65,18 @@ impl Closure {
 /// without a read; else each is read, since one may refer to something kept.
 pub fn compute(
     listing: &[Manifest],
-    roots: &BTreeMap<String, String>,
-    reads: &BTreeMap<String, Read>,
-    tag_artifacts: &BTreeMap<String, Subjects>,
-    asked: Option<&BTreeSet<String>>,
+    roots: &BTreeMap<Digest, String>,
+    reads: &BTreeMap<Digest, Read>,
+    tag_artifacts: &BTreeMap<Digest, Subjects>,
+    asked: Option<&BTreeSet<Digest>>,
 ) -> Closure {
-    let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
+    // Asked only of what an index holds and of referrers: made the first time it is asked.
+    let listed = std::cell::LazyCell::new(|| listing.iter().map(|m| &m.digest).collect::<BTreeSet<&Digest>>());
     let referrers = referrers_of(listing, reads, tag_artifacts);
     let mut closure = Closure::default();
     // Digest -> whether it must be read to know what it holds: roots always, an index child when
     // its descriptor says index or says nothing.
-    let mut queue: Vec<(String, bool)> = Vec::new();
+    let mut queue: Vec<(Digest, bool)> = Vec::new();
     for (digest, reason) in roots {
         closure.kept.insert(digest.clone(), reason.clone());
         queue.push((digest.clone(), true));
@@ -88,7 +90,7 @@ pub fn compute(
             }
             None => {}
             Some(Read::Failed(why)) => closure.failed.push((digest.clone(), why.clone())),
-            Some(Read::Missing) if listed.contains_key(digest.as_str()) && roots.contains_key(&digest) => closure
+            Some(Read::Missing) if listed.contains(&digest) && roots.contains_key(&digest) => closure
                 .failed
                 .push((digest.clone(), "listed by the API, but the registry does not have it".to_string())),
             Some(Read::Missing) if !roots.contains_key(&digest) => {
@@ -97,7 +99,7 @@ pub fn compute(
             Some(Read::Missing) => {}
             Some(Read::Info(info)) => {
                 for child in &info.children {
-                    if !listed.contains_key(child.digest.as_str()) {
+                    if !listed.contains(&child.digest) {
                         closure.unlisted.insert(child.digest.clone());
                     }
                     if !closure.kept.contains_key(&child.digest) {
@@ -113,13 +115,13 @@ pub fn compute(
                 }
             }
         }
-        for referrer in referrers.get(digest.as_str()).into_iter().flatten() {
+        for referrer in referrers.get(&digest).into_iter().flatten() {
             if !closure.kept.contains_key(*referrer) {
-                if !listed.contains_key(*referrer) {
-                    closure.unlisted.insert(referrer.to_string());
+                if !listed.contains(*referrer) {
+                    closure.unlisted.insert((*referrer).clone());
                 }
-                closure.kept.insert(referrer.to_string(), format!("refers to {short}, which is kept"));
-                queue.push((referrer.to_string(), true));
+                closure.kept.insert((*referrer).clone(), format!("refers to {short}, which is kept"));
+                queue.push(((*referrer).clone(), true));
             }
         }
     }
@@ -136,9 +138,9 @@ pub fn compute(
 fn outside(
     closure: &mut Closure,
     listing: &[Manifest],
-    reads: &BTreeMap<String, Read>,
-    asked: Option<&BTreeSet<String>>,
-    mut pending: BTreeSet<String>,
+    reads: &BTreeMap<Digest, Read>,
+    asked: Option<&BTreeSet<Digest>>,
+    mut pending: BTreeSet<Digest>,
 ) {
     let outside: Vec<&Manifest> =
         listing.iter().filter(|m| m.tags.is_empty() && !closure.kept.contains_key(&m.digest)).collect();
@@ -161,14 +163,14 @@ fn outside(
     if closure.is_complete() && closure.failed.is_empty() {
         // Unread garbage (the referrers API made its read needless) has no known children, so
         // it comes in the first wave.
-        let garbage: Vec<&str> = outside
+        let garbage: Vec<&Digest> = outside
             .iter()
             .filter(|m| match reads.get(&m.digest) {
                 Some(Read::Info(_)) => true,
                 None => asked.is_some(),
                 Some(Read::Missing) | Some(Read::Failed(_)) => false,
             })
-            .map(|m| m.digest.as_str())
+            .map(|m| &m.digest)
             .collect();
         closure.deletable = parents_first(&garbage, reads);
     }
@@ -178,27 +180,27 @@ fn outside(
 /// those whose tag (or the referrers API) names it.
 fn referrers_of<'a>(
     listing: &'a [Manifest],
-    reads: &'a BTreeMap<String, Read>,
-    tag_artifacts: &'a BTreeMap<String, Subjects>,
-) -> BTreeMap<&'a str, Vec<&'a str>> {
-    let info = |digest: &str| match reads.get(digest) {
+    reads: &'a BTreeMap<Digest, Read>,
+    tag_artifacts: &'a BTreeMap<Digest, Subjects>,
+) -> BTreeMap<&'a Digest, Vec<&'a Digest>> {
+    let info = |digest: &Digest| match reads.get(digest) {
         Some(Read::Info(info)) => Some(info),
         _ => None,
     };
     // Referrers of a manifest: the listed manifests whose subject (or tag) names it.
-    let mut referrers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut referrers: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
     for manifest in listing {
-        if let Some(subject) = info(&manifest.digest).and_then(|i| i.subject.as_deref()) {
-            referrers.entry(subject).or_default().push(manifest.digest.as_str());
+        if let Some(subject) = info(&manifest.digest).and_then(|i| i.subject.as_ref()) {
+            referrers.entry(subject).or_default().push(&manifest.digest);
         }
     }
     // Known without a read: from its tag, or from the referrers API (which may name manifests
     // the listing does not show).
     for (artifact, subjects) in tag_artifacts {
         for (subject, _) in subjects {
-            let known = referrers.entry(subject.as_str()).or_default();
-            if !known.contains(&artifact.as_str()) {
-                known.push(artifact.as_str());
+            let known = referrers.entry(subject).or_default();
+            if !known.contains(&artifact) {
+                known.push(artifact);
             }
         }
     }
@@ -207,51 +209,63 @@ fn referrers_of<'a>(
 
 /// Orders `digests` so that an index comes before every manifest it holds (deleting a child
 /// first would leave, for a moment or after an interruption, an index that cannot be pulled).
-pub fn parents_first(digests: &[&str], reads: &BTreeMap<String, Read>) -> Vec<String> {
+pub fn parents_first(digests: &[&Digest], reads: &BTreeMap<Digest, Read>) -> Vec<Digest> {
     waves(digests, reads).into_iter().flatten().collect()
 }
 
 /// `digests` in waves: every index in a wave before the manifests it holds, which come in a later
 /// wave. Deletions within a wave may run at once.
-pub fn waves(digests: &[&str], reads: &BTreeMap<String, Read>) -> Vec<Vec<String>> {
-    let set: BTreeSet<&str> = digests.iter().copied().collect();
-    let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+pub fn waves(digests: &[&Digest], reads: &BTreeMap<Digest, Read>) -> Vec<Vec<Digest>> {
+    let set: BTreeSet<&Digest> = digests.iter().copied().collect();
+    let mut parents: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
     for digest in digests {
         if let Some(Read::Info(info)) = reads.get(*digest) {
-            for child in info.children.iter().filter(|c| set.contains(c.digest.as_str())) {
-                parents.entry(child.digest.as_str()).or_default().push(digest);
+            for child in info.children.iter().filter(|c| set.contains(&c.digest)) {
+                parents.entry(&child.digest).or_default().push(digest);
             }
         }
     }
-    fn depth<'a>(d: &'a str, parents: &BTreeMap<&'a str, Vec<&'a str>>, seen: &mut BTreeSet<&'a str>) -> usize {
+    fn depth<'a>(
+        d: &'a Digest,
+        parents: &BTreeMap<&'a Digest, Vec<&'a Digest>>,
+        seen: &mut BTreeSet<&'a Digest>,
+    ) -> usize {
+        // Most have no parent: they are answered without touching `seen`.
+        let Some(of) = parents.get(d) else { return 0 };
         if !seen.insert(d) {
             return 0; // a cycle cannot happen with content-addressed manifests; stop if it does
         }
-        let deepest = parents.get(d).into_iter().flatten().map(|p| depth(p, parents, seen) + 1).max().unwrap_or(0);
+        let deepest = of.iter().map(|p| depth(p, parents, seen) + 1).max().unwrap_or(0);
         seen.remove(d);
         deepest
     }
-    let mut waves: Vec<Vec<String>> = Vec::new();
+    let mut waves: Vec<Vec<Digest>> = Vec::new();
     for digest in set {
         let level = depth(digest, &parents, &mut BTreeSet::new());
         if waves.len() <= level {
             waves.resize(level + 1, Vec::new());
         }
-        waves[level].push(digest.to_string());
+        waves[level].push(digest.clone());
     }
     waves.retain(|wave| !wave.is_empty());
     waves
 }
 
-pub fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
+/// The first 12 hex digits of a digest, as people write it.
+pub fn short(digest: &Digest) -> String {
+    let text = digest.text();
+    let hex = text.strip_prefix("sha256:").unwrap_or(&text);
+    hex.chars().take(12).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use do_core::oci::{Descriptor, OCI_INDEX, OCI_MANIFEST};
+
+    fn d(text: &str) -> Digest {
+        Digest::new(text)
+    }
 
     fn listed(digest: &str, tags: &[&str]) -> Manifest {
         Manifest { digest: digest.into(), tags: tags.iter().map(|t| t.to_string()).collect(), ..Manifest::default() }
@@ -286,7 +300,7 @@ mod tests {
             children: children
                 .iter()
                 .map(|(d, t)| Descriptor {
-                    digest: d.to_string(),
+                    digest: (*d).into(),
                     media_type: t.map(str::to_string),
                     platform: Some("linux/amd64".into()),
                     attestation_of: None,
@@ -298,20 +312,20 @@ mod tests {
         })
     }
 
-    fn roots(digests: &[&str]) -> BTreeMap<String, String> {
-        digests.iter().map(|d| (d.to_string(), format!("root {d}"))).collect()
+    fn roots(digests: &[&str]) -> BTreeMap<Digest, String> {
+        digests.iter().map(|text| (d(text), format!("root {text}"))).collect()
     }
 
-    fn reads(entries: Vec<(&str, Read)>) -> BTreeMap<String, Read> {
-        entries.into_iter().map(|(d, r)| (d.to_string(), r)).collect()
+    fn reads(entries: Vec<(&str, Read)>) -> BTreeMap<Digest, Read> {
+        entries.into_iter().map(|(text, r)| (d(text), r)).collect()
     }
 
     /// Runs compute, answering pending reads from `world`, as the driver does.
     fn settle(
         listing: &[Manifest],
-        roots: &BTreeMap<String, String>,
-        world: &BTreeMap<String, Read>,
-    ) -> (Closure, Vec<Vec<String>>) {
+        roots: &BTreeMap<Digest, String>,
+        world: &BTreeMap<Digest, Read>,
+    ) -> (Closure, Vec<Vec<Digest>>) {
         let mut known = BTreeMap::new();
         let mut rounds = Vec::new();
         loop {
@@ -330,15 +344,15 @@ mod tests {
     #[test]
     fn a_referrer_the_listing_does_not_show_is_kept_and_noted_unlisted() {
         let listing = vec![listed("k", &["v1"]), listed("sig", &[])];
-        let edges: BTreeMap<String, Subjects> = [
-            ("sig".to_string(), vec![("k".to_string(), crate::artifacts::Kind::Referrer)]),
-            ("ghost".to_string(), vec![("k".to_string(), crate::artifacts::Kind::Referrer)]),
+        let edges: BTreeMap<Digest, Subjects> = [
+            (d("sig"), vec![(d("k"), crate::artifacts::Kind::Referrer)]),
+            (d("ghost"), vec![(d("k"), crate::artifacts::Kind::Referrer)]),
         ]
         .into();
         let known = reads(vec![("k", image("k")), ("sig", image("sig")), ("ghost", image("ghost"))]);
         let closure = compute(&listing, &roots(&["k"]), &known, &edges, None);
-        assert!(closure.kept.contains_key("ghost") && closure.kept.contains_key("sig"));
-        assert_eq!(closure.unlisted, ["ghost".to_string()].into(), "only what the listing lacks");
+        assert!(closure.kept.contains_key(&d("ghost")) && closure.kept.contains_key(&d("sig")));
+        assert_eq!(closure.unlisted, [d("ghost")].into(), "only what the listing lacks");
     }
 
     #[test]
@@ -350,15 +364,14 @@ mod tests {
             ("gone", Read::Missing),
             ("junk", Read::Failed("read earlier, failed".into())),
         ]);
-        let edges: BTreeMap<String, Subjects> =
-            [("sig".to_string(), vec![("k1".to_string(), crate::artifacts::Kind::Referrer)])].into();
-        let asked: BTreeSet<String> = ["k".to_string()].into();
+        let edges: BTreeMap<Digest, Subjects> = [(d("sig"), vec![(d("k1"), crate::artifacts::Kind::Referrer)])].into();
+        let asked: BTreeSet<Digest> = [d("k")].into();
         let first = compute(&listing, &roots(&["k"]), &known, &edges, Some(&asked));
         assert_eq!(first.unasked, ["k1", "sig"], "what joined the closure is asked next");
         assert_eq!(first.pending, ["sig"], "a member is read; no garbage is");
         assert_eq!(first.failed.len(), 1, "a read that failed still counts");
         assert!(first.deletable.is_empty(), "nothing is garbage before every member is asked");
-        let asked: BTreeSet<String> = ["k", "k1", "sig"].map(String::from).into();
+        let asked: BTreeSet<Digest> = ["k", "k1", "sig"].map(d).into();
         let known = reads(vec![
             ("k", index("k", &[("k1", Some(OCI_MANIFEST))])),
             ("sig", referrer("sig", "k1")),
@@ -366,7 +379,7 @@ mod tests {
         ]);
         let done = compute(&listing, &roots(&["k"]), &known, &edges, Some(&asked));
         assert!(done.is_complete(), "{done:?}");
-        assert_eq!(done.kept["sig"], "refers to k1, which is kept");
+        assert_eq!(done.kept[&d("sig")], "refers to k1, which is kept");
         assert_eq!(done.deletable, ["junk"], "unread garbage goes; what the registry no longer has does not");
         let without = compute(&listing, &roots(&["k"]), &known, &edges, None);
         assert_eq!(without.pending, ["junk"], "without the API the garbage is read");
@@ -394,7 +407,7 @@ mod tests {
         let (closure, rounds) = settle(&listing, &roots(&["k"]), &world);
         assert_eq!(rounds, vec![vec!["k".to_string()], vec!["loose".into(), "o1".into(), "o2".into(), "old".into()]]);
         assert_eq!(closure.kept.keys().collect::<Vec<_>>(), ["k", "k1", "k2"]);
-        assert_eq!(closure.kept["k1"], "the linux/amd64 image of index k, which is kept");
+        assert_eq!(closure.kept[&d("k1")], "the linux/amd64 image of index k, which is kept");
         assert_eq!(closure.deletable, ["loose", "old", "o1", "o2"], "the index before what it holds");
         assert!(closure.failed.is_empty() && closure.unlisted.is_empty() && closure.missing.is_empty());
     }
@@ -436,8 +449,8 @@ mod tests {
             ("gone-img", image("gone-img")),
         ]);
         let (closure, _) = settle(&listing, &roots(&["img"]), &world);
-        assert_eq!(closure.kept["sig"], "refers to img, which is kept");
-        assert_eq!(closure.kept["sig-of-sig"], "refers to sig, which is kept");
+        assert_eq!(closure.kept[&d("sig")], "refers to img, which is kept");
+        assert_eq!(closure.kept[&d("sig-of-sig")], "refers to sig, which is kept");
         assert_eq!(closure.deletable, ["gone-img", "stray-sig"]);
     }
 
@@ -447,7 +460,7 @@ mod tests {
         let listing = vec![listed("list", &["v1"]), listed("amd", &["v1-amd64"]), listed("arm", &["v1-arm64"])];
         let world = reads(vec![("list", index("list", &[("amd", Some(OCI_MANIFEST)), ("arm", Some(OCI_MANIFEST))]))]);
         let (closure, _) = settle(&listing, &roots(&["list"]), &world);
-        assert!(closure.kept.contains_key("amd") && closure.kept.contains_key("arm"));
+        assert!(closure.kept.contains_key(&d("amd")) && closure.kept.contains_key(&d("arm")));
     }
 
     #[test]
@@ -455,7 +468,7 @@ mod tests {
         let listing = vec![listed("k", &["v1"]), listed("junk", &[]), listed("odd", &[])];
         let world = reads(vec![("k", image("k")), ("junk", image("junk")), ("odd", Read::Failed("timed out".into()))]);
         let (closure, _) = settle(&listing, &roots(&["k"]), &world);
-        assert_eq!(closure.failed, [("odd".to_string(), "timed out".to_string())]);
+        assert_eq!(closure.failed, [(d("odd"), "timed out".to_string())]);
         assert!(closure.deletable.is_empty(), "junk stays too: the repository's closure is unknowable");
         let world = reads(vec![("k", Read::Failed("503".into())), ("junk", image("junk")), ("odd", image("odd"))]);
         let (closure, _) = settle(&listing, &roots(&["k"]), &world);
@@ -491,7 +504,7 @@ mod tests {
         let listing = vec![listed("k", &["v1"])];
         let world = reads(vec![("k", index("k", &[("hidden", Some(OCI_MANIFEST))]))]);
         let (closure, _) = settle(&listing, &roots(&["k"]), &world);
-        assert!(closure.unlisted.contains("hidden") && closure.kept.contains_key("hidden"));
+        assert!(closure.unlisted.contains(&d("hidden")) && closure.kept.contains_key(&d("hidden")));
         assert!(closure.missing.is_empty(), "a leaf child is not read");
     }
 
@@ -502,11 +515,12 @@ mod tests {
             ("b", index("b", &[("c", Some(OCI_MANIFEST))])),
             ("c", image("c")),
         ]);
-        assert_eq!(parents_first(&["c", "b", "a"], &world), ["a", "b", "c"]);
+        assert_eq!(parents_first(&[&d("c"), &d("b"), &d("a")], &world), ["a", "b", "c"]);
         assert_eq!(
-            waves(&["c", "x", "b", "a"], &world),
+            waves(&[&d("c"), &d("x"), &d("b"), &d("a")], &world),
             [vec!["a".to_string(), "x".into()], vec!["b".into()], vec!["c".into()]]
         );
-        assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(short(&d("sha256:0123456789abcdef")), "0123456789ab");
+        assert_eq!(short(&d(&format!("sha256:{}", "ab".repeat(32)))), "abababababab");
     }
 }

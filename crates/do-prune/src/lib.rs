@@ -37,6 +37,7 @@ use anyhow::Context;
 use clap::Parser;
 use do_core::api::segment;
 use do_core::contract::Output;
+use do_core::digest::Digest;
 use do_core::manifest_cache::{self, ManifestCache};
 use do_core::oci::RegistryClient;
 use do_core::progress::Progress;
@@ -113,7 +114,7 @@ struct Gathered {
 struct Whole {
     planned: Vec<Planned>,
     usage: Usage,
-    limit: Option<BTreeSet<String>>,
+    limit: Option<BTreeSet<Digest>>,
     gc_type: String,
     /// What was learnt of each repository while planning, for the plan made again at apply.
     reads: AllReads,
@@ -245,17 +246,18 @@ fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reader: &Reader) ->
         limit = Some(chosen);
     }
     let gc_type = planning::gc_type(ctx, &planned, selected, listings, images, (reader, &mut reads))?;
-    let gone: BTreeSet<(&str, &str)> = planned
+    let gone: BTreeSet<(&str, &Digest)> = planned
         .iter()
         .flat_map(|p| {
             let whole = p.plan.deleted.iter().filter(|d| d.action == Action::Manifest);
-            whole.map(move |d| (p.plan.name.as_str(), d.digest.as_str()))
+            whole.map(move |d| (p.plan.name.as_str(), &d.digest))
         })
         .collect();
     let gone = &gone;
-    let after = usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
-        manifests.iter().filter(move |m| !gone.contains(&(name.as_str(), m.digest.as_str())))
-    }));
+    let after =
+        usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
+            manifests.iter().filter(move |m| !gone.contains(&(name.as_str(), &m.digest)))
+        }));
     usage.estimated_after_bytes = Some(after);
     usage.estimated_after_percent = report::percent_of(Some(after), usage.included_bytes);
     Ok(Whole { planned, usage, limit, gc_type, reads })

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use do_core::api::{has_status, segment};
+use do_core::digest::Digest;
 use do_core::types::{Manifest, Repository};
 use do_core::Failure;
 
@@ -71,12 +72,9 @@ pub(crate) fn selected_repositories(
 
 /// Digests as the registry host writes them, whatever case the listing used.
 pub(crate) fn normalized(mut manifests: Vec<Manifest>) -> Vec<Manifest> {
-    for manifest in &mut manifests {
-        // In place: a new string per manifest was 7 MB of churn over 100,000.
-        if manifest.digest.trim().len() != manifest.digest.len() {
-            manifest.digest = manifest.digest.trim().to_string();
-        }
-        manifest.digest.make_ascii_lowercase();
+    // A canonical digest is already held as its bytes; only one written oddly is made again.
+    for manifest in manifests.iter_mut().filter(|m| m.digest.sha256().is_none()) {
+        manifest.digest = Digest::normalized(&manifest.digest.text());
     }
     manifests
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use do_core::digest::Digest;
 use do_core::types::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +42,7 @@ pub struct RepositoryPlan {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Skipped {
     pub repository: String,
-    pub digest: String,
+    pub digest: Digest,
     pub reason: String,
 }
 
@@ -49,7 +50,7 @@ pub struct Skipped {
 pub enum Rules<'a> {
     /// `limit`: with --target-usage, the tagged manifests that may go whole; the policy's other
     /// whole deletions are kept.
-    Policy { policy: &'a Policy, patterns: &'a [regex::Regex], now: i64, limit: Option<&'a BTreeSet<String>> },
+    Policy { policy: &'a Policy, patterns: &'a [regex::Regex], now: i64, limit: Option<&'a BTreeSet<Digest>> },
     /// A saved plan's entries for this repository, checked against today's registry.
     Saved { entries: &'a RepositoryPlan, policy: &'a Policy },
 }
@@ -60,12 +61,12 @@ pub struct Planned {
     pub closure: Closure,
     /// What the closure started from: kept and protected manifests, recent untagged ones,
     /// artifacts that stay.
-    pub roots: BTreeMap<String, String>,
+    pub roots: BTreeMap<Digest, String>,
     pub skipped: Vec<Skipped>,
     /// The manifests whose tags name their subject (cosign's scheme).
-    pub tag_artifacts: BTreeMap<String, Subjects>,
+    pub tag_artifacts: BTreeMap<Digest, Subjects>,
     /// Manifests with a tag the rules keep on its own: releases whatever their reads show.
-    pub kept_by_tag: BTreeSet<String>,
+    pub kept_by_tag: BTreeSet<Digest>,
 }
 
 /// How every repository is planned, beyond its rules.
@@ -75,7 +76,7 @@ pub struct Setting<'a> {
     /// `--keep-artifacts`: artifacts of deleted images stay.
     pub keep_artifacts: bool,
     /// The other repository of the registry that lists a digest, if one does.
-    pub elsewhere: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    pub elsewhere: &'a (dyn Fn(&Digest) -> Option<String> + Sync),
 }
 
 /// What decides the tagged releases gave: kept, tagged deletions, a saved plan's untagged and
@@ -105,12 +106,12 @@ pub fn plan_repository(
 ) -> anyhow::Result<Planned> {
     // Each round that does not return reads manifests not read before, or finds a kept release
     // to be an artifact (which it stays from then on), so this many rounds suffice.
-    let listed: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
+    let listed: BTreeMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     for _ in 0..=listing.len() {
         let planned = plan_once(name, listing, protected, rules, setting, reader, reads)?;
         let (stale, unread) = {
             let read = &reads.read;
-            let has_subject = |digest: &str| matches!(read.get(digest), Some(Read::Info(i)) if i.subject.is_some());
+            let has_subject = |digest: &Digest| matches!(read.get(digest), Some(Read::Info(i)) if i.subject.is_some());
             let has_artifacts = !planned.tag_artifacts.is_empty() || listing.iter().any(|m| has_subject(&m.digest));
             // A kept release read while planning (as a root of the closure) may turn out to be
             // a referrer. (A release the plan deletes was either read before the plan, which
@@ -124,12 +125,12 @@ pub fn plan_repository(
             // A release the plan deletes may be an OCI referrer under an ordinary tag: read it
             // where the repository holds artifacts, or where its listing shows the empty config
             // OCI 1.1 artifacts carry.
-            let unread: Vec<String> = planned
+            let unread: Vec<Digest> = planned
                 .plan
                 .deleted
                 .iter()
                 .filter(|d| d.artifact.is_none() && !d.all_tags.is_empty() && d.action == Action::Manifest)
-                .filter(|d| has_artifacts || artifacts::looks_like_artifact(listed.get(d.digest.as_str()).copied()))
+                .filter(|d| has_artifacts || artifacts::looks_like_artifact(listed.get(&d.digest).copied()))
                 .filter(|d| !read.contains_key(&d.digest))
                 .map(|d| d.digest.clone())
                 .collect();
@@ -159,7 +160,7 @@ fn plan_once(
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
     // Where the registry has the referrers API, it names the referrers of the images the plan
     // deletes (the closure asks it for those of what stays).
-    let going: Vec<String> =
+    let going: Vec<Digest> =
         deletions.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.clone()).collect();
     reader.ask_referrers(reads, name, &going);
     let (mut closure, decision, edges) =
@@ -168,7 +169,7 @@ fn plan_once(
     closure.failed.sort();
     closure.failed.dedup();
     let skip =
-        |digest: &str, reason: String| Skipped { repository: name.to_string(), digest: digest.to_string(), reason };
+        |digest: &Digest, reason: String| Skipped { repository: name.to_string(), digest: digest.clone(), reason };
 
     // A tagged manifest a kept index holds (or one that refers to a kept one) stays.
     let (rescued, deletions): (Vec<Deletion>, Vec<Deletion>) = deletions.into_iter().partition(|d| {
@@ -200,9 +201,8 @@ fn plan_once(
         None => deleted.extend(untagged_deletions),
     }
     let untagged_kept = untagged_kept(listing, &closure);
-    let untagged_listed: BTreeSet<&str> =
-        listing.iter().filter(|m| m.tags.is_empty()).map(|m| m.digest.as_str()).collect();
-    for (digest, reason) in protected.digests.iter().filter(|(d, _)| untagged_listed.contains(d.as_str())) {
+    let untagged_listed: BTreeSet<&Digest> = listing.iter().filter(|m| m.tags.is_empty()).map(|m| &m.digest).collect();
+    for (digest, reason) in protected.digests.iter().filter(|(d, _)| untagged_listed.contains(d)) {
         kept.push(Kept { digest: digest.clone(), tags: Vec::new(), reason: reason.clone() });
     }
     Ok(Planned {
@@ -244,13 +244,13 @@ fn block(reason: &str, deleted: &mut Vec<Deletion>, kept: &mut Vec<Kept>, artifa
 /// Which tagged manifests of a repository are artifacts and which are releases.
 struct Found {
     /// Artifacts by cosign's tag scheme: digest -> subjects.
-    tag_artifacts: BTreeMap<String, Subjects>,
+    tag_artifacts: BTreeMap<Digest, Subjects>,
     /// Manifests with a tag the rules keep on its own (`latest`, --keep-tag): releases always.
-    kept_by_tag: BTreeSet<String>,
+    kept_by_tag: BTreeSet<Digest>,
     /// Tagged manifests that are neither kind of artifact.
     releases: Vec<Manifest>,
     /// Tagged manifests whose read failed: whether they are artifacts is unknown.
-    tagged_failed: Vec<(String, String)>,
+    tagged_failed: Vec<(Digest, String)>,
 }
 
 /// Tells artifacts from releases: by cosign's tag scheme, else by a `subject` the manifest's
@@ -260,7 +260,7 @@ fn find_artifacts(listing: &[Manifest], rules: &Rules, reads: &Reads) -> Found {
         Rules::Policy { patterns, .. } => patterns.to_vec(),
         Rules::Saved { policy, .. } => policy::compile_keep_tags(&policy.keep_tags).unwrap_or_default(),
     };
-    let kept_by_tag: BTreeSet<String> = listing
+    let kept_by_tag: BTreeSet<Digest> = listing
         .iter()
         .filter(|m| m.tags.iter().any(|t| policy::kept_tag_reason(t, &patterns).is_some()))
         .map(|m| m.digest.clone())
@@ -268,8 +268,8 @@ fn find_artifacts(listing: &[Manifest], rules: &Rules, reads: &Reads) -> Found {
     let mut tag_artifacts = artifacts::by_tags(listing);
     tag_artifacts.retain(|digest, _| !kept_by_tag.contains(digest));
     // A tagged manifest whose read failed may be a referrer: what it is stays unknown.
-    let tagged: Vec<&String> = listing.iter().filter(|m| !m.tags.is_empty()).map(|m| &m.digest).collect();
-    let tagged_failed: Vec<(String, String)> = tagged
+    let tagged: Vec<&Digest> = listing.iter().filter(|m| !m.tags.is_empty()).map(|m| &m.digest).collect();
+    let tagged_failed: Vec<(Digest, String)> = tagged
         .iter()
         .filter_map(|d| match reads.read.get(*d) {
             Some(Read::Failed(why)) => Some(((*d).clone(), why.clone())),
@@ -290,18 +290,18 @@ fn garbage_and_artifacts(
     closure: &Closure,
     decision: &artifacts::Decision,
 ) -> (Vec<Deletion>, Vec<Deletion>) {
-    let by_digest: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
-    let going: BTreeMap<&str, &Artifact> = decision
+    let by_digest: BTreeMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
+    let going: BTreeMap<&Digest, &Artifact> = decision
         .artifacts
         .iter()
         .filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan))
-        .map(|a| (a.digest.as_str(), a))
+        .map(|a| (&a.digest, a))
         .collect();
     let garbage = closure
         .deletable
         .iter()
-        .filter_map(|digest| by_digest.get(digest.as_str()))
-        .map(|m| match going.get(m.digest.as_str()) {
+        .filter_map(|digest| by_digest.get(digest))
+        .map(|m| match going.get(&m.digest) {
             Some(artifact) => artifact_deletion(m, artifact),
             None => {
                 policy::deletion(m, Vec::new(), Action::Manifest, "untagged, and nothing kept holds or refers to it")
@@ -311,7 +311,7 @@ fn garbage_and_artifacts(
     let tagged = going
         .values()
         .filter(|a| !a.tags.is_empty())
-        .filter_map(|a| by_digest.get(a.digest.as_str()).map(|m| artifact_deletion(m, a)))
+        .filter_map(|a| by_digest.get(&a.digest).map(|m| artifact_deletion(m, a)))
         .collect();
     (tagged, garbage)
 }
@@ -368,8 +368,8 @@ fn decide_tagged(
 
 /// What the closure starts from: kept and protected manifests, and untagged ones too recent
 /// (or too oddly dated) to judge.
-fn roots_of(kept: &[Kept], protected: &Protected, listing: &[Manifest], grace_cutoff: i64) -> BTreeMap<String, String> {
-    let mut roots: BTreeMap<String, String> = BTreeMap::new();
+fn roots_of(kept: &[Kept], protected: &Protected, listing: &[Manifest], grace_cutoff: i64) -> BTreeMap<Digest, String> {
+    let mut roots: BTreeMap<Digest, String> = BTreeMap::new();
     for kept in kept {
         roots.entry(kept.digest.clone()).or_insert_with(|| kept.reason.clone());
     }
@@ -393,12 +393,12 @@ fn roots_of(kept: &[Kept], protected: &Protected, listing: &[Manifest], grace_cu
 fn settle(
     name: &str,
     listing: &[Manifest],
-    roots: &mut BTreeMap<String, String>,
-    tag_artifacts: &BTreeMap<String, Subjects>,
+    roots: &mut BTreeMap<Digest, String>,
+    tag_artifacts: &BTreeMap<Digest, Subjects>,
     setting: &Setting,
     (reader, reads): (&Reader, &mut Reads),
-    kept_by_tag: &BTreeSet<String>,
-) -> anyhow::Result<(Closure, artifacts::Decision, BTreeMap<String, Subjects>)> {
+    kept_by_tag: &BTreeSet<Digest>,
+) -> anyhow::Result<(Closure, artifacts::Decision, BTreeMap<Digest, Subjects>)> {
     // Each round adds a root or reads a manifest not read before; one that does neither would
     // repeat itself, so it fails closed.
     let mut before: Option<(usize, usize)> = None;
@@ -443,12 +443,12 @@ fn still_deletable(
     saved: impl Iterator<Item = Deletion>,
     fresh: &[Deletion],
     closure: &Closure,
-) -> (Vec<Deletion>, Vec<(String, String)>) {
-    let order: BTreeMap<&str, usize> = fresh.iter().enumerate().map(|(i, d)| (d.digest.as_str(), i)).collect();
+) -> (Vec<Deletion>, Vec<(Digest, String)>) {
+    let order: BTreeMap<&Digest, usize> = fresh.iter().enumerate().map(|(i, d)| (&d.digest, i)).collect();
     let mut applied = Vec::new();
     let mut stale = Vec::new();
     for entry in saved {
-        if order.contains_key(entry.digest.as_str()) {
+        if order.contains_key(&entry.digest) {
             applied.push(entry);
         } else {
             let reason =
@@ -456,7 +456,7 @@ fn still_deletable(
             stale.push((entry.digest.clone(), format!("no longer garbage: {reason}")));
         }
     }
-    applied.sort_by_key(|d| order.get(d.digest.as_str()).copied().unwrap_or(usize::MAX));
+    applied.sort_by_key(|d| order.get(&d.digest).copied().unwrap_or(usize::MAX));
     (applied, stale)
 }
 
@@ -471,14 +471,14 @@ fn recheck_saved(
     listing: &[Manifest],
     protected: &Protected,
 ) -> (Vec<Kept>, Vec<Deletion>, Vec<Deletion>, Vec<Skipped>) {
-    let by_digest: BTreeMap<&str, &Manifest> = listing.iter().map(|m| (m.digest.as_str(), m)).collect();
+    let by_digest: BTreeMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     let newest = newest_tagged(releases);
     let mut skipped = Vec::new();
     let mut deletions = Vec::new();
     let mut untagged = Vec::new();
     for entry in &entries.deleted {
         let skip = |reason: String| Skipped { repository: name.to_string(), digest: entry.digest.clone(), reason };
-        let Some(manifest) = by_digest.get(entry.digest.as_str()) else {
+        let Some(manifest) = by_digest.get(&entry.digest) else {
             skipped.push(skip("gone since the plan".into()));
             continue;
         };
@@ -496,24 +496,23 @@ fn recheck_saved(
         }
         if entry.all_tags.is_empty() {
             untagged.push(entry.clone());
-        } else if entry.action == Action::Manifest && !policy.allow_empty && newest == Some(entry.digest.as_str()) {
+        } else if entry.action == Action::Manifest && !policy.allow_empty && newest == Some(&entry.digest) {
             skipped.push(skip("the repository's newest tagged manifest (--allow-empty deletes it)".into()));
         } else {
             deletions.push(entry.clone());
         }
     }
-    let going: BTreeSet<&str> =
-        deletions.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.as_str()).collect();
-    let saved_reasons: BTreeMap<&str, &str> =
-        entries.kept.iter().map(|k| (k.digest.as_str(), k.reason.as_str())).collect();
+    let going: BTreeSet<&Digest> =
+        deletions.iter().filter(|d| d.action == Action::Manifest).map(|d| &d.digest).collect();
+    let saved_reasons: BTreeMap<&Digest, &str> = entries.kept.iter().map(|k| (&k.digest, k.reason.as_str())).collect();
     let kept = releases
         .iter()
-        .filter(|m| !going.contains(m.digest.as_str()))
+        .filter(|m| !going.contains(&m.digest))
         .map(|m| Kept {
             digest: m.digest.clone(),
             tags: m.tags.clone(),
             reason: saved_reasons
-                .get(m.digest.as_str())
+                .get(&m.digest)
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "not in the saved plan".into()),
         })
@@ -522,12 +521,12 @@ fn recheck_saved(
 }
 
 /// The digest the policy counts as a repository's newest tagged manifest.
-fn newest_tagged(listing: &[Manifest]) -> Option<&str> {
+fn newest_tagged(listing: &[Manifest]) -> Option<&Digest> {
     let tagged = listing.iter().filter(|m| !m.tags.is_empty());
     if let Some(unreadable) = tagged.clone().find(|m| policy::epoch(m).is_none()) {
         return Some(&unreadable.digest);
     }
-    tagged.min_by(|a, b| policy::newest_first(a, b)).map(|m| m.digest.as_str())
+    tagged.min_by(|a, b| policy::newest_first(a, b)).map(|m| &m.digest)
 }
 
 /// Whether a GC of `gc_type` is safe: an untagged type only when no repository's closure holds
@@ -579,8 +578,8 @@ mod tests {
             Manifest { digest: "tagged".into(), tags: vec!["v1".into()], ..Manifest::default() },
         ];
         let roots = roots_of(&[], &Protected::default(), &listing, cutoff);
-        assert_eq!(roots.keys().map(String::as_str).collect::<Vec<_>>(), ["at", "newer", "undated"]);
-        assert!(roots["at"].contains("--untagged-grace"));
-        assert_eq!(roots["undated"], "untagged, and its updated_at cannot be read");
+        assert_eq!(roots.keys().collect::<Vec<_>>(), ["at", "newer", "undated"]);
+        assert!(roots[&Digest::new("at")].contains("--untagged-grace"));
+        assert_eq!(roots[&Digest::new("undated")], "untagged, and its updated_at cannot be read");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use do_core::digest::Digest;
 use do_core::types::{GcType, Manifest, Registry, Subscription};
 use do_core::Failure;
 
@@ -18,7 +19,7 @@ pub(crate) fn protected(ctx: &Ctx, images: &[SpecImage], name: &str, listing: &[
     protect::resolve(&ctx.settings.references, &ctx.settings.record_tags, images, &ctx.registry, name, listing)
 }
 
-pub(crate) fn rules<'b>(ctx: &'b Ctx, name: &str, limit: Option<&'b BTreeSet<String>>) -> Rules<'b> {
+pub(crate) fn rules<'b>(ctx: &'b Ctx, name: &str, limit: Option<&'b BTreeSet<Digest>>) -> Rules<'b> {
     match &ctx.settings.saved {
         Some(saved) => Rules::Saved {
             entries: saved
@@ -46,13 +47,13 @@ pub(crate) fn plan_one(
     listings: &BTreeMap<String, Vec<Manifest>>,
     images: &[SpecImage],
     (reader, reads): (&Reader, &mut Reads),
-    limit: Option<&BTreeSet<String>>,
+    limit: Option<&BTreeSet<Digest>>,
 ) -> anyhow::Result<Planned> {
     let protected = protected(ctx, images, name, listing);
-    let elsewhere = |digest: &str| {
+    let elsewhere = |digest: &Digest| {
         listings
             .iter()
-            .find(|(other, manifests)| *other != name && manifests.iter().any(|m| m.digest == digest))
+            .find(|(other, manifests)| *other != name && manifests.iter().any(|m| m.digest == *digest))
             .map(|(other, _)| other.clone())
     };
     let setting = plan::Setting {
@@ -69,7 +70,7 @@ pub(crate) fn plan_all(
     listings: &BTreeMap<String, Vec<Manifest>>,
     images: &[SpecImage],
     (reader, reads): (&Reader, &mut AllReads),
-    limit: Option<&BTreeSet<String>>,
+    limit: Option<&BTreeSet<Digest>>,
 ) -> anyhow::Result<Vec<Planned>> {
     // Repositories are planned side by side, each with what was learnt of it; `reader` keeps
     // the manifest reads of all of them within --concurrency.
@@ -122,8 +123,8 @@ pub(crate) fn trim_to_target(
     listings: &BTreeMap<String, Vec<Manifest>>,
     (reader, reads): (&Reader, &mut AllReads),
     target: u64,
-) -> anyhow::Result<BTreeSet<String>> {
-    let mut candidates: Vec<(i64, &str, &str)> = planned
+) -> anyhow::Result<BTreeSet<Digest>> {
+    let mut candidates: Vec<(i64, &str, &Digest)> = planned
         .iter()
         .flat_map(|p| {
             p.plan
@@ -138,7 +139,7 @@ pub(crate) fn trim_to_target(
                             .map(|t| t.as_second())
                             .unwrap_or(i64::MAX),
                         p.plan.name.as_str(),
-                        d.digest.as_str(),
+                        &d.digest,
                     )
                 })
         })
@@ -148,7 +149,7 @@ pub(crate) fn trim_to_target(
     for planned in planned {
         let mut roots = planned.roots.clone();
         for (_, _, digest) in candidates.iter().filter(|(_, name, _)| *name == planned.plan.name) {
-            roots.entry(digest.to_string()).or_insert_with(String::new);
+            roots.entry((*digest).clone()).or_insert_with(String::new);
         }
         if let Some(listing) = listings.get(&planned.plan.name) {
             let known = reads.entry(planned.plan.name.clone()).or_default();
@@ -157,14 +158,15 @@ pub(crate) fn trim_to_target(
     }
     let nothing_read = Reads::default();
     let usage_after = |k: usize| {
-        let going: BTreeSet<(&str, &str)> = candidates[..k].iter().map(|(_, name, digest)| (*name, *digest)).collect();
-        let mut gone: BTreeSet<(String, String)> = BTreeSet::new();
+        let going: BTreeSet<(&str, &Digest)> =
+            candidates[..k].iter().map(|(_, name, digest)| (*name, *digest)).collect();
+        let mut gone: BTreeSet<(String, Digest)> = BTreeSet::new();
         for planned in planned {
             let name = planned.plan.name.as_str();
             let Some(listing) = listings.get(name) else { continue };
             let mut roots = planned.roots.clone();
             for (_, _, digest) in candidates[k..].iter().filter(|(_, n, _)| *n == name) {
-                roots.entry(digest.to_string()).or_insert_with(String::new);
+                roots.entry((*digest).clone()).or_insert_with(String::new);
             }
             let closure =
                 reader.closure_now(reads.get(name).unwrap_or(&nothing_read), listing, &roots, &planned.tag_artifacts);
@@ -174,8 +176,7 @@ pub(crate) fn trim_to_target(
             let gone = &gone;
             let going = &going;
             manifests.iter().filter(move |m| {
-                !going.contains(&(name.as_str(), m.digest.as_str()))
-                    && !gone.contains(&(name.clone(), m.digest.clone()))
+                !going.contains(&(name.as_str(), &m.digest)) && !gone.contains(&(name.clone(), m.digest.clone()))
             })
         }))
     };
@@ -183,7 +184,7 @@ pub(crate) fn trim_to_target(
     if usage_after(k) > target {
         ctx.progress.warn("--target-usage cannot be reached with what the rules allow to delete; deleting all of that");
     }
-    Ok(candidates[..k].iter().map(|(_, _, digest)| digest.to_string()).collect())
+    Ok(candidates[..k].iter().map(|(_, _, digest)| (*digest).clone()).collect())
 }
 
 /// The GC type: "unreferenced blobs only" unless the user asked for an untagged type, which
@@ -230,7 +231,7 @@ pub(crate) fn everything_kept(
     (reader, reads): (&Reader, &mut Reads),
 ) -> anyhow::Result<closure::Closure> {
     let protected = protected(ctx, images, name, listing);
-    let mut roots: BTreeMap<String, String> =
+    let mut roots: BTreeMap<Digest, String> =
         listing.iter().filter(|m| !m.tags.is_empty()).map(|m| (m.digest.clone(), "tagged".to_string())).collect();
     roots.extend(protected.digests);
     for manifest in listing

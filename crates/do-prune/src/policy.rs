@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use do_core::digest::Digest;
 use do_core::types::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -25,14 +26,14 @@ pub struct Policy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Protected {
     /// digest -> reason
-    pub digests: BTreeMap<String, String>,
+    pub digests: BTreeMap<Digest, String>,
     /// tag -> reason
     pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Kept {
-    pub digest: String,
+    pub digest: Digest,
     pub tags: Vec<String>,
     pub reason: String,
 }
@@ -48,7 +49,7 @@ pub enum Action {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Deletion {
-    pub digest: String,
+    pub digest: Digest,
     /// With `manifest`: every tag it had (none for an untagged manifest). With `tags`: the tags to delete.
     pub tags: Vec<String>,
     /// The tags it had when planned (a saved plan is applied only if they still match).
@@ -69,7 +70,7 @@ pub struct Deletion {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ArtifactOf {
     pub kind: crate::artifacts::Kind,
-    pub subject: String,
+    pub subject: Digest,
 }
 
 /// What the policy decides for one repository's tagged manifests.
@@ -78,7 +79,7 @@ pub struct TaggedPlan {
     pub kept: Vec<Kept>,
     pub deleted: Vec<Deletion>,
     /// Manifests whose `updated_at` cannot be read: kept, and worth a warning.
-    pub unreadable_times: Vec<(String, Option<String>)>,
+    pub unreadable_times: Vec<(Digest, Option<String>)>,
 }
 
 /// Decides the tagged manifests of one repository. Untagged manifests in `manifests` are ignored.

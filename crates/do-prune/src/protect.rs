@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use do_core::api::segment;
 use do_core::contract::{Input, Line};
+use do_core::digest::Digest;
 use do_core::oci::normalize_digest;
 use do_core::types::{App, Deployment, Manifest, Phase};
 use do_core::{validate, Client, Failure};
@@ -405,19 +406,19 @@ pub fn resolve(
     repository: &str,
     manifests: &[Manifest],
 ) -> Protected {
-    let by_tag: BTreeMap<&str, &str> =
-        manifests.iter().flat_map(|m| m.tags.iter().map(move |t| (t.as_str(), m.digest.as_str()))).collect();
+    let by_tag: BTreeMap<&str, &Digest> =
+        manifests.iter().flat_map(|m| m.tags.iter().map(move |t| (t.as_str(), &m.digest))).collect();
     let mut protected = Protected::default();
     let protect_tag = |protected: &mut Protected, tag: &str, reason: &str| {
         protected.tags.entry(tag.to_string()).or_insert_with(|| reason.to_string());
         if let Some(digest) = by_tag.get(tag) {
-            protected.digests.entry(digest.to_string()).or_insert_with(|| reason.to_string());
+            protected.digests.entry((*digest).clone()).or_insert_with(|| reason.to_string());
         }
     };
     for image in images.iter().filter(|i| i.repository == repository && i.in_registry(registry)) {
         match (&image.digest, &image.tag) {
             (Some(digest), _) => {
-                protected.digests.entry(digest.clone()).or_insert_with(|| image.reason.clone());
+                protected.digests.entry(Digest::new(digest)).or_insert_with(|| image.reason.clone());
             }
             (None, Some(tag)) => protect_tag(&mut protected, tag, &image.reason),
             (None, None) => {}
@@ -426,7 +427,7 @@ pub fn resolve(
     for reference in references.iter().filter(|r| r.matches(registry, repository)) {
         match &reference.target {
             Target::Digest(digest) => {
-                protected.digests.entry(digest.clone()).or_insert_with(|| reference.reason.clone());
+                protected.digests.entry(Digest::new(digest)).or_insert_with(|| reference.reason.clone());
             }
             Target::Tag(tag) => protect_tag(&mut protected, tag, &reference.reason),
         }
@@ -530,9 +531,9 @@ mod tests {
         );
         let tags = vec![("v7".to_string(), "tag v7 named by the tag record".to_string())];
         let protected = resolve(&references, &tags, &images, "reg", "web", &manifests);
-        assert_eq!(protected.digests.get("sha256:1").map(String::as_str), Some("deployed"));
-        assert_eq!(protected.digests.get("sha256:2").map(String::as_str), Some("spec"), "no tag means latest");
-        assert!(!protected.digests.contains_key("sha256:9"), "an image in another registry");
+        assert_eq!(protected.digests.get(&"sha256:1".into()).map(String::as_str), Some("deployed"));
+        assert_eq!(protected.digests.get(&"sha256:2".into()).map(String::as_str), Some("spec"), "no tag means latest");
+        assert!(!protected.digests.contains_key(&"sha256:9".into()), "an image in another registry");
         assert_eq!(protected.tags.get("v7").map(String::as_str), Some("tag v7 named by the tag record"));
         assert!(resolve(&references, &[], &[], "reg", "api", &manifests).digests.is_empty());
     }

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use do_core::concurrent::Limit;
 
+use do_core::digest::Digest;
 use do_core::oci::{NotInRegistry, RegistryClient};
 use do_core::progress::Progress;
 use do_core::types::Manifest;
@@ -20,10 +21,10 @@ use crate::closure::{self, Closure, Read};
 #[derive(Clone, Debug)]
 pub struct Reads {
     /// Manifests read, by digest.
-    pub read: BTreeMap<String, Read>,
+    pub read: BTreeMap<Digest, Read>,
     /// What the referrers API answered: subject -> referrers; `None` once a call failed (the
     /// repository's untagged manifests are read instead).
-    referrers: Option<BTreeMap<String, Vec<String>>>,
+    referrers: Option<BTreeMap<Digest, Vec<Digest>>>,
 }
 
 impl Default for Reads {
@@ -71,20 +72,20 @@ impl<'a> Reader<'a> {
     /// in `repository`. The first call ever is the probe: a registry without the API is never
     /// asked again. A call that fails after the probe makes the repository fall back to reading
     /// its untagged manifests (nothing is lost, it costs reads).
-    pub fn ask_referrers(&self, reads: &mut Reads, repository: &str, digests: &[String]) {
-        let unasked: Vec<String> = match &reads.referrers {
+    pub fn ask_referrers(&self, reads: &mut Reads, repository: &str, digests: &[Digest]) {
+        let unasked: Vec<Digest> = match &reads.referrers {
             None => return,
             Some(known) => digests.iter().filter(|d| !known.contains_key(*d)).cloned().collect(),
         };
         let Some((first, rest)) = unasked.split_first() else { return };
-        let ask = |digest: &String| match self.client.referrers(repository, digest) {
+        let ask = |digest: &Digest| match self.client.referrers(repository, digest) {
             Ok(answer) => answer,
             Err(error) => {
                 self.progress.debug(&format!("the referrers of {repository}@{digest}: {error:#}"));
                 None
             }
         };
-        let mut answers: Vec<(String, Option<Vec<String>>)> = Vec::new();
+        let mut answers: Vec<(Digest, Option<Vec<Digest>>)> = Vec::new();
         let answering = *self.referrers_api.get_or_init(|| {
             let answer = ask(first);
             let answered = answer.is_some();
@@ -94,7 +95,7 @@ impl<'a> Reader<'a> {
         if !answering {
             return;
         }
-        let pending: Vec<&String> = if answers.is_empty() { unasked.iter().collect() } else { rest.iter().collect() };
+        let pending: Vec<&Digest> = if answers.is_empty() { unasked.iter().collect() } else { rest.iter().collect() };
         let more = do_core::concurrent::try_map(&pending, self.concurrency, |d| {
             Ok::<_, std::convert::Infallible>(((*d).clone(), ask(d)))
         });
@@ -111,12 +112,12 @@ impl<'a> Reader<'a> {
 
     /// What the referrers API said in a repository: the digests asked and the referrers it
     /// named (artifact -> subjects); `None` when it is not used there (no API, or a call failed).
-    pub fn api_view(&self, reads: &Reads) -> Option<(BTreeSet<String>, BTreeMap<String, Subjects>)> {
+    pub fn api_view(&self, reads: &Reads) -> Option<(BTreeSet<Digest>, BTreeMap<Digest, Subjects>)> {
         if self.referrers_api.get() != Some(&true) {
             return None;
         }
         let known = reads.referrers.as_ref()?;
-        let mut edges: BTreeMap<String, Subjects> = BTreeMap::new();
+        let mut edges: BTreeMap<Digest, Subjects> = BTreeMap::new();
         for (subject, referrers) in known {
             for referrer in referrers {
                 edges.entry(referrer.clone()).or_default().push((subject.clone(), artifacts::Kind::Referrer));
@@ -126,7 +127,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `tag_artifacts` with the referrers the API named in the repository added.
-    pub fn edges(&self, reads: &Reads, tag_artifacts: &BTreeMap<String, Subjects>) -> BTreeMap<String, Subjects> {
+    pub fn edges(&self, reads: &Reads, tag_artifacts: &BTreeMap<Digest, Subjects>) -> BTreeMap<Digest, Subjects> {
         match self.api_view(reads) {
             Some((_, from_api)) => with_referrers(tag_artifacts.clone(), from_api),
             None => tag_artifacts.clone(),
@@ -138,8 +139,8 @@ impl<'a> Reader<'a> {
         &self,
         reads: &Reads,
         listing: &[Manifest],
-        roots: &BTreeMap<String, String>,
-        tag_artifacts: &BTreeMap<String, Subjects>,
+        roots: &BTreeMap<Digest, String>,
+        tag_artifacts: &BTreeMap<Digest, Subjects>,
     ) -> Closure {
         let api = self.api_view(reads);
         let edges = match &api {
@@ -156,18 +157,18 @@ impl<'a> Reader<'a> {
         reads: &mut Reads,
         repository: &str,
         listing: &[Manifest],
-        roots: &BTreeMap<String, String>,
-        tag_artifacts: &BTreeMap<String, Subjects>,
+        roots: &BTreeMap<Digest, String>,
+        tag_artifacts: &BTreeMap<Digest, Subjects>,
     ) -> anyhow::Result<Closure> {
         // The referrers API, where it answers, spares reading every untagged manifest.
-        let first_root: Vec<String> = roots.keys().take(1).cloned().collect();
+        let first_root: Vec<Digest> = roots.keys().take(1).cloned().collect();
         self.ask_referrers(reads, repository, &first_root);
         loop {
             let closure = self.closure_now(reads, listing, roots, tag_artifacts);
             if closure.is_complete() {
                 return Ok(closure);
             }
-            let unread: Vec<String> =
+            let unread: Vec<Digest> =
                 closure.pending.iter().filter(|d| !reads.read.contains_key(*d)).cloned().collect();
             // Each round reads or asks something new, so the loop ends; fail closed if it would not.
             anyhow::ensure!(
@@ -180,18 +181,18 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads those of `digests` not read yet.
-    pub fn ensure(&self, reads: &mut Reads, repository: &str, digests: &[String]) -> anyhow::Result<()> {
-        let unread: Vec<String> = digests.iter().filter(|d| !reads.read.contains_key(*d)).cloned().collect();
+    pub fn ensure(&self, reads: &mut Reads, repository: &str, digests: &[Digest]) -> anyhow::Result<()> {
+        let unread: Vec<Digest> = digests.iter().filter(|d| !reads.read.contains_key(*d)).cloned().collect();
         if unread.is_empty() {
             return Ok(());
         }
         self.read_all(reads, repository, &unread)
     }
 
-    fn read_all(&self, reads: &mut Reads, repository: &str, digests: &[String]) -> anyhow::Result<()> {
+    fn read_all(&self, reads: &mut Reads, repository: &str, digests: &[Digest]) -> anyhow::Result<()> {
         let total = self.asked.fetch_add(digests.len(), Ordering::Relaxed) + digests.len();
         let answers = do_core::concurrent::try_map(digests, self.concurrency, |digest| {
-            let read = match self.under_way.run(|| self.client.manifest(repository, digest)) {
+            let read = match self.under_way.run(|| self.client.manifest(repository, &digest.text())) {
                 Ok(info) => Read::Info(info),
                 Err(error) if error.chain().any(|c| c.is::<NotInRegistry>()) => Read::Missing,
                 // The deadline stops the reads; any other failure is recorded (and fails closed).
@@ -215,9 +216,9 @@ impl<'a> Reader<'a> {
 
 /// The artifact edges with those the referrers API named (artifact -> subjects) added.
 pub(crate) fn with_referrers(
-    mut edges: BTreeMap<String, Subjects>,
-    from_api: BTreeMap<String, Subjects>,
-) -> BTreeMap<String, Subjects> {
+    mut edges: BTreeMap<Digest, Subjects>,
+    from_api: BTreeMap<Digest, Subjects>,
+) -> BTreeMap<Digest, Subjects> {
     for (referrer, subjects) in from_api {
         let known = edges.entry(referrer).or_default();
         for (subject, kind) in subjects {

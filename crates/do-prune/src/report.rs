@@ -1,5 +1,6 @@
 //! What a prune tells: the `prune` record (v2), the table on stderr, and GitHub Actions outputs.
 
+use do_core::digest::Digest;
 use do_core::progress::Progress;
 use serde::Serialize;
 
@@ -55,7 +56,7 @@ pub struct Usage {
 #[derive(Debug, Serialize)]
 pub struct Failed {
     pub repository: String,
-    pub digest: String,
+    pub digest: Digest,
     pub tags: Vec<String>,
     pub error: String,
 }
@@ -97,24 +98,25 @@ const LINES_PER_LIST: usize = 12;
 /// count of the rest (the record has them all); what goes, one line per reason naming every tag
 /// (never cut: a hidden deletion is the one that surprises), the untagged manifests as a count.
 pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<String> {
-    let name = |tags: &[String], digest: &str| {
+    let name = |tags: &[String], digest: &Digest| {
         if tags.is_empty() {
-            digest.get(..19).unwrap_or(digest).to_string()
+            let text = digest.text();
+            text.get(..19).unwrap_or(&text).to_string()
         } else {
             tags.join(" ")
         }
     };
     // Artifacts show under the image they are of, when that image has a line of its own.
-    let images: BTreeSet<&str> = plan
+    let images: BTreeSet<&Digest> = plan
         .kept
         .iter()
-        .map(|k| k.digest.as_str())
-        .chain(plan.deleted.iter().filter(|d| d.artifact.is_none()).map(|d| d.digest.as_str()))
+        .map(|k| &k.digest)
+        .chain(plan.deleted.iter().filter(|d| d.artifact.is_none()).map(|d| &d.digest))
         .collect();
-    let attached = |a: &&Artifact| {
-        images.contains(a.subject.as_str()) && (a.fate == Fate::Deleted || a.reason.ends_with("which is kept"))
-    };
-    let with = |digest: &str| artifact_counts(plan.artifacts.iter().filter(attached).filter(|a| a.subject == digest));
+    let attached =
+        |a: &&Artifact| images.contains(&a.subject) && (a.fate == Fate::Deleted || a.reason.ends_with("which is kept"));
+    let with =
+        |digest: &Digest| artifact_counts(plan.artifacts.iter().filter(attached).filter(|a| a.subject == *digest));
     let mut lines = Vec::new();
     for (index, kept) in plan.kept.iter().enumerate() {
         if index == limit {
@@ -329,7 +331,7 @@ mod tests {
 
     fn deletion(tags: &[&str], action: Action, bytes: u64) -> Deletion {
         Deletion {
-            digest: format!("sha256:{}", "d".repeat(64)),
+            digest: format!("sha256:{}", "d".repeat(64)).into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             all_tags: tags.iter().map(|t| t.to_string()).collect(),
             updated_at: None,
@@ -346,7 +348,7 @@ mod tests {
             name: "web".into(),
             kept: (0..4)
                 .map(|i| Kept {
-                    digest: format!("sha256:{i}"),
+                    digest: format!("sha256:{i}").into(),
                     tags: vec![format!("v1.{i}")],
                     reason: format!("reason {i}"),
                 })

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use do_core::digest::Digest;
 use do_core::{validate, Failure};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,7 @@ pub(crate) fn read_plan(path: &std::path::Path) -> anyhow::Result<SavedPlan> {
     for repository in &plan.repositories {
         validate::repository_name(&repository.name)?;
         for deletion in repository.deleted.iter().map(|d| &d.digest).chain(repository.kept.iter().map(|k| &k.digest)) {
-            validate::digest(deletion)?;
+            validate::digest(&deletion.text())?;
         }
         for tag in repository.deleted.iter().flat_map(|d| d.tags.iter().chain(d.all_tags.iter())) {
             validate::tag_name(tag)?;
@@ -50,17 +51,17 @@ pub(crate) fn read_plan(path: &std::path::Path) -> anyhow::Result<SavedPlan> {
 /// plan keeps, or that could never have come from do-prune, is refused before any request.
 pub(crate) fn check_saved_entries(plan: &SavedPlan, keep_patterns: &[regex::Regex]) -> anyhow::Result<()> {
     for repository in &plan.repositories {
-        let bad = |digest: &str, why: String| {
+        let bad = |digest: &Digest, why: String| {
             Failure::usage(format!(
                 "--apply: the entry for {}@{} is inconsistent: {why}; nothing was deleted",
                 repository.name,
                 closure::short(digest)
             ))
         };
-        let kept: BTreeSet<&str> = repository.kept.iter().map(|k| k.digest.as_str()).collect();
+        let kept: BTreeSet<&Digest> = repository.kept.iter().map(|k| &k.digest).collect();
         let mut seen = BTreeSet::new();
         for entry in &repository.deleted {
-            if !seen.insert((entry.digest.as_str(), entry.action)) {
+            if !seen.insert((&entry.digest, entry.action)) {
                 return Err(bad(&entry.digest, "it is listed twice".into()));
             }
             if let Some(stray) = entry.tags.iter().find(|t| !entry.all_tags.contains(t)) {
@@ -76,7 +77,7 @@ pub(crate) fn check_saved_entries(plan: &SavedPlan, keep_patterns: &[regex::Rege
                         "a whole-manifest deletion must list every tag the manifest had".into(),
                     ));
                 }
-                Action::Manifest if kept.contains(entry.digest.as_str()) => {
+                Action::Manifest if kept.contains(&entry.digest) => {
                     return Err(bad(&entry.digest, "the plan also keeps it".into()));
                 }
                 Action::Tags if entry.tags.is_empty() || entry.tags.len() >= entry.all_tags.len() => {

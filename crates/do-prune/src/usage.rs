@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use do_core::digest::Digest;
 use do_core::types::Manifest;
 
 use crate::policy;
@@ -13,17 +14,17 @@ use crate::policy;
 /// Bytes of the unique blobs of `manifests` (a manifest listed without blobs counts its own size).
 pub fn unique_blob_bytes<'a>(manifests: impl IntoIterator<Item = &'a Manifest>) -> u64 {
     // Only summed, so hashed: a registry of 100,000 manifests has as many blob digests.
-    let mut blobs: HashMap<&str, u64> = HashMap::new();
+    let mut blobs: HashMap<&Digest, u64> = HashMap::new();
     for manifest in manifests {
         let mut described = false;
         for blob in &manifest.blobs {
-            if let Some(digest) = blob.digest.as_deref() {
+            if let Some(digest) = &blob.digest {
                 blobs.insert(digest, blob.compressed_size_bytes.unwrap_or(0));
                 described = true;
             }
         }
         if !described {
-            blobs.insert(manifest.digest.as_str(), policy::bytes(manifest));
+            blobs.insert(&manifest.digest, policy::bytes(manifest));
         }
     }
     blobs.values().sum()
@@ -55,7 +56,7 @@ mod tests {
             digest: digest.into(),
             blobs: blobs
                 .iter()
-                .map(|(d, s)| Blob { digest: Some(d.to_string()), compressed_size_bytes: Some(*s) })
+                .map(|(d, s)| Blob { digest: Some((*d).into()), compressed_size_bytes: Some(*s) })
                 .collect(),
             ..Manifest::default()
         }

@@ -269,7 +269,7 @@ pub fn registry_reader(sim: &Sim, registry: &str) -> do_core::oci::RegistryClien
 pub fn fully_readable(reader: &do_core::oci::RegistryClient, repository: &str, digest: &str) -> Result<(), String> {
     let info = reader.manifest(repository, digest).map_err(|e| format!("{repository}@{digest}: {e:#}"))?;
     for child in &info.children {
-        fully_readable(reader, repository, &child.digest)?;
+        fully_readable(reader, repository, &child.digest.text())?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ fn repository() -> impl Strategy<Value = Vec<Manifest>> {
             .into_iter()
             .enumerate()
             .map(|(i, (tags, age))| Manifest {
-                digest: format!("sha256:{i:064x}"),
+                digest: format!("sha256:{i:064x}").into(),
                 tags: tags.into_iter().filter(|t| used.insert(*t)).map(|t| TAGS[t].to_string()).collect(),
                 updated_at: Some(match age {
                     Some(days) => jiff::Timestamp::from_second(NOW - days * 86_400).unwrap().to_string(),

@@ -10,7 +10,7 @@ fn manifest(digest: &str, tags: &[&str], days_old: i64) -> Manifest {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         updated_at: Some(jiff::Timestamp::from_second(NOW - days_old * DAY).unwrap().to_string()),
         compressed_size_bytes: Some(100),
-        blobs: vec![Blob { digest: Some(format!("blob-{digest}")), compressed_size_bytes: Some(100) }],
+        blobs: vec![Blob { digest: Some(format!("blob-{digest}").into()), compressed_size_bytes: Some(100) }],
         ..Manifest::default()
     }
 }
@@ -20,8 +20,12 @@ fn plan(manifests: &[Manifest], policy: &Policy, protected: &Protected) -> Tagge
     plan_tagged(manifests, policy, &patterns, protected, NOW)
 }
 
-fn deleted(plan: &TaggedPlan) -> Vec<(&str, Action)> {
-    plan.deleted.iter().map(|d| (d.digest.as_str(), d.action)).collect()
+fn deleted(plan: &TaggedPlan) -> Vec<(String, Action)> {
+    plan.deleted.iter().map(|d| (d.digest.to_string(), d.action)).collect()
+}
+
+fn pairs(expected: &[(&str, Action)]) -> Vec<(String, Action)> {
+    expected.iter().map(|(digest, action)| (digest.to_string(), *action)).collect()
 }
 
 fn reason<'a>(plan: &'a TaggedPlan, digest: &str) -> &'a str {
@@ -63,13 +67,13 @@ fn images_pushed_in_the_same_second_are_ordered_by_version_then_tag_then_digest(
     // The newest-image rail follows that order among images pushed in one second.
     let p = plan(&same_second, &Policy::default(), &Protected::default());
     assert_eq!(reason(&p, "b"), "the repository's newest tagged manifest (--allow-empty deletes it)");
-    assert_eq!(deleted(&p), [("c", Action::Manifest), ("a", Action::Manifest)]);
+    assert_eq!(deleted(&p), pairs(&[("c", Action::Manifest), ("a", Action::Manifest)]));
 }
 
 #[test]
 fn keep_last_keeps_the_most_recent_by_updated_at() {
     let p = plan(&registry(), &Policy { keep_last: 2, ..Policy::default() }, &Protected::default());
-    assert_eq!(deleted(&p), [("c", Action::Tags), ("b", Action::Manifest), ("a", Action::Manifest)]);
+    assert_eq!(deleted(&p), pairs(&[("c", Action::Tags), ("b", Action::Manifest), ("a", Action::Manifest)]));
     assert_eq!(reason(&p, "c"), "tag latest");
     assert_eq!(reason(&p, "e"), "one of the 2 most recent (--keep-last)");
     assert_eq!(reason(&p, "d"), "one of the 2 most recent (--keep-last)");
@@ -84,7 +88,7 @@ fn keep_last_keeps_every_image_tied_on_time_at_its_boundary() {
     // b and a were pushed in the same second, c earlier: --keep-last 1 keeps b and a both.
     let mut tied = vec![manifest("b", &["v2"], 3), manifest("a", &["v1"], 3), manifest("c", &["v3"], 9)];
     let p = plan(&tied, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
-    assert_eq!(deleted(&p), [("c", Action::Manifest)]);
+    assert_eq!(deleted(&p), pairs(&[("c", Action::Manifest)]));
     assert_eq!(reason(&p, "b"), "one of the 1 most recent (--keep-last)");
     assert_eq!(
         reason(&p, "a"),
@@ -99,7 +103,7 @@ fn keep_last_keeps_every_image_tied_on_time_at_its_boundary() {
         &Policy { keep_last: 1, ..Policy::default() },
         &Protected::default(),
     );
-    assert_eq!(deleted(&p), [("o", Action::Manifest), ("p", Action::Manifest)], "{p:?}");
+    assert_eq!(deleted(&p), pairs(&[("o", Action::Manifest), ("p", Action::Manifest)]), "{p:?}");
     assert!(reason(&p, "m").contains("a tie is kept whole"));
     let none = plan(
         &[manifest("n", &["v9"], 1), manifest("m", &["v8"], 1)],
@@ -116,7 +120,7 @@ fn keep_within_keeps_recent_updates_up_to_the_boundary() {
         &Policy { keep_within_seconds: Some(10 * DAY as u64), ..Policy::default() },
         &Protected::default(),
     );
-    assert_eq!(deleted(&p), [("c", Action::Tags), ("b", Action::Manifest), ("a", Action::Manifest)]);
+    assert_eq!(deleted(&p), pairs(&[("c", Action::Tags), ("b", Action::Manifest), ("a", Action::Manifest)]));
     assert_eq!(reason(&p, "d"), "updated within 10d (--keep-within)", "exactly 10 days old is within");
 }
 
@@ -179,7 +183,7 @@ fn protected_digests_and_tags_are_kept_whole() {
 fn the_newest_tagged_manifest_stays_without_allow_empty() {
     let manifests = vec![manifest("a", &["v1"], 40), manifest("b", &["v2"], 30)];
     let p = plan(&manifests, &Policy::default(), &Protected::default());
-    assert_eq!(deleted(&p), [("a", Action::Manifest)]);
+    assert_eq!(deleted(&p), pairs(&[("a", Action::Manifest)]));
     assert_eq!(reason(&p, "b"), "the repository's newest tagged manifest (--allow-empty deletes it)");
     let p = plan(&manifests, &Policy { allow_empty: true, ..Policy::default() }, &Protected::default());
     assert_eq!(p.deleted.len(), 2);
@@ -203,8 +207,8 @@ fn an_unreadable_time_counts_as_newest_and_is_kept() {
     let p = plan(&odd, &Policy::default(), &Protected::default());
     assert_eq!(reason(&p, "a"), "its updated_at \"2026-11-29 10:00\" cannot be read, so it counts as newest");
     assert_eq!(reason(&p, "b"), "its updated_at (none) cannot be read, so it counts as newest");
-    assert_eq!(deleted(&p), [("c", Action::Manifest)], "the rail does not also keep c: a and b are newer");
-    assert_eq!(p.unreadable_times, [("a".to_string(), Some("2026-11-29 10:00".to_string())), ("b".to_string(), None)]);
+    assert_eq!(deleted(&p), pairs(&[("c", Action::Manifest)]), "the rail does not also keep c: a and b are newer");
+    assert_eq!(p.unreadable_times, [("a".into(), Some("2026-11-29 10:00".to_string())), ("b".into(), None)]);
     let p = plan(&odd, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
     assert_eq!(reason(&p, "c"), "one of the 1 most recent (--keep-last)", "unreadable ones take no --keep-last place");
     let mut protected = Protected::default();
