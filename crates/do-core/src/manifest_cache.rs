@@ -50,8 +50,8 @@ pub struct ManifestCache {
     /// Entries used this run (found or added), in order of use; entries found bad.
     used: Mutex<Vec<Key>>,
     bad: Mutex<Vec<Key>>,
-    /// Where new entries are appended.
-    appender: Mutex<File>,
+    /// Where new entries are appended, with those not written yet.
+    appender: Mutex<Appender>,
     hits: AtomicU64,
     added: AtomicU64,
     discarded: AtomicU64,
@@ -100,7 +100,7 @@ impl ManifestCache {
             index,
             used: Mutex::new(Vec::new()),
             bad: Mutex::new(Vec::new()),
-            appender: Mutex::new(appender),
+            appender: Mutex::new(Appender { file: appender, pending: Vec::new(), keys: Vec::new() }),
             hits: AtomicU64::new(0),
             added: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
@@ -148,12 +148,23 @@ impl ManifestCache {
         if own_media_type(bytes).as_deref() != Some(info.media_type.as_str()) {
             return;
         }
-        let entry = entry(&info.digest, bytes);
-        // One write per entry on a file opened for appending: entries of runs at the same
-        // time do not interleave.
-        if lock(&self.appender).write_all(&entry).is_ok() {
-            lock(&self.used).push(key);
-            self.added.fetch_add(1, Ordering::Relaxed);
+        let mut appender = lock(&self.appender);
+        appender.pending.extend_from_slice(&entry(&info.digest, bytes));
+        appender.keys.push(key);
+        if appender.pending.len() >= WRITE_BYTES {
+            self.write(&mut appender);
+        }
+    }
+
+    /// Appends the entries put since the last write, in one write: on a file opened for
+    /// appending, whole entries, never interleaved with another run's.
+    fn write(&self, appender: &mut Appender) {
+        let written = appender.file.write_all(&appender.pending).is_ok();
+        appender.pending.clear();
+        let keys = std::mem::take(&mut appender.keys);
+        if written {
+            self.added.fetch_add(keys.len() as u64, Ordering::Relaxed);
+            lock(&self.used).extend(keys);
         }
     }
 
@@ -163,6 +174,7 @@ impl ManifestCache {
     /// The pack is written again only when that changes it: not after a run that used the
     /// entries at its end (a first run, or a run over an unchanged registry).
     pub fn finish(&self) -> usize {
+        self.write(&mut lock(&self.appender));
         let used: HashSet<Key> = std::mem::take(&mut *lock(&self.used)).into_iter().collect();
         let bad: HashSet<Key> = lock(&self.bad).iter().copied().collect();
         if used.is_empty() && bad.is_empty() {
@@ -192,6 +204,24 @@ impl ManifestCache {
         }
         let _ = rewrite(&self.path, &file, &index, kept[first..].iter());
         first
+    }
+}
+
+/// Entries put are written together once they come to this many bytes (and at the end).
+const WRITE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug)]
+struct Appender {
+    file: File,
+    /// Entries put and not written yet, and their keys.
+    pending: Vec<u8>,
+    keys: Vec<Key>,
+}
+
+/// A run that ends without `finish` still keeps what it read.
+impl Drop for ManifestCache {
+    fn drop(&mut self) {
+        self.write(&mut lock(&self.appender));
     }
 }
 
@@ -345,6 +375,7 @@ mod tests {
         let (b, b_bytes) = numbered(2);
         cache.put(&a, &a_bytes);
         cache.put(&b, &b_bytes);
+        drop(cache);
         let path = dir.path().join(PACK);
         let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
@@ -540,6 +571,34 @@ mod tests {
     }
 
     #[test]
+    fn entries_put_are_written_together_a_mebibyte_at_a_time_and_at_the_end_of_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack = dir.path().join(PACK);
+        let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let (small, small_bytes) = numbered(1);
+        cache.put(&small, &small_bytes);
+        assert_eq!(std::fs::metadata(&pack).unwrap().len(), 0, "one small entry waits");
+        let (big, big_bytes) = of_size(WRITE_BYTES);
+        cache.put(&big, &big_bytes);
+        let written = std::fs::metadata(&pack).unwrap().len();
+        assert_eq!(written, entry_bytes(small_bytes.len() as u32) + entry_bytes(big_bytes.len() as u32));
+        let (last, last_bytes) = numbered(2);
+        cache.put(&last, &last_bytes);
+        assert_eq!(std::fs::metadata(&pack).unwrap().len(), written);
+        assert_eq!(cache.used().added, 2, "counted once written");
+        assert_eq!(cache.finish(), 0);
+        assert_eq!(cache.used().added, 3);
+        let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!([&small, &big, &last].map(|info| next.get(&info.digest).as_ref() == Some(info)), [true; 3]);
+        // A run that ends without finishing still keeps what it read.
+        let (dropped, dropped_bytes) = numbered(3);
+        next.put(&dropped, &dropped_bytes);
+        drop(next);
+        let after = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(after.get(&dropped.digest), Some(dropped));
+    }
+
+    #[test]
     fn a_digest_written_twice_counts_once_at_its_last_place_and_the_others_stay() {
         let dir = tempfile::tempdir().unwrap();
         let (a, a_bytes) = numbered(1);
@@ -550,6 +609,7 @@ mod tests {
         one.put(&a, &a_bytes);
         one.put(&b, &b_bytes);
         two.put(&a, &a_bytes);
+        drop((one, two));
         // The next run uses only b, which is no longer last: the pack is written again.
         let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
         assert!(next.get(&b.digest).is_some());
