@@ -319,10 +319,13 @@ impl<W: Write> Output<W> {
         if stdout_was_closed() {
             return Ok(());
         }
-        let mut redactor = crate::redact::JsonRedactor::new(&mut self.writer);
-        let written = serde_json::to_writer(&mut redactor, &Envelope { kind, v, data })
+        // serde_json writes a few bytes at a time: gathered before the redactor looks at them.
+        let redactor = crate::redact::JsonRedactor::new(&mut self.writer);
+        let mut gathered = io::BufWriter::with_capacity(64 * 1024, redactor);
+        let written = serde_json::to_writer(&mut gathered, &Envelope { kind, v, data })
             .map_err(io::Error::other)
-            .and_then(|()| redactor.finish().map(drop));
+            .and_then(|()| gathered.into_inner().map_err(io::IntoInnerError::into_error))
+            .and_then(|redactor| redactor.finish().map(drop));
         closed_is_fine(written)?;
         self.write(b"\n")?;
         self.flush()

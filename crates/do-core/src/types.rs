@@ -192,9 +192,9 @@ fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Str
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
+/// A manifest as the digests listing gives it. Its `registry_name` and `repository` are the
+/// ones the listing was asked for, so they are not kept (two strings each, over 100,000).
 pub struct Manifest {
-    pub registry_name: Option<String>,
-    pub repository: Option<String>,
     pub digest: Digest,
     pub compressed_size_bytes: Option<u64>,
     pub size_bytes: Option<u64>,

@@ -10,13 +10,13 @@
 //! Pure: which manifests are artifacts (from tags, and from `subject` fields the caller read)
 //! and what becomes of each one, given the keep closure. No requests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use do_core::digest::Digest;
 use do_core::types::Manifest;
 use serde::{Deserialize, Serialize};
 
-use crate::closure::{short, Read};
+use crate::closure::{short, Read, ReadsByDigest};
 
 /// What an artifact is to its subject.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,7 +81,7 @@ pub fn by_tags(listing: &[Manifest]) -> BTreeMap<Digest, Subjects> {
 pub fn with_subjects(
     mut artifacts: BTreeMap<Digest, Subjects>,
     listing: &[Manifest],
-    reads: &BTreeMap<Digest, Read>,
+    reads: &ReadsByDigest,
 ) -> BTreeMap<Digest, Subjects> {
     for manifest in listing {
         if let Some(Read::Info(info)) = reads.get(&manifest.digest) {
@@ -129,7 +129,7 @@ pub struct World<'a> {
     /// The keep closure: digest -> why it stays.
     pub kept: &'a BTreeMap<Digest, String>,
     /// Reads made in this repository (subjects that are not listed are read to see if they exist).
-    pub reads: &'a BTreeMap<Digest, Read>,
+    pub reads: &'a ReadsByDigest,
     /// The other repository of the registry that lists a digest, if one does.
     pub elsewhere: &'a dyn Fn(&Digest) -> Option<String>,
     /// `--keep-artifacts`: artifacts of deleted images stay.
@@ -152,7 +152,7 @@ pub struct Decision {
 /// nowhere is an orphan and goes; anything else (a subject in another repository, one that
 /// exists unlisted, one that could not be read) stays, reported.
 pub fn decide(artifacts: &BTreeMap<Digest, Subjects>, world: &World) -> Decision {
-    let listed: BTreeMap<&Digest, &Manifest> = world.listing.iter().map(|m| (&m.digest, m)).collect();
+    let listed: HashMap<&Digest, &Manifest> = world.listing.iter().map(|m| (&m.digest, m)).collect();
     let mut decision = Decision::default();
     let mut pending = BTreeSet::new();
     for (digest, subjects) in artifacts {
@@ -334,13 +334,12 @@ mod tests {
         let found = by_tags(&listing);
         assert_eq!(found.keys().collect::<Vec<_>>(), ["s"]);
         assert_eq!(found[&dg("s")], vec![(dg(&format!("sha256:{}", hex('a'))), Kind::Signature)]);
-        let reads: BTreeMap<Digest, Read> =
-            [(dg("u"), info("u", Some("r"))), (dg("r"), info("r", None))].into_iter().collect();
+        let reads: ReadsByDigest = [(dg("u"), info("u", Some("r"))), (dg("r"), info("r", None))].into_iter().collect();
         let all = with_subjects(found, &listing, &reads);
         assert_eq!(all.keys().collect::<Vec<_>>(), ["s", "u"], "a read subject makes an artifact, tagged or not");
         assert_eq!(all[&dg("u")], vec![(dg("r"), Kind::Referrer)]);
         // A subject its tag already names is not counted twice.
-        let tagged_too: BTreeMap<Digest, Read> =
+        let tagged_too: ReadsByDigest =
             [(dg("s"), info("s", Some(&format!("sha256:{}", hex('a')))))].into_iter().collect();
         assert_eq!(with_subjects(by_tags(&listing), &listing, &tagged_too)[&dg("s")].len(), 1);
     }
@@ -354,7 +353,7 @@ mod tests {
         keep_artifacts: bool,
     ) -> Decision {
         let kept: BTreeMap<Digest, String> = kept.iter().map(|(k, r)| (dg(k), r.to_string())).collect();
-        let reads: BTreeMap<Digest, Read> = reads.iter().map(|(k, r)| (dg(k), r.clone())).collect();
+        let reads: ReadsByDigest = reads.iter().map(|(k, r)| (dg(k), r.clone())).collect();
         let elsewhere: BTreeMap<Digest, String> = elsewhere.iter().map(|(k, r)| (dg(k), r.to_string())).collect();
         let find = |digest: &Digest| elsewhere.get(digest).cloned();
         let all = with_subjects(by_tags(listing), listing, &reads);
@@ -491,7 +490,7 @@ mod properties {
             prop_assert!(plan.kept.iter().all(|k| !tagged.contains_key(&k.digest)), "no artifact is a kept image");
             prop_assert_eq!(plan.kept.len(), keep_last.clamp(1, releases.len()), "the newest releases fill the places");
             let roots: BTreeMap<Digest, String> = plan.kept.iter().map(|k| (k.digest.clone(), k.reason.clone())).collect();
-            let reads: BTreeMap<Digest, Read> = listing.iter().map(|m| (m.digest.clone(), Read::Info(do_core::oci::ManifestInfo {
+            let reads: ReadsByDigest = listing.iter().map(|m| (m.digest.clone(), Read::Info(do_core::oci::ManifestInfo {
                 digest: m.digest.clone(), media_type: do_core::oci::OCI_MANIFEST.into(), children: vec![], subject: None, config: None, size: 1,
             }))).chain((0..20).map(|n| (Digest::new(&format!("sha256:{:064x}", 1000 + n)), Read::Missing))).collect();
             let closure = closure::compute(&listing, &roots, &reads, &tagged, None);

@@ -27,6 +27,10 @@ pub enum Read {
     Failed(String),
 }
 
+/// Manifests read, by digest: only ever looked up, so hashed (a lookup among 80,000 in a
+/// B-tree touched a node per level).
+pub type ReadsByDigest = std::collections::HashMap<Digest, Read>;
+
 /// The closure as far as the reads so far allow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Closure {
@@ -66,7 +70,7 @@ impl Closure {
 pub fn compute(
     listing: &[Manifest],
     roots: &BTreeMap<Digest, String>,
-    reads: &BTreeMap<Digest, Read>,
+    reads: &ReadsByDigest,
     tag_artifacts: &BTreeMap<Digest, Subjects>,
     asked: Option<&BTreeSet<Digest>>,
 ) -> Closure {
@@ -138,7 +142,7 @@ pub fn compute(
 fn outside(
     closure: &mut Closure,
     listing: &[Manifest],
-    reads: &BTreeMap<Digest, Read>,
+    reads: &ReadsByDigest,
     asked: Option<&BTreeSet<Digest>>,
     mut pending: BTreeSet<Digest>,
 ) {
@@ -180,7 +184,7 @@ fn outside(
 /// those whose tag (or the referrers API) names it.
 fn referrers_of<'a>(
     listing: &'a [Manifest],
-    reads: &'a BTreeMap<Digest, Read>,
+    reads: &'a ReadsByDigest,
     tag_artifacts: &'a BTreeMap<Digest, Subjects>,
 ) -> BTreeMap<&'a Digest, Vec<&'a Digest>> {
     let info = |digest: &Digest| match reads.get(digest) {
@@ -209,13 +213,13 @@ fn referrers_of<'a>(
 
 /// Orders `digests` so that an index comes before every manifest it holds (deleting a child
 /// first would leave, for a moment or after an interruption, an index that cannot be pulled).
-pub fn parents_first(digests: &[&Digest], reads: &BTreeMap<Digest, Read>) -> Vec<Digest> {
+pub fn parents_first(digests: &[&Digest], reads: &ReadsByDigest) -> Vec<Digest> {
     waves(digests, reads).into_iter().flatten().collect()
 }
 
 /// `digests` in waves: every index in a wave before the manifests it holds, which come in a later
 /// wave. Deletions within a wave may run at once.
-pub fn waves(digests: &[&Digest], reads: &BTreeMap<Digest, Read>) -> Vec<Vec<Digest>> {
+pub fn waves(digests: &[&Digest], reads: &ReadsByDigest) -> Vec<Vec<Digest>> {
     let set: BTreeSet<&Digest> = digests.iter().copied().collect();
     let mut parents: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
     for digest in digests {
@@ -316,7 +320,7 @@ mod tests {
         digests.iter().map(|text| (d(text), format!("root {text}"))).collect()
     }
 
-    fn reads(entries: Vec<(&str, Read)>) -> BTreeMap<Digest, Read> {
+    fn reads(entries: Vec<(&str, Read)>) -> ReadsByDigest {
         entries.into_iter().map(|(text, r)| (d(text), r)).collect()
     }
 
@@ -324,9 +328,9 @@ mod tests {
     fn settle(
         listing: &[Manifest],
         roots: &BTreeMap<Digest, String>,
-        world: &BTreeMap<Digest, Read>,
+        world: &ReadsByDigest,
     ) -> (Closure, Vec<Vec<Digest>>) {
-        let mut known = BTreeMap::new();
+        let mut known = ReadsByDigest::new();
         let mut rounds = Vec::new();
         loop {
             let closure = compute(listing, roots, &known, &BTreeMap::new(), None);

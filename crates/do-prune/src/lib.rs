@@ -29,7 +29,7 @@ mod report;
 mod saved;
 pub mod usage;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -246,18 +246,18 @@ fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reader: &Reader) ->
         limit = Some(chosen);
     }
     let gc_type = planning::gc_type(ctx, &planned, selected, listings, images, (reader, &mut reads))?;
-    let gone: BTreeSet<(&str, &Digest)> = planned
+    // Each repository's whole deletions, hashed: looked up once for every manifest listed.
+    let gone: BTreeMap<&str, HashSet<&Digest>> = planned
         .iter()
-        .flat_map(|p| {
+        .map(|p| {
             let whole = p.plan.deleted.iter().filter(|d| d.action == Action::Manifest);
-            whole.map(move |d| (p.plan.name.as_str(), &d.digest))
+            (p.plan.name.as_str(), whole.map(|d| &d.digest).collect())
         })
         .collect();
-    let gone = &gone;
-    let after =
-        usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
-            manifests.iter().filter(move |m| !gone.contains(&(name.as_str(), &m.digest)))
-        }));
+    let after = usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
+        let gone = gone.get(name.as_str());
+        manifests.iter().filter(move |m| !gone.is_some_and(|gone| gone.contains(&m.digest)))
+    }));
     usage.estimated_after_bytes = Some(after);
     usage.estimated_after_percent = report::percent_of(Some(after), usage.included_bytes);
     Ok(Whole { planned, usage, limit, gc_type, reads })

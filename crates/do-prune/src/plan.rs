@@ -3,7 +3,7 @@
 //! ones and rescues any tagged one a kept index holds. A repository where a read failed gets no
 //! deletion at all (fail closed).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use do_core::digest::Digest;
 use do_core::types::Manifest;
@@ -106,7 +106,7 @@ pub fn plan_repository(
 ) -> anyhow::Result<Planned> {
     // Each round that does not return reads manifests not read before, or finds a kept release
     // to be an artifact (which it stays from then on), so this many rounds suffice.
-    let listed: BTreeMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
+    let listed: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     for _ in 0..=listing.len() {
         let planned = plan_once(name, listing, protected, rules, setting, reader, reads)?;
         let (stale, unread) = {
@@ -290,7 +290,7 @@ fn garbage_and_artifacts(
     closure: &Closure,
     decision: &artifacts::Decision,
 ) -> (Vec<Deletion>, Vec<Deletion>) {
-    let by_digest: BTreeMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
+    let by_digest: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     let going: BTreeMap<&Digest, &Artifact> = decision
         .artifacts
         .iter()
@@ -471,7 +471,7 @@ fn recheck_saved(
     listing: &[Manifest],
     protected: &Protected,
 ) -> (Vec<Kept>, Vec<Deletion>, Vec<Deletion>, Vec<Skipped>) {
-    let by_digest: BTreeMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
+    let by_digest: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     let newest = newest_tagged(releases);
     let mut skipped = Vec::new();
     let mut deletions = Vec::new();

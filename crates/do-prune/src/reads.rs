@@ -14,14 +14,14 @@ use do_core::types::Manifest;
 use do_core::Exit;
 
 use crate::artifacts::{self, Subjects};
-use crate::closure::{self, Closure, Read};
+use crate::closure::{self, Closure, Read, ReadsByDigest};
 
 /// What was learnt of one repository: its manifests read so far, and what the referrers API
 /// answered there. A value: the phases hand it on, and only `Reader` adds to it.
 #[derive(Clone, Debug)]
 pub struct Reads {
     /// Manifests read, by digest.
-    pub read: BTreeMap<Digest, Read>,
+    pub read: ReadsByDigest,
     /// What the referrers API answered: subject -> referrers; `None` once a call failed (the
     /// repository's untagged manifests are read instead).
     referrers: Option<BTreeMap<Digest, Vec<Digest>>>,
@@ -29,7 +29,7 @@ pub struct Reads {
 
 impl Default for Reads {
     fn default() -> Reads {
-        Reads { read: BTreeMap::new(), referrers: Some(BTreeMap::new()) }
+        Reads { read: ReadsByDigest::new(), referrers: Some(BTreeMap::new()) }
     }
 }
 
