@@ -85,19 +85,19 @@ fn sha256_bytes(text: &str) -> Option<[u8; 32]> {
         return None;
     }
     let mut out = [0u8; 32];
-    let mut bad = 0u8;
     for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
         let (high, low) = (DIGIT[usize::from(pair[0])], DIGIT[usize::from(pair[1])]);
-        bad |= high | low;
-        *byte = high << 4 | (low & 15);
+        if high > 15 || low > 15 {
+            return None;
+        }
+        *byte = high * 16 + low;
     }
-    (bad & NOT_A_DIGIT == 0).then_some(out)
+    Some(out)
 }
 
-/// What each byte is worth as a lowercase hex digit; `NOT_A_DIGIT` for any other byte.
-const NOT_A_DIGIT: u8 = 0x10;
+/// What each byte is worth as a lowercase hex digit; more than 15 for any other byte.
 const DIGIT: [u8; 256] = {
-    let mut table = [NOT_A_DIGIT; 256];
+    let mut table = [u8::MAX; 256];
     let mut i = 0;
     while i < 16 {
         table[HEX[i] as usize] = i as u8;
@@ -133,7 +133,8 @@ impl Ord for Digest {
             // big-endian halves: the same order as the bytes, without a call to memcmp.
             (Repr::Sha256(a), Repr::Sha256(b)) => halves(a).cmp(&halves(b)),
             (Repr::Text(a), Repr::Text(b)) => a.cmp(b),
-            _ => (*self.text()).cmp(&*other.text()),
+            (Repr::Sha256(_), Repr::Text(b)) => (*self.text()).cmp(&**b),
+            (Repr::Text(a), Repr::Sha256(_)) => (**a).cmp(&*other.text()),
         }
     }
 }
@@ -222,21 +223,9 @@ impl From<String> for Digest {
     }
 }
 
-impl From<&String> for Digest {
-    fn from(text: &String) -> Digest {
-        Digest::new(text)
-    }
-}
-
 impl From<[u8; 32]> for Digest {
     fn from(bytes: [u8; 32]) -> Digest {
         Digest(Repr::Sha256(bytes))
-    }
-}
-
-impl From<&Digest> for Digest {
-    fn from(digest: &Digest) -> Digest {
-        digest.clone()
     }
 }
 
@@ -369,7 +358,8 @@ mod tests {
             let owned: Digest = serde_json::from_value(serde_json::Value::String(text.into())).unwrap();
             assert_eq!(owned, digest);
         }
-        assert!(serde_json::from_str::<Digest>("7").is_err());
+        let error = serde_json::from_str::<Digest>("7").unwrap_err().to_string();
+        assert!(error.contains("expected a digest"), "{error}");
         assert_eq!(std::mem::size_of::<Digest>(), 40);
         assert_eq!(std::mem::size_of::<Option<Digest>>(), 40);
     }

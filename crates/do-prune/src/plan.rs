@@ -198,7 +198,13 @@ fn plan_once(
     let blocked = blocked_by(&closure);
     match &blocked {
         Some(reason) => block(reason, &mut deleted, &mut kept, &mut artifacts),
-        None => deleted.extend(untagged_deletions),
+        // The few before the many, moved into the many's room rather than the many copied.
+        None => {
+            let mut all = untagged_deletions;
+            all.reserve_exact(deleted.len());
+            all.splice(0..0, deleted.drain(..));
+            deleted = all;
+        }
     }
     let untagged_kept = untagged_kept(listing, &closure);
     let untagged_listed: BTreeSet<&Digest> = listing.iter().filter(|m| m.tags.is_empty()).map(|m| &m.digest).collect();
@@ -297,17 +303,16 @@ fn garbage_and_artifacts(
         .filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan))
         .map(|a| (&a.digest, a))
         .collect();
-    let garbage = closure
-        .deletable
-        .iter()
-        .filter_map(|digest| by_digest.get(digest))
-        .map(|m| match going.get(&m.digest) {
+    // As many as the closure found, at once: 80,000 deletions grown by doubling held room for 131,072.
+    let mut garbage = Vec::with_capacity(closure.deletable.len());
+    garbage.extend(closure.deletable.iter().filter_map(|digest| by_digest.get(digest)).map(|m| {
+        match going.get(&m.digest) {
             Some(artifact) => artifact_deletion(m, artifact),
             None => {
                 policy::deletion(m, Vec::new(), Action::Manifest, "untagged, and nothing kept holds or refers to it")
             }
-        })
-        .collect();
+        }
+    }));
     let tagged = going
         .values()
         .filter(|a| !a.tags.is_empty())

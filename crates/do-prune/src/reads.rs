@@ -209,6 +209,8 @@ impl<'a> Reader<'a> {
         self.progress.finish();
         let answers = answers
             .map_err(|error| error.context("the deadline passed while reading manifests; nothing was deleted"))?;
+        // Room for all at once: a table grown by doubling held the old one and the new together.
+        reads.read.reserve(answers.len());
         reads.read.extend(answers);
         Ok(())
     }
