@@ -67,19 +67,18 @@ impl ManifestInfo {
     /// Reads a manifest body. The media type comes from `Content-Type` unless that is generic,
     /// then from the body's `mediaType`, then from its shape (`manifests` makes an index).
     pub fn parse(digest: &Digest, content_type: Option<&str>, body: &[u8]) -> Result<ManifestInfo, String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| format!("the manifest {digest} is not JSON: {e}"))?;
-        let Value::Object(object) = &value else {
-            return Err(format!("the manifest {digest} is not a JSON object"));
-        };
+        let object: Members = serde_json::from_slice(body).map_err(|e| match e.classify() {
+            // Every member is taken as whatever it is: only the whole can be of the wrong type.
+            serde_json::error::Category::Data => format!("the manifest {digest} is not a JSON object"),
+            _ => format!("the manifest {digest} is not JSON: {e}"),
+        })?;
         let declared = content_type.map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        let from_body = object.get("mediaType").and_then(Value::as_str).map(str::to_string);
         let media_type = match declared {
             Some(t) if !t.is_empty() && t != "application/json" && t != "application/octet-stream" => t,
-            _ => from_body.unwrap_or_else(|| shape_media_type(object.contains_key("manifests")).to_string()),
+            _ => object.own_media_type(),
         };
         let mut children = Vec::new();
-        if let Some(manifests) = object.get("manifests") {
+        if let Some(manifests) = &object.manifests {
             let list =
                 manifests.as_array().ok_or_else(|| format!("the index {digest} has a malformed manifests list"))?;
             for entry in list {
@@ -110,28 +109,68 @@ impl ManifestInfo {
                 });
             }
         }
-        let subject =
-            object.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str).map(Digest::normalized);
-        let config = object.get("config").and_then(|c| c.get("digest")).and_then(Value::as_str).map(Digest::normalized);
+        let digest_in = |member: &Option<Value>| {
+            member.as_ref().and_then(|m| m.get("digest")).and_then(Value::as_str).map(Digest::normalized)
+        };
+        let (subject, config) = (digest_in(&object.subject), digest_in(&object.config));
         Ok(ManifestInfo { digest: digest.clone(), media_type, children, subject, config, size: body.len() as u64 })
     }
 }
 
-/// A digest as the API and registry write it: trimmed, algorithm and hex in lowercase.
 /// The media type a manifest's bytes give themselves, as [`ManifestInfo::parse`] reads it
 /// without a `Content-Type`: their `mediaType`, else an index when they list `manifests`, else
-/// an image manifest. `None` when the bytes are not a JSON object of that shape. Reads only the
-/// top level (everything else is skipped, not built).
+/// an image manifest. `None` when the bytes are not a JSON object.
 pub fn own_media_type(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Top {
-        #[serde(rename = "mediaType")]
-        media_type: Option<Value>,
-        manifests: Option<serde::de::IgnoredAny>,
+    serde_json::from_slice::<Members>(body).ok().map(|members| members.own_media_type())
+}
+
+/// The top-level members of a manifest that say what it is; the others (layers, annotations)
+/// are skipped, not built. A member given twice counts at its last, as in any JSON object read.
+#[derive(Default)]
+struct Members {
+    media_type: Option<Value>,
+    manifests: Option<Value>,
+    subject: Option<Value>,
+    config: Option<Value>,
+}
+
+impl Members {
+    fn own_media_type(&self) -> String {
+        let named = self.media_type.as_ref().and_then(Value::as_str).map(str::to_string);
+        named.unwrap_or_else(|| shape_media_type(self.manifests.is_some()).to_string())
     }
-    let top: Top = serde_json::from_slice(body).ok()?;
-    let from_body = top.media_type.as_ref().and_then(Value::as_str).map(str::to_string);
-    Some(from_body.unwrap_or_else(|| shape_media_type(top.manifests.is_some()).to_string()))
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Members, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Members::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let slot = match key.as_str() {
+                        "mediaType" => &mut members.media_type,
+                        "manifests" => &mut members.manifests,
+                        "subject" => &mut members.subject,
+                        "config" => &mut members.config,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(members)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// The media type of a manifest that names none: an index when it lists `manifests`, else an
@@ -144,6 +183,7 @@ fn shape_media_type(lists_manifests: bool) -> &'static str {
     }
 }
 
+/// A digest as the API and registry write it: trimmed, algorithm and hex in lowercase.
 pub fn normalize_digest(text: &str) -> String {
     text.trim().to_ascii_lowercase()
 }
@@ -208,7 +248,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!((info.media_type.as_str(), info.subject), (OCI_MANIFEST, Some("sha256:cc".into())));
-        assert!(ManifestInfo::parse(&"d".into(), None, b"[1]").is_err());
+        let error = |body: &[u8]| ManifestInfo::parse(&"d".into(), None, body).unwrap_err();
+        assert_eq!(error(b"[1]"), "the manifest d is not a JSON object");
+        assert_eq!(error(b"7"), "the manifest d is not a JSON object");
+        assert!(error(b"{\"a\":").starts_with("the manifest d is not JSON: EOF"), "{}", error(b"{\"a\":"));
+        assert!(error(b"not json").starts_with("the manifest d is not JSON: expected"), "{}", error(b"not json"));
+        // A member given twice counts at its last; one of any type is taken as what it is.
+        let twice = br#"{"mediaType":"a","config":7,"subject":"x","mediaType":"b"}"#;
+        let info = ManifestInfo::parse(&"d".into(), None, twice).unwrap();
+        assert_eq!((info.media_type.as_str(), info.config, info.subject), ("b", None, None));
+        assert_eq!(own_media_type(twice).as_deref(), Some("b"));
+        assert!(ManifestInfo::parse(&"d".into(), None, br#"{"manifests":null}"#).is_err(), "null is no list");
+        assert_eq!(own_media_type(br#"{"manifests":null}"#).as_deref(), Some(OCI_INDEX));
         assert!(ManifestInfo::parse(&"d".into(), None, br#"{"manifests":[{"size":1}]}"#).is_err());
     }
 }
