@@ -69,7 +69,7 @@ impl ManifestInfo {
     pub fn parse(digest: &Digest, content_type: Option<&str>, body: &[u8]) -> Result<ManifestInfo, String> {
         let object: Members = serde_json::from_slice(body).map_err(|e| match e.classify() {
             // Every member is taken as whatever it is: only the whole can be of the wrong type.
-            serde_json::error::Category::Data => format!("the manifest {digest} is not a JSON object"),
+            serde_json::error::Category::Data => format!("the manifest {digest} is not a JSON object ({e})"),
             _ => format!("the manifest {digest} is not JSON: {e}"),
         })?;
         let declared = content_type.map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
@@ -249,8 +249,11 @@ mod tests {
         .unwrap();
         assert_eq!((info.media_type.as_str(), info.subject), (OCI_MANIFEST, Some("sha256:cc".into())));
         let error = |body: &[u8]| ManifestInfo::parse(&"d".into(), None, body).unwrap_err();
-        assert_eq!(error(b"[1]"), "the manifest d is not a JSON object");
-        assert_eq!(error(b"7"), "the manifest d is not a JSON object");
+        assert!(error(b"[1]")
+            .starts_with("the manifest d is not a JSON object (invalid type: sequence, expected a JSON object"));
+        assert!(
+            error(b"7").starts_with("the manifest d is not a JSON object (invalid type: integer `7`, expected a JSON")
+        );
         assert!(error(b"{\"a\":").starts_with("the manifest d is not JSON: EOF"), "{}", error(b"{\"a\":"));
         assert!(error(b"not json").starts_with("the manifest d is not JSON: expected"), "{}", error(b"not json"));
         // A member given twice counts at its last; one of any type is taken as what it is.
@@ -261,5 +264,20 @@ mod tests {
         assert!(ManifestInfo::parse(&"d".into(), None, br#"{"manifests":null}"#).is_err(), "null is no list");
         assert_eq!(own_media_type(br#"{"manifests":null}"#).as_deref(), Some(OCI_INDEX));
         assert!(ManifestInfo::parse(&"d".into(), None, br#"{"manifests":[{"size":1}]}"#).is_err());
+        // A specific Content-Type wins over the body; a generic one, or none, leaves it to the body.
+        let typed = |content_type: &str| ManifestInfo::parse(&"d".into(), Some(content_type), image).unwrap();
+        assert_eq!(typed(OCI_INDEX).media_type, OCI_INDEX);
+        assert!(typed(OCI_INDEX).is_index() && !typed(" ").is_index());
+        for generic in ["", " ; charset=utf-8", "application/json", "Application/Octet-Stream"] {
+            assert_eq!(typed(generic).media_type, DOCKER_MANIFEST, "{generic:?}");
+        }
+        let config = br#"{"config":{"digest":" SHA256:CC ","size":2},"layers":[]}"#;
+        assert_eq!(ManifestInfo::parse(&"d".into(), None, config).unwrap().config, Some("sha256:cc".into()));
+    }
+
+    #[test]
+    fn only_the_two_list_types_are_indexes() {
+        assert!(is_index_type(OCI_INDEX) && is_index_type(DOCKER_MANIFEST_LIST));
+        assert!(!is_index_type(OCI_MANIFEST) && !is_index_type(DOCKER_MANIFEST) && !is_index_type(""));
     }
 }

@@ -262,18 +262,22 @@ fn entries_put_are_written_together_a_mebibyte_at_a_time_and_at_the_end_of_the_r
     let (small, small_bytes) = numbered(1);
     cache.put(&small, &small_bytes);
     assert_eq!(std::fs::metadata(&pack).unwrap().len(), 0, "one small entry waits");
-    let (big, big_bytes) = of_size(WRITE_BYTES);
+    let (half, half_bytes) = of_size(512 * 1024);
+    cache.put(&half, &half_bytes);
+    assert_eq!(std::fs::metadata(&pack).unwrap().len(), 0, "so do entries under a mebibyte in all");
+    let (big, big_bytes) = of_size(1024 * 1024);
     cache.put(&big, &big_bytes);
     let written = std::fs::metadata(&pack).unwrap().len();
-    assert_eq!(written, entry_bytes(small_bytes.len() as u32) + entry_bytes(big_bytes.len() as u32));
+    let sizes = [&small_bytes, &half_bytes, &big_bytes].map(|bytes| entry_bytes(bytes.len() as u32));
+    assert_eq!(written, sizes.iter().sum::<u64>());
     let (last, last_bytes) = numbered(2);
     cache.put(&last, &last_bytes);
     assert_eq!(std::fs::metadata(&pack).unwrap().len(), written);
-    assert_eq!(cache.used().added, 2, "counted once written");
+    assert_eq!(cache.used().added, 3, "counted once written");
     assert_eq!(cache.finish(), 0);
-    assert_eq!(cache.used().added, 3);
+    assert_eq!(cache.used().added, 4);
     let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
-    assert_eq!([&small, &big, &last].map(|info| next.get(&info.digest).as_ref() == Some(info)), [true; 3]);
+    assert_eq!([&small, &half, &big, &last].map(|info| next.get(&info.digest).as_ref() == Some(info)), [true; 4]);
     // A run that ends without finishing still keeps what it read.
     let (dropped, dropped_bytes) = numbered(3);
     next.put(&dropped, &dropped_bytes);
