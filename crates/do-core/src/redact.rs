@@ -143,13 +143,14 @@ impl<W: std::io::Write> JsonRedactor<W> {
 
 impl<W: std::io::Write> std::io::Write for JsonRedactor<W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        for &byte in bytes {
-            self.pending.push(byte);
+        let start = self.pending.len();
+        self.pending.extend_from_slice(bytes);
+        for (at, &byte) in bytes.iter().enumerate() {
             match (self.in_string, self.escaped, byte) {
                 (true, true, _) => self.escaped = false,
                 (true, false, b'\\') => self.escaped = true,
                 (true, false, b'"') | (false, _, b'"') => self.in_string = !self.in_string,
-                (false, _, b',') => self.cut = self.pending.len(),
+                (false, _, b',') => self.cut = start + at + 1,
                 _ => {}
             }
         }
