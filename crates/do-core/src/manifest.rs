@@ -23,15 +23,7 @@ pub fn is_index_type(media_type: &str) -> bool {
 
 /// `sha256:` and the lowercase hex SHA-256 of `bytes`: a manifest's or blob's digest.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, bytes);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(7 + 64);
-    text.push_str("sha256:");
-    for byte in hash.as_ref() {
-        text.push(HEX[usize::from(byte >> 4)] as char);
-        text.push(HEX[usize::from(byte & 15)] as char);
-    }
-    text
+    Digest::sha256_of(bytes).to_string()
 }
 
 /// One manifest an index holds.
@@ -185,7 +177,7 @@ fn shape_media_type(lists_manifests: bool) -> &'static str {
 
 /// A digest as the API and registry write it: trimmed, algorithm and hex in lowercase.
 pub fn normalize_digest(text: &str) -> String {
-    text.trim().to_ascii_lowercase()
+    Digest::normalized(text).to_string()
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ impl RegistryClient {
         let (status, headers, body) =
             self.authorized("GET", &path, repository, false, &[("accept", accept())], None)?;
         self.expect_success("GET", &path, status, &body, || format!("manifest {repository}@{reference}"))?;
-        let digest = if reference.contains(':') {
+        let digest = if by_digest {
             let actual = Digest::sha256_of(&body);
             let wanted = Digest::normalized(reference);
             anyhow::ensure!(

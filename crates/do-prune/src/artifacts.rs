@@ -48,16 +48,16 @@ pub fn from_tag(tag: &str) -> Option<(Digest, Kind)> {
         Some((hex, suffix)) => (hex, Some(suffix)),
         None => (rest, None),
     };
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return None;
-    }
+    // 64 lowercase hex digits: the rule a digest is read by.
+    let subject = Digest::new(&format!("sha256:{hex}"));
+    subject.sha256()?;
     let kind = match suffix {
         Some("sig") => Kind::Signature,
         Some("att") => Kind::Attestation,
         Some("sbom") => Kind::Sbom,
         _ => Kind::Referrer,
     };
-    Some((Digest::new(&format!("sha256:{hex}")), kind))
+    Some((subject, kind))
 }
 
 /// An artifact's subjects (usually one) with what it is to each.
