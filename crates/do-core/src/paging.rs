@@ -73,19 +73,28 @@ impl Client {
             self.get_listing_page(&with_per_page(&paths[n]), field).map_err(of(n))
         })?;
         let rest: Vec<Option<Vec<String>>> = firsts.iter().map(remaining_pages).collect();
-        let totals: Vec<Option<u64>> = firsts.iter().map(|first| first.total).collect();
+        // Each planned listing's items go into one list as its pages come, so no page is held
+        // past its round and the whole is never copied (100,000 manifests: a copy was 14 MB).
+        let mut gathering: Vec<Result<Gathering<T>, ListingPage<T>>> = firsts
+            .into_iter()
+            .zip(&rest)
+            .map(|(first, planned)| match planned {
+                Some(planned) => Ok(Gathering::new(first, planned.len())),
+                None => Err(first),
+            })
+            .collect();
         // The remaining pages, in rounds of at most `concurrency` per listing, so a first page
         // that promises more than there is costs one round, not every page it promised: a page
         // that disagrees with the first, or comes back empty, stops that listing's reading ahead.
-        let mut read: Vec<Vec<ListingPage<T>>> = paths.iter().map(|_| Vec::new()).collect();
-        let mut stopped = vec![false; paths.len()];
         loop {
             let jobs: Vec<(usize, &String)> = rest
                 .iter()
+                .zip(&gathering)
                 .enumerate()
-                .filter(|(n, _)| !stopped[*n])
-                .flat_map(|(n, pages)| {
-                    pages.iter().flatten().skip(read[n].len()).take(concurrency.max(1)).map(move |p| (n, p))
+                .filter_map(|(n, (pages, gathered))| Some((n, pages.as_ref()?, gathered.as_ref().ok()?)))
+                .filter(|(_, _, gathered)| !gathered.stopped)
+                .flat_map(|(n, pages, gathered)| {
+                    pages.iter().skip(gathered.pages - 1).take(concurrency.max(1)).map(move |p| (n, p))
                 })
                 .collect();
             if jobs.is_empty() {
@@ -95,31 +104,24 @@ impl Client {
                 self.get_listing_page::<T>(path, field).map_err(of(n))
             })?;
             for (&(n, _), page) in jobs.iter().zip(fetched) {
-                if page.total != totals[n] || page.items.is_empty() {
-                    stopped[n] = true;
+                if let Ok(gathered) = &mut gathering[n] {
+                    gathered.add(page);
                 }
-                read[n].push(page);
             }
         }
         let mut listings = Vec::with_capacity(paths.len());
-        for (index, ((first, rest), more)) in firsts.into_iter().zip(&rest).zip(read).enumerate() {
+        for (index, (gathered, planned)) in gathering.into_iter().zip(&rest).enumerate() {
             let path = &paths[index];
-            let Some(planned) = rest else {
-                listings.push(self.follow_pages(path, field, first).map_err(of(index))?);
-                continue;
-            };
-            let total = first.total;
-            let mut pages = vec![first];
-            pages.extend(more);
-            let consistent = pages.len() == planned.len() + 1
-                && pages.iter().all(|p| p.total == total)
-                && pages.last().is_some_and(|p| p.next.is_none())
-                && Some(pages.iter().map(|p| p.items.len() as u64).sum::<u64>()) == total;
-            if consistent {
-                listings.push(pages.into_iter().flat_map(|p| p.items).collect());
-            } else {
-                self.progress.debug(&format!("GET {path}: the listing changed while it was read; reading it again"));
-                listings.push(self.get_all(path, field).map_err(of(index))?);
+            match gathered {
+                Err(first) => listings.push(self.follow_pages(path, field, first).map_err(of(index))?),
+                Ok(gathered) if gathered.consistent(planned.as_ref().map_or(0, Vec::len)) => {
+                    listings.push(gathered.items)
+                }
+                Ok(_) => {
+                    self.progress
+                        .debug(&format!("GET {path}: the listing changed while it was read; reading it again"));
+                    listings.push(self.get_all(path, field).map_err(of(index))?);
+                }
             }
         }
         Ok(listings)
@@ -196,6 +198,47 @@ pub struct FailedListing {
 impl std::fmt::Display for FailedListing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "cannot list {}", self.path)
+    }
+}
+
+/// A page-number listing as its pages come in: the items in order, and what the pages said,
+/// enough to tell whether the listing changed while it was read.
+struct Gathering<T> {
+    items: Vec<T>,
+    /// Pages added, the first included.
+    pages: usize,
+    total: Option<u64>,
+    totals_agree: bool,
+    last_has_next: bool,
+    /// A page disagreed with the first or came back empty: read no further ahead.
+    stopped: bool,
+}
+
+impl<T> Gathering<T> {
+    /// Room for every page planned: the first is full, so that is at least its stated total.
+    fn new(first: ListingPage<T>, planned: usize) -> Gathering<T> {
+        let mut items = Vec::with_capacity(first.items.len().saturating_mul(planned + 1));
+        let (total, last_has_next) = (first.total, first.next.is_some());
+        items.extend(first.items);
+        Gathering { items, pages: 1, total, totals_agree: true, last_has_next, stopped: false }
+    }
+
+    fn add(&mut self, page: ListingPage<T>) {
+        let agrees = page.total == self.total;
+        self.stopped |= !agrees || page.items.is_empty();
+        self.totals_agree &= agrees;
+        self.last_has_next = page.next.is_some();
+        self.pages += 1;
+        self.items.extend(page.items);
+    }
+
+    /// Every planned page read, all stating one total that the items add up to, the last
+    /// with no next page.
+    fn consistent(&self, planned: usize) -> bool {
+        self.pages == planned + 1
+            && self.totals_agree
+            && !self.last_has_next
+            && Some(self.items.len() as u64) == self.total
     }
 }
 

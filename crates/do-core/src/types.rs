@@ -190,6 +190,14 @@ fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Str
     })
 }
 
+/// A list held at its length, given back as soon as it is read: a list read from JSON grows
+/// to room for four where two came, and shrunk later the rooms freed are scattered.
+fn exact_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    let mut list = Vec::<T>::deserialize(deserializer)?;
+    list.shrink_to_fit();
+    Ok(list)
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 /// A manifest as the digests listing gives it. Its `registry_name` and `repository` are the
@@ -201,7 +209,9 @@ pub struct Manifest {
     /// RFC 3339, but read leniently: a timestamp that cannot be read is a decision for the caller.
     #[serde(deserialize_with = "lenient_text")]
     pub updated_at: Option<String>,
+    #[serde(deserialize_with = "exact_list")]
     pub tags: Vec<String>,
+    #[serde(deserialize_with = "exact_list")]
     pub blobs: Vec<Blob>,
 }
 

@@ -70,16 +70,13 @@ pub(crate) fn selected_repositories(
     Ok(named)
 }
 
-/// Digests as the registry host writes them, whatever case the listing used; each manifest's
-/// lists no larger than they are (read from JSON, two blobs took room for four).
+/// Digests as the registry host writes them, whatever case the listing used.
 pub(crate) fn normalized(mut manifests: Vec<Manifest>) -> Vec<Manifest> {
     for manifest in &mut manifests {
         // A canonical digest is already held as its bytes; only one written oddly is made again.
         if manifest.digest.sha256().is_none() {
             manifest.digest = Digest::normalized(&manifest.digest.text());
         }
-        manifest.blobs.shrink_to_fit();
-        manifest.tags.shrink_to_fit();
     }
     manifests
 }
