@@ -59,7 +59,11 @@ pub fn agent(url: &str, options: AgentOptions) -> anyhow::Result<ureq::Agent> {
         // Connections are kept for the next request: one per request under way (up to the
         // largest --concurrency), not the three ureq keeps per host by default.
         .max_idle_connections(MAX_IDLE_CONNECTIONS)
-        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS);
+        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
+        // Each kept connection holds its buffers: ureq's 128 KiB each way, over 16 connections
+        // to each host, was 8 MB for answers of a few KiB. Answers' heads still fit whole.
+        .input_buffer_size(64 * 1024)
+        .output_buffer_size(32 * 1024);
     let config = match options.answers {
         Answers::Raw => config.http_status_as_error(false).max_redirects(0).max_redirects_will_error(false),
         Answers::Download => config,
