@@ -232,7 +232,9 @@ fn verdict(subject: &Digest, listed_here: bool, world: &World) -> Verdict {
     match world.reads.get(subject) {
         None => Verdict::Read(subject.clone()),
         Some(Read::Missing) => Verdict::Gone,
-        Some(Read::Info(_)) => Verdict::Unknown("its subject is in the registry but not in the listing".into()),
+        Some(Read::Plain) | Some(Read::Info(_)) => {
+            Verdict::Unknown("its subject is in the registry but not in the listing".into())
+        }
         Some(Read::Failed(why)) => Verdict::Unknown(format!("its subject could not be read ({why})")),
     }
 }
@@ -285,7 +287,7 @@ mod tests {
     }
 
     fn info(digest: &str, subject: Option<&str>) -> Read {
-        Read::Info(ManifestInfo {
+        Read::from(ManifestInfo {
             digest: digest.into(),
             media_type: OCI_MANIFEST.into(),
             children: vec![],
@@ -484,13 +486,13 @@ mod properties {
                 }
             }
             let tagged = by_tags(&listing);
-            let releases_only: Vec<Manifest> = listing.iter().filter(|m| !tagged.contains_key(&m.digest)).cloned().collect();
+            let releases_only: Vec<&Manifest> = listing.iter().filter(|m| !tagged.contains_key(&m.digest)).collect();
             let policy = Policy { keep_last, ..Policy::default() };
             let plan = plan_tagged(&releases_only, &policy, &compile_keep_tags(&[]).unwrap(), &Protected::default(), NOW);
             prop_assert!(plan.kept.iter().all(|k| !tagged.contains_key(&k.digest)), "no artifact is a kept image");
             prop_assert_eq!(plan.kept.len(), keep_last.clamp(1, releases.len()), "the newest releases fill the places");
             let roots: BTreeMap<Digest, String> = plan.kept.iter().map(|k| (k.digest.clone(), k.reason.clone())).collect();
-            let reads: ReadsByDigest = listing.iter().map(|m| (m.digest.clone(), Read::Info(do_core::oci::ManifestInfo {
+            let reads: ReadsByDigest = listing.iter().map(|m| (m.digest.clone(), Read::from(do_core::oci::ManifestInfo {
                 digest: m.digest.clone(), media_type: do_core::oci::OCI_MANIFEST.into(), children: vec![], subject: None, config: None, size: 1,
             }))).chain((0..20).map(|n| (Digest::new(&format!("sha256:{:064x}", 1000 + n)), Read::Missing))).collect();
             let closure = closure::compute(&listing, &roots, &reads, &tagged, None);

@@ -17,14 +17,28 @@ use do_core::types::Manifest;
 
 use crate::artifacts::Subjects;
 
-/// What reading a manifest from the registry gave.
+/// What reading a manifest from the registry gave: of a manifest read, only what the closure
+/// asks (16 bytes a read; most are plain images, and 80,000 whole reads took 28 MB).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Read {
-    Info(ManifestInfo),
+    /// An image manifest that holds no manifest and refers to none.
+    Plain,
+    /// Any other manifest: an index, or one that holds or refers to manifests.
+    Info(Box<ManifestInfo>),
     /// The registry has no such manifest (404).
     Missing,
     /// Any other failure, with why.
-    Failed(String),
+    Failed(Box<str>),
+}
+
+impl From<ManifestInfo> for Read {
+    fn from(info: ManifestInfo) -> Read {
+        if info.is_index() || !info.children.is_empty() || info.subject.is_some() {
+            Read::Info(Box::new(info))
+        } else {
+            Read::Plain
+        }
+    }
 }
 
 /// Manifests read, by digest: only ever looked up, so hashed (a lookup among 80,000 in a
@@ -93,14 +107,14 @@ pub fn compute(
                 pending.insert(digest.clone());
             }
             None => {}
-            Some(Read::Failed(why)) => closure.failed.push((digest.clone(), why.clone())),
+            Some(Read::Failed(why)) => closure.failed.push((digest.clone(), why.to_string())),
             Some(Read::Missing) if listed.contains(&digest) && roots.contains_key(&digest) => closure
                 .failed
                 .push((digest.clone(), "listed by the API, but the registry does not have it".to_string())),
             Some(Read::Missing) if !roots.contains_key(&digest) => {
                 closure.missing.insert(digest.clone());
             }
-            Some(Read::Missing) => {}
+            Some(Read::Missing) | Some(Read::Plain) => {}
             Some(Read::Info(info)) => {
                 for child in &info.children {
                     if !listed.contains(&child.digest) {
@@ -158,8 +172,8 @@ fn outside(
                 pending.insert(manifest.digest.clone());
             }
             None => {}
-            Some(Read::Failed(why)) => closure.failed.push((manifest.digest.clone(), why.clone())),
-            Some(Read::Missing) | Some(Read::Info(_)) => {}
+            Some(Read::Failed(why)) => closure.failed.push((manifest.digest.clone(), why.to_string())),
+            Some(Read::Missing) | Some(Read::Plain) | Some(Read::Info(_)) => {}
         }
     }
     closure.pending = pending.into_iter().collect();
@@ -170,7 +184,7 @@ fn outside(
         let garbage: Vec<&Digest> = outside
             .iter()
             .filter(|m| match reads.get(&m.digest) {
-                Some(Read::Info(_)) => true,
+                Some(Read::Plain) | Some(Read::Info(_)) => true,
                 None => asked.is_some(),
                 Some(Read::Missing) | Some(Read::Failed(_)) => false,
             })
@@ -276,7 +290,7 @@ mod tests {
     }
 
     fn image(digest: &str) -> Read {
-        Read::Info(ManifestInfo {
+        Read::from(ManifestInfo {
             digest: digest.into(),
             media_type: OCI_MANIFEST.into(),
             children: vec![],
@@ -287,7 +301,7 @@ mod tests {
     }
 
     fn referrer(digest: &str, subject: &str) -> Read {
-        Read::Info(ManifestInfo {
+        Read::from(ManifestInfo {
             digest: digest.into(),
             media_type: OCI_MANIFEST.into(),
             children: vec![],
@@ -298,7 +312,7 @@ mod tests {
     }
 
     fn index(digest: &str, children: &[(&str, Option<&str>)]) -> Read {
-        Read::Info(ManifestInfo {
+        Read::from(ManifestInfo {
             digest: digest.into(),
             media_type: OCI_INDEX.into(),
             children: children
@@ -343,6 +357,19 @@ mod tests {
             }
             rounds.push(closure.pending);
         }
+    }
+
+    #[test]
+    fn a_read_keeps_what_the_closure_asks_and_drops_the_rest_of_a_plain_image() {
+        assert_eq!(image("a"), Read::Plain);
+        // An index stays an index even when it holds nothing (it counts as an index read).
+        let empty_index = index("i", &[]);
+        assert!(matches!(&empty_index, Read::Info(info) if info.is_index() && info.children.is_empty()));
+        assert!(matches!(referrer("s", "a"), Read::Info(info) if info.subject == Some(d("a"))));
+        // An image manifest that holds manifests all the same keeps them.
+        let Read::Info(mut odd) = index("o", &[("c", None)]) else { panic!("an index is kept") };
+        odd.media_type = OCI_MANIFEST.into();
+        assert!(matches!(Read::from(*odd), Read::Info(info) if info.children.len() == 1));
     }
 
     #[test]

@@ -189,32 +189,45 @@ impl<'a> Reader<'a> {
         self.read_all(reads, repository, &unread)
     }
 
+    /// Reads `digests` a chunk at a time, each chunk's answers going into the table as it ends:
+    /// answers held for every read at once were as large as the table.
     fn read_all(&self, reads: &mut Reads, repository: &str, digests: &[Digest]) -> anyhow::Result<()> {
         let total = self.asked.fetch_add(digests.len(), Ordering::Relaxed) + digests.len();
-        let answers = do_core::concurrent::try_map(digests, self.concurrency, |digest| {
-            let read = match self.under_way.run(|| self.client.manifest(repository, &digest.text())) {
-                Ok(info) => Read::Info(info),
-                Err(error) if error.chain().any(|c| c.is::<NotInRegistry>()) => Read::Missing,
-                // The deadline stops the reads; any other failure is recorded (and fails closed).
-                Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => return Err(error),
-                Err(error) => Read::Failed(format!("{error:#}")),
-            };
-            let made = self.made.fetch_add(1, Ordering::Relaxed) + 1;
-            let asked = self.asked.load(Ordering::Relaxed);
-            if made.is_multiple_of((total / 10).max(1)) || made == asked {
-                self.progress.count("reading manifests on the registry host", made, asked);
-            }
-            Ok((digest.clone(), read))
-        });
-        self.progress.finish();
-        let answers = answers
-            .map_err(|error| error.context("the deadline passed while reading manifests; nothing was deleted"))?;
         // Room for all at once: a table grown by doubling held the old one and the new together.
-        reads.read.reserve(answers.len());
-        reads.read.extend(answers);
-        Ok(())
+        reads.read.reserve(digests.len());
+        let chunks = digests.chunks(READ_CHUNK.max(self.concurrency));
+        let done = chunks.map(|chunk| {
+            let answers = do_core::concurrent::try_map(chunk, self.concurrency, |digest| {
+                let read = self.read_one(repository, digest)?;
+                let made = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+                let asked = self.asked.load(Ordering::Relaxed);
+                if made.is_multiple_of((total / 10).max(1)) || made == asked {
+                    self.progress.count("reading manifests on the registry host", made, asked);
+                }
+                Ok::<_, anyhow::Error>((digest.clone(), read))
+            })?;
+            reads.read.extend(answers);
+            Ok(())
+        });
+        let done: anyhow::Result<()> = done.collect();
+        self.progress.finish();
+        done.map_err(|error| error.context("the deadline passed while reading manifests; nothing was deleted"))
+    }
+
+    /// One read: the manifest, its absence, or why it failed. Only a deadline is an error.
+    fn read_one(&self, repository: &str, digest: &Digest) -> anyhow::Result<Read> {
+        Ok(match self.under_way.run(|| self.client.manifest(repository, &digest.text())) {
+            Ok(info) => Read::from(info),
+            Err(error) if error.chain().any(|c| c.is::<NotInRegistry>()) => Read::Missing,
+            // The deadline stops the reads; any other failure is recorded (and fails closed).
+            Err(error) if do_core::exit::exit_code_of(&error) == Exit::Deadline => return Err(error),
+            Err(error) => Read::Failed(format!("{error:#}").into()),
+        })
     }
 }
+
+/// Reads made at once before their answers go into the table.
+const READ_CHUNK: usize = 4096;
 
 /// The artifact edges with those the referrers API named (artifact -> subjects) added.
 pub(crate) fn with_referrers(
