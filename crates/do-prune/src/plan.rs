@@ -183,9 +183,9 @@ fn plan_once(
         }
     }
     let (artifact_deletions, untagged_deletions) = match rules {
-        Rules::Policy { .. } => garbage_and_artifacts(listing, &closure, &decision),
+        Rules::Policy { .. } => garbage_and_artifacts(listing, &closure, &decision, deletions.len()),
         Rules::Saved { .. } => {
-            let (garbage, tagged) = garbage_and_artifacts(listing, &closure, &decision);
+            let (garbage, tagged) = garbage_and_artifacts(listing, &closure, &decision, 0);
             let fresh: Vec<Deletion> = garbage.into_iter().chain(tagged).collect();
             let (applied, stale) = still_deletable(saved_untagged.into_iter().chain(saved_artifacts), &fresh, &closure);
             skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
@@ -248,20 +248,20 @@ fn block(reason: &str, deleted: &mut Vec<Deletion>, kept: &mut Vec<Kept>, artifa
 }
 
 /// Which tagged manifests of a repository are artifacts and which are releases.
-struct Found {
+struct Found<'a> {
     /// Artifacts by cosign's tag scheme: digest -> subjects.
     tag_artifacts: BTreeMap<Digest, Subjects>,
     /// Manifests with a tag the rules keep on its own (`latest`, --keep-tag): releases always.
     kept_by_tag: BTreeSet<Digest>,
     /// Tagged manifests that are neither kind of artifact.
-    releases: Vec<Manifest>,
+    releases: Vec<&'a Manifest>,
     /// Tagged manifests whose read failed: whether they are artifacts is unknown.
     tagged_failed: Vec<(Digest, String)>,
 }
 
 /// Tells artifacts from releases: by cosign's tag scheme, else by a `subject` the manifest's
 /// read (made so far) shows. One carrying a tag the rules keep on its own stays a release.
-fn find_artifacts(listing: &[Manifest], rules: &Rules, reads: &Reads) -> Found {
+fn find_artifacts<'a>(listing: &'a [Manifest], rules: &Rules, reads: &Reads) -> Found<'a> {
     let patterns: Vec<regex::Regex> = match rules {
         Rules::Policy { patterns, .. } => patterns.to_vec(),
         Rules::Saved { policy, .. } => policy::compile_keep_tags(&policy.keep_tags).unwrap_or_default(),
@@ -278,23 +278,24 @@ fn find_artifacts(listing: &[Manifest], rules: &Rules, reads: &Reads) -> Found {
     let tagged_failed: Vec<(Digest, String)> = tagged
         .iter()
         .filter_map(|d| match reads.read.get(*d) {
-            Some(Read::Failed(why)) => Some(((*d).clone(), why.clone())),
+            Some(Read::Failed(why)) => Some(((*d).clone(), why.to_string())),
             _ => None,
         })
         .collect();
     let mut tagged_artifacts = artifacts::with_subjects(tag_artifacts.clone(), listing, &reads.read);
     tagged_artifacts.retain(|digest, _| !kept_by_tag.contains(digest));
-    let releases =
-        listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).cloned().collect();
+    let releases = listing.iter().filter(|m| !m.tags.is_empty() && !tagged_artifacts.contains_key(&m.digest)).collect();
     Found { tag_artifacts, kept_by_tag, releases, tagged_failed }
 }
 
 /// What the closure and the artifact decision delete: (tagged artifacts, untagged garbage with
-/// untagged artifacts among it, in the closure's order).
+/// untagged artifacts among it, in the closure's order). The garbage has room for `before`
+/// more and the tagged artifacts, so the few can join the many without the many being moved.
 fn garbage_and_artifacts(
     listing: &[Manifest],
     closure: &Closure,
     decision: &artifacts::Decision,
+    before: usize,
 ) -> (Vec<Deletion>, Vec<Deletion>) {
     let by_digest: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     let going: BTreeMap<&Digest, &Artifact> = decision
@@ -303,8 +304,10 @@ fn garbage_and_artifacts(
         .filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan))
         .map(|a| (&a.digest, a))
         .collect();
-    // As many as the closure found, at once: 80,000 deletions grown by doubling held room for 131,072.
-    let mut garbage = Vec::with_capacity(closure.deletable.len());
+    // As many as there will be, at once: 80,000 deletions grown by doubling held room for
+    // 131,072, and moved to make room for the few they held them twice.
+    let room: usize = [closure.deletable.len(), before, going.len()].into_iter().sum();
+    let mut garbage = Vec::with_capacity(room);
     garbage.extend(closure.deletable.iter().filter_map(|digest| by_digest.get(digest)).map(|m| {
         match going.get(&m.digest) {
             Some(artifact) => artifact_deletion(m, artifact),
@@ -334,7 +337,7 @@ fn untagged_kept(listing: &[Manifest], closure: &Closure) -> Untagged {
 /// The rules over the releases (tagged manifests that are not artifacts).
 fn decide_tagged(
     name: &str,
-    releases: &[Manifest],
+    releases: &[&Manifest],
     listing: &[Manifest],
     protected: &Protected,
     rules: &Rules,
@@ -437,8 +440,8 @@ fn settle(
 
 fn artifact_deletion(manifest: &Manifest, artifact: &Artifact) -> Deletion {
     Deletion {
-        artifact: Some(ArtifactOf { kind: artifact.kind, subject: artifact.subject.clone() }),
-        ..policy::deletion(manifest, manifest.tags.clone(), Action::Manifest, &artifact.reason)
+        artifact: Some(Box::new(ArtifactOf { kind: artifact.kind, subject: artifact.subject.clone() })),
+        ..policy::deletion(manifest, manifest.tags.clone(), Action::Manifest, artifact.reason.clone())
     }
 }
 
@@ -472,7 +475,7 @@ fn recheck_saved(
     name: &str,
     entries: &RepositoryPlan,
     policy: &Policy,
-    releases: &[Manifest],
+    releases: &[&Manifest],
     listing: &[Manifest],
     protected: &Protected,
 ) -> (Vec<Kept>, Vec<Deletion>, Vec<Deletion>, Vec<Skipped>) {
@@ -526,7 +529,7 @@ fn recheck_saved(
 }
 
 /// The digest the policy counts as a repository's newest tagged manifest.
-fn newest_tagged(listing: &[Manifest]) -> Option<&Digest> {
+fn newest_tagged<'a>(listing: &[&'a Manifest]) -> Option<&'a Digest> {
     let tagged = listing.iter().filter(|m| !m.tags.is_empty());
     if let Some(unreadable) = tagged.clone().find(|m| policy::epoch(m).is_none()) {
         return Some(&unreadable.digest);

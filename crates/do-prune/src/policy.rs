@@ -58,12 +58,13 @@ pub struct Deletion {
     /// Compressed bytes of the manifest's blobs (what a later GC may free).
     pub bytes: u64,
     pub action: Action,
-    /// Why it goes.
+    /// Why it goes: one of a few texts, shared rather than copied into each of 80,000.
     #[serde(default)]
-    pub reason: String,
-    /// What it is of, when it is an artifact (a signature, attestation, SBOM or referrer).
+    pub reason: std::borrow::Cow<'static, str>,
+    /// What it is of, when it is an artifact (a signature, attestation, SBOM or referrer):
+    /// boxed, as most deletions are not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact: Option<ArtifactOf>,
+    pub artifact: Option<Box<ArtifactOf>>,
 }
 
 /// An artifact's kind and subject, on its deletion.
@@ -84,7 +85,7 @@ pub struct TaggedPlan {
 
 /// Decides the tagged manifests of one repository. Untagged manifests in `manifests` are ignored.
 pub fn plan_tagged(
-    manifests: &[Manifest],
+    manifests: &[&Manifest],
     policy: &Policy,
     keep_tag_patterns: &[regex::Regex],
     protected: &Protected,
@@ -181,7 +182,12 @@ pub fn kept_tag_reason(tag: &str, keep_tag_patterns: &[regex::Regex]) -> Option<
         .map(|re| format!("tag {tag} matches --keep-tag {}", re.as_str()))
 }
 
-pub fn deletion(manifest: &Manifest, tags: Vec<String>, action: Action, reason: &str) -> Deletion {
+pub fn deletion(
+    manifest: &Manifest,
+    tags: Vec<String>,
+    action: Action,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> Deletion {
     Deletion {
         digest: manifest.digest.clone(),
         tags,
@@ -189,7 +195,7 @@ pub fn deletion(manifest: &Manifest, tags: Vec<String>, action: Action, reason: 
         updated_at: manifest.updated_at.clone(),
         bytes: bytes(manifest),
         action,
-        reason: reason.to_string(),
+        reason: reason.into(),
         artifact: None,
     }
 }

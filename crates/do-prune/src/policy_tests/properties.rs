@@ -58,7 +58,7 @@ proptest! {
             protected.tags.insert(TAGS[tag].to_string(), "named by the tag record".into());
         }
         let patterns = compile_keep_tags(&policy.keep_tags).unwrap();
-        let plan = plan_tagged(&manifests, &policy, &patterns, &protected, NOW);
+        let plan = plan_tagged(&manifests.iter().collect::<Vec<_>>(), &policy, &patterns, &protected, NOW);
         let tagged: Vec<&Manifest> = manifests.iter().filter(|m| !m.tags.is_empty()).collect();
 
         // Every tagged manifest is decided once: kept, or deleted whole, or both kept and

@@ -17,7 +17,7 @@ fn manifest(digest: &str, tags: &[&str], days_old: i64) -> Manifest {
 
 fn plan(manifests: &[Manifest], policy: &Policy, protected: &Protected) -> TaggedPlan {
     let patterns = compile_keep_tags(&policy.keep_tags).unwrap();
-    plan_tagged(manifests, policy, &patterns, protected, NOW)
+    plan_tagged(&manifests.iter().collect::<Vec<_>>(), policy, &patterns, protected, NOW)
 }
 
 fn deleted(plan: &TaggedPlan) -> Vec<(String, Action)> {
