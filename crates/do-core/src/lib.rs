@@ -23,6 +23,7 @@ pub mod redact;
 pub mod registry;
 pub mod registry_auth;
 pub mod secret;
+pub mod short_text;
 pub mod start;
 pub mod transport;
 pub mod types;

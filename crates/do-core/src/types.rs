@@ -2,6 +2,7 @@
 //! unknown fields ignored, string enums open with an `Unknown` fallback. App specs are kept
 //! as raw JSON so a spec can be sent back with everything we did not touch unchanged.
 
+use crate::short_text::ShortText;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -182,11 +183,11 @@ pub struct Tag {
 
 /// A field that should be a string but may arrive as a number or something else: kept as
 /// text, so one odd value never makes a whole listing unreadable.
-fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ShortText>, D::Error> {
     Ok(match Value::deserialize(deserializer)? {
         Value::Null => None,
-        Value::String(text) => Some(text),
-        other => Some(other.to_string()),
+        Value::String(text) => Some(text.into()),
+        other => Some(other.to_string().into()),
     })
 }
 
@@ -207,8 +208,9 @@ pub struct Manifest {
     pub compressed_size_bytes: Option<u64>,
     pub size_bytes: Option<u64>,
     /// RFC 3339, but read leniently: a timestamp that cannot be read is a decision for the caller.
+    /// Held in place (see [`ShortText`]).
     #[serde(deserialize_with = "lenient_text")]
-    pub updated_at: Option<String>,
+    pub updated_at: Option<ShortText>,
     #[serde(deserialize_with = "exact_list")]
     pub tags: Vec<String>,
     #[serde(deserialize_with = "exact_list")]

@@ -476,12 +476,12 @@ mod properties {
             let at = |n: usize| jiff::Timestamp::from_second(NOW - 86_400 * (100 - n as i64)).unwrap().to_string();
             for (n, (signed, attested, orphan)) in releases.iter().enumerate() {
                 let digest = format!("sha256:{n:064x}");
-                listing.push(Manifest { digest: Digest::new(&digest), tags: vec![format!("v{n}")], updated_at: Some(at(n)), ..Manifest::default() });
+                listing.push(Manifest { digest: Digest::new(&digest), tags: vec![format!("v{n}")], updated_at: Some(at(n).into()), ..Manifest::default() });
                 let subject = if *orphan { format!("sha256:{:064x}", 1000 + n) } else { digest.clone() };
                 for (wanted, suffix) in [(*signed, ".sig"), (*attested, ".att")] {
                     if wanted {
                         // Artifacts are pushed after their image: newer than every release.
-                        listing.push(Manifest { digest: Digest::new(&format!("{suffix}{n}")), tags: vec![format!("{}{suffix}", subject.replacen(':', "-", 1))], updated_at: Some(at(n + 50)), ..Manifest::default() });
+                        listing.push(Manifest { digest: Digest::new(&format!("{suffix}{n}")), tags: vec![format!("{}{suffix}", subject.replacen(':', "-", 1))], updated_at: Some(at(n + 50).into()), ..Manifest::default() });
                     }
                 }
             }

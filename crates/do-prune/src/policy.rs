@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use do_core::digest::Digest;
+use do_core::short_text::ShortText;
 use do_core::types::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +55,7 @@ pub struct Deletion {
     pub tags: Vec<String>,
     /// The tags it had when planned (a saved plan is applied only if they still match).
     pub all_tags: Vec<String>,
-    pub updated_at: Option<String>,
+    pub updated_at: Option<ShortText>,
     /// Compressed bytes of the manifest's blobs (what a later GC may free).
     pub bytes: u64,
     pub action: Action,
@@ -80,7 +81,7 @@ pub struct TaggedPlan {
     pub kept: Vec<Kept>,
     pub deleted: Vec<Deletion>,
     /// Manifests whose `updated_at` cannot be read: kept, and worth a warning.
-    pub unreadable_times: Vec<(Digest, Option<String>)>,
+    pub unreadable_times: Vec<(Digest, Option<ShortText>)>,
 }
 
 /// Decides the tagged manifests of one repository. Untagged manifests in `manifests` are ignored.

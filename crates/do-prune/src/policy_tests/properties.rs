@@ -19,8 +19,8 @@ fn repository() -> impl Strategy<Value = Vec<Manifest>> {
                 digest: format!("sha256:{i:064x}").into(),
                 tags: tags.into_iter().filter(|t| used.insert(*t)).map(|t| TAGS[t].to_string()).collect(),
                 updated_at: Some(match age {
-                    Some(days) => jiff::Timestamp::from_second(NOW - days * 86_400).unwrap().to_string(),
-                    None => "yesterday".to_string(),
+                    Some(days) => jiff::Timestamp::from_second(NOW - days * 86_400).unwrap().to_string().into(),
+                    None => "yesterday".into(),
                 }),
                 compressed_size_bytes: Some(100),
                 ..Manifest::default()

@@ -8,7 +8,7 @@ fn manifest(digest: &str, tags: &[&str], days_old: i64) -> Manifest {
     Manifest {
         digest: digest.into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
-        updated_at: Some(jiff::Timestamp::from_second(NOW - days_old * DAY).unwrap().to_string()),
+        updated_at: Some(jiff::Timestamp::from_second(NOW - days_old * DAY).unwrap().to_string().into()),
         compressed_size_bytes: Some(100),
         blobs: vec![Blob { digest: Some(format!("blob-{digest}").into()), compressed_size_bytes: Some(100) }],
         ..Manifest::default()
@@ -208,7 +208,7 @@ fn an_unreadable_time_counts_as_newest_and_is_kept() {
     assert_eq!(reason(&p, "a"), "its updated_at \"2026-11-29 10:00\" cannot be read, so it counts as newest");
     assert_eq!(reason(&p, "b"), "its updated_at (none) cannot be read, so it counts as newest");
     assert_eq!(deleted(&p), pairs(&[("c", Action::Manifest)]), "the rail does not also keep c: a and b are newer");
-    assert_eq!(p.unreadable_times, [("a".into(), Some("2026-11-29 10:00".to_string())), ("b".into(), None)]);
+    assert_eq!(p.unreadable_times, [("a".into(), Some("2026-11-29 10:00".into())), ("b".into(), None)]);
     let p = plan(&odd, &Policy { keep_last: 1, ..Policy::default() }, &Protected::default());
     assert_eq!(reason(&p, "c"), "one of the 1 most recent (--keep-last)", "unreadable ones take no --keep-last place");
     let mut protected = Protected::default();
