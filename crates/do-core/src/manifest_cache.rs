@@ -7,9 +7,10 @@
 //! One file, `manifests.pack`, of entries `sha256:HEX LEN\n` + bytes + `\n`, least recently
 //! used first (by run: entries one run used are equally recent): thousands of manifests of a few
 //! hundred bytes each would take a disk block each as files, and writing them one by one costs
-//! more than reading them. New entries are appended (one write each); after a run, what it
-//! used moves to the end if it is not there already, and the least recently used entries are
-//! left out until the pack fits its bound.
+//! more than reading them. New entries are appended (in batches). After a run, what it used
+//! moves to the end if it is not there already: what it found, and all that was appended since
+//! it opened the pack (its own additions and any other run's). Then the least recently used
+//! entries are left out until the pack fits its bound.
 //! Runs at the same time cannot corrupt it (a bad entry is dropped when read); the later
 //! rewrite may forget what the other added, which only costs reads.
 //!
@@ -45,10 +46,13 @@ pub struct ManifestCache {
     max_bytes: u64,
     /// The pack as opened, for reading entries.
     file: File,
-    /// Where each entry's bytes start in the pack, and their length.
-    index: HashMap<Key, (u64, u32)>,
-    /// Entries used this run (found or added), in order of use; entries found bad.
-    used: Mutex<Vec<Key>>,
+    /// Each entry of the pack as opened, and whether this run found it.
+    index: HashMap<Key, Slot>,
+    /// The pack's length when opened: entries after it were appended since, by this run (or
+    /// another at the same time), and count as used. No list of this run's keys is kept
+    /// (80,000 of them took 4 MB).
+    opened_len: u64,
+    /// Entries found bad.
     bad: Mutex<Vec<Key>>,
     /// Where new entries are appended, with those not written yet.
     appender: Mutex<Appender>,
@@ -92,15 +96,18 @@ impl ManifestCache {
         }
         let appender = File::options().create(true).append(true).open(&path).ok()?;
         let file = File::open(&path).ok()?;
+        let opened_len = file.metadata().ok()?.len();
         let (index, _) = scan(&file);
+        let index =
+            index.into_iter().map(|(key, (offset, len))| (key, Slot { offset, len, used: false.into() })).collect();
         Some(ManifestCache {
             path,
             max_bytes,
             file,
             index,
-            used: Mutex::new(Vec::new()),
+            opened_len,
             bad: Mutex::new(Vec::new()),
-            appender: Mutex::new(Appender { file: appender, pending: Vec::new(), keys: Vec::new() }),
+            appender: Mutex::new(Appender { file: appender, pending: Vec::new(), entries: 0 }),
             hits: AtomicU64::new(0),
             added: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
@@ -123,9 +130,9 @@ impl ManifestCache {
     /// The manifest `digest` from the cache, when its entry hashes to it.
     pub fn get(&self, digest: &Digest) -> Option<ManifestInfo> {
         let key = *digest.sha256()?;
-        let &(offset, len) = self.index.get(&key)?;
-        let mut bytes = vec![0; len as usize];
-        self.file.read_exact_at(&mut bytes, offset).ok()?;
+        let slot = self.index.get(&key)?;
+        let mut bytes = vec![0; slot.len as usize];
+        self.file.read_exact_at(&mut bytes, slot.offset).ok()?;
         let info =
             (Digest::sha256_of(&bytes) == *digest).then(|| ManifestInfo::parse(digest, None, &bytes).ok()).flatten();
         let Some(info) = info else {
@@ -133,7 +140,7 @@ impl ManifestCache {
             self.discarded.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        lock(&self.used).push(key);
+        slot.used.store(true, Ordering::Relaxed);
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(info)
     }
@@ -141,7 +148,9 @@ impl ManifestCache {
     /// Keeps `bytes`, read from the registry as `info`, when they hash to its digest and say
     /// their own media type.
     pub fn put(&self, info: &ManifestInfo, bytes: &[u8]) {
-        let Some(&key) = info.digest.sha256() else { return };
+        if info.digest.sha256().is_none() {
+            return;
+        }
         if bytes.len() as u64 > MAX_ENTRY_BYTES || Digest::sha256_of(bytes) != info.digest {
             return;
         }
@@ -150,7 +159,7 @@ impl ManifestCache {
         }
         let mut appender = lock(&self.appender);
         appender.pending.extend_from_slice(&entry(&info.digest, bytes));
-        appender.keys.push(key);
+        appender.entries += 1;
         if appender.pending.len() >= WRITE_BYTES {
             self.write(&mut appender);
         }
@@ -161,10 +170,9 @@ impl ManifestCache {
     fn write(&self, appender: &mut Appender) {
         let written = appender.file.write_all(&appender.pending).is_ok();
         appender.pending.clear();
-        let keys = std::mem::take(&mut appender.keys);
+        let entries = std::mem::take(&mut appender.entries);
         if written {
-            self.added.fetch_add(keys.len() as u64, Ordering::Relaxed);
-            lock(&self.used).extend(keys);
+            self.added.fetch_add(entries, Ordering::Relaxed);
         }
     }
 
@@ -175,16 +183,18 @@ impl ManifestCache {
     /// entries at its end (a first run, or a run over an unchanged registry).
     pub fn finish(&self) -> usize {
         self.write(&mut lock(&self.appender));
-        let used: HashSet<Key> = std::mem::take(&mut *lock(&self.used)).into_iter().collect();
         let bad: HashSet<Key> = lock(&self.bad).iter().copied().collect();
-        if used.is_empty() && bad.is_empty() {
+        let CacheUse { hits, added, .. } = self.used();
+        if hits == 0 && added == 0 && bad.is_empty() {
             return 0;
         }
         // Read the pack again: it holds this run's additions (and any other run's).
         let Ok(file) = File::open(&self.path) else { return 0 };
         let (index, order) = scan(&file);
+        let found = |key: &Key| self.index.get(key).is_some_and(|slot| slot.used.load(Ordering::Relaxed));
+        let used = |key: &Key| index[key].0 >= self.opened_len || found(key);
         let (recent, older): (Vec<Key>, Vec<Key>) =
-            order.iter().filter(|key| !bad.contains(*key)).partition(|key| used.contains(*key));
+            order.iter().filter(|key| !bad.contains(*key)).partition(|key| used(key));
         let size = |key: &Key| entry_bytes(index[key].1);
         let total: u64 = order.iter().map(size).sum();
         let settled = order.len() == older.len() + recent.len() && order.ends_with(&recent);
@@ -213,9 +223,17 @@ const WRITE_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 struct Appender {
     file: File,
-    /// Entries put and not written yet, and their keys.
+    /// Entries put and not written yet, and how many.
     pending: Vec<u8>,
-    keys: Vec<Key>,
+    entries: u64,
+}
+
+/// Where an entry's bytes start in the pack, their length, and whether this run found it.
+#[derive(Debug)]
+struct Slot {
+    offset: u64,
+    len: u32,
+    used: std::sync::atomic::AtomicBool,
 }
 
 /// A run that ends without `finish` still keeps what it read.

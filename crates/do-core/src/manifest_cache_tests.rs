@@ -325,3 +325,30 @@ fn a_run_whose_entries_are_already_at_the_end_leaves_the_pack_as_another_run_wro
     let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     assert!(next.get(&x.digest).is_some() && next.get(&y.digest).is_some());
 }
+
+#[test]
+fn what_another_run_adds_while_this_one_runs_is_as_recent_as_what_this_one_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<(ManifestInfo, Vec<u8>)> = (0..4).map(numbered).collect();
+    let each = entry_bytes(entries[0].1.len() as u32);
+    let first = ManifestCache::open(dir.path(), 10 * each).unwrap();
+    for (info, bytes) in &entries[..2] {
+        first.put(info, bytes);
+    }
+    first.finish();
+    // This run opens the pack of two and uses the second; another run, at the same time,
+    // adds two more and ends first.
+    let this = ManifestCache::open(dir.path(), 2 * each).unwrap();
+    let other = ManifestCache::open(dir.path(), 10 * each).unwrap();
+    for (info, bytes) in &entries[2..] {
+        other.put(info, bytes);
+    }
+    other.finish();
+    assert!(this.get(&entries[1].0.digest).is_some());
+    // Room for two: the one neither run used goes first, then, among the equally recent, the
+    // pack's order stands (this run's find came before the other's additions).
+    assert_eq!(this.finish(), 2);
+    let next = ManifestCache::open(dir.path(), 2 * each).unwrap();
+    let kept: Vec<bool> = entries.iter().map(|(info, _)| next.get(&info.digest).is_some()).collect();
+    assert_eq!(kept, [false, false, true, true]);
+}
