@@ -52,9 +52,6 @@ pub struct Closure {
     pub kept: BTreeMap<Digest, String>,
     /// Untagged listed manifests nothing keeps, in deletion order: an index before what it holds.
     pub deletable: Vec<Digest>,
-    /// Untagged listed manifests outside the closure, read or not (an estimate of the garbage
-    /// before the reads are done).
-    pub outside: Vec<Digest>,
     /// Reads still needed before the closure is complete.
     pub pending: Vec<Digest>,
     /// Members whose referrers the registry's referrers API has not been asked yet (only when
@@ -71,6 +68,12 @@ pub struct Closure {
 impl Closure {
     pub fn is_complete(&self) -> bool {
         self.pending.is_empty() && self.unasked.is_empty()
+    }
+
+    /// The untagged manifests of `listing` outside the closure, read or not (an estimate of the
+    /// garbage before the reads are done).
+    pub fn untagged_outside<'s, 'l: 's>(&'s self, listing: &'l [Manifest]) -> impl Iterator<Item = &'l Manifest> + 's {
+        listing.iter().filter(|m| m.tags.is_empty() && !self.kept.contains_key(&m.digest))
     }
 }
 
@@ -160,8 +163,7 @@ fn outside(
     asked: Option<&BTreeSet<Digest>>,
     mut pending: BTreeSet<Digest>,
 ) {
-    let outside: Vec<&Manifest> =
-        listing.iter().filter(|m| m.tags.is_empty() && !closure.kept.contains_key(&m.digest)).collect();
+    let outside: Vec<&Manifest> = closure.untagged_outside(listing).collect();
     let expanded = pending.is_empty();
     if let Some(asked) = asked {
         closure.unasked = closure.kept.keys().filter(|d| !asked.contains(*d)).cloned().collect();
@@ -177,7 +179,6 @@ fn outside(
         }
     }
     closure.pending = pending.into_iter().collect();
-    closure.outside = outside.iter().map(|m| m.digest.clone()).collect();
     if closure.is_complete() && closure.failed.is_empty() {
         // Unread garbage (the referrers API made its read needless) has no known children, so
         // it comes in the first wave.

@@ -58,6 +58,7 @@ pub enum Rules<'a> {
 /// A repository's plan, with the closure it rests on.
 pub struct Planned {
     pub plan: RepositoryPlan,
+    /// The closure the plan was made with; its `deletable` went into the plan's deletions.
     pub closure: Closure,
     /// What the closure started from: kept and protected manifests, recent untagged ones,
     /// artifacts that stay.
@@ -171,10 +172,14 @@ fn plan_once(
     let skip =
         |digest: &Digest, reason: String| Skipped { repository: name.to_string(), digest: digest.clone(), reason };
 
-    // A tagged manifest a kept index holds (or one that refers to a kept one) stays.
-    let (rescued, deletions): (Vec<Deletion>, Vec<Deletion>) = deletions.into_iter().partition(|d| {
-        d.action == Action::Manifest && closure.kept.contains_key(&d.digest) && !roots.contains_key(&d.digest)
-    });
+    // A tagged manifest a kept index holds (or one that refers to a kept one) stays. Taken out
+    // in place: a partition made the many deletions again beside themselves.
+    let mut deletions = deletions;
+    let rescued: Vec<Deletion> = deletions
+        .extract_if(.., |d| {
+            d.action == Action::Manifest && closure.kept.contains_key(&d.digest) && !roots.contains_key(&d.digest)
+        })
+        .collect();
     for deletion in rescued {
         let reason = closure.kept[&deletion.digest].clone();
         match rules {
@@ -183,9 +188,9 @@ fn plan_once(
         }
     }
     let (artifact_deletions, untagged_deletions) = match rules {
-        Rules::Policy { .. } => garbage_and_artifacts(listing, &closure, &decision, deletions.len()),
+        Rules::Policy { .. } => garbage_and_artifacts(listing, &mut closure, &decision, deletions.len()),
         Rules::Saved { .. } => {
-            let (garbage, tagged) = garbage_and_artifacts(listing, &closure, &decision, 0);
+            let (garbage, tagged) = garbage_and_artifacts(listing, &mut closure, &decision, 0);
             let fresh: Vec<Deletion> = garbage.into_iter().chain(tagged).collect();
             let (applied, stale) = still_deletable(saved_untagged.into_iter().chain(saved_artifacts), &fresh, &closure);
             skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
@@ -289,11 +294,12 @@ fn find_artifacts<'a>(listing: &'a [Manifest], rules: &Rules, reads: &Reads) -> 
 }
 
 /// What the closure and the artifact decision delete: (tagged artifacts, untagged garbage with
-/// untagged artifacts among it, in the closure's order). The garbage has room for `before`
-/// more and the tagged artifacts, so the few can join the many without the many being moved.
+/// untagged artifacts among it, in the closure's order), the closure's `deletable` taken into
+/// them (80,000 digests were held twice). The garbage has room for `before` more and the
+/// tagged artifacts, so the few can join the many without the many being moved.
 fn garbage_and_artifacts(
     listing: &[Manifest],
-    closure: &Closure,
+    closure: &mut Closure,
     decision: &artifacts::Decision,
     before: usize,
 ) -> (Vec<Deletion>, Vec<Deletion>) {
@@ -308,7 +314,7 @@ fn garbage_and_artifacts(
     // 131,072, and moved to make room for the few they held them twice.
     let room: usize = [closure.deletable.len(), before, going.len()].into_iter().sum();
     let mut garbage = Vec::with_capacity(room);
-    garbage.extend(closure.deletable.iter().filter_map(|digest| by_digest.get(digest)).map(|m| {
+    garbage.extend(std::mem::take(&mut closure.deletable).iter().filter_map(|digest| by_digest.get(digest)).map(|m| {
         match going.get(&m.digest) {
             Some(artifact) => artifact_deletion(m, artifact),
             None => {
@@ -572,7 +578,7 @@ mod tests {
     use super::*;
 
     fn untagged(digest: &str, updated_at: Option<&str>) -> Manifest {
-        Manifest { digest: digest.into(), updated_at: updated_at.map(str::to_string), ..Manifest::default() }
+        Manifest { digest: digest.into(), updated_at: updated_at.map(Into::into), ..Manifest::default() }
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub(crate) fn trim_to_target(
             }
             let closure =
                 reader.closure_now(reads.get(name).unwrap_or(&nothing_read), listing, &roots, &planned.tag_artifacts);
-            gone.extend(closure.outside.into_iter().map(|d| (name.to_string(), d)));
+            gone.extend(closure.untagged_outside(listing).map(|m| (name.to_string(), m.digest.clone())));
         }
         usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
             let gone = &gone;
