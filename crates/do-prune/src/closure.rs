@@ -12,38 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use do_core::digest::Digest;
-use do_core::oci::{is_index_type, ManifestInfo};
+use do_core::oci::is_index_type;
 use do_core::types::Manifest;
 
 use crate::artifacts::Subjects;
 
-/// What reading a manifest from the registry gave: of a manifest read, only what the closure
-/// asks (16 bytes a read; most are plain images, and 80,000 whole reads took 28 MB).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Read {
-    /// An image manifest that holds no manifest and refers to none.
-    Plain,
-    /// Any other manifest: an index, or one that holds or refers to manifests.
-    Info(Box<ManifestInfo>),
-    /// The registry has no such manifest (404).
-    Missing,
-    /// Any other failure, with why.
-    Failed(Box<str>),
-}
-
-impl From<ManifestInfo> for Read {
-    fn from(info: ManifestInfo) -> Read {
-        if info.is_index() || !info.children.is_empty() || info.subject.is_some() {
-            Read::Info(Box::new(info))
-        } else {
-            Read::Plain
-        }
-    }
-}
-
-/// Manifests read, by digest: only ever looked up, so hashed (a lookup among 80,000 in a
-/// B-tree touched a node per level).
-pub type ReadsByDigest = std::collections::HashMap<Digest, Read>;
+pub use crate::known::{Read, ReadsByDigest};
 
 /// The closure as far as the reads so far allow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -238,7 +212,7 @@ pub fn waves(digests: &[&Digest], reads: &ReadsByDigest) -> Vec<Vec<Digest>> {
     let set: BTreeSet<&Digest> = digests.iter().copied().collect();
     let mut parents: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
     for digest in digests {
-        if let Some(Read::Info(info)) = reads.get(*digest) {
+        if let Some(Read::Info(info)) = reads.get(digest) {
             for child in info.children.iter().filter(|c| set.contains(&c.digest)) {
                 parents.entry(&child.digest).or_default().push(digest);
             }
@@ -280,7 +254,7 @@ pub fn short(digest: &Digest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use do_core::oci::{Descriptor, OCI_INDEX, OCI_MANIFEST};
+    use do_core::oci::{Descriptor, ManifestInfo, OCI_INDEX, OCI_MANIFEST};
 
     fn d(text: &str) -> Digest {
         Digest::new(text)

@@ -19,6 +19,7 @@ mod args;
 pub mod artifacts;
 mod cli;
 pub mod closure;
+mod known;
 mod listing;
 mod plan;
 mod planning;

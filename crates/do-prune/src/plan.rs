@@ -282,7 +282,7 @@ fn find_artifacts<'a>(listing: &'a [Manifest], rules: &Rules, reads: &Reads) -> 
     let tagged: Vec<&Digest> = listing.iter().filter(|m| !m.tags.is_empty()).map(|m| &m.digest).collect();
     let tagged_failed: Vec<(Digest, String)> = tagged
         .iter()
-        .filter_map(|d| match reads.read.get(*d) {
+        .filter_map(|d| match reads.read.get(d) {
             Some(Read::Failed(why)) => Some(((*d).clone(), why.to_string())),
             _ => None,
         })

@@ -168,8 +168,7 @@ impl<'a> Reader<'a> {
             if closure.is_complete() {
                 return Ok(closure);
             }
-            let unread: Vec<Digest> =
-                closure.pending.iter().filter(|d| !reads.read.contains_key(*d)).cloned().collect();
+            let unread: Vec<Digest> = closure.pending.iter().filter(|d| !reads.read.contains_key(d)).cloned().collect();
             // Each round reads or asks something new, so the loop ends; fail closed if it would not.
             anyhow::ensure!(
                 !unread.is_empty() || !closure.unasked.is_empty(),
@@ -182,7 +181,7 @@ impl<'a> Reader<'a> {
 
     /// Reads those of `digests` not read yet.
     pub fn ensure(&self, reads: &mut Reads, repository: &str, digests: &[Digest]) -> anyhow::Result<()> {
-        let unread: Vec<Digest> = digests.iter().filter(|d| !reads.read.contains_key(*d)).cloned().collect();
+        let unread: Vec<Digest> = digests.iter().filter(|d| !reads.read.contains_key(d)).cloned().collect();
         if unread.is_empty() {
             return Ok(());
         }

@@ -1,0 +1,212 @@
+//! What reads of the registry made known, held small: a large repository's reads are nearly
+//! all plain image manifests, and 80,000 of them are held as 80,000 sorted digests (2.5 MB),
+//! not a table of whole reads (28 MB, then 8.5 MB as a hashed table of small reads).
+
+use std::collections::HashMap;
+
+use do_core::digest::Digest;
+use do_core::oci::ManifestInfo;
+
+/// What reading a manifest from the registry gave: of a manifest read, only what the closure
+/// asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// An image manifest that holds no manifest and refers to none.
+    Plain,
+    /// Any other manifest: an index, or one that holds or refers to manifests.
+    Info(Box<ManifestInfo>),
+    /// The registry has no such manifest (404).
+    Missing,
+    /// Any other failure, with why.
+    Failed(Box<str>),
+}
+
+impl From<ManifestInfo> for Read {
+    fn from(info: ManifestInfo) -> Read {
+        if info.is_index() || !info.children.is_empty() || info.subject.is_some() {
+            Read::Info(Box::new(info))
+        } else {
+            Read::Plain
+        }
+    }
+}
+
+/// Manifests read, by digest; only ever looked up. A plain read of a SHA-256 digest is held as
+/// the digest's 32 bytes in a sorted list; any other read hashed with what it gave.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadsByDigest {
+    /// Sorted, each once.
+    plain: Vec<[u8; 32]>,
+    other: HashMap<Digest, Read>,
+}
+
+impl ReadsByDigest {
+    pub fn new() -> ReadsByDigest {
+        ReadsByDigest::default()
+    }
+
+    pub fn get(&self, digest: &Digest) -> Option<&Read> {
+        if let Some(read) = self.other.get(digest) {
+            return Some(read);
+        }
+        let key = digest.sha256()?;
+        self.plain.binary_search(key).ok().map(|_| &Read::Plain)
+    }
+
+    pub fn contains_key(&self, digest: &Digest) -> bool {
+        self.get(digest).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.plain.len() + self.other.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every read (the plain ones after the others).
+    pub fn values(&self) -> impl Iterator<Item = &Read> {
+        self.other.values().chain(std::iter::repeat_n(&Read::Plain, self.plain.len()))
+    }
+
+    /// Room for `more` reads, taken to be plain (most are).
+    pub fn reserve(&mut self, more: usize) {
+        self.plain.reserve_exact(more);
+    }
+
+    /// Holds `read` for `digest`, in place of what was held.
+    pub fn insert(&mut self, digest: Digest, read: Read) {
+        self.extend([(digest, read)]);
+    }
+}
+
+impl Extend<(Digest, Read)> for ReadsByDigest {
+    /// A digest given again: its last read counts, as in a map.
+    fn extend<I: IntoIterator<Item = (Digest, Read)>>(&mut self, reads: I) {
+        let mut batch: Vec<(Digest, Read)> = reads.into_iter().collect();
+        // Sorted by digest, the last given of each first (the sort is stable), then only that.
+        batch.reverse();
+        batch.sort_by(|a, b| a.0.cmp(&b.0));
+        batch.dedup_by(|later, kept| later.0 == kept.0);
+        let mut held = self.plain.len();
+        for (digest, read) in batch {
+            match (digest.sha256(), read) {
+                (Some(key), Read::Plain) => {
+                    self.other.remove(&digest);
+                    self.plain.push(*key);
+                }
+                (key, read) => {
+                    if let Some(at) = key.and_then(|key| self.plain[..held].binary_search(key).ok()) {
+                        self.plain.remove(at);
+                        held -= 1;
+                    }
+                    self.other.insert(digest, read);
+                }
+            }
+        }
+        if self.plain.len() > held {
+            // Two sorted runs, the held and the new: the sort merges them, linear in the length.
+            self.plain.sort();
+            self.plain.dedup();
+        }
+    }
+}
+
+impl FromIterator<(Digest, Read)> for ReadsByDigest {
+    fn from_iter<I: IntoIterator<Item = (Digest, Read)>>(reads: I) -> ReadsByDigest {
+        let mut table = ReadsByDigest::new();
+        table.extend(reads);
+        table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use do_core::oci::OCI_INDEX;
+
+    fn sha(n: u8) -> Digest {
+        Digest::from([n; 32])
+    }
+
+    fn index() -> Read {
+        Read::Info(Box::new(ManifestInfo {
+            digest: sha(9),
+            media_type: OCI_INDEX.into(),
+            children: vec![],
+            subject: None,
+            config: None,
+            size: 1,
+        }))
+    }
+
+    #[test]
+    fn each_read_is_found_by_its_digest_plain_or_not_and_nothing_else_is() {
+        let mut table: ReadsByDigest = [
+            (sha(3), Read::Plain),
+            (sha(1), Read::Plain),
+            (Digest::new("k"), Read::Plain),
+            (sha(9), index()),
+            (sha(7), Read::Missing),
+        ]
+        .into_iter()
+        .collect();
+        table.extend([(sha(2), Read::Plain), (sha(5), Read::Failed("503".into())), (sha(1), Read::Plain)]);
+        let found = |n: u8| table.get(&sha(n)).cloned();
+        assert_eq!(found(1), Some(Read::Plain));
+        assert_eq!(found(2), Some(Read::Plain));
+        assert_eq!(found(3), Some(Read::Plain));
+        assert_eq!(found(9), Some(index()));
+        assert_eq!(found(7), Some(Read::Missing));
+        assert_eq!(found(5), Some(Read::Failed("503".into())));
+        assert_eq!(table.get(&Digest::new("k")), Some(&Read::Plain), "a digest of another form is held too");
+        for absent in [0, 4, 6, 8, 10] {
+            assert_eq!(found(absent), None);
+            assert!(!table.contains_key(&sha(absent)));
+        }
+        assert!(table.contains_key(&sha(2)) && table.contains_key(&sha(9)));
+        assert_eq!((table.len(), table.is_empty(), ReadsByDigest::new().is_empty()), (7, false, true));
+        let plain = table.values().filter(|r| **r == Read::Plain).count();
+        assert_eq!((plain, table.values().count()), (4, 7));
+    }
+
+    #[test]
+    fn a_later_read_of_a_digest_replaces_the_earlier_either_way() {
+        let mut table = ReadsByDigest::new();
+        table.insert(sha(1), Read::Plain);
+        table.insert(sha(1), Read::Missing);
+        assert_eq!((table.get(&sha(1)), table.len()), (Some(&Read::Missing), 1));
+        table.insert(sha(1), Read::Plain);
+        assert_eq!((table.get(&sha(1)), table.len()), (Some(&Read::Plain), 1));
+    }
+
+    #[test]
+    fn plain_reads_added_in_several_batches_stay_sorted_and_found() {
+        let mut table = ReadsByDigest::new();
+        table.reserve(40);
+        for batch in [[30u8, 10, 20, 0], [35, 5, 25, 15], [1, 39, 2, 38]] {
+            table.extend(batch.map(|n| (sha(n), Read::Plain)));
+        }
+        assert!(table.plain.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!([0u8, 1, 2, 5, 10, 15, 20, 25, 30, 35, 38, 39]
+            .iter()
+            .all(|n| table.get(&sha(*n)) == Some(&Read::Plain)));
+        assert_eq!(table.get(&sha(3)), None);
+    }
+
+    #[test]
+    fn a_plain_image_keeps_nothing_else_of_its_read() {
+        let plain = ManifestInfo {
+            digest: sha(1),
+            media_type: do_core::oci::OCI_MANIFEST.into(),
+            children: vec![],
+            subject: None,
+            config: Some(sha(2)),
+            size: 10,
+        };
+        assert_eq!(Read::from(plain.clone()), Read::Plain);
+        let referrer = ManifestInfo { subject: Some(sha(3)), ..plain.clone() };
+        assert_eq!(Read::from(referrer.clone()), Read::Info(Box::new(referrer)));
+    }
+}
