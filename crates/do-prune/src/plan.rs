@@ -156,7 +156,7 @@ fn plan_once(
     reads: &mut Reads,
 ) -> anyhow::Result<Planned> {
     let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(listing, rules, reads);
-    let TaggedDecision { mut kept, deletions, saved_untagged, saved_artifacts, mut skipped } =
+    let TaggedDecision { mut kept, mut deletions, saved_untagged, saved_artifacts, mut skipped } =
         decide_tagged(name, &releases, listing, protected, rules);
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
     // Where the registry has the referrers API, it names the referrers of the images the plan
@@ -171,10 +171,8 @@ fn plan_once(
     closure.failed.dedup();
     let skip =
         |digest: &Digest, reason: String| Skipped { repository: name.to_string(), digest: digest.clone(), reason };
-
     // A tagged manifest a kept index holds (or one that refers to a kept one) stays. Taken out
     // in place: a partition made the many deletions again beside themselves.
-    let mut deletions = deletions;
     let rescued: Vec<Deletion> = deletions
         .extract_if(.., |d| {
             d.action == Action::Manifest && closure.kept.contains_key(&d.digest) && !roots.contains_key(&d.digest)
@@ -187,29 +185,32 @@ fn plan_once(
             Rules::Saved { .. } => skipped.push(skip(&deletion.digest, format!("now needed: {reason}"))),
         }
     }
-    let (artifact_deletions, untagged_deletions) = match rules {
-        Rules::Policy { .. } => garbage_and_artifacts(listing, &mut closure, &decision, deletions.len()),
+    let by_digest: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
+    let going = artifacts_going(&decision);
+    // The tagged deletions first, then the untagged: a saved plan's still deletable, or the
+    // garbage, appended in place (the many are never copied to put the few before them).
+    let saved_garbage = match rules {
+        Rules::Policy { .. } => {
+            deletions.extend(tagged_artifact_deletions(&by_digest, &going));
+            None
+        }
         Rules::Saved { .. } => {
-            let (garbage, tagged) = garbage_and_artifacts(listing, &mut closure, &decision, 0);
-            let fresh: Vec<Deletion> = garbage.into_iter().chain(tagged).collect();
-            let (applied, stale) = still_deletable(saved_untagged.into_iter().chain(saved_artifacts), &fresh, &closure);
+            let saved = saved_untagged.into_iter().chain(saved_artifacts);
+            let (tagged, untagged, stale) = recheck_untagged(saved, (&by_digest, &going), &mut closure);
             skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
-            applied.into_iter().partition(|d| !d.all_tags.is_empty())
+            deletions.extend(tagged);
+            Some(untagged)
         }
     };
-    let mut deleted = deletions;
-    deleted.extend(artifact_deletions);
-    let mut artifacts = decision.artifacts;
     let blocked = blocked_by(&closure);
-    match &blocked {
-        Some(reason) => block(reason, &mut deleted, &mut kept, &mut artifacts),
-        // The few before the many, moved into the many's room rather than the many copied.
-        None => {
-            let mut all = untagged_deletions;
-            all.reserve_exact(deleted.len());
-            all.splice(0..0, deleted.drain(..));
-            deleted = all;
-        }
+    match (&blocked, saved_garbage) {
+        (Some(_), _) => {}
+        (None, Some(untagged)) => deletions.extend(untagged),
+        (None, None) => add_garbage(&by_digest, &mut closure, &going, &mut deletions),
+    }
+    let mut artifacts = decision.artifacts;
+    if let Some(reason) = &blocked {
+        block(reason, &mut deletions, &mut kept, &mut artifacts);
     }
     let untagged_kept = untagged_kept(listing, &closure);
     let untagged_listed: BTreeSet<&Digest> = listing.iter().filter(|m| m.tags.is_empty()).map(|m| &m.digest).collect();
@@ -217,7 +218,7 @@ fn plan_once(
         kept.push(Kept { digest: digest.clone(), tags: Vec::new(), reason: reason.clone() });
     }
     Ok(Planned {
-        plan: RepositoryPlan { name: name.to_string(), kept, deleted, untagged_kept, blocked, artifacts },
+        plan: RepositoryPlan { name: name.to_string(), kept, deleted: deletions, untagged_kept, blocked, artifacts },
         closure,
         roots,
         skipped,
@@ -293,41 +294,43 @@ fn find_artifacts<'a>(listing: &'a [Manifest], rules: &Rules, reads: &Reads) -> 
     Found { tag_artifacts, kept_by_tag, releases, tagged_failed }
 }
 
-/// What the closure and the artifact decision delete: (tagged artifacts, untagged garbage with
-/// untagged artifacts among it, in the closure's order), the closure's `deletable` taken into
-/// them (80,000 digests were held twice). The garbage has room for `before` more and the
-/// tagged artifacts, so the few can join the many without the many being moved.
-fn garbage_and_artifacts(
-    listing: &[Manifest],
-    closure: &mut Closure,
-    decision: &artifacts::Decision,
-    before: usize,
-) -> (Vec<Deletion>, Vec<Deletion>) {
-    let by_digest: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
-    let going: BTreeMap<&Digest, &Artifact> = decision
+/// The artifacts the decision deletes, with those it leaves orphaned, by digest.
+fn artifacts_going(decision: &artifacts::Decision) -> BTreeMap<&Digest, &Artifact> {
+    decision
         .artifacts
         .iter()
         .filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan))
         .map(|a| (&a.digest, a))
-        .collect();
-    // As many as there will be, at once: 80,000 deletions grown by doubling held room for
-    // 131,072, and moved to make room for the few they held them twice.
-    let room: usize = [closure.deletable.len(), before, going.len()].into_iter().sum();
-    let mut garbage = Vec::with_capacity(room);
-    garbage.extend(std::mem::take(&mut closure.deletable).iter().filter_map(|digest| by_digest.get(digest)).map(|m| {
-        match going.get(&m.digest) {
-            Some(artifact) => artifact_deletion(m, artifact),
-            None => {
-                policy::deletion(m, Vec::new(), Action::Manifest, "untagged, and nothing kept holds or refers to it")
-            }
-        }
-    }));
-    let tagged = going
+        .collect()
+}
+
+/// The deletions of the tagged artifacts that go.
+fn tagged_artifact_deletions(
+    by_digest: &HashMap<&Digest, &Manifest>,
+    going: &BTreeMap<&Digest, &Artifact>,
+) -> Vec<Deletion> {
+    going
         .values()
         .filter(|a| !a.tags.is_empty())
         .filter_map(|a| by_digest.get(&a.digest).map(|m| artifact_deletion(m, a)))
-        .collect();
-    (tagged, garbage)
+        .collect()
+}
+
+/// Appends the untagged garbage, untagged artifacts among it, in the closure's order, to
+/// `deleted`, with room made once for all (80,000 deletions grown by doubling held room for
+/// 131,072). The closure's `deletable` is taken into them (80,000 digests were held twice).
+fn add_garbage(
+    by_digest: &HashMap<&Digest, &Manifest>,
+    closure: &mut Closure,
+    going: &BTreeMap<&Digest, &Artifact>,
+    deleted: &mut Vec<Deletion>,
+) {
+    let deletable = std::mem::take(&mut closure.deletable);
+    deleted.reserve_exact(deletable.len());
+    deleted.extend(deletable.iter().filter_map(|digest| by_digest.get(digest)).map(|m| match going.get(&m.digest) {
+        Some(artifact) => artifact_deletion(m, artifact),
+        None => policy::deletion(m, Vec::new(), Action::Manifest, "untagged, and nothing kept holds or refers to it"),
+    }));
 }
 
 /// The untagged manifests the closure keeps: how many, how large.
@@ -451,6 +454,20 @@ fn artifact_deletion(manifest: &Manifest, artifact: &Artifact) -> Deletion {
     }
 }
 
+/// A saved plan's untagged and artifact entries that a fresh plan also deletes, the tagged
+/// among them and the untagged, each in the fresh plan's order; the others with why they stay.
+fn recheck_untagged(
+    saved: impl Iterator<Item = Deletion>,
+    (by_digest, going): (&HashMap<&Digest, &Manifest>, &BTreeMap<&Digest, &Artifact>),
+    closure: &mut Closure,
+) -> (Vec<Deletion>, Vec<Deletion>, Vec<(Digest, String)>) {
+    let mut fresh = tagged_artifact_deletions(by_digest, going);
+    add_garbage(by_digest, closure, going, &mut fresh);
+    let (applied, stale) = still_deletable(saved, &fresh, closure);
+    let (tagged, untagged) = applied.into_iter().partition(|d| !d.all_tags.is_empty());
+    (tagged, untagged, stale)
+}
+
 /// A saved plan's untagged and artifact entries that the fresh plan also deletes, in its
 /// order; the others with why they stay.
 fn still_deletable(
@@ -541,36 +558,6 @@ fn newest_tagged<'a>(listing: &[&'a Manifest]) -> Option<&'a Digest> {
         return Some(&unreadable.digest);
     }
     tagged.min_by(|a, b| policy::newest_first(a, b)).map(|m| &m.digest)
-}
-
-/// Whether a GC of `gc_type` is safe: an untagged type only when no repository's closure holds
-/// an untagged manifest, every read succeeded and the listing shows index children; else why not.
-pub fn untagged_gc_refusal(closures: &[(&str, &Closure, &[Manifest])]) -> Option<String> {
-    for (name, closure, listing) in closures {
-        if let Some((digest, why)) = closure.failed.first() {
-            return Some(format!(
-                "a manifest of {name} could not be read ({} {why}), so what GC would remove is unknown",
-                closure::short(digest)
-            ));
-        }
-        if !closure.unlisted.is_empty() {
-            return Some(format!(
-                "the API listing does not show the manifests an index of {name} holds ({} of them), so GC could remove what a kept image needs",
-                closure.unlisted.len()
-            ));
-        }
-        let needed: Vec<&Manifest> =
-            listing.iter().filter(|m| m.tags.is_empty() && closure.kept.contains_key(&m.digest)).collect();
-        if let Some(first) = needed.first() {
-            return Some(format!(
-                "{} untagged manifest(s) of {name} must stay, which an untagged GC would remove (for example {}: {})",
-                needed.len(),
-                closure::short(&first.digest),
-                closure.kept[&first.digest]
-            ));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -213,7 +213,7 @@ pub(crate) fn gc_type(
         .map(|p| (p.plan.name.as_str(), &p.closure, listings.get(&p.plan.name).unwrap_or(&empty).as_slice()))
         .collect();
     all.extend(others.iter().map(|(name, closure, listing)| (*name, closure, *listing)));
-    match plan::untagged_gc_refusal(&all) {
+    match untagged_gc_refusal(&all) {
         None => Ok(requested),
         Some(why) => Err(Failure::usage(format!(
             "refusing --gc-type {requested:?}: {why}; nothing was deleted (the default \"unreferenced blobs only\" is safe, and do-prune deletes unneeded untagged manifests itself)"
@@ -263,7 +263,7 @@ pub(crate) fn gc_type_now(
         all.push((name.as_str(), everything_kept(ctx, name, listing, images, (reader, known))?, listing.as_slice()));
     }
     let closures: Vec<(&str, &closure::Closure, &[Manifest])> = all.iter().map(|(n, c, l)| (*n, c, *l)).collect();
-    Ok(match plan::untagged_gc_refusal(&closures) {
+    Ok(match untagged_gc_refusal(&closures) {
         None => decided.to_string(),
         Some(why) => {
             let safe = "unreferenced blobs only";
@@ -273,4 +273,34 @@ pub(crate) fn gc_type_now(
             safe.to_string()
         }
     })
+}
+
+/// Whether a GC of `gc_type` is safe: an untagged type only when no repository's closure holds
+/// an untagged manifest, every read succeeded and the listing shows index children; else why not.
+fn untagged_gc_refusal(closures: &[(&str, &closure::Closure, &[Manifest])]) -> Option<String> {
+    for (name, closure, listing) in closures {
+        if let Some((digest, why)) = closure.failed.first() {
+            return Some(format!(
+                "a manifest of {name} could not be read ({} {why}), so what GC would remove is unknown",
+                closure::short(digest)
+            ));
+        }
+        if !closure.unlisted.is_empty() {
+            return Some(format!(
+                "the API listing does not show the manifests an index of {name} holds ({} of them), so GC could remove what a kept image needs",
+                closure.unlisted.len()
+            ));
+        }
+        let needed: Vec<&Manifest> =
+            listing.iter().filter(|m| m.tags.is_empty() && closure.kept.contains_key(&m.digest)).collect();
+        if let Some(first) = needed.first() {
+            return Some(format!(
+                "{} untagged manifest(s) of {name} must stay, which an untagged GC would remove (for example {}: {})",
+                needed.len(),
+                closure::short(&first.digest),
+                closure.kept[&first.digest]
+            ));
+        }
+    }
+    None
 }
