@@ -109,7 +109,7 @@ pub fn plan_repository(
     // to be an artifact (which it stays from then on), so this many rounds suffice.
     let listed: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     for _ in 0..=listing.len() {
-        let planned = plan_once(name, listing, protected, rules, setting, reader, reads)?;
+        let planned = plan_once(name, (listing, &listed), protected, rules, setting, reader, reads)?;
         let (stale, unread) = {
             let read = &reads.read;
             let has_subject = |digest: &Digest| matches!(read.get(digest), Some(Read::Info(i)) if i.subject.is_some());
@@ -148,7 +148,7 @@ pub fn plan_repository(
 /// One plan of a repository, with what the reads made so far say about its manifests.
 fn plan_once(
     name: &str,
-    listing: &[Manifest],
+    (listing, by_digest): (&[Manifest], &HashMap<&Digest, &Manifest>),
     protected: &Protected,
     rules: &Rules,
     setting: &Setting,
@@ -185,18 +185,17 @@ fn plan_once(
             Rules::Saved { .. } => skipped.push(skip(&deletion.digest, format!("now needed: {reason}"))),
         }
     }
-    let by_digest: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     let going = artifacts_going(&decision);
     // The tagged deletions first, then the untagged: a saved plan's still deletable, or the
     // garbage, appended in place (the many are never copied to put the few before them).
     let saved_garbage = match rules {
         Rules::Policy { .. } => {
-            deletions.extend(tagged_artifact_deletions(&by_digest, &going));
+            deletions.extend(tagged_artifact_deletions(by_digest, &going));
             None
         }
         Rules::Saved { .. } => {
             let saved = saved_untagged.into_iter().chain(saved_artifacts);
-            let (tagged, untagged, stale) = recheck_untagged(saved, (&by_digest, &going), &mut closure);
+            let (tagged, untagged, stale) = recheck_untagged(saved, (by_digest, &going), &mut closure);
             skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
             deletions.extend(tagged);
             Some(untagged)
@@ -206,7 +205,7 @@ fn plan_once(
     match (&blocked, saved_garbage) {
         (Some(_), _) => {}
         (None, Some(untagged)) => deletions.extend(untagged),
-        (None, None) => add_garbage(&by_digest, &mut closure, &going, &mut deletions),
+        (None, None) => add_garbage(by_digest, &mut closure, &going, &mut deletions),
     }
     let mut artifacts = decision.artifacts;
     if let Some(reason) = &blocked {
