@@ -203,7 +203,11 @@ fn referrers_of<'a>(
 /// Orders `digests` so that an index comes before every manifest it holds (deleting a child
 /// first would leave, for a moment or after an interruption, an index that cannot be pulled).
 pub fn parents_first(digests: &[&Digest], reads: &ReadsByDigest) -> Vec<Digest> {
-    waves(digests, reads).into_iter().flatten().collect()
+    // The others after the first wave, which is most of them: not all copied into a new list.
+    let mut waves = waves(digests, reads).into_iter();
+    let mut all = waves.next().unwrap_or_default();
+    all.extend(waves.flatten());
+    all
 }
 
 /// `digests` in waves: every index in a wave before the manifests it holds, which come in a later

@@ -164,11 +164,13 @@ impl<'a> Reader<'a> {
         let first_root: Vec<Digest> = roots.keys().take(1).cloned().collect();
         self.ask_referrers(reads, repository, &first_root);
         loop {
-            let closure = self.closure_now(reads, listing, roots, tag_artifacts);
+            let mut closure = self.closure_now(reads, listing, roots, tag_artifacts);
             if closure.is_complete() {
                 return Ok(closure);
             }
-            let unread: Vec<Digest> = closure.pending.iter().filter(|d| !reads.read.contains_key(d)).cloned().collect();
+            // Taken, not copied: 80,000 digests to read, grown by doubling, took 5 MB.
+            let mut unread = std::mem::take(&mut closure.pending);
+            unread.retain(|d| !reads.read.contains_key(d));
             // Each round reads or asks something new, so the loop ends; fail closed if it would not.
             anyhow::ensure!(
                 !unread.is_empty() || !closure.unasked.is_empty(),
