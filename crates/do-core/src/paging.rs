@@ -218,9 +218,11 @@ struct Gathering<T> {
 }
 
 impl<T: Clone> Gathering<T> {
-    /// Room for every page planned: the first is full, so that is at least its stated total.
+    /// Room for every page planned (the first is full, so that is at least its stated total),
+    /// when it can be had: a total a server made up is never an allocation that fails the run.
     fn new(first: ListingPage<T>, planned: usize) -> Gathering<T> {
-        let mut items = Vec::with_capacity(first.items.len().saturating_mul(planned + 1));
+        let mut items = Vec::new();
+        let _room = items.try_reserve_exact(first.items.len().saturating_mul(planned + 1));
         let (total, last_has_next) = (first.total, first.next.is_some());
         items.extend(first.items.iter().cloned());
         Gathering { items, pages: 1, total, totals_agree: true, last_has_next, stopped: false }
