@@ -352,3 +352,18 @@ fn what_another_run_adds_while_this_one_runs_is_as_recent_as_what_this_one_used(
     let kept: Vec<bool> = entries.iter().map(|(info, _)| next.get(&info.digest).is_some()).collect();
     assert_eq!(kept, [false, false, true, true]);
 }
+
+#[test]
+fn a_first_run_that_adds_more_than_fits_leaves_out_the_first_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<(ManifestInfo, Vec<u8>)> = (0..5).map(numbered).collect();
+    let each = entry_bytes(entries[0].1.len() as u32);
+    let first = ManifestCache::open(dir.path(), 3 * each).unwrap();
+    for (info, bytes) in &entries {
+        first.put(info, bytes);
+    }
+    assert_eq!(first.finish(), 2);
+    let next = ManifestCache::open(dir.path(), 3 * each).unwrap();
+    let kept: Vec<bool> = entries.iter().map(|(info, _)| next.get(&info.digest).is_some()).collect();
+    assert_eq!(kept, [false, false, true, true, true]);
+}
