@@ -94,7 +94,8 @@ pub fn plan_tagged(
 ) -> TaggedPlan {
     // Room for every tagged manifest to go, at once (20,000 deletions grown by doubling had
     // room for 32,768).
-    let mut plan = TaggedPlan { deleted: Vec::with_capacity(manifests.len()), ..TaggedPlan::default() };
+    let mut plan = TaggedPlan::default();
+    plan.deleted.reserve_exact(manifests.len());
     let (mut readable, unreadable): (Vec<&Manifest>, Vec<&Manifest>) =
         manifests.iter().filter(|m| !m.tags.is_empty()).partition(|m| epoch(m).is_some());
     readable.sort_by(|a, b| newest_first(a, b));
