@@ -228,7 +228,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads made at once before their answers go into the table.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 16384;
 
 /// The artifact edges with those the referrers API named (artifact -> subjects) added.
 pub(crate) fn with_referrers(
