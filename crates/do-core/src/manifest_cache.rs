@@ -148,9 +148,7 @@ impl ManifestCache {
     /// Keeps `bytes`, read from the registry as `info`, when they hash to its digest and say
     /// their own media type.
     pub fn put(&self, info: &ManifestInfo, bytes: &[u8]) {
-        if info.digest.sha256().is_none() {
-            return;
-        }
+        // Bytes that hash to the digest also say it is a SHA-256 digest, the only kind kept.
         if bytes.len() as u64 > MAX_ENTRY_BYTES || Digest::sha256_of(bytes) != info.digest {
             return;
         }

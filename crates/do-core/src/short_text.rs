@@ -117,17 +117,7 @@ impl serde::Serialize for ShortText {
 
 impl<'de> serde::Deserialize<'de> for ShortText {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ShortText, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = ShortText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ShortText, E> {
-                Ok(ShortText::new(text))
-            }
-        }
-        deserializer.deserialize_str(Visitor)
+        String::deserialize(deserializer).map(ShortText::from)
     }
 }
 
