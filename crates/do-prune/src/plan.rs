@@ -157,7 +157,7 @@ fn plan_once(
 ) -> anyhow::Result<Planned> {
     let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(listing, rules, reads);
     let TaggedDecision { mut kept, mut deletions, saved_untagged, saved_artifacts, mut skipped } =
-        decide_tagged(name, &releases, listing, protected, rules);
+        decide_tagged(name, &releases, by_digest, protected, rules);
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
     // Where the registry has the referrers API, it names the referrers of the images the plan
     // deletes (the closure asks it for those of what stays).
@@ -346,7 +346,7 @@ fn untagged_kept(listing: &[Manifest], closure: &Closure) -> Untagged {
 fn decide_tagged(
     name: &str,
     releases: &[&Manifest],
-    listing: &[Manifest],
+    by_digest: &HashMap<&Digest, &Manifest>,
     protected: &Protected,
     rules: &Rules,
 ) -> TaggedDecision {
@@ -376,7 +376,7 @@ fn decide_tagged(
                 entries.deleted.iter().cloned().partition(|d| d.artifact.is_some());
             let entries = RepositoryPlan { deleted: release_entries, ..(*entries).clone() };
             let (kept, deletions, untagged, skipped) =
-                recheck_saved(name, &entries, policy, releases, listing, protected);
+                recheck_saved(name, &entries, policy, releases, by_digest, protected);
             TaggedDecision { kept, deletions, saved_untagged: untagged, saved_artifacts: artifact_entries, skipped }
         }
     }
@@ -498,10 +498,9 @@ fn recheck_saved(
     entries: &RepositoryPlan,
     policy: &Policy,
     releases: &[&Manifest],
-    listing: &[Manifest],
+    by_digest: &HashMap<&Digest, &Manifest>,
     protected: &Protected,
 ) -> (Vec<Kept>, Vec<Deletion>, Vec<Deletion>, Vec<Skipped>) {
-    let by_digest: HashMap<&Digest, &Manifest> = listing.iter().map(|m| (&m.digest, m)).collect();
     let newest = newest_tagged(releases);
     let mut skipped = Vec::new();
     let mut deletions = Vec::new();
