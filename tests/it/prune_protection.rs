@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::support::images::*;
 use crate::support::{
-    call, digest_in as digest_of, fully_readable, mutating_requests, prune, registry_reader, sim, world, Run, Tool,
-    DEPLOY, PRUNE,
+    call, digest_in as digest_of, fully_readable, manifests_in, mutating_requests, prune, registry_reader, sim, world,
+    Run, Tool, DEPLOY, PRUNE,
 };
 
 fn world(tags: &[&str]) -> Sim {
@@ -524,4 +524,53 @@ fn a_protection_record_protects_in_its_own_repository_and_registry_only() {
     let run = prune(&sim).args(["--keep-last", "1"]).stdin(bad).run();
     run.assert_code(2);
     assert!(run.stderr.contains("invalid repository name \"localhost:5000/web\""), "{}", run.stderr);
+}
+
+#[test]
+fn untagged_garbage_a_deployment_starts_using_while_the_registry_is_read_is_kept() {
+    let sim = repositories(vec![("web", vec![image(&[], 1), image(&[], 1), image(&["v1"], 1)])], json!({}));
+    let untagged: Vec<String> = manifests_in(&sim, "web")
+        .into_iter()
+        .filter(|m| m["tags"].as_array().unwrap().is_empty())
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(untagged.len(), 2);
+    let app = add_app(&sim, app_on("shop", "web", json!({"tag": "v1"})));
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/reg/web/manifests/".into(),
+        kind: FaultKind::Latency { ms: 1500 },
+        times: 1,
+    });
+    let child = std::thread::spawn({
+        let tool = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]);
+        move || tool.run()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sim.requests().iter().any(|r| r.url.starts_with(&format!("/v2/apps/{app}/deployments"))) {
+        assert!(Instant::now() < deadline, "do-prune never read the apps");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Someone deploys one of the untagged manifests by digest while do-prune reads manifests.
+    let spec = app_on("shop", "web", json!({"digest": untagged[0]}));
+    let (status, _) = call(&sim, "PUT", &format!("/v2/apps/{app}"), Some(json!({ "spec": spec })), Some("tok"));
+    assert_eq!(status, 200);
+    let run = child.join().unwrap();
+    run.assert_code(0);
+    let left = present(&sim, "web");
+    assert!(left.contains(&untagged[0]), "the untagged image being deployed was not deleted");
+    assert!(!left.contains(&untagged[1]), "the other untagged manifest is garbage still");
+    let record = run.record("prune");
+    let rechecked = record["kept_at_recheck"].as_array().unwrap();
+    assert_eq!(rechecked.len(), 1, "{record}");
+    assert_eq!(rechecked[0]["digest"], untagged[0].as_str());
+    assert_eq!(rechecked[0]["tags"], json!([]));
+    assert!(rechecked[0]["reason"].as_str().unwrap().contains("deployment"), "{rechecked:?}");
+    let deleted: Vec<&str> = record["repositories"][0]["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, [untagged[1].as_str()], "the record lists what was deleted, and only that");
 }

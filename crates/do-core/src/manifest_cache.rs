@@ -107,7 +107,7 @@ impl ManifestCache {
             index,
             opened_len,
             bad: Mutex::new(Vec::new()),
-            appender: Mutex::new(Appender { file: appender, pending: Vec::new(), entries: 0 }),
+            appender: Mutex::new(Appender { file: appender, pending: Vec::with_capacity(PENDING_ROOM), entries: 0 }),
             hits: AtomicU64::new(0),
             added: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
@@ -163,6 +163,12 @@ impl ManifestCache {
         }
     }
 
+    /// Writes the entries put and not written yet: [`used`](Self::used) counts an entry added
+    /// once it is written.
+    pub fn flush(&self) {
+        self.write(&mut lock(&self.appender));
+    }
+
     /// Appends the entries put since the last write, in one write: on a file opened for
     /// appending, whole entries, never interleaved with another run's.
     fn write(&self, appender: &mut Appender) {
@@ -216,7 +222,10 @@ impl ManifestCache {
 }
 
 /// Entries put are written together once they come to this many bytes (and at the end).
-const WRITE_BYTES: usize = 1024 * 1024;
+const WRITE_BYTES: usize = 256 * 1024;
+/// Room for the entries not written yet: up to `WRITE_BYTES` and the entry that passes it
+/// (most are a few KiB), so that the buffer does not double.
+const PENDING_ROOM: usize = 320 * 1024;
 
 #[derive(Debug)]
 struct Appender {

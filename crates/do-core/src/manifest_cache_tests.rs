@@ -255,17 +255,17 @@ fn as_many_least_recently_used_go_as_the_bound_needs() {
 }
 
 #[test]
-fn entries_put_are_written_together_a_mebibyte_at_a_time_and_at_the_end_of_the_run() {
+fn entries_put_are_written_together_a_quarter_mebibyte_at_a_time_when_flushed_and_at_the_end_of_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let pack = dir.path().join(PACK);
     let cache = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     let (small, small_bytes) = numbered(1);
     cache.put(&small, &small_bytes);
     assert_eq!(std::fs::metadata(&pack).unwrap().len(), 0, "one small entry waits");
-    let (half, half_bytes) = of_size(512 * 1024);
+    let (half, half_bytes) = of_size(128 * 1024);
     cache.put(&half, &half_bytes);
-    assert_eq!(std::fs::metadata(&pack).unwrap().len(), 0, "so do entries under a mebibyte in all");
-    let (big, big_bytes) = of_size(1024 * 1024);
+    assert_eq!(std::fs::metadata(&pack).unwrap().len(), 0, "so do entries under a quarter mebibyte in all");
+    let (big, big_bytes) = of_size(256 * 1024);
     cache.put(&big, &big_bytes);
     let written = std::fs::metadata(&pack).unwrap().len();
     let sizes = [&small_bytes, &half_bytes, &big_bytes].map(|bytes| entry_bytes(bytes.len() as u32));
@@ -274,10 +274,16 @@ fn entries_put_are_written_together_a_mebibyte_at_a_time_and_at_the_end_of_the_r
     cache.put(&last, &last_bytes);
     assert_eq!(std::fs::metadata(&pack).unwrap().len(), written);
     assert_eq!(cache.used().added, 3, "counted once written");
+    cache.flush();
+    assert_eq!(std::fs::metadata(&pack).unwrap().len(), written + entry_bytes(last_bytes.len() as u32));
+    assert_eq!(cache.used().added, 4, "written and counted when flushed");
+    let (after_flush, after_flush_bytes) = numbered(4);
+    cache.put(&after_flush, &after_flush_bytes);
     assert_eq!(cache.finish(), 0);
-    assert_eq!(cache.used().added, 4);
+    assert_eq!(cache.used().added, 5);
     let next = ManifestCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
-    assert_eq!([&small, &half, &big, &last].map(|info| next.get(&info.digest).as_ref() == Some(info)), [true; 4]);
+    let all = [&small, &half, &big, &last, &after_flush];
+    assert_eq!(all.map(|info| next.get(&info.digest).as_ref() == Some(info)), [true; 5]);
     // A run that ends without finishing still keeps what it read.
     let (dropped, dropped_bytes) = numbered(3);
     next.put(&dropped, &dropped_bytes);

@@ -5,7 +5,7 @@
 //! is kept and reported. Deletions go tags first, then untagged garbage, each index before what
 //! it holds; none starts after the deadline. Then GC starts with the decided type.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -16,9 +16,11 @@ use do_core::types::{GarbageCollection, GcStatus, Manifest};
 use do_core::{Client, Exit, Failure};
 use serde_json::json;
 
+use crate::plan::RepositoryPlan;
 use crate::policy::{Action, Deletion, Kept};
 use crate::reads::{AllReads, Reader, Reads};
 use crate::report::{size, Failed, GcReport, PruneRecord, RecheckKept};
+use crate::written::NO_TAGS;
 use crate::{closure, protect, Ctx, GcMode};
 
 /// The GC running on `registry`, if one is.
@@ -43,7 +45,7 @@ pub(crate) fn apply(
     };
     let mut deleted = 0;
     for index in 0..planned.len() {
-        if planned[index].plan.deleted.is_empty() {
+        if planned[index].plan.deletion_count() == 0 {
             continue;
         }
         let name = planned[index].plan.name.clone();
@@ -59,8 +61,8 @@ pub(crate) fn apply(
             Err(error) => return Err(not_attempted(&mut planned[index..], error, record)),
         };
         recheck(ctx, &mut planned[index], &again, record);
-        let failed = delete(ctx, &name, &planned[index].plan.deleted, known);
-        deleted += planned[index].plan.deleted.len() - failed.len();
+        let failed = delete(ctx, &name, &planned[index].plan, known);
+        deleted += planned[index].plan.deletion_count() - failed.len();
         record.failed.extend(failed);
     }
     if record.failed.iter().any(|f| f.error == DEADLINE_PASSED) {
@@ -89,31 +91,42 @@ pub(crate) fn apply(
 /// (tagged first, then untagged garbage with each index before its children).
 fn recheck(ctx: &Ctx, planned: &mut crate::plan::Planned, again: &crate::plan::Planned, record: &mut PruneRecord) {
     let name = planned.plan.name.clone();
-    let still: BTreeSet<(Digest, Action, Vec<String>)> = again.plan.deleted.iter().map(key).collect();
+    // Where each deletion comes in the new plan; the garbage's keys hold no tags to copy.
+    let order: HashMap<Key, usize> = again.plan.deletion_keys().map(key).enumerate().map(|(i, k)| (k, i)).collect();
+    let position =
+        |(digest, action, tags): (&Digest, Action, &[String])| order.get(&key((digest, action, tags))).copied();
     let (mut going, staying): (Vec<Deletion>, Vec<Deletion>) =
-        planned.plan.deleted.drain(..).partition(|d| still.contains(&key(d)));
-    for deletion in staying {
+        planned.plan.deleted.drain(..).partition(|d| position((&d.digest, d.action, &d.tags)).is_some());
+    going.sort_by_cached_key(|d| position((&d.digest, d.action, &d.tags)));
+    let mut staying_garbage = Vec::new();
+    planned.plan.garbage.retain(|digest| {
+        let still = position((digest, Action::Manifest, NO_TAGS)).is_some();
+        if !still {
+            staying_garbage.push(digest.clone());
+        }
+        still
+    });
+    planned.plan.garbage.sort_by_cached_key(|digest| position((digest, Action::Manifest, NO_TAGS)));
+    let staying = staying.iter().map(|d| (&d.digest, d.all_tags.as_slice()));
+    for (digest, tags) in staying.chain(staying_garbage.iter().map(|digest| (digest, NO_TAGS))) {
         let reason = again
             .plan
             .kept
             .iter()
-            .find(|k| k.digest == deletion.digest)
+            .find(|k| k.digest == *digest)
             .map(|k| k.reason.clone())
-            .or_else(|| again.closure.kept.get(&deletion.digest).cloned())
-            .or_else(|| again.skipped.iter().find(|s| s.digest == deletion.digest).map(|s| s.reason.clone()))
+            .or_else(|| again.closure.kept.get(digest).cloned())
+            .or_else(|| again.skipped.iter().find(|s| s.digest == *digest).map(|s| s.reason.clone()))
             .unwrap_or_else(|| "changed since the plan".to_string());
         let kept = Kept {
-            digest: deletion.digest.clone(),
-            tags: deletion.all_tags.clone(),
+            digest: digest.clone(),
+            tags: tags.to_vec(),
             reason: format!("kept at the re-check before deleting: {reason}"),
         };
         ctx.progress.warn(&format!("{name} {}: {}", closure::short(&kept.digest), kept.reason));
         record.kept_at_recheck.push(RecheckKept { repository: name.clone(), kept: kept.clone() });
         planned.plan.kept.push(kept);
     }
-    let order: BTreeMap<(Digest, Action, Vec<String>), usize> =
-        again.plan.deleted.iter().enumerate().map(|(i, d)| (key(d), i)).collect();
-    going.sort_by_key(|d| order.get(&key(d)).copied().unwrap_or(usize::MAX));
     planned.plan.deleted = going;
 }
 
@@ -168,38 +181,36 @@ fn wait_for_gc(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Deletes one repository's deletions in waves, several at once within a wave; a failure
 /// does not stop the others, and a 404 means it is already gone.
-fn delete(ctx: &Ctx, repository: &str, deletions: &[Deletion], reads: &Reads) -> Vec<Failed> {
+fn delete(ctx: &Ctx, repository: &str, plan: &RepositoryPlan, reads: &Reads) -> Vec<Failed> {
     let base = format!("{}/repositories/{}", ctx.registry_path, segment(repository));
+    let whole = |digest: &Digest| format!("{base}/digests/{}", segment(&digest.text()));
     // Releases' tags first, then the tagged artifacts (signatures) of what went.
     let (mut tagged_wave, mut artifact_wave) = (Vec::new(), Vec::new());
-    for deletion in deletions.iter().filter(|d| !d.all_tags.is_empty()) {
+    for deletion in plan.deleted.iter().filter(|d| !d.all_tags.is_empty()) {
         let wave = if deletion.artifact.is_some() { &mut artifact_wave } else { &mut tagged_wave };
         match deletion.action {
-            Action::Manifest => wave.push((deletion, format!("{base}/digests/{}", segment(&deletion.digest.text())))),
+            Action::Manifest => wave.push((&deletion.digest, deletion.tags.as_slice(), whole(&deletion.digest))),
             Action::Tags => {
                 for tag in &deletion.tags {
-                    wave.push((deletion, format!("{base}/tags/{}", segment(tag))));
+                    wave.push((&deletion.digest, deletion.tags.as_slice(), format!("{base}/tags/{}", segment(tag))));
                 }
             }
         }
     }
-    let untagged: Vec<&Deletion> = deletions.iter().filter(|d| d.all_tags.is_empty()).collect();
-    let digests: Vec<&Digest> = untagged.iter().map(|d| &d.digest).collect();
-    let by_digest: BTreeMap<&Digest, &Deletion> = untagged.iter().map(|d| (&d.digest, *d)).collect();
+    // Untagged deletions (a saved plan's entries, the garbage) have no tags of their own.
+    let untagged: Vec<&Digest> =
+        plan.deleted.iter().filter(|d| d.all_tags.is_empty()).map(|d| &d.digest).chain(&plan.garbage).collect();
+    let untagged_waves = closure::waves(&untagged, &reads.read);
     let mut waves = vec![tagged_wave, artifact_wave];
-    for wave in closure::waves(&digests, &reads.read) {
-        waves.push(
-            wave.iter()
-                .map(|digest| (by_digest[digest], format!("{base}/digests/{}", segment(&digest.text()))))
-                .collect(),
-        );
+    for wave in &untagged_waves {
+        waves.push(wave.iter().map(|digest| (digest, NO_TAGS, whole(digest))).collect());
     }
     let total: usize = waves.iter().map(Vec::len).sum();
     let done = AtomicUsize::new(0);
     let mut failed = Vec::new();
     for wave in waves.into_iter().filter(|w| !w.is_empty()) {
         let outcomes =
-            do_core::concurrent::try_map(&wave, usize::from(ctx.settings.concurrency), |(deletion, path)| {
+            do_core::concurrent::try_map(&wave, usize::from(ctx.settings.concurrency), |(digest, tags, path)| {
                 let outcome = if Instant::now() >= ctx.deadline {
                     Err(DEADLINE_PASSED.to_string())
                 } else {
@@ -219,8 +230,8 @@ fn delete(ctx: &Ctx, repository: &str, deletions: &[Deletion], reads: &Reads) ->
                 }
                 Ok::<_, std::convert::Infallible>(outcome.err().map(|error| Failed {
                     repository: repository.to_string(),
-                    digest: deletion.digest.clone(),
-                    tags: deletion.tags.clone(),
+                    digest: (*digest).clone(),
+                    tags: tags.to_vec(),
                     error,
                 }))
             });
@@ -232,8 +243,8 @@ fn delete(ctx: &Ctx, repository: &str, deletions: &[Deletion], reads: &Reads) ->
     failed.dedup_by(|a, b| a.digest == b.digest && a.error == b.error);
     ctx.progress.info(&format!(
         "{repository}: {} of {} deletions done{}",
-        deletions.len() - failed.len(),
-        deletions.len(),
+        plan.deletion_count() - failed.len(),
+        plan.deletion_count(),
         if failed.is_empty() { String::new() } else { format!(", {} failed", failed.len()) }
     ));
     for failure in &failed {
@@ -329,11 +340,11 @@ fn not_attempted(
 ) -> anyhow::Error {
     let why = format!("not attempted: {error:#}");
     for planned in planned.iter() {
-        for deletion in &planned.plan.deleted {
+        for (digest, _, tags) in planned.plan.deletion_keys() {
             record.failed.push(Failed {
                 repository: planned.plan.name.clone(),
-                digest: deletion.digest.clone(),
-                tags: deletion.tags.clone(),
+                digest: digest.clone(),
+                tags: tags.to_vec(),
                 error: why.clone(),
             });
         }
@@ -341,10 +352,13 @@ fn not_attempted(
     error
 }
 
-fn key(deletion: &Deletion) -> (Digest, Action, Vec<String>) {
-    let mut tags = deletion.tags.clone();
-    tags.sort();
-    (deletion.digest.clone(), deletion.action, tags)
+/// A deletion as the re-check matches it: digest, action, tags in order.
+type Key<'a> = (&'a Digest, Action, Vec<&'a str>);
+
+fn key<'a>((digest, action, tags): (&'a Digest, Action, &'a [String])) -> Key<'a> {
+    let mut tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    tags.sort_unstable();
+    (digest, action, tags)
 }
 
 /// The tagged manifests of a listing: digest -> tags.

@@ -12,7 +12,8 @@
 //! deadline, checked settings): `args.rs` (the checks), `gather` with `listing.rs` and
 //! `protect.rs`, `plan` with `planning.rs` (the registry), `plan.rs` (one repository, with
 //! reads: `reads.rs`), `policy.rs`, `closure.rs` and `artifacts.rs` (pure), `usage.rs`; then
-//! `saved.rs` (--plan-out, --apply), `apply.rs`, and the record (`report.rs`).
+//! `saved.rs` (--plan-out, --apply), `apply.rs`, and the record (`report.rs`); `written.rs`
+//! describes the garbage a plan names by digest from the listing, as it is written.
 
 mod apply;
 mod args;
@@ -29,6 +30,7 @@ mod reads;
 mod report;
 mod saved;
 pub mod usage;
+mod written;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -53,6 +55,7 @@ use protect::SpecImage;
 use reads::{AllReads, Reader};
 use report::{PruneRecord, Usage};
 pub use saved::SavedPlan;
+use written::Described;
 
 const TOOL: &str = "do-prune";
 const PLAN_VERSION: u64 = 2;
@@ -133,16 +136,16 @@ fn prune(
     let reader = Reader::new(&registry_client, usize::from(s.concurrency), ctx.progress);
     let Whole { mut planned, usage, limit, gc_type, mut reads } = plan(ctx, registry, &gathered, &reader)?;
     let (unlisted, indexes_read) = warn_about(ctx, &planned, &reads);
-    let deletion_count: usize = planned.iter().map(|p| p.plan.deleted.len()).sum();
+    let deletion_count: usize = planned.iter().map(|p| p.plan.deletion_count()).sum();
     if let Some(limit) = s.max_delete.filter(|limit| deletion_count > *limit) {
         return Err(Failure::usage(format!(
             "the plan has {deletion_count} deletions, more than --max-delete {limit}; nothing was deleted (raise the limit or keep more)"
         )));
     }
-    let plans: Vec<&RepositoryPlan> = planned.iter().map(|p| &p.plan).collect();
+    let plans: Vec<Described> = planned.iter().map(|p| Described::of(&p.plan, &gathered.listings)).collect();
     report::print_table(ctx.progress, &plans, &usage, !s.execute, &untagged_whys(&planned, &gathered.listings));
     if let Some(path) = &s.plan_out {
-        saved::write_plan(ctx, path, plans.iter().map(|p| (*p).clone()).collect())?;
+        saved::write_plan(ctx, path, &plans)?;
     }
     let mut record = PruneRecord {
         registry: ctx.registry.clone(),
@@ -176,21 +179,30 @@ fn prune(
         tell_running_gc(ctx)?;
         Ok(Exit::Done)
     };
-    // What was read and listed is not needed for the record: gone before it is written.
-    drop((reads, gathered));
-    record.repositories = planned.into_iter().map(|p| p.plan).collect();
+    // What was read is not needed for the record: gone before it is written. The listings
+    // describe the garbage the plans name.
+    drop(reads);
+    let plans: Vec<RepositoryPlan> = planned.into_iter().map(|p| p.plan).collect();
+    record.repositories = plans.iter().map(|plan| Described::of(plan, &gathered.listings)).collect();
     record.requests = ctx.client.requests_made();
     record.registry_requests = registry_client.requests_made();
-    if let Some(cache) = registry_client.cache() {
-        cache.finish();
-        record.cache = Some(cache.used());
-    }
+    record.cache = registry_client.cache().map(|cache| {
+        cache.flush();
+        cache.used()
+    });
     output.emit("prune", RECORD_VERSION, &record)?;
     report::github_outputs(&record)?;
     if !s.execute {
         ctx.progress.info("dry run: nothing was deleted; add --execute to delete");
     }
-    exit_of(&record, outcome?)
+    let exit = outcome.and_then(|exit| exit_of(&record, exit));
+    // The cache reads its pack again to put it in order: once the listings are gone.
+    drop(record);
+    drop((plans, gathered));
+    if let Some(cache) = registry_client.cache() {
+        cache.finish();
+    }
+    exit
 }
 
 /// The client for the registry host: short-lived read-only credentials, the manifest cache,
@@ -251,8 +263,8 @@ fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reader: &Reader) ->
     let gone: BTreeMap<&str, HashSet<&Digest>> = planned
         .iter()
         .map(|p| {
-            let whole = p.plan.deleted.iter().filter(|d| d.action == Action::Manifest);
-            (p.plan.name.as_str(), whole.map(|d| &d.digest).collect())
+            let whole = p.plan.deletion_keys().filter(|(_, action, _)| *action == Action::Manifest);
+            (p.plan.name.as_str(), whole.map(|(digest, _, _)| digest).collect())
         })
         .collect();
     let after = usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
@@ -323,7 +335,7 @@ fn exit_of(record: &PruneRecord, exit: Exit) -> anyhow::Result<Exit> {
         return Err(anyhow::anyhow!(
             "{} of {} deletions failed (listed in the record); rerun to retry them",
             record.failed.len(),
-            record.repositories.iter().map(|r| r.deleted.len()).sum::<usize>()
+            record.repositories.iter().map(|r| r.plan.deletion_count()).sum::<usize>()
         ));
     }
     if let Some(error) = blocked_error(record) {
@@ -342,7 +354,7 @@ fn exit_of(record: &PruneRecord, exit: Exit) -> anyhow::Result<Exit> {
 /// A run where some repository could not be planned safely did not do all it was asked: exit 1.
 fn blocked_error(record: &PruneRecord) -> Option<anyhow::Error> {
     let blocked: Vec<&str> =
-        record.repositories.iter().filter(|r| r.blocked.is_some()).map(|r| r.name.as_str()).collect();
+        record.repositories.iter().filter(|r| r.plan.blocked.is_some()).map(|r| r.plan.name.as_str()).collect();
     (!blocked.is_empty()).then(|| {
         anyhow::anyhow!(
             "nothing was deleted in {}: manifests could not be read from the registry (the record says which); rerun when the registry answers",

@@ -22,12 +22,19 @@ pub struct Untagged {
     pub bytes: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// Read from a saved plan; written through [`crate::written::Described`], which describes the
+/// garbage from the listing.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 pub struct RepositoryPlan {
     pub name: String,
     pub kept: Vec<Kept>,
-    /// Tagged deletions first, then untagged ones, each index before what it holds.
+    /// Deletions held in full: tagged ones first, then a saved plan's untagged entries, each
+    /// index before what it holds.
     pub deleted: Vec<Deletion>,
+    /// The untagged garbage, deleted after `deleted`, each index before what it holds: by
+    /// digest, described from the listing when written.
+    #[serde(skip)]
+    pub garbage: Vec<Digest>,
     pub untagged_kept: Untagged,
     /// Why nothing in this repository is deleted, when a read failed.
     #[serde(default)]
@@ -156,13 +163,13 @@ fn plan_once(
     reads: &mut Reads,
 ) -> anyhow::Result<Planned> {
     let Found { tag_artifacts, kept_by_tag, releases, tagged_failed } = find_artifacts(listing, rules, reads);
-    let TaggedDecision { mut kept, mut deletions, saved_untagged, saved_artifacts, mut skipped } =
+    let TaggedDecision { mut kept, deletions: mut deleted, saved_untagged, saved_artifacts, mut skipped } =
         decide_tagged(name, &releases, by_digest, protected, rules);
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
     // Where the registry has the referrers API, it names the referrers of the images the plan
     // deletes (the closure asks it for those of what stays).
     let going: Vec<Digest> =
-        deletions.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.clone()).collect();
+        deleted.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.clone()).collect();
     reader.ask_referrers(reads, name, &going);
     let (mut closure, decision, edges) =
         settle(name, listing, &mut roots, &tag_artifacts, setting, (reader, reads), &kept_by_tag)?;
@@ -172,8 +179,8 @@ fn plan_once(
     let skip =
         |digest: &Digest, reason: String| Skipped { repository: name.to_string(), digest: digest.clone(), reason };
     // A tagged manifest a kept index holds (or one that refers to a kept one) stays. Taken out
-    // in place: a partition made the many deletions again beside themselves.
-    let rescued: Vec<Deletion> = deletions
+    // in place: a partition made the many deleted again beside themselves.
+    let rescued: Vec<Deletion> = deleted
         .extract_if(.., |d| {
             d.action == Action::Manifest && closure.kept.contains_key(&d.digest) && !roots.contains_key(&d.digest)
         })
@@ -187,43 +194,50 @@ fn plan_once(
     }
     let going = artifacts_going(&decision);
     // The tagged deletions first, then the untagged: a saved plan's still deletable, or the
-    // garbage, appended in place (the many are never copied to put the few before them).
+    // garbage, named by digest (described from the listing when written).
     let saved_garbage = match rules {
         Rules::Policy { .. } => {
-            deletions.extend(tagged_artifact_deletions(by_digest, &going));
+            deleted.extend(tagged_artifact_deletions(by_digest, &going));
             None
         }
         Rules::Saved { .. } => {
             let saved = saved_untagged.into_iter().chain(saved_artifacts);
             let (tagged, untagged, stale) = recheck_untagged(saved, (by_digest, &going), &mut closure);
             skipped.extend(stale.into_iter().map(|(digest, why)| skip(&digest, why)));
-            deletions.extend(tagged);
+            deleted.extend(tagged);
             Some(untagged)
         }
     };
     let blocked = blocked_by(&closure);
-    match (&blocked, saved_garbage) {
-        (Some(_), _) => {}
-        (None, Some(untagged)) => deletions.extend(untagged),
-        (None, None) => add_garbage(by_digest, &mut closure, &going, &mut deletions),
-    }
+    let garbage = match (&blocked, saved_garbage) {
+        (Some(_), _) => Vec::new(),
+        (None, Some(untagged)) => {
+            deleted.extend(untagged);
+            Vec::new()
+        }
+        (None, None) => take_garbage(by_digest, &mut closure),
+    };
     let mut artifacts = decision.artifacts;
     if let Some(reason) = &blocked {
-        block(reason, &mut deletions, &mut kept, &mut artifacts);
+        block(reason, &mut deleted, &mut kept, &mut artifacts);
     }
     let untagged_kept = untagged_kept(listing, &closure);
-    let untagged_listed: BTreeSet<&Digest> = listing.iter().filter(|m| m.tags.is_empty()).map(|m| &m.digest).collect();
-    for (digest, reason) in protected.digests.iter().filter(|(d, _)| untagged_listed.contains(d)) {
-        kept.push(Kept { digest: digest.clone(), tags: Vec::new(), reason: reason.clone() });
-    }
+    kept.extend(protected_untagged(listing, protected));
     Ok(Planned {
-        plan: RepositoryPlan { name: name.to_string(), kept, deleted: deletions, untagged_kept, blocked, artifacts },
+        plan: RepositoryPlan { name: name.to_string(), kept, deleted, garbage, untagged_kept, blocked, artifacts },
         closure,
         roots,
         skipped,
         tag_artifacts: edges,
         kept_by_tag,
     })
+}
+
+/// The untagged manifests listed that are protected, kept for that.
+fn protected_untagged(listing: &[Manifest], protected: &Protected) -> Vec<Kept> {
+    let untagged_listed: BTreeSet<&Digest> = listing.iter().filter(|m| m.tags.is_empty()).map(|m| &m.digest).collect();
+    let listed = protected.digests.iter().filter(|(d, _)| untagged_listed.contains(d));
+    listed.map(|(digest, reason)| Kept { digest: digest.clone(), tags: Vec::new(), reason: reason.clone() }).collect()
 }
 
 /// Why nothing in the repository may be deleted: a read failed, so what the kept images need
@@ -315,21 +329,12 @@ fn tagged_artifact_deletions(
         .collect()
 }
 
-/// Appends the untagged garbage, untagged artifacts among it, in the closure's order, to
-/// `deleted`, with room made once for all (80,000 deletions grown by doubling held room for
-/// 131,072). The closure's `deletable` is taken into them (80,000 digests were held twice).
-fn add_garbage(
-    by_digest: &HashMap<&Digest, &Manifest>,
-    closure: &mut Closure,
-    going: &BTreeMap<&Digest, &Artifact>,
-    deleted: &mut Vec<Deletion>,
-) {
-    let deletable = std::mem::take(&mut closure.deletable);
-    deleted.reserve_exact(deletable.len());
-    deleted.extend(deletable.iter().filter_map(|digest| by_digest.get(digest)).map(|m| match going.get(&m.digest) {
-        Some(artifact) => artifact_deletion(m, artifact),
-        None => policy::deletion(m, Vec::new(), Action::Manifest, "untagged, and nothing kept holds or refers to it"),
-    }));
+/// The untagged garbage, untagged artifacts among it, in the closure's order: the closure's
+/// `deletable`, taken, not copied, and kept to what the listing shows.
+fn take_garbage(by_digest: &HashMap<&Digest, &Manifest>, closure: &mut Closure) -> Vec<Digest> {
+    let mut garbage = std::mem::take(&mut closure.deletable);
+    garbage.retain(|digest| by_digest.contains_key(digest));
+    garbage
 }
 
 /// The untagged manifests the closure keeps: how many, how large.
@@ -446,7 +451,8 @@ fn settle(
     }
 }
 
-fn artifact_deletion(manifest: &Manifest, artifact: &Artifact) -> Deletion {
+/// The deletion of an artifact that goes.
+pub(crate) fn artifact_deletion(manifest: &Manifest, artifact: &Artifact) -> Deletion {
     Deletion {
         artifact: Some(Box::new(ArtifactOf { kind: artifact.kind, subject: artifact.subject.clone() })),
         ..policy::deletion(manifest, manifest.tags.clone(), Action::Manifest, artifact.reason.clone())
@@ -460,8 +466,9 @@ fn recheck_untagged(
     (by_digest, going): (&HashMap<&Digest, &Manifest>, &BTreeMap<&Digest, &Artifact>),
     closure: &mut Closure,
 ) -> (Vec<Deletion>, Vec<Deletion>, Vec<(Digest, String)>) {
-    let mut fresh = tagged_artifact_deletions(by_digest, going);
-    add_garbage(by_digest, closure, going, &mut fresh);
+    let tagged_artifacts = tagged_artifact_deletions(by_digest, going);
+    let garbage = take_garbage(by_digest, closure);
+    let fresh: Vec<&Digest> = tagged_artifacts.iter().map(|d| &d.digest).chain(&garbage).collect();
     let (applied, stale) = still_deletable(saved, &fresh, closure);
     let (tagged, untagged) = applied.into_iter().partition(|d| !d.all_tags.is_empty());
     (tagged, untagged, stale)
@@ -471,10 +478,10 @@ fn recheck_untagged(
 /// order; the others with why they stay.
 fn still_deletable(
     saved: impl Iterator<Item = Deletion>,
-    fresh: &[Deletion],
+    fresh: &[&Digest],
     closure: &Closure,
 ) -> (Vec<Deletion>, Vec<(Digest, String)>) {
-    let order: BTreeMap<&Digest, usize> = fresh.iter().enumerate().map(|(i, d)| (&d.digest, i)).collect();
+    let order: BTreeMap<&Digest, usize> = fresh.iter().enumerate().map(|(i, d)| (*d, i)).collect();
     let mut applied = Vec::new();
     let mut stale = Vec::new();
     for entry in saved {

@@ -9,15 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::artifacts::{Artifact, Fate, Kind};
 use crate::plan::{RepositoryPlan, Skipped};
 use crate::policy::{Action, Kept, Policy};
+use crate::written::Described;
 
 /// The `prune` record, v2.
-#[derive(Debug, Serialize)]
-pub struct PruneRecord {
+#[derive(Serialize)]
+pub struct PruneRecord<'a> {
     pub registry: String,
     pub dry_run: bool,
     pub policy: Policy,
     pub usage: Usage,
-    pub repositories: Vec<RepositoryPlan>,
+    /// Each repository's plan, written with its listing.
+    pub repositories: Vec<Described<'a>>,
     pub failed: Vec<Failed>,
     /// Saved-plan entries not applied, and why.
     pub skipped: Vec<Skipped>,
@@ -97,7 +99,8 @@ const LINES_PER_LIST: usize = 12;
 /// A repository's plan for people: what stays and why, one line each, cut at `limit` with a
 /// count of the rest (the record has them all); what goes, one line per reason naming every tag
 /// (never cut: a hidden deletion is the one that surprises), the untagged manifests as a count.
-pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<String> {
+pub fn plan_lines(described: &Described, dry_run: bool, limit: usize) -> Vec<String> {
+    let plan = described.plan;
     let name = |tags: &[String], digest: &Digest| {
         if tags.is_empty() {
             let text = digest.text();
@@ -107,11 +110,16 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
         }
     };
     // Artifacts show under the image they are of, when that image has a line of its own.
+    let subjects: BTreeSet<&Digest> = plan.artifacts.iter().map(|a| &a.subject).collect();
+    let going: BTreeSet<&Digest> =
+        plan.artifacts.iter().filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan)).map(|a| &a.digest).collect();
     let images: BTreeSet<&Digest> = plan
         .kept
         .iter()
         .map(|k| &k.digest)
         .chain(plan.deleted.iter().filter(|d| d.artifact.is_none()).map(|d| &d.digest))
+        .chain(plan.garbage.iter().filter(|d| !going.contains(d)))
+        .filter(|d| subjects.contains(d))
         .collect();
     let attached =
         |a: &&Artifact| images.contains(&a.subject) && (a.fate == Fate::Deleted || a.reason.ends_with("which is kept"));
@@ -158,17 +166,24 @@ pub fn plan_lines(plan: &RepositoryPlan, dry_run: bool, limit: usize) -> Vec<Str
         let what = if matches!(artifact.fate, Fate::Deleted | Fate::Orphan) { verb } else { "keep" };
         lines.push(format!("{}: {what} {}: {}", plan.name, name(&artifact.tags, &artifact.digest), artifact.reason));
     }
-    let untagged: Vec<_> = plan.deleted.iter().filter(|d| d.all_tags.is_empty() && d.artifact.is_none()).collect();
-    if !untagged.is_empty() {
-        let bytes: u64 = untagged.iter().map(|d| d.bytes).sum();
-        lines.push(format!(
-            "{}: {verb} {} untagged manifest(s), {}: nothing kept holds or refers to them",
-            plan.name,
-            untagged.len(),
-            size(bytes)
-        ));
-    }
+    lines.extend(untagged_line(described, verb));
     lines
+}
+
+/// `web: would delete 2 untagged manifest(s), 4.0 KiB: …`, when the plan deletes any.
+fn untagged_line(described: &Described, verb: &str) -> Option<String> {
+    let (mut untagged, mut bytes) = (0, 0);
+    for deletion in described.deletions().filter(|d| d.all_tags.is_empty() && d.artifact.is_none()) {
+        untagged += 1;
+        bytes += deletion.bytes;
+    }
+    (untagged > 0).then(|| {
+        format!(
+            "{}: {verb} {untagged} untagged manifest(s), {}: nothing kept holds or refers to them",
+            described.plan.name,
+            size(bytes)
+        )
+    })
 }
 
 /// Why a repository's kept untagged manifests stay: (kind of reason, how many), by repository.
@@ -227,22 +242,31 @@ fn artifact_counts<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> String 
 
 /// The plan on stderr: one line per repository, each repository's keeps and deletions with
 /// their reasons, then the usage estimate.
-pub fn print_table(progress: &Progress, plans: &[&RepositoryPlan], usage: &Usage, dry_run: bool, whys: &UntaggedWhys) {
-    let width = plans.iter().map(|p| p.name.len()).max().unwrap_or(10).max(10);
+pub fn print_table(progress: &Progress, plans: &[Described], usage: &Usage, dry_run: bool, whys: &UntaggedWhys) {
+    let width = plans.iter().map(|p| p.plan.name.len()).max().unwrap_or(10).max(10);
     let deleted = if dry_run { "would delete" } else { "deleted" };
     progress.info(&format!(
         "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
         "repository", "kept", deleted, "untagged", "their size", "untagged kept"
     ));
-    for plan in plans {
-        let (untagged, tagged): (Vec<_>, Vec<_>) = plan.deleted.iter().partition(|d| d.all_tags.is_empty());
-        let bytes: u64 = plan.deleted.iter().filter(|d| d.action == Action::Manifest).map(|d| d.bytes).sum();
+    for described in plans {
+        let plan = described.plan;
+        let (mut tagged, mut untagged, mut bytes) = (0, 0, 0);
+        for deletion in described.deletions() {
+            match deletion.all_tags.is_empty() {
+                true => untagged += 1,
+                false => tagged += 1,
+            }
+            if deletion.action == Action::Manifest {
+                bytes += deletion.bytes;
+            }
+        }
         progress.info(&format!(
             "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
             plan.name,
             plan.kept.len(),
-            tagged.len(),
-            untagged.len(),
+            tagged,
+            untagged,
             size(bytes),
             plan.untagged_kept.count
         ));
@@ -251,8 +275,9 @@ pub fn print_table(progress: &Progress, plans: &[&RepositoryPlan], usage: &Usage
         }
     }
     let limit = if progress.verbose() { usize::MAX } else { LINES_PER_LIST };
-    for plan in plans {
-        for line in plan_lines(plan, dry_run, limit) {
+    for described in plans {
+        let plan = described.plan;
+        for line in plan_lines(described, dry_run, limit) {
             progress.info(&line);
         }
         if let Some(line) = untagged_kept_line(plan, whys.get(&plan.name).map_or(&[], Vec::as_slice)) {
@@ -274,7 +299,7 @@ pub fn print_table(progress: &Progress, plans: &[&RepositoryPlan], usage: &Usage
 
 pub fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
     let Some(github) = do_core::github::GitHub::from_env() else { return Ok(()) };
-    let planned: usize = record.repositories.iter().map(|r| r.deleted.len()).sum();
+    let planned: usize = record.repositories.iter().map(|r| r.plan.deletion_count()).sum();
     let deleted = if record.dry_run { 0 } else { planned.saturating_sub(record.failed.len()) };
     let freed = match (record.usage.before_bytes, record.usage.estimated_after_bytes) {
         (Some(before), Some(after)) => before.saturating_sub(after),
@@ -291,14 +316,14 @@ pub fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
         "### do-prune{}\n\n| repository | kept | deleted | untagged kept | artifacts kept | artifacts deleted |\n|---|---|---|---|---|---|\n",
         if record.dry_run { " (dry run)" } else { "" }
     );
-    for plan in &record.repositories {
+    for plan in record.repositories.iter().map(|r| r.plan) {
         let artifacts_deleted =
             plan.artifacts.iter().filter(|a| matches!(a.fate, Fate::Deleted | Fate::Orphan)).count();
         summary.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
             plan.name,
             plan.kept.len(),
-            plan.deleted.len(),
+            plan.deletion_count(),
             plan.untagged_kept.count,
             plan.artifacts.len() - artifacts_deleted,
             artifacts_deleted
@@ -328,6 +353,7 @@ pub fn github_outputs(record: &PruneRecord) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::policy::{Deletion, Kept};
+    use do_core::types::Manifest;
 
     fn deletion(tags: &[&str], action: Action, bytes: u64) -> Deletion {
         Deletion {
@@ -360,10 +386,17 @@ mod tests {
                 deletion(&["v0.6"], Action::Manifest, 10),
                 Deletion { reason: "tags kept by no rule".into(), ..deletion(&["dev"], Action::Tags, 0) },
                 deletion(&[], Action::Manifest, 2048),
-                deletion(&[], Action::Manifest, 2048),
             ],
+            // Garbage is described from the listing: counted and sized with the rest.
+            garbage: vec![format!("sha256:{}", "e".repeat(64)).into()],
             ..RepositoryPlan::default()
         };
+        let listing = [Manifest {
+            digest: format!("sha256:{}", "e".repeat(64)).into(),
+            compressed_size_bytes: Some(2048),
+            ..Manifest::default()
+        }];
+        let plan = Described { plan: &plan, listing: &listing };
         let lines = plan_lines(&plan, true, 3);
         assert_eq!(
             lines,

@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::RepositoryPlan;
 use crate::policy::{self, Action, Policy};
+use crate::written::Described;
 use crate::{closure, PLAN_VERSION};
 
-/// A plan as `--plan-out` saves it and `--apply` reads it.
-#[derive(Debug, Serialize, Deserialize)]
+/// A plan as `--apply` reads it (`--plan-out` writes the same fields: [`Written`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SavedPlan {
     pub version: u64,
@@ -90,17 +91,24 @@ pub(crate) fn check_saved_entries(plan: &SavedPlan, keep_patterns: &[regex::Rege
     Ok(())
 }
 
+/// A plan as `--plan-out` writes it: [`SavedPlan`]'s fields, each repository's garbage
+/// described from its listing.
+#[derive(Serialize)]
+struct Written<'a> {
+    version: u64,
+    registry: &'a str,
+    created_at: String,
+    policy: &'a Policy,
+    repositories: &'a [Described<'a>],
+}
+
 /// Writes the plan `--plan-out` asks for (secrets redacted, though a plan holds none).
-pub(crate) fn write_plan(
-    ctx: &crate::Ctx,
-    path: &std::path::Path,
-    repositories: Vec<RepositoryPlan>,
-) -> anyhow::Result<()> {
-    let saved = SavedPlan {
+pub(crate) fn write_plan(ctx: &crate::Ctx, path: &std::path::Path, repositories: &[Described]) -> anyhow::Result<()> {
+    let saved = Written {
         version: PLAN_VERSION,
-        registry: ctx.registry.clone(),
+        registry: &ctx.registry,
         created_at: do_core::duration::now_rfc3339(),
-        policy: ctx.settings.policy.clone(),
+        policy: &ctx.settings.policy,
         repositories,
     };
     let text = do_core::redact::redact(&serde_json::to_string_pretty(&saved)?) + "\n";
