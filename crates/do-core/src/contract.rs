@@ -319,14 +319,8 @@ impl<W: Write> Output<W> {
         if stdout_was_closed() {
             return Ok(());
         }
-        // serde_json writes a few bytes at a time: gathered before the redactor looks at them.
-        let redactor = crate::redact::JsonRedactor::new(&mut self.writer);
-        let mut gathered = io::BufWriter::with_capacity(64 * 1024, redactor);
-        let written = serde_json::to_writer(&mut gathered, &Envelope { kind, v, data })
-            .map_err(io::Error::other)
-            .and_then(|()| gathered.into_inner().map_err(io::IntoInnerError::into_error))
-            .and_then(|redactor| redactor.finish().map(drop));
-        closed_is_fine(written)?;
+        let written = crate::redact::write_json(&mut self.writer, &Envelope { kind, v, data }, false);
+        closed_is_fine(written.map(drop))?;
         self.write(b"\n")?;
         self.flush()
     }

@@ -104,6 +104,19 @@ pub fn redact(text: &str) -> String {
     shapes.do_token.replace_all(&out, MASK).into_owned()
 }
 
+/// Writes `value` as JSON (indented with `pretty`) to `out`, redacted as it passes (see
+/// [`JsonRedactor`]): a large value is never held whole as text. Returns `out`.
+pub fn write_json<W: std::io::Write>(out: W, value: &impl serde::Serialize, pretty: bool) -> std::io::Result<W> {
+    // serde_json writes a few bytes at a time: gathered before the redactor looks at them.
+    let mut gathered = std::io::BufWriter::with_capacity(REDACT_CHUNK, JsonRedactor::new(out));
+    let written = match pretty {
+        true => serde_json::to_writer_pretty(&mut gathered, value),
+        false => serde_json::to_writer(&mut gathered, value),
+    };
+    written.map_err(std::io::Error::other)?;
+    gathered.into_inner().map_err(std::io::IntoInnerError::into_error)?.finish()
+}
+
 /// A writer that redacts JSON as it passes, so that a large record is never held whole: bytes
 /// are kept until a comma outside any string, and everything before it is redacted and written.
 /// Each pattern [`redact`] masks lies within one string or one `"key": "value"` pair, so none
@@ -191,6 +204,24 @@ mod tests {
         assert!(
             !streamed.contains("streamed-secret") && !streamed.contains("keep-out") && !streamed.contains("hunter2")
         );
+    }
+
+    #[test]
+    fn json_written_indented_or_not_is_the_json_redacted_whole() {
+        register("pretty-secret-value");
+        let entries: Vec<serde_json::Value> = (0..5_000)
+            .map(|i| serde_json::json!({"n": i, "text": format!("with pretty-secret-value, \"{i}\""), "password": "out"}))
+            .collect();
+        for pretty in [false, true] {
+            let whole = match pretty {
+                true => serde_json::to_string_pretty(&entries).unwrap(),
+                false => serde_json::to_string(&entries).unwrap(),
+            };
+            let streamed = String::from_utf8(write_json(Vec::new(), &entries, pretty).unwrap()).unwrap();
+            assert!(streamed.len() > 4 * REDACT_CHUNK, "written in many pieces");
+            assert_eq!(streamed, redact(&whole), "pretty: {pretty}");
+            assert!(!streamed.contains("pretty-secret") && !streamed.contains("\"out\""));
+        }
     }
 
     #[test]

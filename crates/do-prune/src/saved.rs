@@ -2,6 +2,7 @@
 //! request (a hand-edited entry that strips a kept tag, say, is refused).
 
 use std::collections::BTreeSet;
+use std::io::Write;
 
 use do_core::digest::Digest;
 use do_core::{validate, Failure};
@@ -111,8 +112,12 @@ pub(crate) fn write_plan(ctx: &crate::Ctx, path: &std::path::Path, repositories:
         policy: &ctx.settings.policy,
         repositories,
     };
-    let text = do_core::redact::redact(&serde_json::to_string_pretty(&saved)?) + "\n";
-    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write --plan-out {}: {e}", path.display()))?;
+    // Written as it is made, redacted as it passes: a plan of 100,000 deletions is never held
+    // whole as text.
+    let written = std::fs::File::create(path)
+        .and_then(|file| do_core::redact::write_json(std::io::BufWriter::new(file), &saved, true))
+        .and_then(|mut out| out.write_all(b"\n").and_then(|()| out.flush()));
+    written.map_err(|e| anyhow::anyhow!("cannot write --plan-out {}: {e}", path.display()))?;
     ctx.progress.info(&format!("plan saved to {}", path.display()));
     Ok(())
 }
