@@ -30,7 +30,7 @@ pub fn active_gc(client: &Client, registry: &str) -> anyhow::Result<Option<Garba
 
 pub(crate) fn apply(
     ctx: &Ctx,
-    planned: &mut [crate::plan::Planned],
+    planned: &mut [RepositoryPlan],
     listings: &BTreeMap<String, Vec<Manifest>>,
     (reader, reads): (&Reader, &mut AllReads),
     limit: Option<&BTreeSet<Digest>>,
@@ -45,10 +45,10 @@ pub(crate) fn apply(
     };
     let mut deleted = 0;
     for index in 0..planned.len() {
-        if planned[index].plan.deletion_count() == 0 {
+        if planned[index].deletion_count() == 0 {
             continue;
         }
-        let name = planned[index].plan.name.clone();
+        let name = planned[index].name.clone();
         let known = reads.entry(name.clone()).or_default();
         let again = crate::listing::list_repository(ctx, &name).and_then(|listing| {
             if listings.get(&name).is_none_or(|before| tagged(before) != tagged(&listing)) {
@@ -61,8 +61,8 @@ pub(crate) fn apply(
             Err(error) => return Err(not_attempted(&mut planned[index..], error, record)),
         };
         recheck(ctx, &mut planned[index], &again, record);
-        let failed = delete(ctx, &name, &planned[index].plan, known);
-        deleted += planned[index].plan.deletion_count() - failed.len();
+        let failed = delete(ctx, &name, &planned[index], known);
+        deleted += planned[index].deletion_count() - failed.len();
         record.failed.extend(failed);
     }
     if record.failed.iter().any(|f| f.error == DEADLINE_PASSED) {
@@ -89,24 +89,24 @@ pub(crate) fn apply(
 /// The plan's deletions of a repository against its plan made again right before deleting:
 /// what the new plan no longer deletes is kept (and said), the rest goes in the new plan's order
 /// (tagged first, then untagged garbage with each index before its children).
-fn recheck(ctx: &Ctx, planned: &mut crate::plan::Planned, again: &crate::plan::Planned, record: &mut PruneRecord) {
-    let name = planned.plan.name.clone();
+fn recheck(ctx: &Ctx, planned: &mut RepositoryPlan, again: &crate::plan::Planned, record: &mut PruneRecord) {
+    let name = planned.name.clone();
     // Where each deletion comes in the new plan; the garbage's keys hold no tags to copy.
     let order: HashMap<Key, usize> = again.plan.deletion_keys().map(key).enumerate().map(|(i, k)| (k, i)).collect();
     let position =
         |(digest, action, tags): (&Digest, Action, &[String])| order.get(&key((digest, action, tags))).copied();
     let (mut going, staying): (Vec<Deletion>, Vec<Deletion>) =
-        planned.plan.deleted.drain(..).partition(|d| position((&d.digest, d.action, &d.tags)).is_some());
+        planned.deleted.drain(..).partition(|d| position((&d.digest, d.action, &d.tags)).is_some());
     going.sort_by_cached_key(|d| position((&d.digest, d.action, &d.tags)));
     let mut staying_garbage = Vec::new();
-    planned.plan.garbage.retain(|digest| {
+    planned.garbage.retain(|digest| {
         let still = position((digest, Action::Manifest, NO_TAGS)).is_some();
         if !still {
             staying_garbage.push(digest.clone());
         }
         still
     });
-    planned.plan.garbage.sort_by_cached_key(|digest| position((digest, Action::Manifest, NO_TAGS)));
+    planned.garbage.sort_by_cached_key(|digest| position((digest, Action::Manifest, NO_TAGS)));
     let staying = staying.iter().map(|d| (&d.digest, d.all_tags.as_slice()));
     for (digest, tags) in staying.chain(staying_garbage.iter().map(|digest| (digest, NO_TAGS))) {
         let reason = again
@@ -125,9 +125,9 @@ fn recheck(ctx: &Ctx, planned: &mut crate::plan::Planned, again: &crate::plan::P
         };
         ctx.progress.warn(&format!("{name} {}: {}", closure::short(&kept.digest), kept.reason));
         record.kept_at_recheck.push(RecheckKept { repository: name.clone(), kept: kept.clone() });
-        planned.plan.kept.push(kept);
+        planned.kept.push(kept);
     }
-    planned.plan.deleted = going;
+    planned.deleted = going;
 }
 
 /// Starts the GC and records how it went: a failure to start is told and is exit 1 (the
@@ -333,16 +333,12 @@ const DEADLINE_PASSED: &str = "not attempted: the deadline (--timeout) passed";
 
 /// Lists every deletion of `planned` as failed, not attempted, for `error`, which it returns:
 /// the record then says exactly what was deleted (planned minus failed).
-fn not_attempted(
-    planned: &mut [crate::plan::Planned],
-    error: anyhow::Error,
-    record: &mut PruneRecord,
-) -> anyhow::Error {
+fn not_attempted(planned: &mut [RepositoryPlan], error: anyhow::Error, record: &mut PruneRecord) -> anyhow::Error {
     let why = format!("not attempted: {error:#}");
     for planned in planned.iter() {
-        for (digest, _, tags) in planned.plan.deletion_keys() {
+        for (digest, _, tags) in planned.deletion_keys() {
             record.failed.push(Failed {
-                repository: planned.plan.name.clone(),
+                repository: planned.name.clone(),
                 digest: digest.clone(),
                 tags: tags.to_vec(),
                 error: why.clone(),

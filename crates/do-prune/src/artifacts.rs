@@ -158,8 +158,8 @@ pub fn decide(artifacts: &BTreeMap<Digest, Subjects>, world: &World) -> Decision
     for (digest, subjects) in artifacts {
         let Some(manifest) = listed.get(digest) else { continue };
         let Some((subject, kind)) = subjects.first().cloned() else { continue };
-        let subject_tags = listed.get(&subject).map(|m| m.tags.clone()).unwrap_or_default();
-        let of = |subject: &Digest| describe(subject, listed.get(subject).map(|m| m.tags.as_slice()).unwrap_or(&[]));
+        let subject_tags = listed.get(&subject).map(|m| m.tags.to_vec()).unwrap_or_default();
+        let of = |subject: &Digest| describe(subject, listed.get(subject).map(|m| &m.tags[..]).unwrap_or(&[]));
         let (fate, reason) = match subjects.iter().find(|(s, _)| world.kept.contains_key(s)) {
             Some((s, k)) => (Fate::Kept, format!("{} of {}, which is kept", k.noun(), of(s))),
             None => {
@@ -197,7 +197,7 @@ pub fn decide(artifacts: &BTreeMap<Digest, Subjects>, world: &World) -> Decision
         }
         decision.artifacts.push(Artifact {
             digest: digest.clone(),
-            tags: manifest.tags.clone(),
+            tags: manifest.tags.to_vec(),
             kind,
             subject,
             subject_tags,
@@ -270,9 +270,10 @@ mod tests {
     #[test]
     fn the_empty_config_of_oci_artifacts_marks_a_manifest_to_read() {
         assert_eq!(EMPTY_CONFIG, do_core::oci::sha256_digest(b"{}"));
-        let blob = |digest: &str| do_core::types::Blob { digest: Some(digest.into()), compressed_size_bytes: Some(2) };
-        let artifact = Manifest { blobs: vec![blob(EMPTY_CONFIG), blob("sha256:layer")], ..Manifest::default() };
-        let image = Manifest { blobs: vec![blob("sha256:config"), blob("sha256:layer")], ..Manifest::default() };
+        let blob =
+            |digest: &str| do_core::types::Blob { digest: Some(digest.into()), compressed_size_bytes: Some(2).into() };
+        let artifact = Manifest { blobs: Box::new([blob(EMPTY_CONFIG), blob("sha256:layer")]), ..Manifest::default() };
+        let image = Manifest { blobs: Box::new([blob("sha256:config"), blob("sha256:layer")]), ..Manifest::default() };
         assert!(looks_like_artifact(Some(&artifact)));
         assert!(!looks_like_artifact(Some(&image)));
         assert!(!looks_like_artifact(None));
@@ -476,12 +477,12 @@ mod properties {
             let at = |n: usize| jiff::Timestamp::from_second(NOW - 86_400 * (100 - n as i64)).unwrap().to_string();
             for (n, (signed, attested, orphan)) in releases.iter().enumerate() {
                 let digest = format!("sha256:{n:064x}");
-                listing.push(Manifest { digest: Digest::new(&digest), tags: vec![format!("v{n}")], updated_at: Some(at(n).into()), ..Manifest::default() });
+                listing.push(Manifest { digest: Digest::new(&digest), tags: vec![format!("v{n}")].into(), updated_at: Some(at(n).into()), ..Manifest::default() });
                 let subject = if *orphan { format!("sha256:{:064x}", 1000 + n) } else { digest.clone() };
                 for (wanted, suffix) in [(*signed, ".sig"), (*attested, ".att")] {
                     if wanted {
                         // Artifacts are pushed after their image: newer than every release.
-                        listing.push(Manifest { digest: Digest::new(&format!("{suffix}{n}")), tags: vec![format!("{}{suffix}", subject.replacen(':', "-", 1))], updated_at: Some(at(n + 50).into()), ..Manifest::default() });
+                        listing.push(Manifest { digest: Digest::new(&format!("{suffix}{n}")), tags: vec![format!("{}{suffix}", subject.replacen(':', "-", 1))].into(), updated_at: Some(at(n + 50).into()), ..Manifest::default() });
                     }
                 }
             }

@@ -32,7 +32,7 @@ mod saved;
 pub mod usage;
 mod written;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,11 +49,10 @@ use do_core::{Client, Exit, Failure};
 
 use args::Settings;
 pub use cli::{Cli, GcMode};
-use plan::{Planned, RepositoryPlan, Skipped};
-use policy::Action;
+use plan::{Planned, RepositoryPlan};
 use protect::SpecImage;
 use reads::{AllReads, Reader};
-use report::{PruneRecord, Usage};
+use report::PruneRecord;
 pub use saved::SavedPlan;
 use written::Described;
 
@@ -117,7 +116,8 @@ struct Gathered {
 /// --target-usage allows, the GC type.
 struct Whole {
     planned: Vec<Planned>,
-    usage: Usage,
+    /// The subscription's included storage.
+    included: Option<u64>,
     limit: Option<BTreeSet<Digest>>,
     gc_type: String,
     /// What was learnt of each repository while planning, for the plan made again at apply.
@@ -134,19 +134,22 @@ fn prune(
     let gathered = gather(ctx)?;
     let registry_client = registry_client(ctx, registry_url, &gathered.selected)?;
     let reader = Reader::new(&registry_client, usize::from(s.concurrency), ctx.progress);
-    let Whole { mut planned, usage, limit, gc_type, mut reads } = plan(ctx, registry, &gathered, &reader)?;
+    let Whole { planned, included, limit, gc_type, reads } = plan(ctx, registry, &gathered, &reader)?;
     let (unlisted, indexes_read) = warn_about(ctx, &planned, &reads);
-    let deletion_count: usize = planned.iter().map(|p| p.plan.deletion_count()).sum();
-    if let Some(limit) = s.max_delete.filter(|limit| deletion_count > *limit) {
-        return Err(Failure::usage(format!(
-            "the plan has {deletion_count} deletions, more than --max-delete {limit}; nothing was deleted (raise the limit or keep more)"
-        )));
-    }
-    let plans: Vec<Described> = planned.iter().map(|p| Described::of(&p.plan, &gathered.listings)).collect();
-    report::print_table(ctx.progress, &plans, &usage, !s.execute, &untagged_whys(&planned, &gathered.listings));
-    if let Some(path) = &s.plan_out {
-        saved::write_plan(ctx, path, &plans)?;
-    }
+    let whys = untagged_whys(&planned, &gathered.listings);
+    // What planning learnt is told: only the plans go on, with the reads if they are applied
+    // (a dry run is done reading). The usage is counted in the room that leaves.
+    let mut skipped = Vec::new();
+    let mut plans: Vec<RepositoryPlan> = planned
+        .into_iter()
+        .map(|p| {
+            skipped.extend(p.skipped);
+            p.plan
+        })
+        .collect();
+    let mut reads = if s.execute { reads } else { AllReads::new() };
+    let usage = planning::usage(registry, included, &gathered.listings, &plans);
+    show(ctx, &plans, &gathered.listings, &usage, &whys)?;
     let mut record = PruneRecord {
         registry: ctx.registry.clone(),
         dry_run: !s.execute,
@@ -155,7 +158,7 @@ fn prune(
         // Filled at the end from the plans as applied: held once, not copied.
         repositories: Vec::new(),
         failed: Vec::new(),
-        skipped: planned.iter().flat_map(|p| p.skipped.iter().cloned()).collect::<Vec<Skipped>>(),
+        skipped,
         kept_at_recheck: Vec::new(),
         index_children_listed: indexes_read.then_some(unlisted == 0),
         referrers_api: reader.referrers_api(),
@@ -166,15 +169,7 @@ fn prune(
     };
     let outcome = if s.execute {
         // Apply: the record is written whatever happens from here on.
-        apply::apply(
-            ctx,
-            &mut planned,
-            &gathered.listings,
-            (&reader, &mut reads),
-            limit.as_ref(),
-            &gc_type,
-            &mut record,
-        )
+        apply::apply(ctx, &mut plans, &gathered.listings, (&reader, &mut reads), limit.as_ref(), &gc_type, &mut record)
     } else {
         tell_running_gc(ctx)?;
         Ok(Exit::Done)
@@ -182,7 +177,6 @@ fn prune(
     // What was read is not needed for the record: gone before it is written. The listings
     // describe the garbage the plans name.
     drop(reads);
-    let plans: Vec<RepositoryPlan> = planned.into_iter().map(|p| p.plan).collect();
     record.repositories = plans.iter().map(|plan| Described::of(plan, &gathered.listings)).collect();
     record.requests = ctx.client.requests_made();
     record.registry_requests = registry_client.requests_made();
@@ -203,6 +197,29 @@ fn prune(
         cache.finish();
     }
     exit
+}
+
+/// Holds the plan to --max-delete, shows it on stderr and saves it with --plan-out.
+fn show(
+    ctx: &Ctx,
+    plans: &[RepositoryPlan],
+    listings: &BTreeMap<String, Vec<Manifest>>,
+    usage: &report::Usage,
+    whys: &report::UntaggedWhys,
+) -> anyhow::Result<()> {
+    let s = ctx.settings;
+    let deletion_count: usize = plans.iter().map(RepositoryPlan::deletion_count).sum();
+    if let Some(limit) = s.max_delete.filter(|limit| deletion_count > *limit) {
+        return Err(Failure::usage(format!(
+            "the plan has {deletion_count} deletions, more than --max-delete {limit}; nothing was deleted (raise the limit or keep more)"
+        )));
+    }
+    let described: Vec<Described> = plans.iter().map(|plan| Described::of(plan, listings)).collect();
+    report::print_table(ctx.progress, &described, usage, !s.execute, whys);
+    if let Some(path) = &s.plan_out {
+        saved::write_plan(ctx, path, &described)?;
+    }
+    Ok(())
 }
 
 /// The client for the registry host: short-lived read-only credentials, the manifest cache,
@@ -245,9 +262,9 @@ fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reader: &Reader) ->
     let mut reads = AllReads::new();
     let Gathered { listings, selected, images } = gathered;
     let mut planned = planning::plan_all(ctx, selected, listings, images, (reader, &mut reads), None)?;
-    let mut usage = planning::usage_before(ctx, registry, listings)?;
+    let included = planning::included_storage(ctx, registry)?;
     let mut limit = None;
-    if let (Some(percent), Some(included)) = (ctx.settings.target_usage, usage.included_bytes) {
+    if let (Some(percent), Some(included)) = (ctx.settings.target_usage, included) {
         let chosen = planning::trim_to_target(
             ctx,
             &planned,
@@ -259,21 +276,7 @@ fn plan(ctx: &Ctx, registry: &Registry, gathered: &Gathered, reader: &Reader) ->
         limit = Some(chosen);
     }
     let gc_type = planning::gc_type(ctx, &planned, selected, listings, images, (reader, &mut reads))?;
-    // Each repository's whole deletions, hashed: looked up once for every manifest listed.
-    let gone: BTreeMap<&str, HashSet<&Digest>> = planned
-        .iter()
-        .map(|p| {
-            let whole = p.plan.deletion_keys().filter(|(_, action, _)| *action == Action::Manifest);
-            (p.plan.name.as_str(), whole.map(|(digest, _, _)| digest).collect())
-        })
-        .collect();
-    let after = usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
-        let gone = gone.get(name.as_str());
-        manifests.iter().filter(move |m| !gone.is_some_and(|gone| gone.contains(&m.digest)))
-    }));
-    usage.estimated_after_bytes = Some(after);
-    usage.estimated_after_percent = report::percent_of(Some(after), usage.included_bytes);
-    Ok(Whole { planned, usage, limit, gc_type, reads })
+    Ok(Whole { planned, included, limit, gc_type, reads })
 }
 
 /// Warns of what the plan could not be sure of; how many index children the listing lacks, and

@@ -168,9 +168,8 @@ fn plan_once(
     let mut roots = roots_of(&kept, protected, listing, setting.grace_cutoff);
     // Where the registry has the referrers API, it names the referrers of the images the plan
     // deletes (the closure asks it for those of what stays).
-    let going: Vec<Digest> =
-        deleted.iter().filter(|d| d.action == Action::Manifest).map(|d| d.digest.clone()).collect();
-    reader.ask_referrers(reads, name, &going);
+    let going = deleted.iter().filter(|d| d.action == Action::Manifest).map(|d| &d.digest);
+    reader.ask_referrers(reads, name, going);
     let (mut closure, decision, edges) =
         settle(name, listing, &mut roots, &tag_artifacts, setting, (reader, reads), &kept_by_tag)?;
     closure.failed.extend(tagged_failed);
@@ -455,7 +454,7 @@ fn settle(
 pub(crate) fn artifact_deletion(manifest: &Manifest, artifact: &Artifact) -> Deletion {
     Deletion {
         artifact: Some(Box::new(ArtifactOf { kind: artifact.kind, subject: artifact.subject.clone() })),
-        ..policy::deletion(manifest, manifest.tags.clone(), Action::Manifest, artifact.reason.clone())
+        ..policy::deletion(manifest, manifest.tags.to_vec(), Action::Manifest, artifact.reason.clone())
     }
 }
 
@@ -518,7 +517,7 @@ fn recheck_saved(
             skipped.push(skip("gone since the plan".into()));
             continue;
         };
-        if manifest.tags != entry.all_tags || manifest.updated_at != entry.updated_at {
+        if manifest.tags[..] != entry.all_tags[..] || manifest.updated_at != entry.updated_at {
             skipped.push(skip(format!("changed since the plan (tags now {:?})", manifest.tags)));
             continue;
         }
@@ -546,7 +545,7 @@ fn recheck_saved(
         .filter(|m| !going.contains(&m.digest))
         .map(|m| Kept {
             digest: m.digest.clone(),
-            tags: m.tags.clone(),
+            tags: m.tags.to_vec(),
             reason: saved_reasons
                 .get(&m.digest)
                 .map(|r| r.to_string())
@@ -581,7 +580,7 @@ mod tests {
             untagged("at", Some("2026-01-01T00:00:00Z")),
             untagged("newer", Some("2026-01-01T00:00:01Z")),
             untagged("undated", None),
-            Manifest { digest: "tagged".into(), tags: vec!["v1".into()], ..Manifest::default() },
+            Manifest { digest: "tagged".into(), tags: vec!["v1".into()].into(), ..Manifest::default() },
         ];
         let roots = roots_of(&[], &Protected::default(), &listing, cutoff);
         assert_eq!(roots.keys().collect::<Vec<_>>(), ["at", "newer", "undated"]);

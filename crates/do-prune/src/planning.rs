@@ -2,13 +2,13 @@
 //! `--target-usage` when asked, and the GC type decided (an untagged type only when nothing in
 //! the whole registry needs an untagged manifest), again after the deletions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use do_core::digest::Digest;
 use do_core::types::{GcType, Manifest, Registry, Subscription};
 use do_core::Failure;
 
-use crate::plan::{self, Planned, Rules};
+use crate::plan::{self, Planned, RepositoryPlan, Rules};
 use crate::policy::{self, Action};
 use crate::protect::{self, SpecImage};
 use crate::reads::{AllReads, Reader, Reads};
@@ -85,13 +85,9 @@ pub(crate) fn plan_all(
     planned
 }
 
-/// Usage before, from the listing; the included storage from the subscription. Without
-/// it, --target-usage cannot work and is a usage error.
-pub(crate) fn usage_before(
-    ctx: &Ctx,
-    registry: &Registry,
-    listings: &BTreeMap<String, Vec<Manifest>>,
-) -> anyhow::Result<Usage> {
+/// The included storage, from the subscription. Without it, --target-usage cannot work and is
+/// a usage error.
+pub(crate) fn included_storage(ctx: &Ctx, registry: &Registry) -> anyhow::Result<Option<u64>> {
     let included_of = |s: &Subscription| s.tier.as_ref().and_then(|t| t.included_storage_bytes);
     let mut included = registry.subscription.as_ref().and_then(included_of);
     if included.is_none() && ctx.settings.target_usage.is_some() {
@@ -104,15 +100,37 @@ pub(crate) fn usage_before(
             "--target-usage needs the subscription's included storage, which the API did not give; nothing was deleted",
         ));
     }
+    Ok(included)
+}
+
+/// Usage before, from the listing, and after the plans' deletions and a GC.
+pub(crate) fn usage(
+    registry: &Registry,
+    included: Option<u64>,
+    listings: &BTreeMap<String, Vec<Manifest>>,
+    plans: &[RepositoryPlan],
+) -> Usage {
     let before = usage::unique_blob_bytes(listings.values().flatten());
-    Ok(Usage {
+    // Each repository's whole deletions, hashed: looked up once for every manifest listed.
+    let gone: BTreeMap<&str, HashSet<&Digest>> = plans
+        .iter()
+        .map(|plan| {
+            let whole = plan.deletion_keys().filter(|(_, action, _)| *action == Action::Manifest);
+            (plan.name.as_str(), whole.map(|(digest, _, _)| digest).collect())
+        })
+        .collect();
+    let after = usage::unique_blob_bytes(listings.iter().flat_map(|(name, manifests)| {
+        let gone = gone.get(name.as_str());
+        manifests.iter().filter(move |m| !gone.is_some_and(|gone| gone.contains(&m.digest)))
+    }));
+    Usage {
         before_bytes: Some(before),
         reported_bytes: registry.storage_usage_bytes,
         included_bytes: included,
-        estimated_after_bytes: None,
+        estimated_after_bytes: Some(after),
         before_percent: report::percent_of(Some(before), included),
-        estimated_after_percent: None,
-    })
+        estimated_after_percent: report::percent_of(Some(after), included),
+    }
 }
 
 /// The tagged manifests to delete whole for --target-usage: oldest first, across

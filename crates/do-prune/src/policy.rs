@@ -110,7 +110,7 @@ pub fn plan_tagged(
                 manifest.updated_at.as_deref().map(|t| format!("{t:?}")).unwrap_or_else(|| "(none)".into())
             )
         });
-        plan.kept.push(Kept { digest: manifest.digest.clone(), tags: manifest.tags.clone(), reason });
+        plan.kept.push(Kept { digest: manifest.digest.clone(), tags: manifest.tags.to_vec(), reason });
     }
     for (rank, manifest) in readable.iter().enumerate() {
         let newest = rank == 0 && unreadable.is_empty();
@@ -145,7 +145,7 @@ pub fn plan_tagged(
                     .then(|| "the repository's newest tagged manifest (--allow-empty deletes it)".to_string())
             });
         if let Some(reason) = whole_reason {
-            plan.kept.push(Kept { digest: manifest.digest.clone(), tags: manifest.tags.clone(), reason });
+            plan.kept.push(Kept { digest: manifest.digest.clone(), tags: manifest.tags.to_vec(), reason });
             continue;
         }
         plan_tags(&mut plan, manifest, keep_tag_patterns);
@@ -159,7 +159,7 @@ fn plan_tags(plan: &mut TaggedPlan, manifest: &Manifest, keep_tag_patterns: &[re
     let kept_tags: Vec<(&String, String)> =
         manifest.tags.iter().filter_map(|tag| kept_tag_reason(tag, keep_tag_patterns).map(|why| (tag, why))).collect();
     if kept_tags.is_empty() {
-        plan.deleted.push(deletion(manifest, manifest.tags.clone(), Action::Manifest, "kept by no rule"));
+        plan.deleted.push(deletion(manifest, manifest.tags.to_vec(), Action::Manifest, "kept by no rule"));
         return;
     }
     let reason = kept_tags.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>().join("; ");
@@ -195,7 +195,7 @@ pub fn deletion(
     Deletion {
         digest: manifest.digest.clone(),
         tags,
-        all_tags: manifest.tags.clone(),
+        all_tags: manifest.tags.to_vec(),
         updated_at: manifest.updated_at.clone(),
         bytes: bytes(manifest),
         action,
@@ -207,8 +207,9 @@ pub fn deletion(
 pub fn bytes(manifest: &Manifest) -> u64 {
     manifest
         .compressed_size_bytes
-        .or(manifest.size_bytes)
-        .unwrap_or_else(|| manifest.blobs.iter().filter_map(|b| b.compressed_size_bytes).sum())
+        .get()
+        .or(manifest.size_bytes.get())
+        .unwrap_or_else(|| manifest.blobs.iter().filter_map(|b| b.compressed_size_bytes.get()).sum())
 }
 
 /// The default retention, the one place it is set: do-prune's `--keep-last`, the xtask's

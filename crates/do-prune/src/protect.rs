@@ -518,8 +518,12 @@ mod tests {
     #[test]
     fn references_resolve_to_digests_and_tags_per_repository() {
         let manifests = vec![
-            Manifest { digest: "sha256:1".into(), tags: vec!["v1".into()], ..Manifest::default() },
-            Manifest { digest: "sha256:2".into(), tags: vec!["v2".into(), "latest".into()], ..Manifest::default() },
+            Manifest { digest: "sha256:1".into(), tags: vec!["v1".into()].into(), ..Manifest::default() },
+            Manifest {
+                digest: "sha256:2".into(),
+                tags: vec!["v2".into(), "latest".into()].into(),
+                ..Manifest::default()
+            },
         ];
         let references = parse_reference("reg/web:v1", "deployed").unwrap();
         let images = spec_images(

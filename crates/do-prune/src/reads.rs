@@ -72,10 +72,15 @@ impl<'a> Reader<'a> {
     /// in `repository`. The first call ever is the probe: a registry without the API is never
     /// asked again. A call that fails after the probe makes the repository fall back to reading
     /// its untagged manifests (nothing is lost, it costs reads).
-    pub fn ask_referrers(&self, reads: &mut Reads, repository: &str, digests: &[Digest]) {
+    pub fn ask_referrers<'d>(
+        &self,
+        reads: &mut Reads,
+        repository: &str,
+        digests: impl IntoIterator<Item = &'d Digest>,
+    ) {
         let unasked: Vec<Digest> = match &reads.referrers {
             None => return,
-            Some(known) => digests.iter().filter(|d| !known.contains_key(*d)).cloned().collect(),
+            Some(known) => digests.into_iter().filter(|d| !known.contains_key(*d)).cloned().collect(),
         };
         let Some((first, rest)) = unasked.split_first() else { return };
         let ask = |digest: &Digest| match self.client.referrers(repository, digest) {

@@ -393,7 +393,7 @@ mod tests {
         };
         let listing = [Manifest {
             digest: format!("sha256:{}", "e".repeat(64)).into(),
-            compressed_size_bytes: Some(2048),
+            compressed_size_bytes: Some(2048).into(),
             ..Manifest::default()
         }];
         let plan = Described { plan: &plan, listing: &listing };

@@ -12,14 +12,16 @@ use do_core::types::Manifest;
 use crate::policy;
 
 /// Bytes of the unique blobs of `manifests` (a manifest listed without blobs counts its own size).
-pub fn unique_blob_bytes<'a>(manifests: impl IntoIterator<Item = &'a Manifest>) -> u64 {
-    // Only summed, so hashed: a registry of 100,000 manifests has as many blob digests.
-    let mut blobs: HashMap<&Digest, u64> = HashMap::new();
+pub fn unique_blob_bytes<'a>(manifests: impl Iterator<Item = &'a Manifest> + Clone) -> u64 {
+    // Only summed, so hashed: a registry of 100,000 manifests has twice as many blob digests,
+    // and a table grown to them by doubling held the old one beside the new.
+    let room = manifests.clone().map(|m| m.blobs.len().max(1)).sum();
+    let mut blobs: HashMap<&Digest, u64> = HashMap::with_capacity(room);
     for manifest in manifests {
         let mut described = false;
         for blob in &manifest.blobs {
             if let Some(digest) = &blob.digest {
-                blobs.insert(digest, blob.compressed_size_bytes.unwrap_or(0));
+                blobs.insert(digest, blob.compressed_size_bytes.get().unwrap_or(0));
                 described = true;
             }
         }
@@ -56,7 +58,7 @@ mod tests {
             digest: digest.into(),
             blobs: blobs
                 .iter()
-                .map(|(d, s)| Blob { digest: Some((*d).into()), compressed_size_bytes: Some(*s) })
+                .map(|(d, s)| Blob { digest: Some((*d).into()), compressed_size_bytes: Some(*s).into() })
                 .collect(),
             ..Manifest::default()
         }
@@ -66,10 +68,10 @@ mod tests {
     fn shared_blobs_count_once() {
         let a = manifest("a", &[("x", 10), ("shared", 5)]);
         let b = manifest("b", &[("y", 20), ("shared", 5)]);
-        assert_eq!(unique_blob_bytes([&a, &b]), 35);
-        assert_eq!(unique_blob_bytes([&a]), 15);
-        let bare = Manifest { digest: "c".into(), compressed_size_bytes: Some(7), ..Manifest::default() };
-        assert_eq!(unique_blob_bytes([&a, &bare]), 22, "no blob list: its own size");
+        assert_eq!(unique_blob_bytes([&a, &b].into_iter()), 35);
+        assert_eq!(unique_blob_bytes([&a].into_iter()), 15);
+        let bare = Manifest { digest: "c".into(), compressed_size_bytes: Some(7).into(), ..Manifest::default() };
+        assert_eq!(unique_blob_bytes([&a, &bare].into_iter()), 22, "no blob list: its own size");
         assert_eq!(unique_blob_bytes(std::iter::empty()), 0);
     }
 

@@ -123,7 +123,7 @@ mod tests {
         Manifest {
             digest: digest(c),
             updated_at: Some(updated_at.into()),
-            compressed_size_bytes: Some(bytes),
+            compressed_size_bytes: Some(bytes).into(),
             ..Manifest::default()
         }
     }

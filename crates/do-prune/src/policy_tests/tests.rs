@@ -9,8 +9,11 @@ fn manifest(digest: &str, tags: &[&str], days_old: i64) -> Manifest {
         digest: digest.into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
         updated_at: Some(jiff::Timestamp::from_second(NOW - days_old * DAY).unwrap().to_string().into()),
-        compressed_size_bytes: Some(100),
-        blobs: vec![Blob { digest: Some(format!("blob-{digest}").into()), compressed_size_bytes: Some(100) }],
+        compressed_size_bytes: Some(100).into(),
+        blobs: Box::new([Blob {
+            digest: Some(format!("blob-{digest}").into()),
+            compressed_size_bytes: Some(100).into(),
+        }]),
         ..Manifest::default()
     }
 }
@@ -220,14 +223,14 @@ fn an_unreadable_time_counts_as_newest_and_is_kept() {
 fn sizes_and_times() {
     let mut m = manifest("a", &["v1"], 1);
     assert_eq!(bytes(&m), 100);
-    m.compressed_size_bytes = None;
-    m.size_bytes = Some(7);
+    m.compressed_size_bytes = None.into();
+    m.size_bytes = Some(7).into();
     assert_eq!(bytes(&m), 7);
-    m.size_bytes = None;
-    m.blobs = vec![
-        Blob { digest: None, compressed_size_bytes: Some(3) },
-        Blob { digest: None, compressed_size_bytes: Some(4) },
-    ];
+    m.size_bytes = None.into();
+    m.blobs = Box::new([
+        Blob { digest: None, compressed_size_bytes: Some(3).into() },
+        Blob { digest: None, compressed_size_bytes: Some(4).into() },
+    ]);
     assert_eq!(bytes(&m), 7);
     assert_eq!(epoch(&manifest("t", &[], 0)), Some(NOW));
 }
