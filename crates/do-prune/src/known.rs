@@ -37,7 +37,19 @@ impl From<ManifestInfo> for Read {
 pub struct ReadsByDigest {
     /// Sorted, each once.
     plain: Vec<Key>,
+    /// Where each bucket of `plain` starts (and, last, its length): the keys whose first bits
+    /// make `b` are `plain[starts[b]..starts[b + 1]]`. A lookup searches one bucket, about 80
+    /// keys at 80,000 (7 steps in 2.5 KB), not the whole list (17 steps, most of them misses
+    /// of the cache: a tenth of a warm run's CPU).
+    starts: Vec<u32>,
     other: HashMap<Digest, Read>,
+}
+
+/// `plain` in 1,024 buckets by the first 10 bits of the digest (4 KB for any number of reads).
+const BUCKET_BITS: u32 = 10;
+
+fn bucket(key: &Key) -> usize {
+    (key.0 >> (128 - BUCKET_BITS)) as usize
 }
 
 impl ReadsByDigest {
@@ -50,7 +62,9 @@ impl ReadsByDigest {
             return Some(read);
         }
         let key = key(digest.sha256()?);
-        self.plain.binary_search(&key).ok().map(|_| &Read::Plain)
+        let at = bucket(&key);
+        let [start, end] = *self.starts.get(at..at + 2)? else { return None };
+        self.plain[start as usize..end as usize].binary_search(&key).ok().map(|_| &Read::Plain)
     }
 
     pub fn contains_key(&self, digest: &Digest) -> bool {
@@ -118,6 +132,8 @@ impl Extend<(Digest, Read)> for ReadsByDigest {
         // Two sorted runs, the held and the new: the sort merges them, linear in the length.
         self.plain.sort();
         self.plain.dedup();
+        let first = |at: usize| self.plain.partition_point(|key| bucket(key) < at) as u32;
+        self.starts = (0..=1 << BUCKET_BITS).map(first).collect();
     }
 }
 
