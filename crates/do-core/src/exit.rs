@@ -79,6 +79,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// (redacted) on stderr prefixed with the tool's name. The exit code is the outcome of the work:
 /// a stdout closed by the reader is said on stderr and never turns a failure into success.
 pub fn run_main(tool: &str, body: impl FnOnce() -> anyhow::Result<Exit>) -> i32 {
+    crate::malloc::hand_back_freed_memory();
     let outcome = body();
     if crate::contract::stdout_was_closed() {
         eprintln!(

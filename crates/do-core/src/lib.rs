@@ -12,6 +12,7 @@ pub mod duration;
 pub mod exit;
 pub mod github;
 pub mod http;
+pub mod malloc;
 pub mod manifest;
 pub mod manifest_cache;
 pub mod near;
