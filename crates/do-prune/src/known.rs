@@ -231,6 +231,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_searches_the_bucket_of_the_digests_first_ten_bits_and_each_bucket_holds_its_own() {
+        let starting = |first: u8, second: u8| {
+            let mut bytes = [0x5a; 32];
+            bytes[..2].copy_from_slice(&[first, second]);
+            key(&bytes)
+        };
+        let buckets = [(0x00, 0x00), (0x00, 0x3f), (0x00, 0x40), (0x80, 0x00), (0xff, 0xc0), (0xff, 0xff)]
+            .map(|(first, second)| bucket(&starting(first, second)));
+        assert_eq!(buckets, [0, 0, 1, 512, 1023, 1023]);
+        let reads: ReadsByDigest = (0..=255u8).map(|n| (sha(n), Read::Plain)).collect();
+        assert_eq!(reads.starts.len(), 1025);
+        assert_eq!(reads.starts.last().map(|&end| end as usize), Some(256));
+        for (at, range) in reads.starts.windows(2).enumerate() {
+            let held = &reads.plain[range[0] as usize..range[1] as usize];
+            assert!(held.iter().all(|key| bucket(key) == at), "bucket {at}");
+        }
+    }
+
+    #[test]
     fn a_plain_image_keeps_nothing_else_of_its_read() {
         let plain = ManifestInfo {
             digest: sha(1),
