@@ -65,6 +65,11 @@ fn allow_empty_and_max_delete() {
     let run = prune(&sim).args(["--keep-last", "0", "--allow-empty"]).run();
     assert_eq!(deleted_tags(&run), set(&["v1", "v2"]));
 
+    // A limit the plan reaches but does not pass lets it through.
+    let run = prune(&sim).args(["--keep-last", "0", "--allow-empty", "--max-delete", "2"]).run();
+    run.assert_code(0);
+    assert_eq!(deleted_tags(&run), set(&["v1", "v2"]));
+
     let run = prune(&sim).args(["--keep-last", "0", "--allow-empty", "--max-delete", "1", "--execute"]).run();
     run.assert_code(2);
     assert!(
@@ -114,6 +119,24 @@ fn one_failed_delete_does_not_stop_the_others() {
     assert!(failed[0]["error"].as_str().unwrap().contains("500"), "{failed}");
     assert_eq!(remaining_tags(&sim), set(&["v2", "v4", "latest", "v5"]), "v1 and v3 went, v2 failed");
     assert!(run.stderr.contains("1 of 3 deletions failed"), "{}", run.stderr);
+}
+
+#[test]
+fn when_every_deletion_fails_no_garbage_collection_starts() {
+    let sim = seeded("basic", &[("web", five())], vec![]);
+    sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: "/v2/registries/reg/repositories/web/".into(),
+        kind: FaultKind::Status { status: 500, retry_after: None },
+        times: 1000,
+    });
+    let run = prune(&sim).args(["--keep-last", "2", "--execute"]).env("DO_RELEASE_RETRY_MAX_TIME", "200ms").run();
+    run.assert_code(1);
+    let record = run.record("prune");
+    assert_eq!(record["failed"].as_array().unwrap().len(), 3, "{record}");
+    assert_eq!(record["gc"], Value::Null, "{record}");
+    assert!(!sim.requests().iter().any(|r| r.method == "POST" && r.url.contains("garbage-collection")));
+    assert!(run.stderr.contains("nothing was deleted and nothing awaits a garbage collection"), "{}", run.stderr);
 }
 
 #[test]

@@ -574,3 +574,25 @@ fn untagged_garbage_a_deployment_starts_using_while_the_registry_is_read_is_kept
         .collect();
     assert_eq!(deleted, [untagged[1].as_str()], "the record lists what was deleted, and only that");
 }
+
+#[test]
+fn an_untagged_manifest_an_app_runs_is_listed_among_the_kept_with_why() {
+    let sim = repositories(vec![("web", vec![image(&[], 1), image(&[], 1), image(&["v1"], 1)])], json!({}));
+    let untagged: Vec<String> = manifests_in(&sim, "web")
+        .into_iter()
+        .filter(|m| m["tags"].as_array().unwrap().is_empty())
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    add_app(&sim, app_on("shop", "web", json!({"digest": untagged[0]})));
+    let run = prune(&sim).args(["--keep-last", "1"]).run();
+    run.assert_code(0);
+    let plan = &run.record("prune")["repositories"][0];
+    let kept: Vec<&Value> =
+        plan["kept"].as_array().unwrap().iter().filter(|k| k["digest"] == untagged[0].as_str()).collect();
+    assert_eq!(kept.len(), 1, "{plan}");
+    assert_eq!(kept[0]["tags"], json!([]));
+    assert!(kept[0]["reason"].as_str().unwrap().contains("deployment"), "{}", kept[0]);
+    let deleted: Vec<&str> =
+        plan["deleted"].as_array().unwrap().iter().map(|d| d["digest"].as_str().unwrap()).collect();
+    assert_eq!(deleted, [untagged[1].as_str()]);
+}

@@ -274,3 +274,39 @@ fn inconsistent_saved_plan_entries_are_refused_before_any_request() {
     }
     assert_eq!(present(&sim, "web").len(), 4, "nothing deleted");
 }
+
+#[test]
+fn a_saved_entry_deleted_by_someone_else_during_the_apply_is_kept_at_the_recheck_as_gone() {
+    let sim = web(releases(3));
+    let (_dir, plan) = saved_plan(&sim);
+    let v1 = digest_in(&sim, "web", "v1");
+    // The first manifest read takes a while: the apps were read just before it.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v2/reg/web/manifests/".into(),
+        kind: FaultKind::Latency { ms: 1500 },
+        times: 1,
+    });
+    let before = sim.requests().len();
+    let child = std::thread::spawn({
+        let tool = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]);
+        move || tool.run()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sim.requests()[before..].iter().any(|r| r.url.starts_with("/v2/apps")) {
+        assert!(std::time::Instant::now() < deadline, "do-prune never read the apps");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Someone else deletes v1 while do-prune reads manifests: the recheck lists it no more.
+    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
+        manifests.retain(|m| m.digest != v1);
+    });
+    let run = child.join().unwrap();
+    run.assert_code(0);
+    let record = run.record("prune");
+    let rechecked = record["kept_at_recheck"].as_array().unwrap();
+    assert_eq!(rechecked.len(), 1, "{record}");
+    assert_eq!(rechecked[0]["digest"], v1.as_str());
+    assert_eq!(rechecked[0]["reason"], "kept at the re-check before deleting: gone since the plan");
+    assert_eq!(tags(&sim), ["v3"], "v2 went as planned");
+}
