@@ -240,6 +240,31 @@ fn artifact_counts<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> String 
         .replacen(", ", ", with ", 1)
 }
 
+/// A repository's row of the table: kept, deletions of tagged and of untagged manifests, the
+/// size of the manifests deleted whole, untagged manifests kept.
+fn table_row(described: &Described, width: usize) -> String {
+    let plan = described.plan;
+    let (mut tagged, mut untagged, mut bytes) = (0usize, 0usize, 0);
+    for deletion in described.deletions() {
+        match deletion.all_tags.is_empty() {
+            true => untagged += 1,
+            false => tagged += 1,
+        }
+        if deletion.action == Action::Manifest {
+            bytes += deletion.bytes;
+        }
+    }
+    format!(
+        "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
+        plan.name,
+        plan.kept.len(),
+        tagged,
+        untagged,
+        size(bytes),
+        plan.untagged_kept.count
+    )
+}
+
 /// The plan on stderr: one line per repository, each repository's keeps and deletions with
 /// their reasons, then the usage estimate.
 pub fn print_table(progress: &Progress, plans: &[Described], usage: &Usage, dry_run: bool, whys: &UntaggedWhys) {
@@ -251,25 +276,7 @@ pub fn print_table(progress: &Progress, plans: &[Described], usage: &Usage, dry_
     ));
     for described in plans {
         let plan = described.plan;
-        let (mut tagged, mut untagged, mut bytes) = (0, 0, 0);
-        for deletion in described.deletions() {
-            match deletion.all_tags.is_empty() {
-                true => untagged += 1,
-                false => tagged += 1,
-            }
-            if deletion.action == Action::Manifest {
-                bytes += deletion.bytes;
-            }
-        }
-        progress.info(&format!(
-            "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
-            plan.name,
-            plan.kept.len(),
-            tagged,
-            untagged,
-            size(bytes),
-            plan.untagged_kept.count
-        ));
+        progress.info(&table_row(described, width));
         if let Some(why) = &plan.blocked {
             progress.warn(&format!("{}: {why}", plan.name));
         }
@@ -389,6 +396,16 @@ mod tests {
             ],
             // Garbage is described from the listing: counted and sized with the rest.
             garbage: vec![format!("sha256:{}", "e".repeat(64)).into()],
+            // The signature of the garbage goes with it, under it: no line of its own.
+            artifacts: vec![Artifact {
+                digest: format!("sha256:{}", "5".repeat(64)).into(),
+                tags: vec![format!("sha256-{}.sig", "e".repeat(64))],
+                kind: crate::artifacts::Kind::Signature,
+                subject: format!("sha256:{}", "e".repeat(64)).into(),
+                subject_tags: Vec::new(),
+                fate: Fate::Deleted,
+                reason: "signature of an untagged manifest, which is deleted".into(),
+            }],
             ..RepositoryPlan::default()
         };
         let listing = [Manifest {
@@ -412,6 +429,17 @@ mod tests {
         );
         let executed = plan_lines(&plan, false, 4);
         assert_eq!(executed[4], "web: delete v0.9, v0.8 old, v0.7, v0.6: kept by no rule");
+        // The table: 4 kept; 5 deletions of tagged manifests, 2 of untagged; 4 KiB deleted whole.
+        let row = format!("{:<10}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}", "web", 4, 5, 2, "4.0 KiB", 0);
+        assert_eq!(table_row(&plan, 10), row);
+        // No untagged deletion, no untagged line.
+        let tagged_only = RepositoryPlan {
+            name: "api".into(),
+            deleted: vec![deletion(&["v1"], Action::Manifest, 10)],
+            ..RepositoryPlan::default()
+        };
+        let lines = plan_lines(&Described { plan: &tagged_only, listing: &[] }, true, 3);
+        assert_eq!(lines, ["api: would delete v1: kept by no rule"]);
     }
 
     #[test]
