@@ -193,13 +193,6 @@ fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Sho
     })
 }
 
-/// A list held at its length, given back as soon as it is read (a list read from JSON grows to
-/// room for four where two came, and shrunk later the rooms freed are scattered), without room
-/// to grow: 8 bytes less than a `Vec`.
-fn boxed_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Box<[T]>, D::Error> {
-    Vec::<T>::deserialize(deserializer).map(Vec::into_boxed_slice)
-}
-
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 /// A manifest as the digests listing gives it. Its `registry_name` and `repository` are the
@@ -212,9 +205,9 @@ pub struct Manifest {
     /// Held in place (see [`ShortText`]).
     #[serde(deserialize_with = "lenient_text")]
     pub updated_at: Option<ShortText>,
-    #[serde(deserialize_with = "boxed_list")]
+    /// Boxed slices, held at their length as read (a list read from JSON grows to room for four
+    /// where two came), 8 bytes less than a `Vec` each.
     pub tags: Box<[String]>,
-    #[serde(deserialize_with = "boxed_list")]
     pub blobs: Box<[Blob]>,
 }
 
