@@ -214,7 +214,7 @@ fn plan_once(
             deleted.extend(untagged);
             Vec::new()
         }
-        (None, None) => take_garbage(by_digest, &mut closure),
+        (None, None) => take_garbage(&mut closure),
     };
     let mut artifacts = decision.artifacts;
     if let Some(reason) = &blocked {
@@ -329,11 +329,9 @@ fn tagged_artifact_deletions(
 }
 
 /// The untagged garbage, untagged artifacts among it, in the closure's order: the closure's
-/// `deletable`, taken, not copied, and kept to what the listing shows.
-fn take_garbage(by_digest: &HashMap<&Digest, &Manifest>, closure: &mut Closure) -> Vec<Digest> {
-    let mut garbage = std::mem::take(&mut closure.deletable);
-    garbage.retain(|digest| by_digest.contains_key(digest));
-    garbage
+/// `deletable` (manifests of the listing it was computed over), taken, not copied.
+fn take_garbage(closure: &mut Closure) -> Vec<Digest> {
+    std::mem::take(&mut closure.deletable)
 }
 
 /// The untagged manifests the closure keeps: how many, how large.
@@ -466,7 +464,7 @@ fn recheck_untagged(
     closure: &mut Closure,
 ) -> (Vec<Deletion>, Vec<Deletion>, Vec<(Digest, String)>) {
     let tagged_artifacts = tagged_artifact_deletions(by_digest, going);
-    let garbage = take_garbage(by_digest, closure);
+    let garbage = take_garbage(closure);
     let fresh: Vec<&Digest> = tagged_artifacts.iter().map(|d| &d.digest).chain(&garbage).collect();
     let (applied, stale) = still_deletable(saved, &fresh, closure);
     let (tagged, untagged) = applied.into_iter().partition(|d| !d.all_tags.is_empty());
