@@ -201,22 +201,19 @@ impl<'a> Reader<'a> {
         let total = self.asked.fetch_add(digests.len(), Ordering::Relaxed) + digests.len();
         // Room for all at once: a table grown by doubling held the old one and the new together.
         reads.read.reserve(digests.len());
-        let mut read_chunks = || -> anyhow::Result<()> {
-            for chunk in digests.chunks(READ_CHUNK.max(self.concurrency)) {
-                let answers = do_core::concurrent::try_map(chunk, self.concurrency, |digest| {
-                    let read = self.read_one(repository, digest)?;
-                    let made = self.made.fetch_add(1, Ordering::Relaxed) + 1;
-                    let asked = self.asked.load(Ordering::Relaxed);
-                    if made.is_multiple_of((total / 10).max(1)) || made == asked {
-                        self.progress.count("reading manifests on the registry host", made, asked);
-                    }
-                    Ok::<_, anyhow::Error>((digest.clone(), read))
-                })?;
-                reads.read.extend(answers);
-            }
+        let done = digests.chunks(READ_CHUNK.max(self.concurrency)).try_for_each(|chunk| -> anyhow::Result<()> {
+            let answers = do_core::concurrent::try_map(chunk, self.concurrency, |digest| {
+                let read = self.read_one(repository, digest)?;
+                let made = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+                let asked = self.asked.load(Ordering::Relaxed);
+                if made.is_multiple_of((total / 10).max(1)) || made == asked {
+                    self.progress.count("reading manifests on the registry host", made, asked);
+                }
+                Ok::<_, anyhow::Error>((digest.clone(), read))
+            })?;
+            reads.read.extend(answers);
             Ok(())
-        };
-        let done = read_chunks();
+        });
         self.progress.finish();
         done.map_err(|error| error.context("the deadline passed while reading manifests; nothing was deleted"))
     }
