@@ -99,7 +99,7 @@ const LINES_PER_LIST: usize = 12;
 /// A repository's plan for people: what stays and why, one line each, cut at `limit` with a
 /// count of the rest (the record has them all); what goes, one line per reason naming every tag
 /// (never cut: a hidden deletion is the one that surprises), the untagged manifests as a count.
-pub fn plan_lines(described: &Described, dry_run: bool, limit: usize) -> Vec<String> {
+pub fn plan_lines(described: &Described, tally: &Tally, dry_run: bool, limit: usize) -> Vec<String> {
     let plan = described.plan;
     let name = |tags: &[String], digest: &Digest| {
         if tags.is_empty() {
@@ -166,24 +166,46 @@ pub fn plan_lines(described: &Described, dry_run: bool, limit: usize) -> Vec<Str
         let what = if matches!(artifact.fate, Fate::Deleted | Fate::Orphan) { verb } else { "keep" };
         lines.push(format!("{}: {what} {}: {}", plan.name, name(&artifact.tags, &artifact.digest), artifact.reason));
     }
-    lines.extend(untagged_line(described, verb));
+    if tally.untagged_images > 0 {
+        lines.push(format!(
+            "{}: {verb} {} untagged manifest(s), {}: nothing kept holds or refers to them",
+            plan.name,
+            tally.untagged_images,
+            size(tally.untagged_image_bytes)
+        ));
+    }
     lines
 }
 
-/// `web: would delete 2 untagged manifest(s), 4.0 KiB: …`, when the plan deletes any.
-fn untagged_line(described: &Described, verb: &str) -> Option<String> {
-    let (mut untagged, mut bytes) = (0, 0);
-    for deletion in described.deletions().filter(|d| d.all_tags.is_empty() && d.artifact.is_none()) {
-        untagged += 1;
-        bytes += deletion.bytes;
+/// What a plan deletes, counted in one pass over its deletions: the garbage is described from
+/// the listing once for the table and the plan's lines together.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    tagged: usize,
+    untagged: usize,
+    /// Bytes of the manifests deleted whole.
+    bytes: u64,
+    /// Untagged manifests deleted that are not artifacts, and their bytes.
+    untagged_images: usize,
+    untagged_image_bytes: u64,
+}
+
+pub fn tally(described: &Described) -> Tally {
+    let mut tally = Tally::default();
+    for deletion in described.deletions() {
+        match deletion.all_tags.is_empty() {
+            true => tally.untagged += 1,
+            false => tally.tagged += 1,
+        }
+        if deletion.action == Action::Manifest {
+            tally.bytes += deletion.bytes;
+        }
+        if deletion.all_tags.is_empty() && deletion.artifact.is_none() {
+            tally.untagged_images += 1;
+            tally.untagged_image_bytes += deletion.bytes;
+        }
     }
-    (untagged > 0).then(|| {
-        format!(
-            "{}: {verb} {untagged} untagged manifest(s), {}: nothing kept holds or refers to them",
-            described.plan.name,
-            size(bytes)
-        )
-    })
+    tally
 }
 
 /// Why a repository's kept untagged manifests stay: (kind of reason, how many), by repository.
@@ -242,25 +264,14 @@ fn artifact_counts<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> String 
 
 /// A repository's row of the table: kept, deletions of tagged and of untagged manifests, the
 /// size of the manifests deleted whole, untagged manifests kept.
-fn table_row(described: &Described, width: usize) -> String {
-    let plan = described.plan;
-    let (mut tagged, mut untagged, mut bytes) = (0usize, 0usize, 0);
-    for deletion in described.deletions() {
-        match deletion.all_tags.is_empty() {
-            true => untagged += 1,
-            false => tagged += 1,
-        }
-        if deletion.action == Action::Manifest {
-            bytes += deletion.bytes;
-        }
-    }
+fn table_row(plan: &RepositoryPlan, tally: &Tally, width: usize) -> String {
     format!(
         "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
         plan.name,
         plan.kept.len(),
-        tagged,
-        untagged,
-        size(bytes),
+        tally.tagged,
+        tally.untagged,
+        size(tally.bytes),
         plan.untagged_kept.count
     )
 }
@@ -274,17 +285,18 @@ pub fn print_table(progress: &Progress, plans: &[Described], usage: &Usage, dry_
         "{:<width$}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}",
         "repository", "kept", deleted, "untagged", "their size", "untagged kept"
     ));
-    for described in plans {
+    let tallies: Vec<Tally> = plans.iter().map(tally).collect();
+    for (described, tally) in plans.iter().zip(&tallies) {
         let plan = described.plan;
-        progress.info(&table_row(described, width));
+        progress.info(&table_row(plan, tally, width));
         if let Some(why) = &plan.blocked {
             progress.warn(&format!("{}: {why}", plan.name));
         }
     }
     let limit = if progress.verbose() { usize::MAX } else { LINES_PER_LIST };
-    for described in plans {
+    for (described, tally) in plans.iter().zip(&tallies) {
         let plan = described.plan;
-        for line in plan_lines(described, dry_run, limit) {
+        for line in plan_lines(described, tally, dry_run, limit) {
             progress.info(&line);
         }
         if let Some(line) = untagged_kept_line(plan, whys.get(&plan.name).map_or(&[], Vec::as_slice)) {
@@ -414,7 +426,8 @@ mod tests {
             ..Manifest::default()
         }];
         let plan = Described { plan: &plan, listing: &listing };
-        let lines = plan_lines(&plan, true, 3);
+        let counted = tally(&plan);
+        let lines = plan_lines(&plan, &counted, true, 3);
         assert_eq!(
             lines,
             [
@@ -427,18 +440,19 @@ mod tests {
                 "web: would delete 2 untagged manifest(s), 4.0 KiB: nothing kept holds or refers to them",
             ]
         );
-        let executed = plan_lines(&plan, false, 4);
+        let executed = plan_lines(&plan, &counted, false, 4);
         assert_eq!(executed[4], "web: delete v0.9, v0.8 old, v0.7, v0.6: kept by no rule");
         // The table: 4 kept; 5 deletions of tagged manifests, 2 of untagged; 4 KiB deleted whole.
         let row = format!("{:<10}  {:>6}  {:>12}  {:>8}  {:>12}  {:>14}", "web", 4, 5, 2, "4.0 KiB", 0);
-        assert_eq!(table_row(&plan, 10), row);
+        assert_eq!(table_row(plan.plan, &counted, 10), row);
         // No untagged deletion, no untagged line.
         let tagged_only = RepositoryPlan {
             name: "api".into(),
             deleted: vec![deletion(&["v1"], Action::Manifest, 10)],
             ..RepositoryPlan::default()
         };
-        let lines = plan_lines(&Described { plan: &tagged_only, listing: &[] }, true, 3);
+        let tagged_only = Described { plan: &tagged_only, listing: &[] };
+        let lines = plan_lines(&tagged_only, &tally(&tagged_only), true, 3);
         assert_eq!(lines, ["api: would delete v1: kept by no rule"]);
     }
 
