@@ -5,15 +5,14 @@
 //! the registry is read).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use do_sim::{Fault, FaultKind, Sim};
 use serde_json::{json, Value};
 
 use crate::support::images::*;
 use crate::support::{
-    call, digest_in as digest_of, fully_readable, manifests_in, mutating_requests, prune, registry_reader, sim, world,
-    Run, Tool, DEPLOY, PRUNE,
+    call, digest_in as digest_of, fully_readable, mutating_requests, prune, registry_reader, sim, world, Run, Tool,
+    DEPLOY, PRUNE,
 };
 
 fn world(tags: &[&str]) -> Sim {
@@ -399,32 +398,20 @@ fn a_deployment_that_starts_while_the_registry_is_read_is_kept() {
     );
     let app = add_app(&sim, app_on("shop", "web", json!({"tag": "v4"})));
     let v1 = digest_of(&sim, "web", "v1");
-    // The first manifest read takes a while: the apps were read just before it.
-    sim.add_fault(Fault {
-        method: Some("GET".into()),
-        path: "/v2/reg/web/manifests/".into(),
-        kind: FaultKind::Latency { ms: 1500 },
-        times: 1,
-    });
-    let child = std::thread::spawn({
-        let tool = prune(&sim).args(["--keep-last", "1", "--keep-rollback", "0", "--execute", "--gc", "off"]);
-        move || tool.run()
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sim.requests().iter().any(|r| r.url.starts_with(&format!("/v2/apps/{app}/deployments"))) {
-        assert!(Instant::now() < deadline, "do-prune never read the apps");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // Someone deploys v1 by digest while do-prune reads manifests.
-    let (status, _) = call(
+    let tool = prune(&sim).args(["--keep-last", "1", "--keep-rollback", "0", "--execute", "--gc", "off"]);
+    let deployments = format!("/v2/apps/{app}/deployments");
+    // Someone deploys v1 by digest while do-prune reads manifests (it read the apps just before).
+    let run = changed_while_reading_manifests(
         &sim,
-        "PUT",
-        &format!("/v2/apps/{app}"),
-        Some(json!({"spec": app_on("shop", "web", json!({"digest": v1}))})),
-        Some("tok"),
+        "web",
+        tool,
+        |r| r.url.starts_with(&deployments),
+        || {
+            let spec = app_on("shop", "web", json!({"digest": v1}));
+            let (status, _) = call(&sim, "PUT", &format!("/v2/apps/{app}"), Some(json!({ "spec": spec })), Some("tok"));
+            assert_eq!(status, 200);
+        },
     );
-    assert_eq!(status, 200);
-    let run = child.join().unwrap();
     run.assert_code(0);
     assert!(present(&sim, "web").contains(&v1), "the image being deployed was not deleted");
     let record = run.record("prune");
@@ -529,33 +516,23 @@ fn a_protection_record_protects_in_its_own_repository_and_registry_only() {
 #[test]
 fn untagged_garbage_a_deployment_starts_using_while_the_registry_is_read_is_kept() {
     let sim = repositories(vec![("web", vec![image(&[], 1), image(&[], 1), image(&["v1"], 1)])], json!({}));
-    let untagged: Vec<String> = manifests_in(&sim, "web")
-        .into_iter()
-        .filter(|m| m["tags"].as_array().unwrap().is_empty())
-        .map(|m| m["digest"].as_str().unwrap().to_string())
-        .collect();
+    let untagged = untagged_in(&sim, "web");
     assert_eq!(untagged.len(), 2);
     let app = add_app(&sim, app_on("shop", "web", json!({"tag": "v1"})));
-    sim.add_fault(Fault {
-        method: Some("GET".into()),
-        path: "/v2/reg/web/manifests/".into(),
-        kind: FaultKind::Latency { ms: 1500 },
-        times: 1,
-    });
-    let child = std::thread::spawn({
-        let tool = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]);
-        move || tool.run()
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sim.requests().iter().any(|r| r.url.starts_with(&format!("/v2/apps/{app}/deployments"))) {
-        assert!(Instant::now() < deadline, "do-prune never read the apps");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let tool = prune(&sim).args(["--keep-last", "1", "--execute", "--gc", "off"]);
+    let deployments = format!("/v2/apps/{app}/deployments");
     // Someone deploys one of the untagged manifests by digest while do-prune reads manifests.
-    let spec = app_on("shop", "web", json!({"digest": untagged[0]}));
-    let (status, _) = call(&sim, "PUT", &format!("/v2/apps/{app}"), Some(json!({ "spec": spec })), Some("tok"));
-    assert_eq!(status, 200);
-    let run = child.join().unwrap();
+    let run = changed_while_reading_manifests(
+        &sim,
+        "web",
+        tool,
+        |r| r.url.starts_with(&deployments),
+        || {
+            let spec = app_on("shop", "web", json!({"digest": untagged[0]}));
+            let (status, _) = call(&sim, "PUT", &format!("/v2/apps/{app}"), Some(json!({ "spec": spec })), Some("tok"));
+            assert_eq!(status, 200);
+        },
+    );
     run.assert_code(0);
     let left = present(&sim, "web");
     assert!(left.contains(&untagged[0]), "the untagged image being deployed was not deleted");
@@ -578,11 +555,7 @@ fn untagged_garbage_a_deployment_starts_using_while_the_registry_is_read_is_kept
 #[test]
 fn an_untagged_manifest_an_app_runs_is_listed_among_the_kept_with_why() {
     let sim = repositories(vec![("web", vec![image(&[], 1), image(&[], 1), image(&["v1"], 1)])], json!({}));
-    let untagged: Vec<String> = manifests_in(&sim, "web")
-        .into_iter()
-        .filter(|m| m["tags"].as_array().unwrap().is_empty())
-        .map(|m| m["digest"].as_str().unwrap().to_string())
-        .collect();
+    let untagged = untagged_in(&sim, "web");
     add_app(&sim, app_on("shop", "web", json!({"digest": untagged[0]})));
     let run = prune(&sim).args(["--keep-last", "1"]).run();
     run.assert_code(0);

@@ -280,28 +280,20 @@ fn a_saved_entry_deleted_by_someone_else_during_the_apply_is_kept_at_the_recheck
     let sim = web(releases(3));
     let (_dir, plan) = saved_plan(&sim);
     let v1 = digest_in(&sim, "web", "v1");
-    // The first manifest read takes a while: the apps were read just before it.
-    sim.add_fault(Fault {
-        method: Some("GET".into()),
-        path: "/v2/reg/web/manifests/".into(),
-        kind: FaultKind::Latency { ms: 1500 },
-        times: 1,
-    });
-    let before = sim.requests().len();
-    let child = std::thread::spawn({
-        let tool = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]);
-        move || tool.run()
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !sim.requests()[before..].iter().any(|r| r.url.starts_with("/v2/apps")) {
-        assert!(std::time::Instant::now() < deadline, "do-prune never read the apps");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    // Someone else deletes v1 while do-prune reads manifests: the recheck lists it no more.
-    sim.state().registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap().edit(|manifests| {
-        manifests.retain(|m| m.digest != v1);
-    });
-    let run = child.join().unwrap();
+    let tool = prune(&sim).args(["--apply", plan.to_str().unwrap(), "--execute", "--gc", "off"]);
+    // Someone else deletes v1 while do-prune reads manifests (it read the apps just before):
+    // the recheck lists it no more.
+    let run = changed_while_reading_manifests(
+        &sim,
+        "web",
+        tool,
+        |r| r.url.starts_with("/v2/apps"),
+        || {
+            let mut state = sim.state();
+            let web = state.registries.get_mut("reg").unwrap().repositories.get_mut("web").unwrap();
+            web.edit(|manifests| manifests.retain(|m| m.digest != v1));
+        },
+    );
     run.assert_code(0);
     let record = run.record("prune");
     let rechecked = record["kept_at_recheck"].as_array().unwrap();

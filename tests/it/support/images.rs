@@ -170,6 +170,42 @@ pub fn signed_with_an_unreadable_release() -> (Sim, String) {
     (sim, v1)
 }
 
+/// The untagged manifests of `repository`, by digest, oldest first.
+pub fn untagged_in(sim: &Sim, repository: &str) -> Vec<String> {
+    manifests(sim, repository)
+        .into_iter()
+        .filter(|m| m["tags"].as_array().unwrap().is_empty())
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Runs `tool` with its first manifest read of `repository` slowed by 1.5 s, and calls
+/// `meanwhile` once a request of this run satisfies `read` (the last thing it reads before the
+/// manifests, such as the apps): the world changes between the plan's reads and its deletions.
+pub fn changed_while_reading_manifests(
+    sim: &Sim,
+    repository: &str,
+    tool: Tool,
+    read: impl Fn(&do_sim::LoggedRequest) -> bool,
+    meanwhile: impl FnOnce(),
+) -> Run {
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: format!("/v2/reg/{repository}/manifests/"),
+        kind: FaultKind::Latency { ms: 1500 },
+        times: 1,
+    });
+    let before = sim.requests().len();
+    let child = std::thread::spawn(move || tool.run());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sim.requests()[before..].iter().any(&read) {
+        assert!(Instant::now() < deadline, "the run never made the request awaited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    meanwhile();
+    child.join().unwrap()
+}
+
 pub const UNTAGGED_GC: &str = "untagged manifests and unreferenced blobs";
 
 /// A manifest to seed: plain (`platforms` empty) or a buildx-style index with attestations.
